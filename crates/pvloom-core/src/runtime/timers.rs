@@ -1,0 +1,76 @@
+//! The timer wheel of one I/O thread: a heap of deadlines.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::io_thread::IoCtx;
+
+pub(crate) type TimerFn = Box<dyn FnMut(&mut IoCtx<'_>) + Send>;
+
+/// Identifies a timer on its I/O thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(pub(crate) u64);
+
+pub(crate) struct Timer {
+    pub(crate) run: TimerFn,
+    pub(crate) period: Option<Duration>,
+    pub(crate) cancelled: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+pub(crate) struct Timers {
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: HashMap<u64, Timer>,
+    next_id: u64,
+}
+
+impl Timers {
+    pub(crate) fn insert(&mut self, deadline: Instant, timer: Timer) -> TimerId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.deadlines.push(Reverse((deadline, id)));
+        self.timers.insert(id, timer);
+        TimerId(id)
+    }
+
+    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
+        self.timers.remove(&id.0).is_some()
+    }
+
+    /// The earliest deadline still live, dropping cancelled entries on the way.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
+            match self.timers.get(&id) {
+                Some(timer) if !timer.cancelled.load(Ordering::Relaxed) => return Some(deadline),
+                _ => {
+                    self.deadlines.pop();
+                    self.timers.remove(&id);
+                }
+            }
+        }
+        None
+    }
+
+    /// Take the next timer due at `now`, if any.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(TimerId, Instant, Timer)> {
+        let deadline = self.next_deadline()?;
+        if deadline > now {
+            return None;
+        }
+        let Reverse((deadline, id)) = self.deadlines.pop()?;
+        self.timers.remove(&id).map(|timer| (TimerId(id), deadline, timer))
+    }
+
+    /// Put a periodic timer back for its next round, keeping its id.
+    pub(crate) fn reschedule(&mut self, id: TimerId, deadline: Instant, timer: Timer) {
+        self.deadlines.push(Reverse((deadline, id.0)));
+        self.timers.insert(id.0, timer);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.timers.len()
+    }
+}
