@@ -63,7 +63,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let run_for = Duration::from_secs_f64(args.seconds.max(0.1));
     let mut out = std::io::stdout().lock();
-    writeln!(out, "pvloom demo: {} I/O threads, {} workers, {:.0} Hz per signal", args.io_threads, args.workers, args.rate)?;
+    writeln!(
+        out,
+        "pvloom demo: {} I/O threads, {} workers, {:.0} Hz per signal",
+        args.io_threads, args.workers, args.rate
+    )?;
     while start.elapsed() < run_for {
         std::thread::sleep(Duration::from_millis(250));
         let secs = start.elapsed().as_secs_f64();

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use crossbeam_utils::Backoff;
+use parking_lot::Mutex;
 
 use crate::delivery::{Deliverer, Job};
 use crate::io_guard::ensure_may_block;
@@ -21,14 +22,19 @@ use crate::{Error, Result};
 type Then<T> = Box<dyn FnOnce(Result<T>) + Send>;
 
 enum State<T> {
-    Pending { then: Option<Then<T>>, waker: Option<Waker> },
+    /// `parked`: the thread blocked in `wait`, unparked on completion (one futex wake,
+    /// no mutex hand-over: the cheapest wake-up there is).
+    Pending {
+        then: Option<Then<T>>,
+        waker: Option<Waker>,
+        parked: Option<std::thread::Thread>,
+    },
     Ready(Result<T>),
     Taken,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    ready: Condvar,
     deliverer: Deliverer,
     origin: &'static str,
 }
@@ -53,8 +59,7 @@ pub fn completion<T: Send + 'static>() -> (Completer<T>, Completion<T>) {
 /// A linked pair whose `then` callback is delivered by `deliverer`.
 pub fn completion_with<T: Send + 'static>(deliverer: Deliverer, origin: &'static str) -> (Completer<T>, Completion<T>) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::Pending { then: None, waker: None }),
-        ready: Condvar::new(),
+        state: Mutex::new(State::Pending { then: None, waker: None, parked: None }),
         deliverer,
         origin,
     });
@@ -97,10 +102,12 @@ fn finish<T: Send + 'static>(shared: &Arc<Shared<T>>, result: Result<T>) {
                 shared.deliverer.containment().report(shared.origin, &format!("callback not delivered: {err}"));
             }
         }
-        State::Pending { then: None, waker } => {
+        State::Pending { then: None, waker, parked } => {
             *state = State::Ready(result);
             drop(state);
-            shared.ready.notify_all();
+            if let Some(thread) = parked {
+                thread.unpark();
+            }
             if let Some(waker) = waker {
                 waker.wake();
             }
@@ -171,25 +178,57 @@ impl<T: Send + 'static> Completion<T> {
         if let Err(err) = ensure_may_block() {
             return Ok(Err(err));
         }
-        let mut state = self.shared.state.lock();
+        // A result that is a few hundred nanoseconds away is caught spinning, as
+        // crossbeam's channels do, before paying for a park and a wake-up.
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if let Some(result) = self.take_ready() {
+                return Ok(result);
+            }
+            backoff.snooze();
+        }
         loop {
-            if let State::Ready(_) = *state {
-                match std::mem::replace(&mut *state, State::Taken) {
-                    State::Ready(result) => return Ok(result),
-                    _ => unreachable!("checked just above"),
+            {
+                let mut state = self.shared.state.lock();
+                match &mut *state {
+                    State::Ready(_) => {
+                        drop(state);
+                        if let Some(result) = self.take_ready() {
+                            return Ok(result);
+                        }
+                    }
+                    State::Pending { parked, .. } => *parked = Some(std::thread::current()),
+                    State::Taken => return Ok(Err(Error::Abandoned)),
                 }
             }
             match deadline {
-                None => self.shared.ready.wait(&mut state),
+                None => std::thread::park(),
                 Some(deadline) => {
-                    if self.shared.ready.wait_until(&mut state, deadline).timed_out()
-                        && !matches!(*state, State::Ready(_))
-                    {
-                        drop(state);
+                    let now = Instant::now();
+                    if now >= deadline {
+                        if let Some(result) = self.take_ready() {
+                            return Ok(result);
+                        }
+                        if let State::Pending { parked, .. } = &mut *self.shared.state.lock() {
+                            *parked = None;
+                        }
                         return Err(self);
                     }
+                    std::thread::park_timeout(deadline - now);
                 }
             }
+            // Spurious or real wake-up: the loop re-checks the state.
+        }
+    }
+
+    fn take_ready(&self) -> Option<Result<T>> {
+        let mut state = self.shared.state.lock();
+        if !matches!(*state, State::Ready(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut *state, State::Taken) {
+            State::Ready(result) => Some(result),
+            _ => unreachable!("checked just above"),
         }
     }
 
@@ -200,7 +239,7 @@ impl<T: Send + 'static> Completion<T> {
         let mut state = self.shared.state.lock();
         match std::mem::replace(&mut *state, State::Taken) {
             State::Pending { .. } => {
-                *state = State::Pending { then: Some(Box::new(callback)), waker: None };
+                *state = State::Pending { then: Some(Box::new(callback)), waker: None, parked: None };
             }
             State::Ready(result) => {
                 drop(state);

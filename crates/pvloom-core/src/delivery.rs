@@ -50,7 +50,6 @@ impl Delivery {
     }
 }
 
-
 /// What a full per-source queue does with a new job. It never blocks the producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -133,6 +132,28 @@ impl Deliverer {
                 Ok(())
             }
             Deliverer::Ordered(queue) => queue.push(job),
+        }
+    }
+
+    /// Deliver a callback without boxing it when delivery is Inline: the hot path of
+    /// every protocol event. `key` lets a newer callback replace a queued one under
+    /// [`Overflow::Coalesce`].
+    ///
+    /// # Errors
+    /// As [`deliver`](Self::deliver).
+    #[inline]
+    pub fn dispatch(
+        &self,
+        origin: &'static str,
+        key: Option<u64>,
+        callback: impl FnOnce() + Send + 'static,
+    ) -> Result<()> {
+        match self {
+            Deliverer::Inline(containment) => {
+                containment.run(origin, callback);
+                Ok(())
+            }
+            Deliverer::Ordered(queue) => queue.push(Job { origin, key, run: Box::new(callback) }),
         }
     }
 

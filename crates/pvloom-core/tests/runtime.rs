@@ -275,7 +275,9 @@ fn sockets_are_served_by_io_threads_and_stats_count_them() {
     assert_eq!(stats.len(), 2);
     let served = &stats[thread];
     assert_eq!(served.name, format!("pvloom-io-{thread}"));
-    assert!(served.events >= 100, "{served:?}");
+    // Edge-triggered readiness: one event may carry several rounds, so at least the
+    // accept and one read, and at most one event per round plus the accept.
+    assert!((2..=101).contains(&served.events), "{served:?}");
     assert!(served.callbacks >= served.events);
     assert_eq!(served.handlers, 2, "listener and connection");
     assert!((0.0..=1.0).contains(&served.busy_fraction));

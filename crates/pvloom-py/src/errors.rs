@@ -1,8 +1,8 @@
 //! pvloom errors as Python exceptions.
 
+use pvloom_core::Error;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyTimeoutError};
 use pyo3::prelude::*;
-use pvloom_core::Error;
 
 pyo3::create_exception!(pvloom, PvloomError, PyException, "Base class of pvloom's errors.");
 pyo3::create_exception!(

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use pvloom_core::sync::AsyncResult;
+use pvloom_core::{Containment, Error};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use pvloom_core::sync::AsyncResult;
-use pvloom_core::{Containment, Error};
 
 use crate::errors::to_py;
 use crate::wait::{deadline, wait_sliced};
@@ -23,7 +23,7 @@ pub enum Outcome {
 pub type SharedOutcome = Arc<Outcome>;
 
 impl Outcome {
-    pub fn into_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    pub fn to_py_result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self {
             Outcome::Value(value) => Ok(value.clone_ref(py)),
             Outcome::Raised(err) => Err(err.clone_ref(py)),
@@ -128,7 +128,14 @@ impl CompletionSetter {
         let callbacks = self.callbacks.lock().take().unwrap_or_default();
         for callback in callbacks {
             if let Err(err) = callback.call1(py, (me.clone_ref(py),)) {
-                report_exception(py, &self.containment, "completion.callback", &self.hook, err, Some(callback.bind(py)));
+                report_exception(
+                    py,
+                    &self.containment,
+                    "completion.callback",
+                    &self.hook,
+                    err,
+                    Some(callback.bind(py)),
+                );
             }
         }
     }
@@ -150,7 +157,7 @@ impl PyCompletion {
         // A finished completion is read without waiting, so a done-callback may call
         // `result()` even on an I/O thread.
         if let Some(ready) = self.result.peek() {
-            return ready.map_err(to_py)?.into_py(py);
+            return ready.map_err(to_py)?.to_py_result(py);
         }
         let result = self.result.clone();
         let outcome = wait_sliced(py, deadline(timeout), move |slice_end| {
@@ -162,7 +169,7 @@ impl PyCompletion {
             }
         })?;
         match outcome {
-            Some(outcome) => outcome.into_py(py),
+            Some(outcome) => outcome.to_py_result(py),
             None => Err(to_py(Error::Timeout(std::time::Duration::from_secs_f64(timeout.unwrap_or(0.0))))),
         }
     }

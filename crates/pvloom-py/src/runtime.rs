@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use pvloom_core::{
+    CallbackFailure, Containment, Deliverer, Delivery, Job, Overflow, Runtime, RuntimeHandle, TimerHandle,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use pvloom_core::{CallbackFailure, Containment, Deliverer, Delivery, Job, Overflow, Runtime, RuntimeHandle, TimerHandle};
 
 use crate::errors::to_py;
 use crate::outcome::{PyCall, PyCompletion, PyHook};

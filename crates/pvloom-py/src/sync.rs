@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pvloom_core::sync::{AsyncResult, Event, Launcher, Lock, Queue, RLock, Thread, ThreadContext, ThreadResource};
+use pvloom_core::{Completion, Containment, Error};
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use pvloom_core::sync::{AsyncResult, Event, Launcher, Lock, Queue, RLock, Thread, ThreadContext, ThreadResource};
-use pvloom_core::{Completion, Containment, Error};
 
 use crate::errors::to_py;
 use crate::outcome::{Outcome, PyCall, PyCompletion, PyHook, SharedOutcome, is_exception};
@@ -190,7 +190,7 @@ impl PyAsyncResult {
             Err(err) => Err(err),
         })?;
         match outcome {
-            Some(outcome) => outcome.into_py(py),
+            Some(outcome) => outcome.to_py_result(py),
             None => Err(PyTimeoutError::new_err("AsyncResult.get timed out")),
         }
     }
@@ -199,7 +199,8 @@ impl PyAsyncResult {
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let result = self.inner.clone();
-        let ready = wait_sliced(py, deadline(timeout), move |end| Ok(result.wait(Some(remaining(end)))?.then_some(())))?;
+        let ready =
+            wait_sliced(py, deadline(timeout), move |end| Ok(result.wait(Some(remaining(end)))?.then_some(())))?;
         Ok(ready.is_some())
     }
 
@@ -320,7 +321,7 @@ fn launcher_apply_async(py: Python<'_>, launcher: &Launcher, call: PyCall) -> Py
 
 fn launcher_apply(py: Python<'_>, launcher: &Launcher, call: PyCall) -> PyResult<Py<PyAny>> {
     if launcher.is_owner() {
-        return call.call(py).into_py(py);
+        return call.call(py).to_py_result(py);
     }
     let completion = launcher_apply_async(py, launcher, call)?;
     completion.get().wait_for(py)
@@ -341,7 +342,13 @@ impl PyLauncher {
 
     /// Run `func(*args, **kwargs)` on the owning thread and return its value.
     #[pyo3(signature = (func, *args, **kwargs))]
-    fn apply(&self, py: Python<'_>, func: Py<PyAny>, args: Py<PyTuple>, kwargs: Option<Py<PyDict>>) -> PyResult<Py<PyAny>> {
+    fn apply(
+        &self,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
         launcher_apply(py, &self.inner, PyCall::new(func, args, kwargs))
     }
 
@@ -473,7 +480,7 @@ impl PyThread {
         self.join(py, timeout)?;
         let thread = self.inner.clone();
         let outcome = py.detach(move || thread.get(Some(Duration::ZERO))).map_err(to_py)?;
-        outcome.into_py(py)
+        outcome.to_py_result(py)
     }
 
     fn is_alive(&self) -> bool {
@@ -492,7 +499,13 @@ impl PyThread {
 
     /// Run `func(*args, **kwargs)` on the thread and return its value.
     #[pyo3(signature = (func, *args, **kwargs))]
-    fn apply(&self, py: Python<'_>, func: Py<PyAny>, args: Py<PyTuple>, kwargs: Option<Py<PyDict>>) -> PyResult<Py<PyAny>> {
+    fn apply(
+        &self,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
         let completion = self.apply_async(py, func, args, kwargs)?;
         completion.get().wait_for(py)
     }
@@ -537,16 +550,16 @@ impl PyThreadResource {
         if matches!(**value, Outcome::Raised(_)) {
             self.inner.pop();
         }
-        value.into_py(py)
+        value.to_py_result(py)
     }
 
     /// Remove this thread's value; returns it or `None`.
     fn pop(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.inner.pop().map(|value| value.into_py(py)).transpose()
+        self.inner.pop().map(|value| value.to_py_result(py)).transpose()
     }
 
     fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let values: Vec<Py<PyAny>> = self.inner.iter().filter_map(|value| value.into_py(py).ok()).collect();
+        let values: Vec<Py<PyAny>> = self.inner.iter().filter_map(|value| value.to_py_result(py).ok()).collect();
         Ok(pyo3::types::PyList::new(py, values)?.try_iter()?.into_any().unbind())
     }
 

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use pyo3::prelude::*;
 use pvloom_core::Error;
+use pyo3::prelude::*;
 
 use crate::errors::to_py;
 
