@@ -129,6 +129,37 @@ impl IoCtx<'_> {
         (handler as &mut dyn Any).downcast_mut::<H>()
     }
 
+    /// Run `f` with the handler under `token` (of type `H`) and this context, as if
+    /// the handler had an event: `Keep::No` from `f` drops the handler. `None` when
+    /// there is no such handler (closed, another type, or running right now).
+    pub fn with_handler<H: IoHandler, R>(
+        &mut self,
+        token: Token,
+        f: impl FnOnce(&mut H, &mut IoCtx<'_>) -> (R, Keep),
+    ) -> Option<R> {
+        let slot = self.state.handlers.get_mut(token.0)?;
+        let is_h = slot.as_deref().is_some_and(|h| (h as &dyn Any).is::<H>());
+        if !is_h {
+            return None;
+        }
+        let mut handler = slot.take()?;
+        let typed = (handler.as_mut() as &mut dyn Any).downcast_mut::<H>().expect("type checked above");
+        let (result, keep) = f(typed, self);
+        match keep {
+            Keep::Yes => {
+                if let Some(slot) = self.state.handlers.get_mut(token.0) {
+                    *slot = Some(handler);
+                }
+            }
+            Keep::No => {
+                self.state.handlers.try_remove(token.0);
+                self.state.counters.handlers.store(self.state.handlers.len(), Ordering::Relaxed);
+                handler.closed(self);
+            }
+        }
+        Some(result)
+    }
+
     /// Run `f` once after `delay` on this thread.
     pub fn call_later(&mut self, delay: Duration, f: impl FnOnce(&mut IoCtx<'_>) + Send + 'static) -> TimerId {
         let mut f = Some(f);

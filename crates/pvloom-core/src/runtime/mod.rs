@@ -327,6 +327,15 @@ impl RuntimeHandle {
         }
     }
 
+    /// A deliverer for one new source with its own queue bound and overflow policy
+    /// (Inline runtimes ignore both).
+    pub fn deliverer_with(&self, capacity: usize, overflow: crate::delivery::Overflow) -> Deliverer {
+        match &self.shared.pool {
+            None => Deliverer::Inline(self.shared.containment.clone()),
+            Some(pool) => Deliverer::Ordered(pool.source_with(capacity, overflow)),
+        }
+    }
+
     /// A one-shot pair whose `then` callback is delivered per this runtime's delivery.
     pub fn completion<T: Send + 'static>(&self, origin: &'static str) -> (Completer<T>, Completion<T>) {
         completion_with(self.deliverer(), origin)

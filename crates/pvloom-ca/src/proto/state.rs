@@ -1,0 +1,635 @@
+//! Protocol rules for one virtual circuit: circuit and channel states,
+//! outstanding I/O ids and subscriptions.
+//!
+//! [`CircuitBook`] is pure bookkeeping: it judges a command sent or received
+//! by either side and records its effect. Every rule checks first and mutates
+//! after, so a refused command leaves the book unchanged.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+
+use crate::proto::command::{AccessRights, Command, Role, code};
+use crate::proto::constants::{CA_MINOR_PROTOCOL_REVISION, CA_V412};
+use crate::proto::dbr::DbrType;
+use crate::proto::error::StateError;
+
+/// Handshake progress of a circuit, seen from this endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CircuitState {
+    /// We have not sent VERSION yet; nothing else may be sent.
+    SendVersion,
+    /// We sent VERSION; the peer's has not arrived.
+    AwaitVersion,
+    /// Both sides sent VERSION.
+    Connected,
+    /// The circuit was disconnected or lost framing.
+    Closed,
+}
+
+/// Life cycle of a channel on a circuit. A channel not yet requested (caproto's
+/// SEND_CREATE_CHAN_REQUEST) is simply absent from the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelState {
+    /// CREATE_CHAN was requested and not yet answered.
+    AwaitCreateChanResponse,
+    /// The server answered with a sid: operations are allowed.
+    Connected,
+    /// The client asked to clear the channel; only replies may still flow.
+    MustClose,
+    /// Cleared or dropped by the server (the channel is forgotten).
+    Closed,
+    /// Creation failed (the channel is forgotten).
+    Failed,
+}
+
+/// What the circuit knows about one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Client-chosen id.
+    pub cid: u32,
+    /// PV name from CREATE_CHAN.
+    pub name: String,
+    /// Current state.
+    pub state: ChannelState,
+    /// Server-chosen id, once connected.
+    pub sid: Option<u32>,
+    /// Native type reported by the server, once connected.
+    pub native_type: Option<DbrType>,
+    /// Native element count reported by the server, once connected.
+    pub native_count: Option<u32>,
+    /// Latest rights from ACCESS_RIGHTS.
+    pub access_rights: AccessRights,
+}
+
+/// Which request an I/O id belongs to; ids are unique per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IoKind {
+    /// CA_PROTO_READ.
+    Read,
+    /// CA_PROTO_READ_NOTIFY.
+    ReadNotify,
+    /// CA_PROTO_WRITE_NOTIFY.
+    WriteNotify,
+}
+
+impl IoKind {
+    fn of_code(command: u16) -> Option<IoKind> {
+        match command {
+            code::READ => Some(IoKind::Read),
+            code::READ_NOTIFY => Some(IoKind::ReadNotify),
+            code::WRITE_NOTIFY => Some(IoKind::WriteNotify),
+            _ => None,
+        }
+    }
+}
+
+/// An outstanding get or put-with-notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingIo {
+    /// Channel it was issued on.
+    pub cid: u32,
+    /// Requested type.
+    pub data_type: DbrType,
+    /// Requested count.
+    pub data_count: u32,
+}
+
+/// An active subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// Channel it was created on.
+    pub cid: u32,
+    /// That channel's sid.
+    pub sid: u32,
+    /// Type of the updates.
+    pub data_type: DbrType,
+    /// Requested count (0: all available).
+    pub data_count: u32,
+    /// Event mask.
+    pub mask: u16,
+    /// EVENT_CANCEL was sent; the next empty update confirms it.
+    pub cancel_pending: bool,
+}
+
+/// Whether a command crossed the circuit from us or to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Sent,
+    Received,
+}
+
+/// How a judged command should be reported.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    /// Report it, possibly rewritten (an empty update that is not a cancel
+    /// confirmation becomes an `EventAddResponse` with no elements).
+    Deliver { command: Command, cid: Option<u32>, channel_state: Option<ChannelState> },
+    /// A late cancel confirmation for a subscription that died with its
+    /// channel (RSRV sends these); consume it silently.
+    Absorb,
+}
+
+/// Subscriptions whose channel closed while they were active. Bounded so a
+/// peer cannot make it grow without limit.
+const MAX_RETIRED_SUBSCRIPTIONS: usize = 4096;
+
+/// The rules engine behind [`Circuit`](crate::proto::Circuit).
+#[derive(Debug, Clone)]
+pub struct CircuitBook {
+    role: Role,
+    our_version: u16,
+    sent_version: bool,
+    peer_version: Option<u16>,
+    received_any: bool,
+    priority: Option<u16>,
+    closed: bool,
+    channels: HashMap<u32, Channel>,
+    cid_by_sid: HashMap<u32, u32>,
+    ios: HashMap<(IoKind, u32), PendingIo>,
+    subscriptions: HashMap<u32, Subscription>,
+    retired_subscriptions: HashSet<u32>,
+}
+
+impl CircuitBook {
+    /// An empty circuit for `role`, announcing minor version `our_version`.
+    pub fn new(role: Role, our_version: u16) -> Self {
+        CircuitBook {
+            role,
+            our_version,
+            sent_version: false,
+            peer_version: None,
+            received_any: false,
+            priority: None,
+            closed: false,
+            channels: HashMap::new(),
+            cid_by_sid: HashMap::new(),
+            ios: HashMap::new(),
+            subscriptions: HashMap::new(),
+            retired_subscriptions: HashSet::new(),
+        }
+    }
+
+    /// Our side of the protocol.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Handshake state.
+    pub fn state(&self) -> CircuitState {
+        if self.closed {
+            CircuitState::Closed
+        } else if !self.sent_version {
+            CircuitState::SendVersion
+        } else if self.peer_version.is_none() {
+            CircuitState::AwaitVersion
+        } else {
+            CircuitState::Connected
+        }
+    }
+
+    /// Minor version the peer announced.
+    pub fn peer_version(&self) -> Option<u16> {
+        self.peer_version
+    }
+
+    /// Minor version in effect: the lower of both sides once the peer's is known.
+    pub fn protocol_version(&self) -> u16 {
+        self.peer_version.map_or(self.our_version, |peer| peer.min(self.our_version))
+    }
+
+    /// Priority from the client's VERSION.
+    pub fn priority(&self) -> Option<u16> {
+        self.priority
+    }
+
+    /// A channel by client id.
+    pub fn channel(&self, cid: u32) -> Option<&Channel> {
+        self.channels.get(&cid)
+    }
+
+    /// A channel by server id.
+    pub fn channel_by_sid(&self, sid: u32) -> Option<&Channel> {
+        self.cid_by_sid.get(&sid).and_then(|cid| self.channels.get(cid))
+    }
+
+    /// All live channels.
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.channels.values()
+    }
+
+    /// An outstanding get/put by kind and id.
+    pub fn pending_io(&self, kind: IoKind, ioid: u32) -> Option<&PendingIo> {
+        self.ios.get(&(kind, ioid))
+    }
+
+    /// Number of outstanding gets/puts.
+    pub fn pending_io_count(&self) -> usize {
+        self.ios.len()
+    }
+
+    /// A subscription by id.
+    pub fn subscription(&self, subscription_id: u32) -> Option<&Subscription> {
+        self.subscriptions.get(&subscription_id)
+    }
+
+    /// Number of active subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Marks the circuit closed; returns the cids of the channels it held,
+    /// all of which are now [`ChannelState::Closed`].
+    pub fn disconnect(&mut self) -> Vec<u32> {
+        self.closed = true;
+        self.cid_by_sid.clear();
+        self.ios.clear();
+        self.subscriptions.clear();
+        self.retired_subscriptions.clear();
+        let mut cids: Vec<u32> = self.channels.drain().map(|(cid, _)| cid).collect();
+        cids.sort_unstable();
+        cids
+    }
+
+    /// Judges `command` crossing the circuit in `direction` and records its effect.
+    pub(crate) fn apply(&mut self, command: &Command, direction: Direction) -> Result<Verdict, StateError> {
+        if self.closed {
+            return Err(StateError::CircuitClosed);
+        }
+        let sender = match direction {
+            Direction::Sent => self.role,
+            Direction::Received => self.role.peer(),
+        };
+        match command.sender() {
+            Some(role) if role != sender => {
+                return Err(StateError::WrongSender { command: command.name(), role: sender });
+            }
+            None if !matches!(command, Command::Obsolete { .. }) => {
+                return Err(StateError::NotACircuitCommand { command: command.name() });
+            }
+            None if direction == Direction::Sent => {
+                return Err(StateError::NotACircuitCommand { command: command.name() });
+            }
+            _ => {}
+        }
+        let is_version = matches!(command, Command::VersionRequest { .. } | Command::VersionResponse { .. });
+        let sender_opened = match direction {
+            Direction::Sent => self.sent_version,
+            Direction::Received => self.received_any,
+        };
+        if !is_version && !sender_opened {
+            return Err(StateError::VersionNotFirst { command: command.name() });
+        }
+        let verdict = self.apply_rules(command, direction)?;
+        if direction == Direction::Received {
+            self.received_any = true;
+        }
+        Ok(verdict)
+    }
+
+    fn apply_rules(&mut self, command: &Command, direction: Direction) -> Result<Verdict, StateError> {
+        use Command::*;
+        let deliver = |cid: Option<u32>, channel_state: Option<ChannelState>| Verdict::Deliver {
+            command: command.clone(),
+            cid,
+            channel_state,
+        };
+        Ok(match command {
+            VersionRequest { priority, version } => {
+                self.note_version(*version, direction);
+                self.priority = Some(*priority);
+                deliver(None, None)
+            }
+            VersionResponse { version } => {
+                self.note_version(*version, direction);
+                deliver(None, None)
+            }
+            SearchRequest { .. } => {
+                if self.role == Role::Client
+                    && direction == Direction::Sent
+                    && self.peer_version.is_none_or(|v| v < CA_V412)
+                {
+                    return Err(StateError::TcpSearchUnsupported { peer_version: self.peer_version });
+                }
+                deliver(None, None)
+            }
+            ErrorResponse { cid, original_request, .. } => {
+                let channel = self.settle_failed_request(original_request);
+                let cid = channel.or_else(|| self.channels.contains_key(cid).then_some(*cid));
+                // A channel the error removed can only be a failed creation.
+                let state =
+                    cid.map(|cid| self.channels.get(&cid).map_or(ChannelState::Failed, |channel| channel.state));
+                deliver(cid, state)
+            }
+            CreateChanRequest { cid, name, .. } => {
+                if self.channels.contains_key(cid) {
+                    return Err(StateError::DuplicateCid(*cid));
+                }
+                self.channels.insert(
+                    *cid,
+                    Channel {
+                        cid: *cid,
+                        name: name.clone(),
+                        state: ChannelState::AwaitCreateChanResponse,
+                        sid: None,
+                        native_type: None,
+                        native_count: None,
+                        access_rights: AccessRights::NONE,
+                    },
+                );
+                deliver(Some(*cid), Some(ChannelState::AwaitCreateChanResponse))
+            }
+            CreateChanResponse { data_type, data_count, cid, sid } => {
+                self.expect_state(command, *cid, &[ChannelState::AwaitCreateChanResponse])?;
+                if self.cid_by_sid.contains_key(sid) {
+                    return Err(StateError::DuplicateSid(*sid));
+                }
+                self.cid_by_sid.insert(*sid, *cid);
+                let channel = self.channel_mut(*cid)?;
+                channel.state = ChannelState::Connected;
+                channel.sid = Some(*sid);
+                channel.native_type = Some(*data_type);
+                channel.native_count = Some(*data_count);
+                deliver(Some(*cid), Some(ChannelState::Connected))
+            }
+            AccessRightsResponse { cid, access_rights } => {
+                let state = self.expect_state(
+                    command,
+                    *cid,
+                    &[ChannelState::AwaitCreateChanResponse, ChannelState::Connected, ChannelState::MustClose],
+                )?;
+                self.channel_mut(*cid)?.access_rights = *access_rights;
+                deliver(Some(*cid), Some(state))
+            }
+            CreateChFailResponse { cid } => {
+                self.expect_state(command, *cid, &[ChannelState::AwaitCreateChanResponse])?;
+                self.forget_channel(*cid);
+                deliver(Some(*cid), Some(ChannelState::Failed))
+            }
+            ServerDisconnResponse { cid } => {
+                self.expect_state(
+                    command,
+                    *cid,
+                    &[ChannelState::AwaitCreateChanResponse, ChannelState::Connected, ChannelState::MustClose],
+                )?;
+                self.forget_channel(*cid);
+                deliver(Some(*cid), Some(ChannelState::Closed))
+            }
+            ClearChannelRequest { sid, cid } => {
+                self.expect_state(command, *cid, &[ChannelState::Connected])?;
+                self.expect_sid(*cid, *sid)?;
+                self.channel_mut(*cid)?.state = ChannelState::MustClose;
+                deliver(Some(*cid), Some(ChannelState::MustClose))
+            }
+            ClearChannelResponse { sid, cid } => {
+                self.expect_state(command, *cid, &[ChannelState::MustClose])?;
+                self.expect_sid(*cid, *sid)?;
+                self.forget_channel(*cid);
+                deliver(Some(*cid), Some(ChannelState::Closed))
+            }
+            ReadRequest { data_type, data_count, sid, ioid }
+            | ReadNotifyRequest { data_type, data_count, sid, ioid }
+            | WriteNotifyRequest { data_type, data_count, sid, ioid, .. } => {
+                let cid = self.connected_by_sid(command, *sid)?;
+                let kind = IoKind::of_code(command.code()).unwrap_or(IoKind::ReadNotify);
+                if self.ios.contains_key(&(kind, *ioid)) {
+                    return Err(StateError::DuplicateIoid { command: command.name(), ioid: *ioid });
+                }
+                self.ios.insert((kind, *ioid), PendingIo { cid, data_type: *data_type, data_count: *data_count });
+                deliver(Some(cid), Some(ChannelState::Connected))
+            }
+            WriteRequest { sid, .. } => {
+                let cid = self.connected_by_sid(command, *sid)?;
+                deliver(Some(cid), Some(ChannelState::Connected))
+            }
+            ReadResponse { data_type, data_count, ioid, .. }
+            | ReadNotifyResponse { data_type, data_count, ioid, .. }
+            | WriteNotifyResponse { data_type, data_count, ioid, .. } => {
+                let kind = IoKind::of_code(command.code()).unwrap_or(IoKind::ReadNotify);
+                let io = *self
+                    .ios
+                    .get(&(kind, *ioid))
+                    .ok_or(StateError::UnknownIoid { command: command.name(), ioid: *ioid })?;
+                if io.data_type != *data_type {
+                    return Err(StateError::IoMismatch { ioid: *ioid, field: "data_type" });
+                }
+                if kind != IoKind::WriteNotify {
+                    let limit = self.count_limit(io.cid, io.data_count);
+                    if *data_count > limit {
+                        return Err(StateError::CountTooLarge { command: command.name(), count: *data_count, limit });
+                    }
+                }
+                self.ios.remove(&(kind, *ioid));
+                deliver(Some(io.cid), Some(self.state_of(io.cid)))
+            }
+            EventAddRequest { data_type, data_count, sid, subscription_id, mask, .. } => {
+                let cid = self.connected_by_sid(command, *sid)?;
+                if self.subscriptions.contains_key(subscription_id) {
+                    return Err(StateError::DuplicateSubscription(*subscription_id));
+                }
+                self.retired_subscriptions.remove(subscription_id);
+                self.subscriptions.insert(
+                    *subscription_id,
+                    Subscription {
+                        cid,
+                        sid: *sid,
+                        data_type: *data_type,
+                        data_count: *data_count,
+                        mask: *mask,
+                        cancel_pending: false,
+                    },
+                );
+                deliver(Some(cid), Some(ChannelState::Connected))
+            }
+            EventCancelRequest { sid, subscription_id, .. } => {
+                let subscription = self.subscription_for(*subscription_id)?;
+                if subscription.sid != *sid {
+                    return Err(StateError::SubscriptionMismatch { subscription_id: *subscription_id, field: "sid" });
+                }
+                self.expect_state(command, subscription.cid, &[ChannelState::Connected])?;
+                if subscription.cancel_pending {
+                    return Err(StateError::CancelPending(*subscription_id));
+                }
+                if let Some(entry) = self.subscriptions.get_mut(subscription_id) {
+                    entry.cancel_pending = true;
+                }
+                deliver(Some(subscription.cid), Some(ChannelState::Connected))
+            }
+            EventAddResponse { data_type, data_count, subscription_id, data, .. } => {
+                let subscription = self.subscription_for(*subscription_id)?;
+                if data.is_empty() {
+                    // The receiver would read this as the cancel confirmation.
+                    return Err(StateError::EmptyEventBeforeCancel(*subscription_id));
+                }
+                if subscription.data_type != *data_type {
+                    return Err(StateError::SubscriptionMismatch {
+                        subscription_id: *subscription_id,
+                        field: "data_type",
+                    });
+                }
+                let limit = self.count_limit(subscription.cid, subscription.data_count);
+                if *data_count > limit {
+                    return Err(StateError::CountTooLarge { command: command.name(), count: *data_count, limit });
+                }
+                deliver(Some(subscription.cid), Some(self.state_of(subscription.cid)))
+            }
+            EventCancelResponse { data_type, data_count, sid, subscription_id } => {
+                let Some(subscription) = self.subscriptions.get(subscription_id).copied() else {
+                    if direction == Direction::Received && self.retired_subscriptions.remove(subscription_id) {
+                        return Ok(Verdict::Absorb);
+                    }
+                    return Err(StateError::UnknownSubscription(*subscription_id));
+                };
+                if !subscription.cancel_pending {
+                    if direction == Direction::Sent {
+                        return Err(StateError::EmptyEventBeforeCancel(*subscription_id));
+                    }
+                    // Not a confirmation: a 4.13 update with zero elements,
+                    // whose param1 is the status rather than a sid.
+                    if subscription.data_type != *data_type {
+                        return Err(StateError::SubscriptionMismatch {
+                            subscription_id: *subscription_id,
+                            field: "data_type",
+                        });
+                    }
+                    return Ok(Verdict::Deliver {
+                        command: EventAddResponse {
+                            data_type: *data_type,
+                            data_count: *data_count,
+                            status: *sid,
+                            subscription_id: *subscription_id,
+                            data: Bytes::new(),
+                        },
+                        cid: Some(subscription.cid),
+                        channel_state: Some(self.state_of(subscription.cid)),
+                    });
+                }
+                if subscription.sid != *sid {
+                    return Err(StateError::SubscriptionMismatch { subscription_id: *subscription_id, field: "sid" });
+                }
+                self.subscriptions.remove(subscription_id);
+                deliver(Some(subscription.cid), Some(self.state_of(subscription.cid)))
+            }
+            SearchResponse { .. }
+            | NotFoundResponse { .. }
+            | EchoRequest
+            | EchoResponse
+            | EventsOffRequest
+            | EventsOnRequest
+            | ReadSyncRequest
+            | ClientNameRequest { .. }
+            | HostNameRequest { .. }
+            | Obsolete { .. } => deliver(None, None),
+            DatagramVersion { .. }
+            | Beacon { .. }
+            | RepeaterRegisterRequest { .. }
+            | RepeaterConfirmResponse { .. } => {
+                return Err(StateError::NotACircuitCommand { command: command.name() });
+            }
+        })
+    }
+
+    fn note_version(&mut self, version: u16, direction: Direction) {
+        match direction {
+            Direction::Sent => self.sent_version = true,
+            // Servers older than 4.11 send VERSION 0 as a no-op; it says
+            // nothing about their version.
+            Direction::Received if version != 0 => self.peer_version = Some(version),
+            Direction::Received => {}
+        }
+    }
+
+    /// Applies the side effects of an ERROR reply; returns the channel the
+    /// failed request concerned, when known.
+    fn settle_failed_request(&mut self, original: &crate::proto::header::Header) -> Option<u32> {
+        if let Some(kind) = IoKind::of_code(original.command) {
+            return self.ios.remove(&(kind, original.param2)).map(|io| io.cid);
+        }
+        match original.command {
+            code::EVENT_ADD => self.subscriptions.remove(&original.param2).map(|subscription| subscription.cid),
+            code::CREATE_CHAN => {
+                let cid = original.param1;
+                let awaiting =
+                    self.channels.get(&cid).is_some_and(|c| c.state == ChannelState::AwaitCreateChanResponse);
+                if awaiting {
+                    self.forget_channel(cid);
+                    Some(cid)
+                } else {
+                    None
+                }
+            }
+            _ => self.cid_by_sid.get(&original.param1).copied(),
+        }
+    }
+
+    fn state_of(&self, cid: u32) -> ChannelState {
+        self.channels.get(&cid).map_or(ChannelState::Closed, |channel| channel.state)
+    }
+
+    fn channel_mut(&mut self, cid: u32) -> Result<&mut Channel, StateError> {
+        self.channels.get_mut(&cid).ok_or(StateError::UnknownCid(cid))
+    }
+
+    fn expect_state(&self, command: &Command, cid: u32, allowed: &[ChannelState]) -> Result<ChannelState, StateError> {
+        let channel = self.channels.get(&cid).ok_or(StateError::UnknownCid(cid))?;
+        if allowed.contains(&channel.state) {
+            Ok(channel.state)
+        } else {
+            Err(StateError::ChannelState { command: command.name(), cid, state: channel.state })
+        }
+    }
+
+    fn expect_sid(&self, cid: u32, sid: u32) -> Result<(), StateError> {
+        match self.channels.get(&cid).and_then(|channel| channel.sid) {
+            Some(known) if known == sid => Ok(()),
+            _ => Err(StateError::UnknownSid(sid)),
+        }
+    }
+
+    fn connected_by_sid(&self, command: &Command, sid: u32) -> Result<u32, StateError> {
+        let cid = *self.cid_by_sid.get(&sid).ok_or(StateError::UnknownSid(sid))?;
+        self.expect_state(command, cid, &[ChannelState::Connected])?;
+        Ok(cid)
+    }
+
+    fn subscription_for(&self, subscription_id: u32) -> Result<Subscription, StateError> {
+        self.subscriptions.get(&subscription_id).copied().ok_or(StateError::UnknownSubscription(subscription_id))
+    }
+
+    /// Largest element count a reply may carry: what was requested, or for a
+    /// request of 0 (4.13 "all available") the channel's native count.
+    fn count_limit(&self, cid: u32, requested: u32) -> u32 {
+        if requested > 0 {
+            return requested;
+        }
+        self.channels.get(&cid).and_then(|channel| channel.native_count).unwrap_or(u32::MAX)
+    }
+
+    /// Drops a channel with everything outstanding on it. Its active
+    /// subscriptions are remembered as retired, because RSRV may still send
+    /// their cancel confirmations.
+    fn forget_channel(&mut self, cid: u32) {
+        let Some(channel) = self.channels.remove(&cid) else {
+            return;
+        };
+        if let Some(sid) = channel.sid {
+            self.cid_by_sid.remove(&sid);
+        }
+        self.ios.retain(|_, io| io.cid != cid);
+        let retired: Vec<u32> =
+            self.subscriptions.iter().filter(|(_, subscription)| subscription.cid == cid).map(|(id, _)| *id).collect();
+        for id in retired {
+            self.subscriptions.remove(&id);
+            if self.retired_subscriptions.len() >= MAX_RETIRED_SUBSCRIPTIONS {
+                self.retired_subscriptions.clear();
+            }
+            self.retired_subscriptions.insert(id);
+        }
+    }
+}
+
+impl Default for CircuitBook {
+    fn default() -> Self {
+        Self::new(Role::Client, CA_MINOR_PROTOCOL_REVISION)
+    }
+}
