@@ -12,7 +12,8 @@ import numpy as np
 from softioc import asyncio_dispatcher, builder, softioc
 
 prefix = sys.argv[1]
-builder.SetDeviceName(prefix)
+# builder joins device and record names with ":", so "P:" + "AI" is "P:AI".
+builder.SetDeviceName(prefix.rstrip(":"))
 
 builder.aIn("AI", initial_value=1.5, EGU="mm", PREC=3, LOPR=-10, HOPR=10,
             HIHI=8, HIGH=6, LOW=-6, LOLO=-8, HHSV="MAJOR", HSV="MINOR", LSV="MINOR", LLSV="MAJOR")
@@ -33,6 +34,8 @@ builder.WaveformOut("FLOATWF", initial_value=np.arange(100, dtype=np.float32))
 builder.WaveformOut("LONGWF", initial_value=np.arange(100, dtype=np.int32))
 builder.WaveformOut("CHARWF", initial_value=np.frombuffer(b"pvloom\0", dtype=np.uint8), length=64)
 counter = builder.longIn("COUNTER", initial_value=0)
+for i in range(1000):
+    builder.longIn(f"N{i}", initial_value=i)
 
 dispatcher = asyncio_dispatcher.AsyncioDispatcher()
 builder.LoadDatabase()

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::proto::constants::{
     ACCESS_RIGHT_READ, ACCESS_RIGHT_WRITE, DO_REPLY, DONT_REPLY, SEARCH_REPLY_USE_SENDER, SEQUENCE_NUMBER_IS_VALID,
 };
-use crate::proto::dbr::{DbrData, DbrType, minimum_payload};
+use crate::proto::dbr::{DbrData, DbrType, NativeType, minimum_payload};
 use crate::proto::error::{DbrError, DecodeError, EncodeError};
 use crate::proto::header::{Frame, Header, HeaderParse, align8};
 
@@ -758,10 +758,12 @@ impl Command {
         let command = h.command;
         let wrong_direction = || DecodeError::WrongDirection { command, role, transport };
         let data_type = || DbrType::from_code(h.data_type).map_err(|source| DecodeError::Dbr { command, source });
-        let with_data = || -> Result<(DbrType, Bytes), DecodeError> {
+        let with_data = || -> Result<(DbrType, u32, Bytes), DecodeError> {
             let data_type = data_type()?;
-            check_data(data_type, h.data_count, payload).map_err(|source| DecodeError::Dbr { command, source })?;
-            Ok((data_type, payload.clone()))
+            let count =
+                if role == Role::Client { lenient_count(data_type, h.data_count, payload) } else { h.data_count };
+            check_data(data_type, count, payload).map_err(|source| DecodeError::Dbr { command, source })?;
+            Ok((data_type, count, payload.clone()))
         };
         let version16 = h.data_count as u16;
         let tcp = transport == Transport::Tcp;
@@ -831,14 +833,8 @@ impl Command {
                 subscription_id: h.param2,
             },
             code::EVENT_ADD => {
-                let (data_type, data) = with_data()?;
-                EventAddResponse {
-                    data_type,
-                    data_count: h.data_count,
-                    status: h.param1,
-                    subscription_id: h.param2,
-                    data,
-                }
+                let (data_type, count, data) = with_data()?;
+                EventAddResponse { data_type, data_count: count, status: h.param1, subscription_id: h.param2, data }
             }
             code::EVENT_CANCEL if from_client => EventCancelRequest {
                 data_type: data_type()?,
@@ -850,12 +846,12 @@ impl Command {
                 ReadRequest { data_type: data_type()?, data_count: h.data_count, sid: h.param1, ioid: h.param2 }
             }
             code::READ => {
-                let (data_type, data) = with_data()?;
-                ReadResponse { data_type, data_count: h.data_count, cid: h.param1, ioid: h.param2, data }
+                let (data_type, count, data) = with_data()?;
+                ReadResponse { data_type, data_count: count, cid: h.param1, ioid: h.param2, data }
             }
             code::WRITE if from_client => {
-                let (data_type, data) = with_data()?;
-                WriteRequest { data_type, data_count: h.data_count, sid: h.param1, ioid: h.param2, data }
+                let (data_type, count, data) = with_data()?;
+                WriteRequest { data_type, data_count: count, sid: h.param1, ioid: h.param2, data }
             }
             code::EVENTS_OFF if from_client => EventsOffRequest,
             code::EVENTS_ON if from_client => EventsOnRequest,
@@ -866,8 +862,8 @@ impl Command {
                 ReadNotifyRequest { data_type: data_type()?, data_count: h.data_count, sid: h.param1, ioid: h.param2 }
             }
             code::READ_NOTIFY => {
-                let (data_type, data) = with_data()?;
-                ReadNotifyResponse { data_type, data_count: h.data_count, status: h.param1, ioid: h.param2, data }
+                let (data_type, count, data) = with_data()?;
+                ReadNotifyResponse { data_type, data_count: count, status: h.param1, ioid: h.param2, data }
             }
             code::CREATE_CHAN if from_client => {
                 CreateChanRequest { cid: h.param1, version: h.param2 as u16, name: decode_name(command, payload)? }
@@ -876,8 +872,8 @@ impl Command {
                 CreateChanResponse { data_type: data_type()?, data_count: h.data_count, cid: h.param1, sid: h.param2 }
             }
             code::WRITE_NOTIFY if from_client => {
-                let (data_type, data) = with_data()?;
-                WriteNotifyRequest { data_type, data_count: h.data_count, sid: h.param1, ioid: h.param2, data }
+                let (data_type, count, data) = with_data()?;
+                WriteNotifyRequest { data_type, data_count: count, sid: h.param1, ioid: h.param2, data }
             }
             code::WRITE_NOTIFY => WriteNotifyResponse {
                 data_type: data_type()?,
@@ -896,6 +892,19 @@ impl Command {
             _ => return Err(DecodeError::UnknownCommand { command }),
         })
     }
+}
+
+/// The element count a server's reply really carries. caproto announces the
+/// requested count but sends only the elements it has (a 6-byte CHAR array asked for
+/// as 64 elements); accepting the elements present is what libca effectively does.
+/// A payload too short even for the metadata still fails in `check_data`.
+fn lenient_count(data_type: DbrType, announced: u32, payload: &[u8]) -> u32 {
+    if (payload.len() as u64) >= minimum_payload(data_type, announced) {
+        return announced;
+    }
+    let Some(values) = payload.len().checked_sub(data_type.value_offset()) else { return announced };
+    let fit = (values / data_type.element_size().max(1)) as u32;
+    if data_type.native() == NativeType::String { fit.max(1).min(announced) } else { fit.min(announced) }
 }
 
 /// Verifies a DBR payload is long enough for its declared type and count.

@@ -1,0 +1,34 @@
+//! An operation's result slot, shared by whoever may finish it first: the reply, a
+//! timeout timer, or a disconnect.
+
+use parking_lot::Mutex;
+use pvloom_core::Completer;
+
+use super::error::CaError;
+
+pub(crate) struct OpSlot<T: Send + 'static> {
+    completer: Mutex<Option<Completer<T>>>,
+}
+
+impl<T: Send + 'static> OpSlot<T> {
+    pub(crate) fn new(completer: Completer<T>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(OpSlot { completer: Mutex::new(Some(completer)) })
+    }
+
+    /// True once finished (or the caller stopped caring).
+    pub(crate) fn is_done(&self) -> bool {
+        self.completer.lock().as_ref().is_none_or(Completer::is_abandoned)
+    }
+
+    pub(crate) fn succeed(&self, value: T) {
+        if let Some(completer) = self.completer.lock().take() {
+            completer.succeed(value);
+        }
+    }
+
+    pub(crate) fn fail(&self, error: CaError) {
+        if let Some(completer) = self.completer.lock().take() {
+            completer.fail(error.into_core());
+        }
+    }
+}
