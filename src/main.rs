@@ -1,5 +1,6 @@
 //! The `pvloom` command line.
 
+mod ca_cmd;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,9 @@ struct Cli {
 enum Command {
     /// A short, visible run of the runtime: timers on the I/O threads feed callbacks.
     Demo(demo::DemoArgs),
+    /// EPICS Channel Access tools: get, put, monitor, info, repeater.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Ca(command) => ca_cmd::run(command),
     }
 }

@@ -492,9 +492,26 @@ impl Shared {
     }
 }
 
+fn send_all(socket: &UdpSocket, core: &mut RepeaterCore, transmits: Vec<Transmit>) {
+    for transmit in transmits {
+        match socket.send_to(&transmit.bytes, SocketAddr::V4(transmit.to)) {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                tracing::debug!(to = %transmit.to, "CA repeater: send buffer full, datagram dropped");
+            }
+            Err(err) => {
+                tracing::debug!(to = %transmit.to, "CA repeater: send failed: {err}");
+                // EPICS: a failed send makes the repeater check that client.
+                core.verify_client(transmit.to);
+            }
+        }
+    }
+}
+
 /// Owns the repeater's socket on its I/O thread.
 struct RepeaterDriver {
-    socket: UdpSocket,
+    /// `None` once closed; dropped before the handle hears of the closure.
+    socket: Option<UdpSocket>,
     core: RepeaterCore,
     shared: Arc<Shared>,
     buf: Box<[u8]>,
@@ -509,11 +526,12 @@ impl RepeaterDriver {
         if self.shared.stop.load(Ordering::Acquire) {
             return Keep::No;
         }
+        let Some(socket) = &self.socket else { return Keep::No };
         for _ in 0..RECV_BUDGET {
-            match self.socket.recv_from(&mut self.buf) {
+            match socket.recv_from(&mut self.buf) {
                 Ok((len, SocketAddr::V4(from))) => {
                     let transmits = self.core.handle_datagram(Instant::now(), from, &self.buf[..len]);
-                    self.send_all(transmits);
+                    send_all(socket, &mut self.core, transmits);
                 }
                 Ok((_, SocketAddr::V6(_))) => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -538,22 +556,6 @@ impl RepeaterDriver {
         self.publish();
         self.schedule(ctx, Duration::ZERO, RepeaterDriver::drain);
         Keep::Yes
-    }
-
-    fn send_all(&mut self, transmits: Vec<Transmit>) {
-        for transmit in transmits {
-            match self.socket.send_to(&transmit.bytes, SocketAddr::V4(transmit.to)) {
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    tracing::debug!(to = %transmit.to, "CA repeater: send buffer full, datagram dropped");
-                }
-                Err(err) => {
-                    tracing::debug!(to = %transmit.to, "CA repeater: send failed: {err}");
-                    // EPICS: a failed send makes the repeater check that client.
-                    self.core.verify_client(transmit.to);
-                }
-            }
-        }
     }
 
     /// The periodic liveness check.
@@ -614,15 +616,27 @@ impl IoHandler for RepeaterDriver {
 
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         self.token = Some(token);
-        registry.register(&mut self.socket, token, Interest::READABLE)
+        match &mut self.socket {
+            Some(socket) => registry.register(socket, token, Interest::READABLE),
+            None => Err(io::Error::other("the CA repeater's socket is closed")),
+        }
     }
 
     fn closed(&mut self, ctx: &mut IoCtx<'_>) {
         if let Some(id) = self.next_check.take() {
             ctx.cancel_timer(id);
         }
-        let _ = ctx.registry().deregister(&mut self.socket);
-        tracing::info!(addr = ?self.socket.local_addr().ok(), "CA repeater stopped");
+        if let Some(mut socket) = self.socket.take() {
+            let _ = ctx.registry().deregister(&mut socket);
+            tracing::info!(addr = ?socket.local_addr().ok(), "CA repeater stopped");
+        }
+    }
+}
+
+impl Drop for RepeaterDriver {
+    fn drop(&mut self) {
+        // Close the socket first: whoever waits for the closure may bind the port next.
+        drop(self.socket.take());
         self.shared.client_count.store(0, Ordering::Release);
         lock(&self.shared.clients).clear();
         self.shared.mark_closed();
@@ -730,7 +744,7 @@ pub fn spawn_repeater_with(
     core.set_own_port(Some(local_addr.port()));
     let shared = Arc::new(Shared::default());
     let driver = RepeaterDriver {
-        socket: UdpSocket::from_std(socket),
+        socket: Some(UdpSocket::from_std(socket)),
         core,
         shared: shared.clone(),
         buf: vec![0; MAX_UDP_RECV].into_boxed_slice(),
@@ -750,8 +764,8 @@ pub fn spawn_repeater_with(
                 });
             });
             if let Err(err) = &result {
+                // The driver, dropped by `register`, has closed its socket and told the handle.
                 tracing::error!(addr = %local_addr, "CA repeater: registering the socket failed: {err}");
-                task_shared.mark_closed();
             }
             let _ = registered_tx.send(result);
         })
