@@ -120,18 +120,19 @@ pub fn elements(response: &Response, style: ValueStyle) -> Vec<String> {
 /// The value column: one element as is; arrays as `count v1 v2 ...`.
 pub fn value_column(response: &Response, style: ValueStyle) -> String {
     let items = elements(response, style);
-    if items.len() == 1 && !(matches!(response.value(), Value::Char(_)) && !style.char_as_string) {
-        items.into_iter().next().unwrap_or_default()
-    } else if matches!(response.value(), Value::Char(_)) && style.char_as_string {
-        items.join("")
-    } else {
-        let mut out = items.len().to_string();
-        for item in items {
-            out.push(' ');
-            out.push_str(&item);
-        }
-        out
+    let is_char = matches!(response.value(), Value::Char(_));
+    if is_char && style.char_as_string {
+        return items.join("");
     }
+    if items.len() == 1 && !is_char {
+        return items.into_iter().next().unwrap_or_default();
+    }
+    let mut out = items.len().to_string();
+    for item in items {
+        out.push(' ');
+        out.push_str(&item);
+    }
+    out
 }
 
 /// `2024-05-01 13:45:10.123456`, in local time, as camonitor prints it.
