@@ -210,6 +210,12 @@ pub enum EncodeError {
 /// A command is well formed but illegal in the circuit's or channel's state.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StateError {
+    /// The peer speaks a minor protocol version older than any supported.
+    #[error("peer speaks CA protocol 4.{version}, older than the oldest supported (4.4)")]
+    UnsupportedVersion {
+        /// The version the peer announced.
+        version: u16,
+    },
     /// The command may not be sent by this side of a circuit.
     #[error("a {role:?} may not send {command}")]
     WrongSender {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 
 use crate::proto::command::{AccessRights, Command, Role, code};
-use crate::proto::constants::{CA_MINOR_PROTOCOL_REVISION, CA_V412};
+use crate::proto::constants::{CA_MINIMUM_SUPPORTED_VERSION, CA_MINOR_PROTOCOL_REVISION, CA_V412};
 use crate::proto::dbr::DbrType;
 use crate::proto::error::StateError;
 
@@ -301,6 +301,11 @@ impl CircuitBook {
                 deliver(None, None)
             }
             VersionResponse { version } => {
+                // 0 is the no-op VERSION of pre-4.11 servers; 1..=3 are protocols
+                // nobody has spoken since the 1990s and whose layouts differ.
+                if direction == Direction::Received && *version != 0 && *version < CA_MINIMUM_SUPPORTED_VERSION {
+                    return Err(StateError::UnsupportedVersion { version: *version });
+                }
                 self.note_version(*version, direction);
                 deliver(None, None)
             }
