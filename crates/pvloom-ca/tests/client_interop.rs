@@ -373,3 +373,15 @@ fn would_deadlock_in_inline_callback() {
     let _ = Value::Double(vec![]);
     let _ = DbrType::Double;
 }
+
+#[test]
+fn name_server_search_over_tcp() {
+    let server = Peer::start(ServerKind::SoftIoc, "NS:");
+    let mut config = support::client_config(server.port, server.repeater_port);
+    // No UDP destinations at all: only EPICS_CA_NAME_SERVERS can find the PV.
+    config.addr_list.clear();
+    config.name_servers = vec![std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, server.port)];
+    let ctx = pvloom_ca::client::Context::builder().config(config).build().unwrap();
+    let pv = ctx.get_pv(&server.pv("AI"));
+    assert_eq!(pv.read().unwrap().as_f64s().unwrap(), vec![1.5]);
+}

@@ -345,6 +345,20 @@ impl CircuitHandler {
         self.send(&[Command::EventCancelRequest { data_type, data_count: count, sid, subscription_id: sub.id }])
     }
 
+    /// Search names over this circuit (a name server's). Skipped until the server
+    /// told its version: SEARCH over TCP needs 4.12 or later.
+    pub(crate) fn search(&mut self, items: &[(u32, String)]) -> Keep {
+        if self.proto.book().peer_version().is_none_or(|v| v < crate::proto::constants::CA_V412) {
+            return Keep::Yes;
+        }
+        let version = crate::proto::constants::CA_MINOR_PROTOCOL_REVISION;
+        let commands: Vec<Command> = items
+            .iter()
+            .map(|(cid, name)| Command::SearchRequest { name: name.clone(), do_reply: false, version, search_id: *cid })
+            .collect();
+        self.send(&commands)
+    }
+
     /// EVENTS_OFF / EVENTS_ON asked for by the user.
     pub(crate) fn set_events(&mut self, on: bool) -> Keep {
         self.address.marker.manual_events_off.store(!on, Ordering::Release);
@@ -458,6 +472,15 @@ impl CircuitHandler {
             Command::ErrorResponse { cid, status, original_request, message } => {
                 return self.handle_error(cid, status, original_request, &message);
             }
+            Command::SearchResponse { port, server_address, search_id, .. } => {
+                // An answer from a name server (EPICS_CA_NAME_SERVERS): "no address"
+                // means the name server's own host.
+                let server = SocketAddrV4::new(server_address.unwrap_or(*self.address.marker.addr.ip()), port);
+                if let Some(context) = self.context.upgrade() {
+                    context.found_by_name_server(search_id, server);
+                }
+            }
+            Command::NotFoundResponse { .. } => {}
             Command::EchoResponse | Command::ClearChannelResponse { .. } => {}
             other => tracing::debug!(command = other.name(), "ignored on a client circuit"),
         }

@@ -132,6 +132,8 @@ struct ContextState {
     by_cid: HashMap<u32, Weak<PvShared>>,
     circuits: HashMap<(SocketAddrV4, u16), Arc<CircuitAddress>>,
     heard: HashMap<SocketAddrV4, Instant>,
+    /// When each name server's circuit was last (re)opened.
+    name_server_opened: HashMap<SocketAddrV4, Instant>,
 }
 
 pub(crate) struct ContextInner {
@@ -177,6 +179,42 @@ impl ContextInner {
         let retry = pv.clone();
         circuit
             .exec::<CircuitHandler>(move |handler, _| handler.create_channel(&pv), move || retry.on_disconnected(true));
+    }
+
+    /// Send due searches to every name server over TCP, reopening a lost name-server
+    /// circuit at most once a second.
+    pub(crate) fn search_name_servers(self: &Arc<Self>, items: &[(u32, String)]) {
+        if self.config.name_servers.is_empty() || items.is_empty() {
+            return;
+        }
+        for &server in &self.config.name_servers {
+            let open = {
+                let mut state = self.state.lock();
+                let alive = state.circuits.get(&(server, 0)).is_some_and(|c| !c.marker.closed.load(Ordering::Acquire));
+                let recent =
+                    state.name_server_opened.get(&server).is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+                if !alive && !recent {
+                    state.name_server_opened.insert(server, Instant::now());
+                }
+                alive || !recent
+            };
+            if open {
+                let items = items.to_vec();
+                self.circuit_for(server, 0).exec::<CircuitHandler>(move |handler, _| handler.search(&items), || {});
+            }
+        }
+    }
+
+    /// A name server found `cid` at `server`.
+    pub(crate) fn found_by_name_server(self: &Arc<Self>, cid: u32, server: SocketAddrV4) {
+        self.search.exec::<SearchHandler>(
+            move |handler, _| {
+                handler.forget(cid);
+                Keep::Yes
+            },
+            || {},
+        );
+        self.found(cid, server, 0);
     }
 
     /// The circuit to `server` at `priority`, opened now if there is none.

@@ -107,6 +107,11 @@ impl SearchHandler {
         self.pending.insert(cid, Pending { name, attempt: failures, due: Instant::now() + delay });
     }
 
+    /// Stop searching `cid` (a name server answered it).
+    pub(crate) fn forget(&mut self, cid: u32) {
+        self.pending.remove(&cid);
+    }
+
     /// Search every unanswered name at once and restart their backoff.
     pub(crate) fn search_now(&mut self) {
         let now = Instant::now();
@@ -135,6 +140,9 @@ impl SearchHandler {
             .collect();
         if due.is_empty() {
             return Keep::Yes;
+        }
+        if let Some(context) = self.context.upgrade() {
+            context.search_name_servers(&due);
         }
         let items = due.iter().map(|(cid, name)| SearchItem { search_id: *cid, name });
         match self.broadcaster.search_datagrams(items, false) {
