@@ -364,7 +364,46 @@ impl Context {
         if !new.is_empty() {
             self.inner.search_many(new, 0);
         }
+        // As caproto: every get_pvs retries all unanswered searches once, now.
+        self.inner.search.exec::<SearchHandler>(
+            |handler, _| {
+                handler.retry_now();
+                Keep::Yes
+            },
+            || {},
+        );
         pvs
+    }
+
+    /// Stop searching for `name` (a typo, a PV never expected to exist). A later
+    /// operation on its PV searches again.
+    pub fn cancel_search(&self, name: &str) {
+        let cids: Vec<u32> =
+            self.inner.state.lock().pvs.iter().filter(|((n, _), _)| n == name).map(|(_, pv)| pv.cid).collect();
+        for pv in self.inner.state.lock().pvs.values().filter(|pv| pv.name == name) {
+            pv.state.lock().phase = super::pv::Phase::Idle;
+        }
+        self.inner.search.exec::<SearchHandler>(
+            move |handler, _| {
+                for cid in cids {
+                    handler.forget(cid);
+                }
+                Keep::Yes
+            },
+            || {},
+        );
+    }
+
+    /// Time since each known server was last heard from (beacons or circuit traffic).
+    pub fn servers_last_heard(&self) -> HashMap<SocketAddrV4, Duration> {
+        let servers: Vec<SocketAddrV4> = {
+            let state = self.inner.state.lock();
+            let mut all: Vec<_> = state.heard.keys().copied().chain(state.circuits.keys().map(|(a, _)| *a)).collect();
+            all.sort();
+            all.dedup();
+            all
+        };
+        servers.into_iter().filter_map(|s| Some((s, self.inner.time_since_last_heard(s)?))).collect()
     }
 
     /// One PV (see [`get_pvs`](Self::get_pvs)).

@@ -495,6 +495,24 @@ impl Pv {
         Subscription { shared: sub }
     }
 
+    /// Ask this PV's server to pause subscription updates on its circuit (caproto:
+    /// `pv.circuit_manager.events_off()`).
+    pub fn events_off(&self) {
+        self.set_events(false);
+    }
+
+    /// Resume subscription updates on this PV's circuit; the latest values arrive.
+    pub fn events_on(&self) {
+        self.set_events(true);
+    }
+
+    fn set_events(&self, on: bool) {
+        let link = self.shared.state.lock().link.clone();
+        if let Some(link) = link {
+            link.circuit.exec::<CircuitHandler>(move |handler, _| handler.set_events(on), || {});
+        }
+    }
+
     /// Clear the channel to spare client and server; any later operation connects
     /// again. Does nothing while a subscription is active (as caproto).
     pub fn go_idle(&self) {

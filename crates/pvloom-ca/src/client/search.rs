@@ -112,6 +112,14 @@ impl SearchHandler {
         self.pending.remove(&cid);
     }
 
+    /// Search every unanswered name once now, keeping their backoff.
+    pub(crate) fn retry_now(&mut self) {
+        let now = Instant::now();
+        for pending in self.pending.values_mut() {
+            pending.due = pending.due.min(now);
+        }
+    }
+
     /// Search every unanswered name at once and restart their backoff.
     pub(crate) fn search_now(&mut self) {
         let now = Instant::now();
