@@ -201,6 +201,11 @@ fn check(kind: Misbehaviour) {
     };
     assert_eq!(reading.as_f64s().unwrap(), vec![7.0], "{kind:?}");
     assert!(server.connections.load(Ordering::SeqCst) >= 2, "{kind:?}: the bad circuit was closed and reopened");
+    // Connection callbacks run on the callback worker: give the last one a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while states.lock().last() != Some(&ConnectionState::Connected) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let states = states.lock().clone();
     assert!(states.contains(&ConnectionState::Disconnected), "{kind:?}: {states:?}");
     assert_eq!(states.last(), Some(&ConnectionState::Connected), "{kind:?}: {states:?}");

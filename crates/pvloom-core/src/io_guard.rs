@@ -2,7 +2,7 @@
 //!
 //! A blocking wait on an I/O thread waits for an event that only that thread could
 //! deliver: a silent deadlock in LDMS, a panic in tokio. pvloom refuses it with
-//! [`Error::WouldDeadlock`](crate::Error::WouldDeadlock) instead. The marker is a
+//! [`Error::WouldDeadlock`] instead. The marker is a
 //! thread-local flag set by an RAII guard around each I/O thread's loop, as tokio does.
 
 use std::cell::Cell;

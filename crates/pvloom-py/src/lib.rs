@@ -5,6 +5,7 @@
 //! Every callback runs with pvloom-core's contract: an exception goes to the error
 //! hook (by default Python's own "Exception ignored in" report) and is counted.
 
+mod ca;
 mod errors;
 mod outcome;
 mod runtime;
@@ -31,6 +32,7 @@ fn _pvloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::PyThread>()?;
     m.add_class::<sync::PyThreadContext>()?;
     m.add_class::<sync::PyThreadResource>()?;
+    ca::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::proto::constants::CA_PRIORITY_MAX;
 
 /// Configures a [`Context`] (caproto: `Context(broadcaster, timeout, host_name,
 /// client_name, max_workers)`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ContextBuilder {
     config: Option<ClientConfig>,
     max_workers: usize,
@@ -27,6 +27,16 @@ pub struct ContextBuilder {
     timeout: Option<Duration>,
     host_name: Option<String>,
     client_name: Option<String>,
+    error_hook: Option<pvloom_core::ErrorHook>,
+}
+
+impl std::fmt::Debug for ContextBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("io_threads", &self.io_threads)
+            .finish()
+    }
 }
 
 impl Default for ContextBuilder {
@@ -38,6 +48,7 @@ impl Default for ContextBuilder {
             timeout: None,
             host_name: None,
             client_name: None,
+            error_hook: None,
         }
     }
 }
@@ -80,6 +91,12 @@ impl ContextBuilder {
         self
     }
 
+    /// Receive failing callbacks (panics) here instead of the default `tracing` error.
+    pub fn error_hook(mut self, hook: pvloom_core::ErrorHook) -> Self {
+        self.error_hook = Some(hook);
+        self
+    }
+
     /// Start the context: its runtime, its search engine.
     ///
     /// # Errors
@@ -103,7 +120,11 @@ impl ContextBuilder {
         } else {
             Delivery::Ordered { workers: self.max_workers, capacity: 10_000, overflow: Overflow::Coalesce }
         };
-        let runtime = Runtime::builder().name("pvloom-ca").io_threads(self.io_threads).delivery(delivery).build()?;
+        let mut runtime = Runtime::builder().name("pvloom-ca").io_threads(self.io_threads).delivery(delivery);
+        if let Some(hook) = self.error_hook {
+            runtime = runtime.error_hook(hook);
+        }
+        let runtime = runtime.build()?;
         let handle = runtime.handle();
         let search: Arc<SearchAddress> = HandlerAddress::new(handle.clone(), 0, Arc::new(SearchMarker));
         let inner = Arc::new(ContextInner {

@@ -15,9 +15,16 @@ impl<T: Send + 'static> OpSlot<T> {
         std::sync::Arc::new(OpSlot { completer: Mutex::new(Some(completer)) })
     }
 
-    /// True once finished (or the caller stopped caring).
+    /// True once finished (or the caller stopped caring): a read nobody waits for
+    /// need not be sent.
     pub(crate) fn is_done(&self) -> bool {
         self.completer.lock().as_ref().is_none_or(Completer::is_abandoned)
+    }
+
+    /// True once finished (timed out, failed): a write is sent even when nobody waits
+    /// for its outcome (fire and forget), but not after it timed out.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.completer.lock().is_none()
     }
 
     pub(crate) fn succeed(&self, value: T) {

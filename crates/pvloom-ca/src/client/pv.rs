@@ -456,7 +456,7 @@ impl Pv {
         self.shared.with_link(move |link| match link {
             Err(err) => slot.fail(err),
             Ok(link) => {
-                if slot.is_done() {
+                if slot.is_finished() {
                     return;
                 }
                 if !pv.state.lock().access.can_write() {

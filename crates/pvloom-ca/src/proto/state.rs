@@ -415,7 +415,10 @@ impl CircuitBook {
                     .ios
                     .get(&(kind, *ioid))
                     .ok_or(StateError::UnknownIoid { command: command.name(), ioid: *ioid })?;
-                if io.data_type != *data_type {
+                // A write confirmation carries no payload, and caproto's server answers a
+                // DBR_STRING write to an ENUM channel with DBR_ENUM: only replies with data
+                // must match the request's type.
+                if io.data_type != *data_type && kind != IoKind::WriteNotify {
                     return Err(StateError::IoMismatch { ioid: *ioid, field: "data_type" });
                 }
                 if kind != IoKind::WriteNotify {
