@@ -31,6 +31,9 @@ step "build the extension (maturin develop)"
 VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" \
   .venv/bin/maturin develop --quiet --manifest-path crates/pvloom-py/Cargo.toml
 
+step "docs (rustdoc, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --exclude pvloom-py
+
 step "Rust tests"
 cargo test --workspace --locked
 

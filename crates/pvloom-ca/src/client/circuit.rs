@@ -27,8 +27,8 @@ use crate::proto::{Circuit, CircuitConfig, DbrData, DbrType, DecoderConfig, Role
 
 /// Updates waiting for callbacks on one circuit above which the client asks the
 /// server to hold its updates (EVENTS_OFF), and below which it resumes (EVENTS_ON).
-const BACKLOG_HIGH: usize = 4096;
-const BACKLOG_LOW: usize = 256;
+const BACKLOG_HIGH: usize = 8192;
+const BACKLOG_LOW: usize = 1024;
 /// Unsent bytes above which new requests are refused (the server stopped reading).
 const MAX_UNSENT: usize = 64 * 1024 * 1024;
 /// Socket reads per readiness event before other sockets of the thread get a turn.

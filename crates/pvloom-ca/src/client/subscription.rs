@@ -31,7 +31,9 @@ pub struct SubscribeOptions {
     /// Events to report (`DBE_VALUE | DBE_ALARM` by default).
     pub mask: u16,
     /// Updates that may wait for the callback before older ones are coalesced away
-    /// (Ordered delivery only).
+    /// (Ordered delivery only). Large enough to absorb the bursts a single socket read
+    /// brings (a 64 KiB read holds ~1600 small updates); sustained overload is handled
+    /// per circuit with EVENTS_OFF, which bounds the total.
     pub queue: usize,
 }
 
@@ -42,7 +44,7 @@ impl Default for SubscribeOptions {
             class: DbrClass::Time,
             data_count: None,
             mask: DBE_VALUE | DBE_ALARM,
-            queue: 64,
+            queue: 4096,
         }
     }
 }
