@@ -1,120 +1,211 @@
-//! `pvloom demo`: the runtime at work, visibly. Timers on the I/O threads produce a
-//! random walk and a ramp; their callbacks are delivered in order to worker threads;
-//! the terminal shows values, rates and each I/O thread's statistics.
+//! `pvloom demo`: an embedded soft IOC (random walk, ramp, waveform, a setpoint) served
+//! over Channel Access on loopback, watched live through pvloom's own CA client.
+//! Needs nothing but cargo: server, client and repeater all run in this process.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use parking_lot::Mutex;
-use pvloom_core::{Delivery, Job, Runtime};
+use pvloom_ca::client::{ClientConfig, Context, DbrClass, ReadOptions, Response, SubscribeOptions};
+use pvloom_ca::proto::Value;
+use pvloom_ca::server::{PvHandle, PvSpec, Server, ServerConfig};
 
 /// Options of `pvloom demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// How long to run, in seconds.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Number of I/O threads.
-    #[arg(long, default_value_t = 2)]
-    io_threads: usize,
-    /// Worker threads for ordered callback delivery.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    /// Update rate of each signal, in Hz.
-    #[arg(long, default_value_t = 1000.0)]
+    /// Update rate of the IOC's PVs, in Hz.
+    #[arg(long, default_value_t = 50.0)]
     rate: f64,
+    /// PV name prefix.
+    #[arg(long, default_value = "DEMO:")]
+    prefix: String,
+}
+
+const WAVEFORM_POINTS: usize = 64;
+
+struct Ioc {
+    walk: PvHandle,
+    ramp: PvHandle,
+    wave: PvHandle,
+    setpoint: PvHandle,
+}
+
+fn start_ioc(prefix: &str, repeater_port: u16) -> anyhow::Result<(Server, Ioc)> {
+    let config = ServerConfig {
+        interface: Ipv4Addr::LOCALHOST,
+        port: 0,
+        beacon_destinations: vec![SocketAddrV4::new(Ipv4Addr::LOCALHOST, repeater_port)],
+        ..ServerConfig::default()
+    };
+    let server = Server::builder().config(config).start().context("starting the embedded IOC")?;
+    let mut walk = PvSpec::new(Value::Double(vec![0.0]));
+    walk.units = "mm".into();
+    walk.precision = 3;
+    walk.display_limits = (-10.0, 10.0);
+    walk.alarm_limits = Some((-8.0, -5.0, 5.0, 8.0));
+    let mut ramp = PvSpec::new(Value::Long(vec![0]));
+    ramp.display_limits = (0.0, 99.0);
+    ramp.read_only = true;
+    let mut wave = PvSpec::new(Value::Double(vec![0.0; WAVEFORM_POINTS]));
+    wave.units = "V".into();
+    let mut setpoint = PvSpec::new(Value::Double(vec![0.0]));
+    setpoint.units = "mm".into();
+    setpoint.control_limits = (-10.0, 10.0);
+    let ioc = Ioc {
+        walk: server.add_pv(&format!("{prefix}RANDOM_WALK"), walk),
+        ramp: server.add_pv(&format!("{prefix}RAMP"), ramp),
+        wave: server.add_pv(&format!("{prefix}WAVEFORM"), wave),
+        setpoint: server.add_pv(&format!("{prefix}SETPOINT"), setpoint),
+    };
+    Ok((server, ioc))
+}
+
+/// The IOC's scan thread: the walk drifts toward the setpoint, the ramp counts, the
+/// waveform is a travelling sine.
+fn run_ioc(ioc: Ioc, rate: f64, stop: Arc<AtomicBool>) {
+    let period = Duration::from_secs_f64(1.0 / rate.clamp(1.0, 10_000.0));
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let (mut x, mut n) = (0.0f64, 0i32);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let target = ioc.setpoint.value().to_f64_vec().and_then(|v| v.first().copied()).unwrap_or(0.0);
+        x += (seed as f64 / u64::MAX as f64 - 0.5) * 0.5 + (target - x) * 0.05;
+        n = (n + 1) % 100;
+        ioc.walk.post(Value::Double(vec![x]));
+        ioc.ramp.post(Value::Long(vec![n]));
+        let phase = f64::from(n) / 100.0 * std::f64::consts::TAU;
+        let wave =
+            (0..WAVEFORM_POINTS).map(|i| (phase + i as f64 / WAVEFORM_POINTS as f64 * std::f64::consts::TAU).sin());
+        ioc.wave.post(Value::Double(wave.collect()));
+        next += period;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
 }
 
 #[derive(Default)]
-struct Signal {
-    value: Mutex<f64>,
+struct Seen {
+    latest: Mutex<Option<Arc<Response>>>,
     updates: AtomicU64,
 }
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    let runtime = Runtime::builder()
-        .io_threads(args.io_threads)
-        .delivery(Delivery::ordered(args.workers))
-        .build()
-        .context("starting the runtime")?;
-    let period = Duration::from_secs_f64(1.0 / args.rate.max(1.0));
-    let walk = Arc::new(Signal::default());
-    let ramp = Arc::new(Signal::default());
+fn describe(response: &Response) -> String {
+    let values = response.as_f64s().unwrap_or_default();
+    let alarm = response.alarm().filter(|a| a.severity != 0).map_or(String::new(), |a| {
+        format!("  [{}]", ["", "MINOR", "MAJOR", "INVALID"].get(usize::from(a.severity)).unwrap_or(&"?"))
+    });
+    match values.len() {
+        0 => format!("{:?}", response.value()),
+        1 => format!("{:>10.3}{alarm}", values[0]),
+        len => {
+            // A one-line sparkline of the waveform.
+            let bars = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+            let line: String = values
+                .iter()
+                .step_by(2)
+                .map(|v| bars[(((v + 1.0) / 2.0 * 7.0).round().clamp(0.0, 7.0)) as usize])
+                .collect();
+            format!("[{len}] {line}")
+        }
+    }
+}
 
-    let mut timers = Vec::new();
-    for (signal, step) in [(walk.clone(), Step::RandomWalk), (ramp.clone(), Step::Ramp)] {
-        let deliverer = runtime.deliverer();
-        let mut state = 0.0f64;
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        timers.push(runtime.call_every(period, move || {
-            state = step.next(state, &mut seed);
-            let (signal, value) = (signal.clone(), state);
-            // Produced on an I/O thread, consumed on a worker, in order.
-            let _ = deliverer.deliver(Job::keyed("demo.update", 0, move || {
-                *signal.value.lock() = value;
-                signal.updates.fetch_add(1, Ordering::Relaxed);
-            }));
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let repeater_port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+    let (server, ioc) = start_ioc(&args.prefix, repeater_port)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let scan = {
+        let (stop, rate) = (stop.clone(), args.rate);
+        std::thread::Builder::new().name("demo-ioc-scan".into()).spawn(move || run_ioc(ioc, rate, stop))?
+    };
+
+    let config = ClientConfig {
+        addr_list: vec![SocketAddrV4::new(Ipv4Addr::LOCALHOST, server.port())],
+        auto_addr_list: false,
+        server_port: server.port(),
+        repeater_port,
+        ..ClientConfig::default()
+    };
+    let ctx = Context::builder().config(config).build().context("starting the CA client")?;
+    let names: Vec<String> =
+        ["RANDOM_WALK", "RAMP", "WAVEFORM", "SETPOINT"].iter().map(|n| format!("{}{n}", args.prefix)).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pvs = ctx.get_pvs(&refs);
+    let mut handles = Vec::new();
+    let seen: Vec<Arc<Seen>> = pvs.iter().map(|_| Arc::new(Seen::default())).collect();
+    for (pv, seen) in pvs.iter().zip(&seen) {
+        pv.wait_for_connection(Some(Duration::from_secs(5))).with_context(|| format!("connecting {}", pv.name()))?;
+        let sub = pv.subscribe(SubscribeOptions { class: DbrClass::Time, ..Default::default() });
+        let seen = seen.clone();
+        handles.push(sub.add_callback(move |update| {
+            seen.updates.fetch_add(1, Ordering::Relaxed);
+            *seen.latest.lock() = Some(update);
         }));
     }
+    let units = pvs[0].read_with(ReadOptions::class(DbrClass::Control))?;
 
-    let start = Instant::now();
-    let run_for = Duration::from_secs_f64(args.seconds.max(0.1));
+    let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "pvloom demo: {} I/O threads, {} workers, {:.0} Hz per signal",
-        args.io_threads, args.workers, args.rate
+        "pvloom demo: soft IOC on 127.0.0.1:{} ({} PVs, {:.0} Hz), watched through pvloom's CA client",
+        server.port(),
+        server.registry().len(),
+        args.rate
     )?;
+    let start = Instant::now();
+    let run_for = Duration::from_secs_f64(args.seconds.max(0.5));
+    let mut wrote_setpoint = false;
+    let mut frame = 0;
     while start.elapsed() < run_for {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(if tty { 100 } else { 500 }));
         let secs = start.elapsed().as_secs_f64();
-        let busy: Vec<String> =
-            runtime.thread_stats().iter().map(|s| format!("{} {:>5.1}%", s.name, s.busy_fraction * 100.0)).collect();
-        writeln!(
-            out,
-            "t={secs:5.2}s  walk={:>8.3} ({:>6.0}/s)  ramp={:>7.1} ({:>6.0}/s)  {}",
-            *walk.value.lock(),
-            walk.updates.load(Ordering::Relaxed) as f64 / secs,
-            *ramp.value.lock(),
-            ramp.updates.load(Ordering::Relaxed) as f64 / secs,
-            busy.join("  "),
-        )?;
+        if !wrote_setpoint && secs > run_for.as_secs_f64() / 2.0 {
+            // Steer the machine: the walk drifts toward the new setpoint.
+            pvs[3].write(4.0)?;
+            wrote_setpoint = true;
+        }
+        if tty && frame > 0 {
+            write!(out, "\x1b[{}A", names.len() + 1)?;
+        }
+        frame += 1;
+        let clear = if tty { "\x1b[2K" } else { "" };
+        for ((name, seen), pv) in names.iter().zip(&seen).zip(&pvs) {
+            let latest = seen.latest.lock().clone();
+            let text = latest.as_deref().map_or_else(|| "(waiting)".to_owned(), describe);
+            let rate = seen.updates.load(Ordering::Relaxed) as f64 / secs;
+            let heard = pv.time_since_last_heard().map_or(0.0, |d| d.as_secs_f64() * 1e3);
+            writeln!(out, "{clear}  {name:<20} {text:<40} {rate:>7.0} upd/s  heard {heard:>5.1} ms ago")?;
+        }
+        let busy: Vec<String> = ctx
+            .runtime()
+            .thread_stats()
+            .iter()
+            .map(|s| format!("{} {:>4.1}%", s.name, s.busy_fraction * 100.0))
+            .collect();
+        writeln!(out, "{clear}  t={secs:4.1}s  client I/O threads: {}", busy.join("  "))?;
     }
-    for timer in &timers {
-        timer.cancel();
-    }
-    let stats = runtime.thread_stats();
-    let callbacks: u64 = stats.iter().map(|s| s.callbacks).sum();
+    stop.store(true, Ordering::Relaxed);
+    let _ = scan.join();
+    let total: u64 = seen.iter().map(|s| s.updates.load(Ordering::Relaxed)).sum();
+    let units_text = match units.metadata() {
+        pvloom_ca::proto::Metadata::Control { info, .. } => info.units.to_string(),
+        _ => String::new(),
+    };
     writeln!(
         out,
-        "done: {} + {} updates delivered, {callbacks} I/O-thread callbacks, {} callback failures",
-        walk.updates.load(Ordering::Relaxed),
-        ramp.updates.load(Ordering::Relaxed),
-        runtime.callback_failures()
+        "done: {total} monitor updates received over CA; setpoint written once; walk units '{units_text}'; {} callback failures",
+        ctx.runtime().callback_failures()
     )?;
+    drop(handles);
     Ok(())
-}
-
-#[derive(Clone, Copy)]
-enum Step {
-    RandomWalk,
-    Ramp,
-}
-
-impl Step {
-    fn next(self, value: f64, seed: &mut u64) -> f64 {
-        match self {
-            Step::RandomWalk => {
-                // xorshift: enough randomness for a demo without a dependency.
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                value + (*seed as f64 / u64::MAX as f64 - 0.5)
-            }
-            Step::Ramp => (value + 1.0) % 100.0,
-        }
-    }
 }

@@ -19,7 +19,7 @@ mod circuit;
 mod config;
 mod context;
 mod error;
-mod handle;
+pub(crate) mod handle;
 mod op;
 mod pv;
 mod response;

@@ -1,0 +1,148 @@
+//! Access rights per PV from rules on host and user names: the part of EPICS access
+//! security that a soft IOC needs.
+
+use crate::proto::command::AccessRights;
+use crate::proto::constants::{ACCESS_RIGHT_READ, ACCESS_RIGHT_WRITE};
+
+/// One rule: PVs matching `pattern` (`*` matches any run of characters), for the
+/// listed hosts and users (empty: everyone), get `rights`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// PV name pattern.
+    pub pattern: String,
+    /// Client host names it applies to (empty: all).
+    pub hosts: Vec<String>,
+    /// Client user names it applies to (empty: all).
+    pub users: Vec<String>,
+    /// The rights granted.
+    pub rights: AccessRights,
+}
+
+/// Rules tried in order; the first that matches decides. Without a match: read and
+/// write (EPICS's default access security group).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRules {
+    rules: Vec<AccessRule>,
+}
+
+/// Read access only.
+pub const READ_ONLY: AccessRights = AccessRights(ACCESS_RIGHT_READ);
+/// Read and write access.
+pub const READ_WRITE: AccessRights = AccessRights(ACCESS_RIGHT_READ | ACCESS_RIGHT_WRITE);
+/// No access.
+pub const NO_ACCESS: AccessRights = AccessRights(0);
+
+impl AccessRules {
+    /// No rules: everyone reads and writes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a rule (tried after the ones added before).
+    pub fn rule(mut self, rule: AccessRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Parse rules, one per line: `PATTERN RIGHTS [host=H,H] [user=U,U]`, RIGHTS being
+    /// `NONE`, `READ` or `WRITE` (write includes read); `#` starts a comment.
+    ///
+    /// # Errors
+    /// The line number and reason of the first bad line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut rules = AccessRules::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let pattern = words.next().unwrap_or_default().to_owned();
+            let rights = match words.next().map(str::to_ascii_uppercase).as_deref() {
+                Some("NONE") => NO_ACCESS,
+                Some("READ") => READ_ONLY,
+                Some("WRITE") => READ_WRITE,
+                other => return Err(format!("line {}: expected NONE, READ or WRITE, got {other:?}", index + 1)),
+            };
+            let (mut hosts, mut users) = (Vec::new(), Vec::new());
+            for word in words {
+                let list = |v: &str| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+                if let Some(v) = word.strip_prefix("host=") {
+                    hosts = list(v);
+                } else if let Some(v) = word.strip_prefix("user=") {
+                    users = list(v);
+                } else {
+                    return Err(format!("line {}: unexpected {word:?} (host=... or user=...)", index + 1));
+                }
+            }
+            rules.rules.push(AccessRule { pattern, hosts, users, rights });
+        }
+        Ok(rules)
+    }
+
+    /// The rights of `user` on `host` for `pv`.
+    pub fn rights(&self, pv: &str, host: &str, user: &str) -> AccessRights {
+        self.rules
+            .iter()
+            .find(|r| {
+                glob(&r.pattern, pv)
+                    && (r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+                    && (r.users.is_empty() || r.users.iter().any(|u| u == user))
+            })
+            .map_or(READ_WRITE, |r| r.rights)
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_matching_rule_decides_and_default_is_read_write() {
+        let rules = AccessRules::parse(
+            "# beamline rules\nBL:*:SETPOINT WRITE user=ops\nBL:* READ\nSECRET:* NONE host=visitor-pc\n",
+        )
+        .unwrap();
+        assert_eq!(rules.rights("BL:M1:SETPOINT", "any", "ops"), READ_WRITE);
+        assert_eq!(rules.rights("BL:M1:SETPOINT", "any", "guest"), READ_ONLY);
+        assert_eq!(rules.rights("BL:M1:RBV", "any", "ops"), READ_ONLY);
+        assert_eq!(rules.rights("SECRET:KEY", "visitor-pc", "x"), NO_ACCESS);
+        assert_eq!(rules.rights("SECRET:KEY", "control-room", "x"), READ_WRITE);
+        assert_eq!(rules.rights("OTHER", "h", "u"), READ_WRITE);
+    }
+
+    #[test]
+    fn bad_lines_name_the_line() {
+        assert!(AccessRules::parse("A READ\nB MAYBE\n").unwrap_err().starts_with("line 2"));
+        assert!(AccessRules::parse("A READ color=red").unwrap_err().contains("color"));
+    }
+
+    #[test]
+    fn glob_matches() {
+        assert!(glob("A*B*C", "AxxByyC"));
+        assert!(glob("*", "anything"));
+        assert!(!glob("A*B", "AB C"));
+        assert!(glob("AB", "AB"));
+        assert!(!glob("A*A", "A"));
+    }
+}

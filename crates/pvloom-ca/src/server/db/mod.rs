@@ -1,0 +1,310 @@
+//! The process variable database of the CA server: EPICS `.db` files,
+//! records, alarms, calc expressions, and conversion to DBR payloads.
+//!
+//! Sans-I/O: nothing here reads files, sleeps or reads the clock on its
+//! own (apart from the `put_*` convenience methods that take
+//! `SystemTime::now()`); the server drives processing and scanning.
+//!
+//! * [`parse_db`] / [`parse_db_with`] read a database file with [`Macros`]
+//!   into validated [`RecordDef`]s.
+//! * [`Record`] holds one record: [`Record::get_field`], [`Record::put_field`],
+//!   [`Record::process`], [`Record::dbr_data`], [`Record::put_dbr`].
+//! * [`Database`] owns the records, resolves `NAME.FIELD` channel names and
+//!   aliases, and processes calc records by reading their input links.
+
+pub mod alarm;
+pub mod calc;
+mod dbr;
+pub mod parse;
+pub mod record;
+pub mod value;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+pub use alarm::{AlarmState, LimitAlarms};
+pub use calc::{CalcError, CalcExpr};
+pub use dbr::GetError;
+pub use parse::{IncludeLoader, MacroError, Macros, ParseOptions, RecordDef, parse_db, parse_db_with};
+pub use record::{
+    Analog, Binary, Calc, CalcInput, Changes, Deadband, Display, FieldSpec, Kind, Link, Long, Multi, PutEffect,
+    PutError, Record, RecordType, SeverityMode, Text, Waveform,
+};
+pub use value::{FieldType, FieldValue, Menu};
+
+use crate::proto::constants::{alarm_status, severity};
+
+/// A database file that cannot be loaded: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {reason}")]
+pub struct DbError {
+    /// The file (as named to the parser or in `include`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in the line after macro expansion).
+    pub column: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Index of a record in a [`Database`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordId(pub usize);
+
+/// How many forward links one processing may follow before giving up (a loop).
+pub const MAX_FORWARD_LINKS: usize = 64;
+
+/// The records of a server, by name and alias.
+#[derive(Debug, Clone, Default)]
+pub struct Database {
+    records: Vec<Record>,
+    names: HashMap<String, RecordId>,
+}
+
+impl Database {
+    /// An empty database.
+    pub fn new() -> Self {
+        Database::default()
+    }
+
+    /// Builds a database from parsed definitions and processes the records
+    /// with `PINI` set, as `iocInit` does, at time `now`.
+    pub fn from_defs(defs: Vec<RecordDef>, now: SystemTime) -> Result<Self, DbError> {
+        let mut db = Database::new();
+        for def in defs {
+            let (file, line) = (def.file.clone(), def.line);
+            db.add(def.into_record()).map_err(|reason| DbError { file, line, column: 1, reason })?;
+        }
+        let pini: Vec<RecordId> = db.ids().filter(|&id| db.records[id.0].pini()).collect();
+        for id in pini {
+            db.process(id, now);
+        }
+        Ok(db)
+    }
+
+    /// Parses `text` and adds its records (see [`parse_db_with`] and [`Database::from_defs`]).
+    pub fn load(
+        &mut self,
+        text: &str,
+        file: &str,
+        macros: &Macros,
+        options: &ParseOptions<'_>,
+        now: SystemTime,
+    ) -> Result<Vec<RecordId>, DbError> {
+        let defs = parse_db_with(text, file, macros, options)?;
+        let mut added = Vec::new();
+        for def in defs {
+            let (file, line) = (def.file.clone(), def.line);
+            added.push(self.add(def.into_record()).map_err(|reason| DbError { file, line, column: 1, reason })?);
+        }
+        for &id in &added {
+            if self.records[id.0].pini() {
+                self.process(id, now);
+            }
+        }
+        Ok(added)
+    }
+
+    /// Adds a record; its name and aliases must be new.
+    pub fn add(&mut self, record: Record) -> Result<RecordId, String> {
+        let id = RecordId(self.records.len());
+        let names: Vec<String> = std::iter::once(record.name().to_string()).chain(record.aliases().to_vec()).collect();
+        if let Some(taken) = names.iter().find(|n| self.names.contains_key(*n)) {
+            return Err(format!("record or alias {taken:?} already exists"));
+        }
+        for name in names {
+            self.names.insert(name, id);
+        }
+        self.records.push(record);
+        Ok(id)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Every record id.
+    pub fn ids(&self) -> impl Iterator<Item = RecordId> + use<> {
+        (0..self.records.len()).map(RecordId)
+    }
+
+    /// The record named `name` (or with that alias).
+    pub fn find(&self, name: &str) -> Option<RecordId> {
+        self.names.get(name).copied()
+    }
+
+    /// Resolves a channel name `NAME[.FIELD]` to a record and field,
+    /// if the record exists and has the field (what a server answers
+    /// a SEARCH for).
+    pub fn resolve<'c>(&self, channel: &'c str) -> Option<(RecordId, &'c str)> {
+        let (record, field) = Record::split_channel(channel);
+        let id = self.find(record)?;
+        self.records[id.0].field_type(field)?;
+        Some((id, field))
+    }
+
+    /// The record `id`.
+    pub fn record(&self, id: RecordId) -> &Record {
+        &self.records[id.0]
+    }
+
+    /// The record `id`, mutably.
+    pub fn record_mut(&mut self, id: RecordId) -> &mut Record {
+        &mut self.records[id.0]
+    }
+
+    /// Records scanned periodically, grouped by period (shortest first),
+    /// each group in `PHAS` order.
+    pub fn periodic(&self) -> Vec<(Duration, Vec<RecordId>)> {
+        let mut groups: Vec<(Duration, Vec<RecordId>)> = Vec::new();
+        for id in self.ids() {
+            if let Some(period) = self.records[id.0].scan_period() {
+                match groups.iter_mut().find(|(p, _)| *p == period) {
+                    Some((_, ids)) => ids.push(id),
+                    None => groups.push((period, vec![id])),
+                }
+            }
+        }
+        groups.sort_by_key(|(p, _)| *p);
+        for (_, ids) in &mut groups {
+            ids.sort_by_key(|id| self.records[id.0].phase());
+        }
+        groups
+    }
+
+    /// Processes record `id` at `now`: a calc record first reads its input
+    /// links (alarm severity propagating per `MS`/`MSS`/`MSI`; a link to a
+    /// missing record or field raises LINK/INVALID), then forward links
+    /// (`FLNK`) are followed. Returns the changes of every record processed.
+    pub fn process(&mut self, id: RecordId, now: SystemTime) -> Vec<(RecordId, Changes)> {
+        let mut results = Vec::new();
+        let mut next = Some(id);
+        while let Some(id) = next.take() {
+            if results.len() >= MAX_FORWARD_LINKS || results.iter().any(|(done, _)| *done == id) {
+                break;
+            }
+            let changes = self.process_one(id, now);
+            results.push((id, changes));
+            next = self.records[id.0].forward_link().and_then(|name| self.find(&name));
+        }
+        results
+    }
+
+    fn process_one(&mut self, id: RecordId, now: SystemTime) -> Changes {
+        let links: Vec<(usize, Link)> =
+            self.records[id.0].calc_inputs().into_iter().map(|(i, link)| (i, link.clone())).collect();
+        if links.is_empty() {
+            return self.records[id.0].process(now);
+        }
+        let mut inputs = [0.0; calc::NUM_ARGS];
+        let mut raised = Vec::new();
+        for (i, link) in links {
+            let target = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some());
+            let Some(target) = target else {
+                raised.push((alarm_status::LINK, severity::INVALID));
+                continue;
+            };
+            let source = &self.records[target.0];
+            inputs[i] = source.get_field(&link.field).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+            let (stat, sevr) = (source.alarm().stat, source.alarm().sevr);
+            match link.severity_mode {
+                SeverityMode::Nms => {}
+                SeverityMode::Ms => raised.push((alarm_status::LINK, sevr)),
+                SeverityMode::Mss => raised.push((stat, sevr)),
+                SeverityMode::Msi if sevr == severity::INVALID => raised.push((alarm_status::LINK, sevr)),
+                SeverityMode::Msi => {}
+            }
+        }
+        let record = &mut self.records[id.0];
+        for (stat, sevr) in raised {
+            record.raise_alarm(stat, sevr);
+        }
+        record.process_calc(&inputs, now)
+    }
+
+    /// Writes `field` of record `id` like a CA put; when that processes the
+    /// record, calc links are read and forward links followed as in
+    /// [`Database::process`].
+    pub fn put_field(
+        &mut self,
+        id: RecordId,
+        field: &str,
+        value: FieldValue,
+        now: SystemTime,
+    ) -> Result<Vec<(RecordId, Changes)>, PutError> {
+        let (first, process) = self.records[id.0].put_without_processing(field, value)?;
+        if !process {
+            return Ok(vec![(id, first)]);
+        }
+        let mut results = self.process(id, now);
+        if let Some((_, changes)) = results.first_mut() {
+            let mut merged = first;
+            merged.merge(std::mem::take(changes));
+            *changes = merged;
+        }
+        Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(text: &str) -> Database {
+        let defs = parse_db(text, "t.db", &Macros::new()).unwrap();
+        Database::from_defs(defs, SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)).unwrap()
+    }
+
+    #[test]
+    fn channels_resolve_by_name_alias_and_field() {
+        let db = db("record(ai, a) { alias(b) field(SCAN, \"2 second\") field(PHAS, 1) }\n\
+                     record(bo, c) { field(SCAN, \"2 second\") }");
+        let a = db.find("a").unwrap();
+        assert_eq!(db.resolve("b.EGU"), Some((a, "EGU")));
+        assert_eq!(db.resolve("a"), Some((a, "VAL")));
+        assert_eq!(db.resolve("a.NOPE"), None);
+        assert_eq!(db.resolve("zz"), None);
+        let periodic = db.periodic();
+        assert_eq!(periodic.len(), 1);
+        assert_eq!(periodic[0].1, vec![db.find("c").unwrap(), a], "PHAS order");
+        let mut other = Database::new();
+        other.add(Record::new(RecordType::Ai, "a")).unwrap();
+        assert!(other.add(Record::new(RecordType::Ao, "a")).is_err());
+    }
+
+    #[test]
+    fn calc_links_propagate_severity() {
+        let mut db = db("record(ai, src) { field(HIHI, 1) field(HHSV, MAJOR) }\n\
+                         record(calc, ms) { field(CALC, A) field(INPA, \"src MS\") }\n\
+                         record(calc, msi) { field(CALC, A) field(INPA, \"src MSI\") }\n\
+                         record(calc, broken) { field(CALC, A) field(INPA, \"nowhere\") }");
+        let now = SystemTime::now();
+        let src = db.find("src").unwrap();
+        db.put_field(src, "VAL", FieldValue::Double(5.0), now).unwrap();
+        let ms = db.find("ms").unwrap();
+        db.process(ms, now);
+        let r = db.record(ms);
+        assert_eq!(r.get_field("VAL"), Some(FieldValue::Double(5.0)));
+        assert_eq!((r.alarm().stat, r.alarm().sevr), (alarm_status::LINK, severity::MAJOR));
+        let msi = db.find("msi").unwrap();
+        db.process(msi, now);
+        assert_eq!(db.record(msi).alarm().sevr, severity::NO_ALARM);
+        let broken = db.find("broken").unwrap();
+        db.process(broken, now);
+        assert_eq!(db.record(broken).alarm().sevr, severity::INVALID);
+    }
+
+    #[test]
+    fn forward_link_loops_stop() {
+        let mut db = db("record(ai, a) { field(FLNK, b) }\nrecord(ai, b) { field(FLNK, a) }");
+        let a = db.find("a").unwrap();
+        assert_eq!(db.process(a, SystemTime::now()).len(), 2);
+    }
+}

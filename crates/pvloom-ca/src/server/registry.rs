@@ -1,0 +1,217 @@
+//! The served PVs, their subscribers, and each client's bounded outbox.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use super::backend::PvBackend;
+use super::tcp::{ServerCircuit, ServerCircuitAddress};
+use crate::proto::DbrType;
+use crate::proto::command::Command;
+
+/// A PV as served: its backend and who subscribed to it.
+pub struct ServedPv {
+    /// The PV name (with `.FIELD` for field channels).
+    pub name: String,
+    /// Where its value lives.
+    pub backend: Arc<dyn PvBackend>,
+    subscribers: Mutex<Vec<Weak<ServerSubscription>>>,
+}
+
+impl std::fmt::Debug for ServedPv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedPv").field("name", &self.name).finish()
+    }
+}
+
+impl ServedPv {
+    pub(crate) fn new(name: String, backend: Arc<dyn PvBackend>) -> Arc<Self> {
+        Arc::new(ServedPv { name, backend, subscribers: Mutex::new(Vec::new()) })
+    }
+
+    /// Tell subscribers whose mask matches `events` (DBE_*) about a change. Never
+    /// blocks: each client's outbox keeps only the newest update per subscription.
+    pub fn post(&self, events: u16) {
+        let subscribers: Vec<Arc<ServerSubscription>> = {
+            let mut list = self.subscribers.lock();
+            list.retain(|s| s.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for subscription in subscribers {
+            if subscription.mask & events != 0 {
+                subscription.send_current(&self.backend);
+            }
+        }
+    }
+
+    pub(crate) fn subscribe(&self, subscription: &Arc<ServerSubscription>) {
+        self.subscribers.lock().push(Arc::downgrade(subscription));
+    }
+
+    /// Subscriptions alive now.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.lock().iter().filter(|s| s.strong_count() > 0).count()
+    }
+}
+
+/// One client's subscription to one PV.
+pub(crate) struct ServerSubscription {
+    pub(crate) id: u32,
+    pub(crate) data_type: DbrType,
+    pub(crate) count: u32,
+    pub(crate) mask: u16,
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl ServerSubscription {
+    /// Read the PV now and queue the update for the client.
+    pub(crate) fn send_current(&self, backend: &Arc<dyn PvBackend>) {
+        let reply = match backend.read(self.data_type, self.count) {
+            Ok(data) => {
+                Command::event_add_response(self.id, crate::proto::constants::ECA_NORMAL, self.data_type, &data)
+            }
+            Err(status) => {
+                tracing::debug!(status, "subscription read failed");
+                return;
+            }
+        };
+        match reply.and_then(|c| c.to_bytes()) {
+            Ok(bytes) => self.outbox.push(self.id, bytes),
+            Err(err) => tracing::warn!("cannot encode an update: {err}"),
+        }
+    }
+}
+
+struct OutboxState {
+    order: VecDeque<u32>,
+    latest: HashMap<u32, Bytes>,
+    events_off: bool,
+}
+
+/// A client's pending subscription updates: at most one per subscription (the newest),
+/// so a client that does not read costs a bounded amount of memory and nobody else
+/// waits for it — what EPICS rsrv does.
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+    flush_scheduled: AtomicBool,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) address: Arc<ServerCircuitAddress>,
+}
+
+impl Outbox {
+    pub(crate) fn new(address: Arc<ServerCircuitAddress>) -> Arc<Self> {
+        Arc::new(Outbox {
+            state: Mutex::new(OutboxState { order: VecDeque::new(), latest: HashMap::new(), events_off: false }),
+            flush_scheduled: AtomicBool::new(false),
+            coalesced: AtomicU64::new(0),
+            address,
+        })
+    }
+
+    pub(crate) fn push(&self, subscription: u32, update: Bytes) {
+        let wake = {
+            let mut state = self.state.lock();
+            if state.latest.insert(subscription, update).is_some() {
+                self.coalesced.fetch_add(1, Ordering::Relaxed);
+            } else {
+                state.order.push_back(subscription);
+            }
+            !state.events_off
+        };
+        if wake {
+            self.schedule_flush();
+        }
+    }
+
+    pub(crate) fn schedule_flush(&self) {
+        if !self.flush_scheduled.swap(true, Ordering::AcqRel) {
+            self.address.exec::<ServerCircuit>(
+                |circuit, _| {
+                    circuit.outbox_ready();
+                    circuit.flush()
+                },
+                || {},
+            );
+        }
+    }
+
+    /// Called by the circuit when it starts draining.
+    pub(crate) fn flush_started(&self) {
+        self.flush_scheduled.store(false, Ordering::Release);
+    }
+
+    /// Take queued updates up to about `budget` bytes.
+    pub(crate) fn take(&self, budget: usize, into: &mut Vec<Bytes>) {
+        let mut state = self.state.lock();
+        if state.events_off {
+            return;
+        }
+        let mut taken = 0;
+        while taken < budget {
+            let Some(id) = state.order.pop_front() else { break };
+            if let Some(update) = state.latest.remove(&id) {
+                taken += update.len();
+                into.push(update);
+            }
+        }
+    }
+
+    pub(crate) fn forget(&self, subscription: u32) {
+        let mut state = self.state.lock();
+        state.latest.remove(&subscription);
+    }
+
+    pub(crate) fn set_events(&self, on: bool) {
+        self.state.lock().events_off = !on;
+        if on {
+            self.schedule_flush();
+        }
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.state.lock().latest.len()
+    }
+}
+
+/// Every served PV by name.
+#[derive(Default)]
+pub struct Registry {
+    pvs: RwLock<HashMap<String, Arc<ServedPv>>>,
+}
+
+impl Registry {
+    /// Add (or replace) a PV.
+    pub fn insert(&self, pv: Arc<ServedPv>) {
+        self.pvs.write().insert(pv.name.clone(), pv);
+    }
+
+    /// A PV by name.
+    pub fn get(&self, name: &str) -> Option<Arc<ServedPv>> {
+        self.pvs.read().get(name).cloned()
+    }
+
+    /// True if the server has `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.pvs.read().contains_key(name)
+    }
+
+    /// Names served, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.pvs.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Number of PVs.
+    pub fn len(&self) -> usize {
+        self.pvs.read().len()
+    }
+
+    /// True when nothing is served.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
