@@ -2,6 +2,7 @@
 
 mod ca_cmd;
 mod demo;
+mod ioc_cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -20,8 +21,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// A short, visible run of the runtime: timers on the I/O threads feed callbacks.
+    /// The main job on an embedded default: a soft IOC watched live through pvloom's CA client.
     Demo(demo::DemoArgs),
+    /// A soft IOC: serve EPICS database files over Channel Access.
+    Ioc(ioc_cmd::IocArgs),
     /// EPICS Channel Access tools: get, put, monitor, info, repeater.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
@@ -44,5 +47,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Ca(command) => ca_cmd::run(command),
+        Command::Ioc(args) => ioc_cmd::run(&args),
     }
 }

@@ -116,3 +116,33 @@ fn ca_tools_print_like_epics_base() {
     assert!(out.lines().all(|l| l.starts_with("CLI:COUNTER")));
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn ioc_serves_a_db_file_and_reports_bad_lines() {
+    let dir = std::env::temp_dir().join(format!("pvloom-ioc-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.db");
+    std::fs::write(&bad, "record(ai, \"$(P)X\") {\n  field(EGU, \"mm\")\n  field(BOGUS, \"1\")\n}\n").unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_pvloom")).args(["ioc", bad.to_str().unwrap(), "-m", "P=A:"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.db:3:") && err.contains("BOGUS"), "{err}");
+
+    let (port, repeater) = (free_port(), free_port());
+    let ioc_env = env(port, repeater);
+    let mut ioc = Command::new(env!("CARGO_BIN_EXE_pvloom"))
+        .args(["ioc", root().join("tests/data/every_record.db").to_str().unwrap(), "-m", "P=CLI2:", "--seconds", "30"])
+        .envs(ioc_env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(ioc.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("records served on port"));
+    let fake = Ioc { child: ioc, port, repeater };
+    let (ok, out, _) = pvloom(&fake, &["ca", "get", "CLI2:AI", "CLI2:AI.EGU", "CLI2:MBBO"]);
+    assert!(ok, "{out}");
+    assert_eq!(out, format!("{:<30} 1.5\n{:<30} mm\n{:<30} blue\n", "CLI2:AI", "CLI2:AI.EGU", "CLI2:MBBO"));
+    let _ = std::fs::remove_dir_all(dir);
+}

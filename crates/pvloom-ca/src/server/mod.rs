@@ -13,6 +13,7 @@
 mod access;
 mod backend;
 pub mod db;
+mod records;
 mod registry;
 mod tcp;
 mod udp;
@@ -27,7 +28,8 @@ use pvloom_core::{Runtime, RuntimeHandle};
 
 pub use access::{AccessRule, AccessRules, NO_ACCESS, READ_ONLY, READ_WRITE};
 pub use backend::{PutHook, PvBackend, PvSpec, SimplePv, Status};
-pub use registry::{Registry, ServedPv};
+pub use records::DbIoc;
+pub use registry::{Registry, Resolver, ServedPv};
 pub use tcp::DEFAULT_SEND_STALL_TIMEOUT;
 
 use crate::proto::Value;
@@ -214,6 +216,8 @@ impl ServerBuilder {
         Ok(Server { runtime: Some(runtime), handle, shared })
     }
 }
+
+pub(crate) type TimerHandles = Vec<pvloom_core::TimerHandle>;
 
 /// A running Channel Access server. Dropping it closes every client and socket.
 pub struct Server {

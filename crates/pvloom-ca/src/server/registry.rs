@@ -176,10 +176,15 @@ impl Outbox {
     }
 }
 
+/// Makes a served PV for a name the registry does not hold yet (an EPICS database
+/// resolves `REC.FIELD` channels on demand this way).
+pub type Resolver = Arc<dyn Fn(&str) -> Option<Arc<ServedPv>> + Send + Sync>;
+
 /// Every served PV by name.
 #[derive(Default)]
 pub struct Registry {
     pvs: RwLock<HashMap<String, Arc<ServedPv>>>,
+    resolver: RwLock<Option<Resolver>>,
 }
 
 impl Registry {
@@ -188,14 +193,24 @@ impl Registry {
         self.pvs.write().insert(pv.name.clone(), pv);
     }
 
-    /// A PV by name.
+    /// A PV by name (made by the resolver on first use).
     pub fn get(&self, name: &str) -> Option<Arc<ServedPv>> {
-        self.pvs.read().get(name).cloned()
+        if let Some(pv) = self.pvs.read().get(name) {
+            return Some(pv.clone());
+        }
+        let resolver = self.resolver.read().clone()?;
+        let pv = resolver(name)?;
+        Some(self.pvs.write().entry(name.to_owned()).or_insert(pv).clone())
     }
 
     /// True if the server has `name`.
     pub fn contains(&self, name: &str) -> bool {
-        self.pvs.read().contains_key(name)
+        self.pvs.read().contains_key(name) || self.get(name).is_some()
+    }
+
+    /// Resolve names the registry does not hold through `resolver`.
+    pub fn set_resolver(&self, resolver: Resolver) {
+        *self.resolver.write() = Some(resolver);
     }
 
     /// Names served, sorted.

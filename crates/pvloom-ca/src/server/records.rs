@@ -1,0 +1,217 @@
+//! Serving an EPICS database: every `NAME` and `NAME.FIELD` channel of its records,
+//! periodic scanning, processing chains, and posting what changed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+use super::backend::{PvBackend, Status};
+use super::db::{Changes, Database, FieldValue, GetError, PutError, RecordId};
+use super::registry::ServedPv;
+use super::{Server, TimerHandles};
+use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NOWTACCESS, ECA_PUTFAIL};
+use crate::proto::{DbrClass, DbrData, DbrType, Value};
+
+/// The channels opened on each record: (field, channel).
+type OpenChannels = HashMap<RecordId, Vec<(String, Weak<ServedPv>)>>;
+
+/// The database behind a server and the channels clients opened on it.
+pub struct DbIoc {
+    db: Mutex<Database>,
+    channels: Mutex<OpenChannels>,
+    _timers: Mutex<TimerHandles>,
+}
+
+impl std::fmt::Debug for DbIoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbIoc").field("records", &self.db.lock().len()).finish()
+    }
+}
+
+struct RecordField {
+    ioc: Weak<DbIoc>,
+    id: RecordId,
+    field: String,
+    native: DbrType,
+    count: u32,
+    writable: bool,
+}
+
+fn eca_of_get(err: &GetError) -> Status {
+    match err {
+        GetError::BadCount { .. } => ECA_BADCOUNT,
+        _ => ECA_BADTYPE,
+    }
+}
+
+fn eca_of_put(err: &PutError) -> Status {
+    match err {
+        PutError::ReadOnly { .. } => ECA_NOWTACCESS,
+        PutError::BadType(_) => ECA_BADTYPE,
+        _ => ECA_PUTFAIL,
+    }
+}
+
+/// The first element (or the whole array for waveforms) as a field value.
+fn field_value(value: &Value, whole_array: bool) -> Option<FieldValue> {
+    if whole_array {
+        return Some(FieldValue::Array(value.clone()));
+    }
+    Some(match value {
+        Value::String(v) => FieldValue::String(v.first()?.to_string_lossy().into_owned()),
+        Value::Short(v) => FieldValue::Int((*v.first()?).into()),
+        Value::Char(v) => FieldValue::Int((*v.first()?).into()),
+        Value::Long(v) => FieldValue::Int((*v.first()?).into()),
+        Value::Enum(v) => FieldValue::Enum(*v.first()?),
+        Value::Float(v) => FieldValue::Double((*v.first()?).into()),
+        Value::Double(v) => FieldValue::Double(*v.first()?),
+    })
+}
+
+impl PvBackend for RecordField {
+    fn native_type(&self) -> DbrType {
+        self.native
+    }
+
+    fn element_count(&self) -> u32 {
+        self.count
+    }
+
+    fn read(&self, data_type: DbrType, count: u32) -> Result<DbrData, Status> {
+        let ioc = self.ioc.upgrade().ok_or(ECA_BADTYPE)?;
+        let db = ioc.db.lock();
+        db.record(self.id).dbr_data(&self.field, data_type, (count > 0).then_some(count)).map_err(|e| eca_of_get(&e))
+    }
+
+    fn write(&self, data_type: DbrType, data: &DbrData) -> Result<u16, Status> {
+        let ioc = self.ioc.upgrade().ok_or(ECA_PUTFAIL)?;
+        let now = SystemTime::now();
+        let results = {
+            let mut db = ioc.db.lock();
+            if matches!(data_type.class(), DbrClass::PutAckt | DbrClass::PutAcks) {
+                let changes =
+                    db.record_mut(self.id).put_dbr_at(&self.field, data_type, data, now).map_err(|e| eca_of_put(&e))?;
+                vec![(self.id, changes)]
+            } else {
+                let whole = self.count > 1 && self.field == "VAL";
+                let value = if whole || data.value.native_type() == crate::proto::NativeType::String {
+                    field_value(&data.value, whole)
+                } else {
+                    field_value(&data.value, false)
+                }
+                .ok_or(ECA_PUTFAIL)?;
+                db.put_field(self.id, &self.field, value, now).map_err(|e| {
+                    tracing::debug!(field = self.field, "put refused: {e}");
+                    eca_of_put(&e)
+                })?
+            }
+        };
+        ioc.post(&results);
+        // Already posted to every affected channel, this one included.
+        Ok(0)
+    }
+
+    fn writable(&self) -> bool {
+        self.writable
+    }
+}
+
+impl DbIoc {
+    /// Wrap a loaded database.
+    pub fn new(db: Database) -> Arc<Self> {
+        Arc::new(DbIoc { db: Mutex::new(db), channels: Mutex::new(HashMap::new()), _timers: Mutex::new(Vec::new()) })
+    }
+
+    /// Records in the database.
+    pub fn len(&self) -> usize {
+        self.db.lock().len()
+    }
+
+    /// True without records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The channel `name` (`REC` or `REC.FIELD`), made on first use.
+    fn channel(self: &Arc<Self>, name: &str) -> Option<Arc<ServedPv>> {
+        let (id, field, native, count, writable) = {
+            let db = self.db.lock();
+            let (id, field) = db.resolve(name)?;
+            let record = db.record(id);
+            let native = DbrType::from_parts(record.native_type(field)?, DbrClass::Plain)?;
+            let count = record.element_count(field).unwrap_or(1).max(1);
+            let writable = record.record_type().field(field).is_none_or(|spec| !spec.read_only());
+            (id, field.to_owned(), native, count, writable)
+        };
+        let backend =
+            Arc::new(RecordField { ioc: Arc::downgrade(self), id, field: field.clone(), native, count, writable });
+        let served = ServedPv::new(name.to_owned(), backend);
+        self.channels.lock().entry(id).or_default().push((field, Arc::downgrade(&served)));
+        Some(served)
+    }
+
+    /// Post what processing changed to the channels clients hold.
+    fn post(&self, results: &[(RecordId, Changes)]) {
+        let mut targets: Vec<(Arc<ServedPv>, u16)> = Vec::new();
+        {
+            let mut channels = self.channels.lock();
+            for (id, changes) in results {
+                let Some(list) = channels.get_mut(id) else { continue };
+                list.retain(|(_, pv)| pv.strong_count() > 0);
+                for (field, pv) in list.iter() {
+                    let mask = changes.mask_for(field);
+                    if mask != 0
+                        && let Some(pv) = pv.upgrade()
+                    {
+                        targets.push((pv, mask));
+                    }
+                }
+            }
+        }
+        for (pv, mask) in targets {
+            pv.post(mask);
+        }
+    }
+
+    /// Process one record now (as a periodic scan would) and post the changes.
+    pub fn process(&self, name: &str) -> bool {
+        let results = {
+            let mut db = self.db.lock();
+            let Some(id) = db.find(name) else { return false };
+            db.process(id, SystemTime::now())
+        };
+        self.post(&results);
+        true
+    }
+
+    /// Serve this database on `server`: channels resolve on demand, periodic records
+    /// are processed on the server's I/O threads.
+    pub fn serve(self: &Arc<Self>, server: &Server) {
+        let ioc = Arc::downgrade(self);
+        server.registry().set_resolver(Arc::new(move |name: &str| ioc.upgrade()?.channel(name)));
+        let periodic = self.db.lock().periodic();
+        let mut timers = self._timers.lock();
+        for (period, ids) in periodic {
+            let ioc = Arc::downgrade(self);
+            timers.push(server.runtime().call_every(period, move || {
+                let Some(ioc) = ioc.upgrade() else { return };
+                let now = SystemTime::now();
+                let results: Vec<(RecordId, Changes)> = {
+                    let mut db = ioc.db.lock();
+                    ids.iter().flat_map(|&id| db.process(id, now)).collect()
+                };
+                ioc.post(&results);
+            }));
+        }
+    }
+}
+
+impl Drop for DbIoc {
+    fn drop(&mut self) {
+        for timer in self._timers.get_mut().iter() {
+            timer.cancel();
+        }
+    }
+}
