@@ -53,7 +53,8 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// Channels one client may hold.
     pub max_channels_per_client: usize,
-    /// Creates for names the server lacks before a client is disconnected.
+    /// Creates for names the server lacks before a client is disconnected (real clients
+    /// create channels only after a search found them; thousands of misses is abuse).
     pub max_failed_creates: u32,
     /// How long a client may leave its socket unread before it is disconnected.
     pub send_stall_timeout: Duration,
@@ -68,8 +69,8 @@ impl Default for ServerConfig {
             beacon_period: Duration::from_secs(15),
             max_array_bytes: crate::client::DEFAULT_MAX_ARRAY_BYTES,
             max_clients: 4096,
-            max_channels_per_client: 1 << 20,
-            max_failed_creates: 100_000,
+            max_channels_per_client: 100_000,
+            max_failed_creates: 1_000,
             send_stall_timeout: DEFAULT_SEND_STALL_TIMEOUT,
         }
     }

@@ -24,6 +24,11 @@ use crate::proto::{Circuit, CircuitConfig, DbrData, DbrType, DecoderConfig, Head
 const WRITE_BUDGET: usize = 256 * 1024;
 /// Socket reads per readiness event before the thread's other sockets get a turn.
 const READS_PER_TURN: usize = 16;
+/// Replies waiting to be sent above which the circuit stops reading requests: a client
+/// that asks without reading the answers gets back-pressure, not server memory.
+const MAX_UNSENT: usize = 4 * 1024 * 1024;
+/// How often a circuit checks that its client still reads.
+const STALL_CHECK: Duration = Duration::from_millis(500);
 
 /// Identity of one client connection.
 pub(crate) struct ServerMarker {
@@ -94,6 +99,7 @@ pub(crate) struct ServerCircuit {
     registry: Option<Registry>,
     token: Option<Token>,
     closed: bool,
+    paused: bool,
     batch: Vec<Bytes>,
 }
 
@@ -127,6 +133,7 @@ impl ServerCircuit {
             registry: None,
             token: None,
             closed: false,
+            paused: false,
             batch: Vec::new(),
         };
         // rsrv announces its version as soon as the circuit opens.
@@ -136,6 +143,24 @@ impl ServerCircuit {
                 let _ = address.token.set(token);
                 shared.client_opened();
                 tracing::debug!(peer = %address.marker.peer, "client connected");
+                // A client that stops reading causes no events: check on it regularly.
+                let own_timer: Arc<std::sync::OnceLock<pvloom_core::TimerId>> = Arc::default();
+                let (timer, marker) = (own_timer.clone(), address.marker.clone());
+                let id = ctx.call_every(STALL_CHECK, move |ctx| {
+                    let alive = ctx.with_handler::<ServerCircuit, _>(token, |circuit, _| {
+                        if !Arc::ptr_eq(circuit.marker(), &marker) {
+                            return (false, Keep::Yes);
+                        }
+                        let keep = circuit.flush();
+                        (keep == Keep::Yes, keep)
+                    });
+                    if alive != Some(true)
+                        && let Some(&id) = timer.get()
+                    {
+                        ctx.cancel_timer(id);
+                    }
+                });
+                let _ = own_timer.set(id);
             }
             Err(e) => tracing::warn!("cannot register a client circuit: {e}"),
         }
@@ -160,7 +185,7 @@ impl ServerCircuit {
                 self.move_updates_to_out();
                 if self.out.is_empty() {
                     self.stalled_since = None;
-                    return self.update_interest();
+                    return self.resume_if_paused();
                 }
             }
             match self.stream.write(&self.out) {
@@ -170,6 +195,9 @@ impl ServerCircuit {
                     self.stalled_since = None;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.resume_if_paused() == Keep::No {
+                        return Keep::No;
+                    }
                     let since = *self.stalled_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > self.shared.config.send_stall_timeout {
                         return self.close(&format!("client stopped reading for {:?}", since.elapsed()));
@@ -183,6 +211,15 @@ impl ServerCircuit {
                 Err(e) => return self.close(&format!("send failed: {e}")),
             }
         }
+    }
+
+    /// Read requests again once the replies drained below half the limit.
+    fn resume_if_paused(&mut self) -> Keep {
+        if self.paused && self.out.len() < MAX_UNSENT / 2 {
+            self.paused = false;
+            self.address.exec::<ServerCircuit>(|circuit, _| circuit.read_available(), || {});
+        }
+        self.update_interest()
     }
 
     fn move_updates_to_out(&mut self) {
@@ -210,6 +247,10 @@ impl ServerCircuit {
     }
 
     fn read_available(&mut self) -> Keep {
+        // Requests already buffered come first; they may pause us again.
+        if self.paused || self.process() == Keep::No || self.paused {
+            return if self.closed { Keep::No } else { Keep::Yes };
+        }
         for _ in 0..READS_PER_TURN {
             match self.stream.read(&mut self.scratch) {
                 Ok(0) => return self.close("client closed the connection"),
@@ -217,6 +258,9 @@ impl ServerCircuit {
                     self.proto.recv(&self.scratch[..n]);
                     if self.process() == Keep::No {
                         return Keep::No;
+                    }
+                    if self.paused {
+                        return Keep::Yes;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Keep::Yes,
@@ -233,6 +277,10 @@ impl ServerCircuit {
 
     fn process(&mut self) -> Keep {
         loop {
+            if self.out.len() > MAX_UNSENT {
+                self.paused = true;
+                return self.flush();
+            }
             match self.proto.poll_event() {
                 Ok(Some(event)) => {
                     if self.handle(event.command) == Keep::No {
