@@ -248,8 +248,14 @@ impl ServerCircuit {
 
     fn read_available(&mut self) -> Keep {
         // Requests already buffered come first; they may pause us again.
-        if self.paused || self.process() == Keep::No || self.paused {
-            return if self.closed { Keep::No } else { Keep::Yes };
+        if self.paused {
+            return Keep::Yes;
+        }
+        if self.process() == Keep::No {
+            return Keep::No;
+        }
+        if self.paused {
+            return Keep::Yes;
         }
         for _ in 0..READS_PER_TURN {
             match self.stream.read(&mut self.scratch) {
