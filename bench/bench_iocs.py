@@ -31,7 +31,11 @@ if server == "softioc":
 
     builder.SetDeviceName(prefix.rstrip(":"))
     extra_db = None
-    if mode == "plain":
+    if mode == "db":
+        # The same database file pvloom's server loads (BENCH_DB, macro P).
+        softioc.dbLoadDatabase(os.environ["BENCH_DB"], substitutions=f"P={prefix}")
+        builder.aIn("UNUSED_KEEPALIVE", initial_value=0.0)
+    elif mode == "plain":
         builder.aIn("AI", initial_value=1.5)
         for i in range(1000):
             builder.longIn(f"N{i}", initial_value=i)
@@ -74,7 +78,12 @@ else:
     from caproto.server import PVGroup, pvproperty, run
 
     attrs = {}
-    if mode == "plain":
+    if mode == "db":
+        # caproto cannot load a .db file: the same PVs, made in Python.
+        attrs["AI"] = pvproperty(value=1.5)
+        attrs.update({f"N{i}": pvproperty(value=i) for i in range(10_000)})
+        attrs.update({f"C{i}": pvproperty(value=0.0) for i in range(100)})
+    elif mode == "plain":
         attrs["AI"] = pvproperty(value=1.5)
         attrs.update({f"N{i}": pvproperty(value=i) for i in range(1000)})
     elif mode == "flood":
@@ -93,8 +102,8 @@ else:
                     await target.write(n)
                 posted[0] += burst
                 await asyncio.sleep(max(0.001, 0.01 - (time.monotonic() - began)))
-        elif mode == "many":
-            targets = [getattr(group, f"C{i}") for i in range(3000)]
+        elif mode in ("many", "db"):
+            targets = [getattr(group, f"C{i}") for i in range(3000 if mode == "many" else 100)]
             n = 0.0
             while True:
                 began = time.monotonic()

@@ -97,6 +97,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cpu_per_update_us = Some((cpu_seconds() - cpu_before) * 1e6 / got.max(1) as f64);
             (got as f64 / start.elapsed().as_secs_f64(), "updates/s")
         }
+        "connect10k" => {
+            let names = names(prefix, "N", 10_000);
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let start = Instant::now();
+            let pvs = ctx.get_pvs(&refs);
+            for pv in &pvs {
+                pv.wait_for_connection(Some(Duration::from_secs(60)))?;
+            }
+            (10_000.0 / start.elapsed().as_secs_f64(), "channels/s")
+        }
+        "fanout" => {
+            // 50 clients, each its own context and circuit, each subscribed to 100 PVs.
+            let names = names(prefix, "C", 100);
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let received = Arc::new(AtomicU64::new(0));
+            let (mut keep, mut clients) = (Vec::new(), Vec::new());
+            for _ in 0..50 {
+                let client = Context::builder().io_threads(1).max_workers(0).timeout(Duration::from_secs(10)).build()?;
+                for pv in client.get_pvs(&refs) {
+                    pv.wait_for_connection(None)?;
+                    let sub = pv.subscribe(SubscribeOptions { class: DbrClass::Time, ..Default::default() });
+                    let r = received.clone();
+                    keep.push(sub.add_callback(move |_| {
+                        r.fetch_add(1, Ordering::Relaxed);
+                    }));
+                }
+                clients.push(client);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            let before = received.load(Ordering::Relaxed);
+            let start = Instant::now();
+            std::thread::sleep(Duration::from_secs_f64(seconds));
+            let got = received.load(Ordering::Relaxed) - before;
+            (got as f64 / start.elapsed().as_secs_f64(), "updates/s")
+        }
         other => return Err(format!("unknown scenario {other}").into()),
     };
     let cpu = cpu_per_update_us.map_or(String::new(), |us| format!(", \"cpu_us_per_update\": {us:.2}"));
