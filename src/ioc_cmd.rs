@@ -16,7 +16,9 @@ pub struct IocArgs {
     /// Macro substitutions applied to every file: `-m P=XF:,R=1`.
     #[arg(short = 'm', long = "macros", value_name = "NAME=VALUE,...")]
     macros: Vec<String>,
-    /// Access rules file: lines `PATTERN NONE|READ|WRITE [host=H,...] [user=U,...]`.
+    /// Access security: an EPICS `.acf` file (UAG, HAG, ASG with RULEs; records pick
+    /// their group with the ASG field), or a `.rules` file of lines
+    /// `PATTERN NONE|READ|WRITE [host=H,...] [user=U,...]`.
     #[arg(long, value_name = "FILE")]
     access: Option<PathBuf>,
     /// Serve for this many seconds, then exit (default: until interrupted).

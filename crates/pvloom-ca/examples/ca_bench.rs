@@ -114,7 +114,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let received = Arc::new(AtomicU64::new(0));
             let (mut keep, mut clients) = (Vec::new(), Vec::new());
             for _ in 0..50 {
-                let client = Context::builder().io_threads(1).max_workers(0).timeout(Duration::from_secs(10)).build()?;
+                let client =
+                    Context::builder().io_threads(1).max_workers(0).timeout(Duration::from_secs(10)).build()?;
                 for pv in client.get_pvs(&refs) {
                     pv.wait_for_connection(None)?;
                     let sub = pv.subscribe(SubscribeOptions { class: DbrClass::Time, ..Default::default() });

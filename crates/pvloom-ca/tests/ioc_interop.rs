@@ -174,3 +174,44 @@ fn db_errors_name_file_line_and_reason() {
     assert!(text.starts_with("bad.db:3:"), "{text}");
     assert!(text.contains("NOPE"), "{text}");
 }
+
+#[test]
+fn acf_groups_refuse_writes_with_the_right_status() {
+    let repeater = support::free_udp_port();
+    let db_text = "record(ao, \"A:OPEN\") { field(VAL, \"1\") }\n\
+                   record(ao, \"A:RO\") { field(ASG, \"RO\") field(VAL, \"2\") }\n\
+                   record(ao, \"A:OPS\") { field(ASG, \"OPS\") field(VAL, \"3\") }\n";
+    let acf = "UAG(ops) { somebody_else }\n\
+               ASG(DEFAULT) { RULE(1, WRITE) }\n\
+               ASG(RO) { RULE(1, READ) }\n\
+               ASG(OPS) { RULE(1, WRITE) { UAG(ops) } RULE(1, READ) }\n";
+    let mut db = Database::new();
+    db.load(db_text, "acf.db", &Macros::new(), &ParseOptions::default(), SystemTime::now()).unwrap();
+    let config = ServerConfig {
+        interface: Ipv4Addr::LOCALHOST,
+        port: 0,
+        beacon_destinations: vec![SocketAddrV4::new(Ipv4Addr::LOCALHOST, repeater)],
+        ..ServerConfig::default()
+    };
+    let server = Server::builder().config(config).access_rules(AccessRules::from_acf(acf).unwrap()).start().unwrap();
+    let ioc = DbIoc::new(db);
+    ioc.serve(&server);
+    python(
+        &server,
+        repeater,
+        r#"
+import epics
+assert epics.caput('A:OPEN', 5.0, wait=True, timeout=5) == 1
+assert epics.caget('A:OPEN', use_monitor=False) == 5.0
+for name in ('A:RO', 'A:OPS'):
+    pv = epics.PV(name); pv.wait_for_connection(5)
+    assert pv.read_access and not pv.write_access, name
+    try:
+        epics.caput(name, 9.0, wait=True, timeout=5)
+        raise SystemExit(name + ': write allowed')
+    except epics.ca.CASeverityException as exc:
+        assert 'Write access denied' in str(exc), exc
+print('OK')
+"#,
+    );
+}

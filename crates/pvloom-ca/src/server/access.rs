@@ -19,10 +19,12 @@ pub struct AccessRule {
 }
 
 /// Rules tried in order; the first that matches decides. Without a match: read and
-/// write (EPICS's default access security group).
+/// write (EPICS's default access security group). Or an EPICS access security file
+/// ([`AccessRules::from_acf`]), where a channel's group comes from its record's ASG.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessRules {
     rules: Vec<AccessRule>,
+    acf: Option<super::acf::AccessSecurity>,
 }
 
 /// Read access only.
@@ -80,8 +82,27 @@ impl AccessRules {
         Ok(rules)
     }
 
-    /// The rights of `user` on `host` for `pv`.
+    /// Rules from an EPICS access security file (`.acf` subset: UAG, HAG, ASG, RULE).
+    ///
+    /// # Errors
+    /// The line and reason of the first problem.
+    pub fn from_acf(text: &str) -> Result<Self, String> {
+        Ok(AccessRules { rules: Vec::new(), acf: Some(super::acf::AccessSecurity::parse(text)?) })
+    }
+
+    /// The rights of `user` on `host` for `pv` in access security group `asg`.
+    pub fn rights_in_group(&self, pv: &str, asg: Option<&str>, host: &str, user: &str) -> AccessRights {
+        match &self.acf {
+            Some(acf) => acf.rights(asg, host, user),
+            None => self.rights(pv, host, user),
+        }
+    }
+
+    /// The rights of `user` on `host` for `pv` (pattern rules).
     pub fn rights(&self, pv: &str, host: &str, user: &str) -> AccessRights {
+        if let Some(acf) = &self.acf {
+            return acf.rights(None, host, user);
+        }
         self.rules
             .iter()
             .find(|r| {

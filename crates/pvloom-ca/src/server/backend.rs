@@ -34,6 +34,11 @@ pub trait PvBackend: Send + Sync + 'static {
     fn writable(&self) -> bool {
         true
     }
+
+    /// The access security group (a record's ASG field); `None`: DEFAULT.
+    fn access_group(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Hook run on every client write of a [`SimplePv`]: it may accept the value, change

@@ -11,6 +11,7 @@
 //!   ([`db`]).
 
 mod access;
+mod acf;
 mod backend;
 pub mod db;
 mod records;
@@ -27,6 +28,7 @@ use pvloom_core::mio::net::{TcpListener, UdpSocket};
 use pvloom_core::{Runtime, RuntimeHandle};
 
 pub use access::{AccessRule, AccessRules, NO_ACCESS, READ_ONLY, READ_WRITE};
+pub use acf::AccessSecurity;
 pub use backend::{PutHook, PvBackend, PvSpec, SimplePv, Status};
 pub use records::DbIoc;
 pub use registry::{Registry, Resolver, ServedPv};

@@ -116,6 +116,15 @@ impl PvBackend for RecordField {
     fn writable(&self) -> bool {
         self.writable
     }
+
+    fn access_group(&self) -> Option<String> {
+        let ioc = self.ioc.upgrade()?;
+        let db = ioc.db.lock();
+        match db.record(self.id).get_field("ASG") {
+            Some(super::db::FieldValue::String(group)) if !group.is_empty() => Some(group),
+            _ => None,
+        }
+    }
 }
 
 impl DbIoc {

@@ -300,7 +300,8 @@ impl ServerCircuit {
     }
 
     fn rights_for(&self, pv: &ServedPv) -> AccessRights {
-        let rules = self.shared.access.rights(&pv.name, &self.host, &self.user);
+        let group = pv.backend.access_group();
+        let rules = self.shared.access.rights_in_group(&pv.name, group.as_deref(), &self.host, &self.user);
         if pv.backend.writable() { rules } else { AccessRights(rules.0 & crate::proto::constants::ACCESS_RIGHT_READ) }
     }
 
