@@ -5,41 +5,16 @@ use std::time::SystemTime;
 
 use pvloom_ca::client::{Metadata, Response, Value};
 use pvloom_ca::proto::DbrType;
+use pvloom_ca::server::db::value::{MENU_ALARM_SEVR, MENU_ALARM_STAT};
 
-/// Names of the alarm conditions (alarmString.h order).
-const ALARM_STATUS: [&str; 22] = [
-    "NO_ALARM",
-    "READ",
-    "WRITE",
-    "HIHI",
-    "HIGH",
-    "LOLO",
-    "LOW",
-    "STATE",
-    "COS",
-    "COMM",
-    "TIMEOUT",
-    "HWLIMIT",
-    "CALC",
-    "SCAN",
-    "LINK",
-    "SOFT",
-    "BAD_SUB",
-    "UDF",
-    "DISABLE",
-    "SIMM",
-    "READ_ACCESS",
-    "WRITE_ACCESS",
-];
-/// Names of the alarm severities.
-const ALARM_SEVERITY: [&str; 4] = ["NO_ALARM", "MINOR", "MAJOR", "INVALID"];
-
+/// Alarm condition names, as EPICS's menuAlarmStat spells them.
 pub fn status_name(status: u16) -> &'static str {
-    ALARM_STATUS.get(usize::from(status)).copied().unwrap_or("UNKNOWN")
+    MENU_ALARM_STAT.choices.get(usize::from(status)).copied().unwrap_or("UNKNOWN")
 }
 
+/// Alarm severity names (menuAlarmSevr).
 pub fn severity_name(severity: u16) -> &'static str {
-    ALARM_SEVERITY.get(usize::from(severity)).copied().unwrap_or("UNKNOWN")
+    MENU_ALARM_SEVR.choices.get(usize::from(severity)).copied().unwrap_or("UNKNOWN")
 }
 
 /// How to print numbers and strings, from the tools' common flags.

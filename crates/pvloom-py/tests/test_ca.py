@@ -592,3 +592,23 @@ def test_caproto_tutorial_script(make_context):
         assert "(idle)" in result.stdout
     finally:
         ioc.kill()
+
+
+def test_cancel_search_and_per_server_events(caproto_server, make_context):
+    """SharedBroadcaster.cancel stops a search; a circuit manager pauses its server only."""
+    from pvloom.ca import SharedBroadcaster
+
+    broadcaster = SharedBroadcaster()
+    ctx = make_context(caproto_server, broadcaster=broadcaster, timeout=5)
+    ctx.get_pvs("no:such:pv:typo")
+    broadcaster.cancel("no:such:pv:typo")
+    deadline = time.monotonic() + 5
+    while ctx._native.unanswered_searches() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ctx._native.unanswered_searches() == 0
+    (pv,) = ctx.get_pvs(caproto_server.pv("double"))
+    pv.wait_for_connection(timeout=5)
+    manager = pv.circuit_manager
+    manager.events_off()
+    manager.events_on()
+    assert pv.read().data[0] is not None

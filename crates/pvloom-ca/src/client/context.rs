@@ -469,6 +469,23 @@ impl Context {
         self.for_each_circuit(|handler| handler.set_events(true));
     }
 
+    /// EVENTS_OFF (`on == false`) or EVENTS_ON on the circuits to one server only
+    /// (caproto: `VirtualCircuitManager.events_off()`).
+    pub fn set_server_events(&self, server: SocketAddrV4, on: bool) {
+        let circuits: Vec<_> = self
+            .inner
+            .state
+            .lock()
+            .circuits
+            .iter()
+            .filter(|((a, _), _)| *a == server)
+            .map(|(_, c)| c.clone())
+            .collect();
+        for circuit in circuits {
+            circuit.exec::<CircuitHandler>(move |handler, _| handler.set_events(on), || {});
+        }
+    }
+
     fn for_each_circuit(&self, f: impl Fn(&mut CircuitHandler) -> Keep + Send + Sync + Clone + 'static) {
         let circuits: Vec<_> = self.inner.state.lock().circuits.values().cloned().collect();
         for circuit in circuits {

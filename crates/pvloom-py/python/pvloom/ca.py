@@ -40,8 +40,8 @@ Differences from caproto, all deliberate:
   ``EPICS_CA_AUTO_ADDR_LIST``, ``EPICS_CA_SERVER_PORT`` ...), read when a
   :class:`Context` is made. :class:`SharedBroadcaster` is a stand-in kept for
   signature compatibility: each Context has its own search engine.
-* ``VirtualCircuitManager.events_off()``/``events_on()`` apply to every circuit of
-  the context (pvloom's client has no per-circuit switch).
+* ``VirtualCircuitManager.events_off()``/``events_on()`` apply to the circuits to
+  that server (one per priority).
 * Writes convert the data to the channel's native type on the client when it is known
   (connected), otherwise send the data's own type and let the server convert; a
   ``data_type`` naming a class (``'time'``, ...) is ignored for writes, and a
@@ -505,8 +505,8 @@ class SharedBroadcaster:
 
     pvloom's client runs one search engine per :class:`Context`; this object just
     knows the contexts that use it, so that :meth:`search_now` and
-    :meth:`time_since_last_heard` cover all of them. :meth:`cancel` cannot stop a
-    search in pvloom (unanswered names are retried with backoff, forever): it only logs.
+    :meth:`time_since_last_heard` cover all of them, and :meth:`cancel` stops the
+    search for a name in each of them.
     """
 
     def __init__(self, *, registration_retry_time: float = 10.0) -> None:
@@ -527,8 +527,11 @@ class SharedBroadcaster:
             ctx._native.search_now()
 
     def cancel(self, *names: str) -> None:
-        """Not supported by pvloom's client: logs and returns (searches continue)."""
-        logger.warning("SharedBroadcaster.cancel(%s): pvloom cannot cancel searches", ", ".join(names))
+        """Stop searching for ``names`` in every context using this broadcaster; a later
+        operation on such a PV searches again."""
+        for ctx in list(self.listeners):
+            for name in names:
+                ctx._native.cancel_search(name)
 
     def time_since_last_heard(self) -> dict:
         """Map each known server ``(host, port)`` to seconds since its last message."""
@@ -668,8 +671,8 @@ class Context:
 
 class VirtualCircuitManager:
     """A circuit to one server (caproto's ``VirtualCircuitManager``), as a stand-in:
-    address, priority, ``connected``, and ``events_off``/``events_on`` (which pause and
-    resume the subscriptions of every circuit of the context)."""
+    address, priority, ``connected``, and ``events_off``/``events_on`` for the circuits
+    to this server."""
 
     def __init__(self, context: Context, address: tuple, priority: int) -> None:
         self.context = context
@@ -682,12 +685,14 @@ class VirtualCircuitManager:
         return tuple(self.address) in {tuple(a) for a in self.context._native.servers()}
 
     def events_off(self) -> None:
-        """Ask the servers to suspend subscription updates (EVENTS_OFF)."""
-        self.context._native.events_off()
+        """Ask this server to suspend subscription updates (EVENTS_OFF)."""
+        host, port = self.address
+        self.context._native.set_server_events(host, port, False)
 
     def events_on(self) -> None:
-        """Ask the servers to resume subscription updates (EVENTS_ON)."""
-        self.context._native.events_on()
+        """Ask this server to resume subscription updates (EVENTS_ON)."""
+        host, port = self.address
+        self.context._native.set_server_events(host, port, True)
 
     def __repr__(self) -> str:
         return f"<VirtualCircuitManager address={self.address} priority={self.priority}>"

@@ -151,6 +151,20 @@ impl PyCaContext {
         self.ctx.time_since_last_heard(std::net::SocketAddrV4::new(ip, port)).map(|d| d.as_secs_f64())
     }
 
+    /// Stop searching for `name` (a typo, a PV never expected to exist).
+    fn cancel_search(&self, name: &str) {
+        self.ctx.cancel_search(name);
+    }
+
+    /// EVENTS_OFF (`on=False`) or EVENTS_ON on the circuits to one server.
+    fn set_server_events(&self, host: &str, port: u16, on: bool) -> PyResult<()> {
+        let ip: std::net::Ipv4Addr = host
+            .parse()
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("not an IPv4 address: {host}")))?;
+        self.ctx.set_server_events(std::net::SocketAddrV4::new(ip, port), on);
+        Ok(())
+    }
+
     /// Ask every server to pause subscription updates (EVENTS_OFF).
     fn events_off(&self) {
         self.ctx.events_off();
