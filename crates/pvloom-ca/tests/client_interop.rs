@@ -385,3 +385,25 @@ fn name_server_search_over_tcp() {
     let pv = ctx.get_pv(&server.pv("AI"));
     assert_eq!(pv.read().unwrap().as_f64s().unwrap(), vec![1.5]);
 }
+
+/// A name searched for long enough that its backoff reached seconds is found within
+/// moments of its server starting: rsrv's beacons reach the client through the
+/// in-process repeater, and the new server is a beacon anomaly that re-searches now.
+#[test]
+fn beacon_anomaly_from_a_new_server_searches_at_once() {
+    let port = support::free_port();
+    let repeater = support::free_udp_port();
+    let ctx = pvloom_ca::client::Context::builder().config(support::client_config(port, repeater)).build().unwrap();
+    let pv = ctx.get_pv("LATE:AI");
+    // Searches go out at about 0, 0.06, 0.2, 0.4, 1, 2, 4, 8.1 and 16.3 s: started at
+    // 9 s, the server is up around 11 s, five seconds before the next scheduled search.
+    std::thread::sleep(Duration::from_secs(9));
+    assert!(!pv.connected());
+    let server = Peer::start_on(ServerKind::SoftIoc, "LATE:", port, repeater);
+    let started = Instant::now();
+    pv.wait_for_connection(Some(Duration::from_secs(10))).unwrap();
+    let waited = started.elapsed();
+    eprintln!("connected {waited:?} after the server was up");
+    assert!(waited < Duration::from_millis(1500), "found by the beacon anomaly, not the backoff: {waited:?}");
+    drop(server);
+}
