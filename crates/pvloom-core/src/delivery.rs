@@ -302,8 +302,16 @@ pub struct WorkerPool {
 /// Jobs a worker runs from one source before letting other sources have a turn.
 const FAIRNESS_BUDGET: usize = 64;
 
+/// Runs a worker's turn (up to 64 jobs of one source) inside some context the embedder
+/// needs: the Python bindings hold the GIL across the turn instead of taking it once per
+/// callback. The wrapper must call the function it is given exactly once.
+pub type WorkerWrapper = std::sync::Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
 impl WorkerPool {
     /// Start `workers` threads named `{name}-worker-N`.
+    ///
+    /// # Errors
+    /// If the OS refuses a thread.
     pub fn new(
         name: &str,
         workers: usize,
@@ -311,14 +319,40 @@ impl WorkerPool {
         overflow: Overflow,
         containment: Containment,
     ) -> std::io::Result<Self> {
+        Self::with_wrapper(name, workers, capacity, overflow, containment, None)
+    }
+
+    /// As [`new`](Self::new), running each worker turn inside `wrapper`.
+    ///
+    /// # Errors
+    /// If the OS refuses a thread.
+    pub fn with_wrapper(
+        name: &str,
+        workers: usize,
+        capacity: usize,
+        overflow: Overflow,
+        containment: Containment,
+        wrapper: Option<WorkerWrapper>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(PoolShared { run_queue: tx, containment, closed: AtomicBool::new(false) });
         let mut handles = Vec::new();
         for index in 0..workers.max(1) {
             let rx: Receiver<Option<Arc<SourceQueue>>> = rx.clone();
+            let wrapper = wrapper.clone();
             handles.push(std::thread::Builder::new().name(format!("{name}-worker-{index}")).spawn(move || {
                 while let Ok(Some(source)) = rx.recv() {
-                    source.serve(FAIRNESS_BUDGET);
+                    match &wrapper {
+                        None => source.serve(FAIRNESS_BUDGET),
+                        Some(wrap) => {
+                            let mut turn = Some(source);
+                            wrap(&mut || {
+                                if let Some(source) = turn.take() {
+                                    source.serve(FAIRNESS_BUDGET);
+                                }
+                            });
+                        }
+                    }
                 }
             })?);
         }

@@ -27,7 +27,7 @@ pub mod subscriber;
 pub mod sync;
 
 pub use completion::{Completer, Completion, completion, completion_with};
-pub use delivery::{Deliverer, Delivery, Job, Overflow, SourceStats};
+pub use delivery::{Deliverer, Delivery, Job, Overflow, SourceStats, WorkerWrapper};
 pub use error::{Error, Result};
 pub use hook::{CallbackFailure, Containment, ErrorHook};
 pub use io_guard::{ensure_may_block, is_io_thread};

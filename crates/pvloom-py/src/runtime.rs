@@ -87,7 +87,9 @@ impl PyRuntime {
             Delivery::Ordered { workers, capacity: queue_capacity, overflow: parse_overflow(overflow)? }
         };
         let hook: PyHook = Arc::new(Mutex::new(None));
+        let hold_gil: pvloom_core::WorkerWrapper = Arc::new(|turn: &mut dyn FnMut()| Python::attach(|_| turn()));
         let runtime = Runtime::builder()
+            .worker_wrapper(hold_gil)
             .io_threads(io_threads)
             .delivery(delivery)
             .error_hook(rust_failure_hook(hook.clone()))

@@ -28,6 +28,7 @@ pub struct ContextBuilder {
     host_name: Option<String>,
     client_name: Option<String>,
     error_hook: Option<pvloom_core::ErrorHook>,
+    worker_wrapper: Option<pvloom_core::WorkerWrapper>,
 }
 
 impl std::fmt::Debug for ContextBuilder {
@@ -49,6 +50,7 @@ impl Default for ContextBuilder {
             host_name: None,
             client_name: None,
             error_hook: None,
+            worker_wrapper: None,
         }
     }
 }
@@ -97,6 +99,13 @@ impl ContextBuilder {
         self
     }
 
+    /// Run each callback worker's turn inside `wrapper` (the Python bindings hold the
+    /// GIL across a turn).
+    pub fn worker_wrapper(mut self, wrapper: pvloom_core::WorkerWrapper) -> Self {
+        self.worker_wrapper = Some(wrapper);
+        self
+    }
+
     /// Start the context: its runtime, its search engine.
     ///
     /// # Errors
@@ -123,6 +132,9 @@ impl ContextBuilder {
         let mut runtime = Runtime::builder().name("pvloom-ca").io_threads(self.io_threads).delivery(delivery);
         if let Some(hook) = self.error_hook {
             runtime = runtime.error_hook(hook);
+        }
+        if let Some(wrapper) = self.worker_wrapper {
+            runtime = runtime.worker_wrapper(wrapper);
         }
         let runtime = runtime.build()?;
         let handle = runtime.handle();

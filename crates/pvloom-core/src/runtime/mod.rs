@@ -18,7 +18,7 @@ pub use stats::ThreadStats;
 pub use timers::TimerId;
 
 use crate::completion::{Completer, Completion, completion_with};
-use crate::delivery::{Deliverer, Delivery, Job, WorkerPool};
+use crate::delivery::{Deliverer, Delivery, Job, WorkerPool, WorkerWrapper};
 use crate::hook::{Containment, ErrorHook};
 use crate::multipart::{PartSender, Parts, parts_with};
 use crate::{Error, Result};
@@ -32,11 +32,18 @@ pub struct RuntimeBuilder {
     delivery: Delivery,
     name: String,
     error_hook: Option<ErrorHook>,
+    worker_wrapper: Option<WorkerWrapper>,
 }
 
 impl Default for RuntimeBuilder {
     fn default() -> Self {
-        RuntimeBuilder { io_threads: 2, delivery: Delivery::Inline, name: "pvloom".into(), error_hook: None }
+        RuntimeBuilder {
+            io_threads: 2,
+            delivery: Delivery::Inline,
+            name: "pvloom".into(),
+            error_hook: None,
+            worker_wrapper: None,
+        }
     }
 }
 
@@ -65,6 +72,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Run each Ordered worker turn inside `wrapper` (see [`WorkerWrapper`]).
+    pub fn worker_wrapper(mut self, wrapper: WorkerWrapper) -> Self {
+        self.worker_wrapper = Some(wrapper);
+        self
+    }
+
     /// Start the threads.
     ///
     /// # Errors
@@ -76,9 +89,14 @@ impl RuntimeBuilder {
         }
         let pool = match self.delivery {
             Delivery::Inline => None,
-            Delivery::Ordered { workers, capacity, overflow } => {
-                Some(WorkerPool::new(&self.name, workers, capacity, overflow, containment.clone())?)
-            }
+            Delivery::Ordered { workers, capacity, overflow } => Some(WorkerPool::with_wrapper(
+                &self.name,
+                workers,
+                capacity,
+                overflow,
+                containment.clone(),
+                self.worker_wrapper.clone(),
+            )?),
         };
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(self.io_threads);

@@ -97,7 +97,15 @@ impl PyCaContext {
         max_workers: usize,
     ) -> PyResult<Self> {
         let config = ClientConfig::from_env().map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-        let mut builder = Context::builder().config(config).max_workers(max_workers).timeout(duration(timeout));
+        // Callback workers hold the GIL for a whole turn (up to 64 callbacks) instead of
+        // taking it once per callback.
+        let hold_gil: pvloom_core::WorkerWrapper =
+            std::sync::Arc::new(|turn: &mut dyn FnMut()| Python::attach(|_| turn()));
+        let mut builder = Context::builder()
+            .config(config)
+            .max_workers(max_workers)
+            .timeout(duration(timeout))
+            .worker_wrapper(hold_gil);
         if let Some(name) = host_name {
             builder = builder.host_name(name);
         }

@@ -310,7 +310,7 @@ impl PyCaPv {
     }
 
     /// A subscription (inactive until its first callback).
-    #[pyo3(signature = (data_type=None, class_=None, data_count=None, mask=None, queue=64))]
+    #[pyo3(signature = (data_type=None, class_=None, data_count=None, mask=None, queue=4096))]
     fn subscribe(
         &self,
         data_type: Option<u16>,
