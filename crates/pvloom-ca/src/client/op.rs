@@ -27,14 +27,18 @@ impl<T: Send + 'static> OpSlot<T> {
         self.completer.lock().is_none()
     }
 
+    // The completer is taken out before completing: completing may run the caller's
+    // callback right here (Inline), which must not run under this lock.
     pub(crate) fn succeed(&self, value: T) {
-        if let Some(completer) = self.completer.lock().take() {
+        let completer = self.completer.lock().take();
+        if let Some(completer) = completer {
             completer.succeed(value);
         }
     }
 
     pub(crate) fn fail(&self, error: CaError) {
-        if let Some(completer) = self.completer.lock().take() {
+        let completer = self.completer.lock().take();
+        if let Some(completer) = completer {
             completer.fail(error.into_core());
         }
     }

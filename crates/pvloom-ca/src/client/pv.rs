@@ -55,7 +55,13 @@ pub(crate) enum Phase {
     Idle,
 }
 
-type Waiter = Box<dyn FnOnce(Result<Link, CaError>) + Send>;
+/// An operation waiting for the connection, and whether it still wants it (an
+/// operation that timed out does not): a PV that never connects must not collect
+/// waiters forever.
+struct Waiter {
+    run: Box<dyn FnOnce(Result<Link, CaError>) + Send>,
+    wanted: Box<dyn Fn() -> bool + Send>,
+}
 type ConnectionCallback = Arc<dyn Fn(&Pv, ConnectionState) + Send + Sync>;
 type AccessCallback = Arc<dyn Fn(&Pv, AccessRights) + Send + Sync>;
 
@@ -179,16 +185,21 @@ impl PvShared {
         self.context.upgrade().ok_or_else(|| CaError::Cleared(self.name.clone()))
     }
 
-    /// Run `f` with the link once connected (now, if connected). An idle PV starts
-    /// connecting again.
-    pub(crate) fn with_link(self: &Arc<Self>, f: impl FnOnce(Result<Link, CaError>) + Send + 'static) {
+    /// Run `f` with the link once connected (now, if connected), unless `wanted` says
+    /// the operation gave up meanwhile. An idle PV starts connecting again.
+    pub(crate) fn with_link(
+        self: &Arc<Self>,
+        f: impl FnOnce(Result<Link, CaError>) + Send + 'static,
+        wanted: impl Fn() -> bool + Send + 'static,
+    ) {
         let mut state = self.state.lock();
         if let (Phase::Connected, Some(link)) = (state.phase, state.link.clone()) {
             drop(state);
             f(Ok(link));
             return;
         }
-        state.waiters.push(Box::new(f));
+        state.waiters.retain(|waiter| (waiter.wanted)());
+        state.waiters.push(Waiter { run: Box::new(f), wanted: Box::new(wanted) });
         let wake = state.phase == Phase::Idle;
         if wake {
             state.phase = Phase::Searching;
@@ -219,7 +230,9 @@ impl PvShared {
         }
         self.tell_connection(callbacks, ConnectionState::Connected);
         for waiter in waiters {
-            waiter(Ok(link.clone()));
+            if (waiter.wanted)() {
+                (waiter.run)(Ok(link.clone()));
+            }
         }
     }
 
@@ -402,26 +415,30 @@ impl Pv {
         let timeout = options.timeout.unwrap_or_else(|| self.shared.default_timeout());
         self.shared.arm_timeout(&slot, "read", timeout);
         let pv = self.shared.clone();
-        self.shared.with_link(move |link| match link {
-            Err(err) => slot.fail(err),
-            Ok(link) => {
-                if slot.is_done() {
-                    return;
+        let waiting = slot.clone();
+        self.shared.with_link(
+            move |link| match link {
+                Err(err) => slot.fail(err),
+                Ok(link) => {
+                    if slot.is_done() {
+                        return;
+                    }
+                    if !pv.state.lock().access.can_read() {
+                        return slot.fail(CaError::NoReadAccess { name: pv.name.clone() });
+                    }
+                    let data_type = options.data_type.unwrap_or_else(|| {
+                        options.class.and_then(|c| link.native_type.promote_to(c)).unwrap_or(link.native_type)
+                    });
+                    let count = options.data_count.unwrap_or(if link.server_version >= 13 { 0 } else { link.count });
+                    let (circuit, name, slot2) = (link.circuit.clone(), pv.name.clone(), slot.clone());
+                    circuit.exec::<CircuitHandler>(
+                        move |handler, _ctx| handler.start_read(&pv, &link, data_type, count, options.notify, slot),
+                        move || slot2.fail(CaError::Disconnected { name, operation: "read" }),
+                    );
                 }
-                if !pv.state.lock().access.can_read() {
-                    return slot.fail(CaError::NoReadAccess { name: pv.name.clone() });
-                }
-                let data_type = options.data_type.unwrap_or_else(|| {
-                    options.class.and_then(|c| link.native_type.promote_to(c)).unwrap_or(link.native_type)
-                });
-                let count = options.data_count.unwrap_or(if link.server_version >= 13 { 0 } else { link.count });
-                let (circuit, name, slot2) = (link.circuit.clone(), pv.name.clone(), slot.clone());
-                circuit.exec::<CircuitHandler>(
-                    move |handler, _ctx| handler.start_read(&pv, &link, data_type, count, options.notify, slot),
-                    move || slot2.fail(CaError::Disconnected { name, operation: "read" }),
-                );
-            }
-        });
+            },
+            move || !waiting.is_done(),
+        );
         completion
     }
 
@@ -453,38 +470,42 @@ impl Pv {
         let timeout = options.timeout.unwrap_or_else(|| self.shared.default_timeout());
         self.shared.arm_timeout(&slot, "write", timeout);
         let pv = self.shared.clone();
-        self.shared.with_link(move |link| match link {
-            Err(err) => slot.fail(err),
-            Ok(link) => {
-                if slot.is_finished() {
-                    return;
-                }
-                if !pv.state.lock().access.can_write() {
-                    return slot.fail(CaError::NoWriteAccess { name: pv.name.clone() });
-                }
-                let data_type = match options.data_type {
-                    Some(t) => t,
-                    None => match DbrType::from_parts(value.native_type(), DbrClass::Plain) {
+        let waiting = slot.clone();
+        self.shared.with_link(
+            move |link| match link {
+                Err(err) => slot.fail(err),
+                Ok(link) => {
+                    if slot.is_finished() {
+                        return;
+                    }
+                    if !pv.state.lock().access.can_write() {
+                        return slot.fail(CaError::NoWriteAccess { name: pv.name.clone() });
+                    }
+                    let data_type = match options.data_type {
                         Some(t) => t,
-                        None => {
-                            return slot
-                                .fail(CaError::BadValue { name: pv.name.clone(), reason: "no plain type".into() });
-                        }
-                    },
-                };
-                let value = match value.convert(data_type.native()) {
-                    Ok(v) => v,
-                    Err(e) => return slot.fail(CaError::BadValue { name: pv.name.clone(), reason: e.to_string() }),
-                };
-                let (circuit, name, slot2) = (link.circuit.clone(), pv.name.clone(), slot.clone());
-                circuit.exec::<CircuitHandler>(
-                    move |handler, _ctx| {
-                        handler.start_write(&pv, &link, data_type, DbrData::plain(value), options.notify, slot)
-                    },
-                    move || slot2.fail(CaError::Disconnected { name, operation: "write" }),
-                );
-            }
-        });
+                        None => match DbrType::from_parts(value.native_type(), DbrClass::Plain) {
+                            Some(t) => t,
+                            None => {
+                                return slot
+                                    .fail(CaError::BadValue { name: pv.name.clone(), reason: "no plain type".into() });
+                            }
+                        },
+                    };
+                    let value = match value.convert(data_type.native()) {
+                        Ok(v) => v,
+                        Err(e) => return slot.fail(CaError::BadValue { name: pv.name.clone(), reason: e.to_string() }),
+                    };
+                    let (circuit, name, slot2) = (link.circuit.clone(), pv.name.clone(), slot.clone());
+                    circuit.exec::<CircuitHandler>(
+                        move |handler, _ctx| {
+                            handler.start_write(&pv, &link, data_type, DbrData::plain(value), options.notify, slot)
+                        },
+                        move || slot2.fail(CaError::Disconnected { name, operation: "write" }),
+                    );
+                }
+            },
+            move || !waiting.is_finished(),
+        );
         completion
     }
 

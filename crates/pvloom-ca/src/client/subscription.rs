@@ -116,14 +116,19 @@ impl SubShared {
 
     fn start(self: &Arc<Self>) {
         let sub = self.clone();
-        self.pv.with_link(move |link| {
-            if let Ok(link) = link
-                && sub.is_active()
-            {
-                let (circuit, sub2) = (link.circuit.clone(), sub.clone());
-                circuit.exec::<CircuitHandler>(move |handler, _| handler.add_subscription_keep(&sub2, &link), || {});
-            }
-        });
+        let wanted = self.clone();
+        self.pv.with_link(
+            move |link| {
+                if let Ok(link) = link
+                    && sub.is_active()
+                {
+                    let (circuit, sub2) = (link.circuit.clone(), sub.clone());
+                    circuit
+                        .exec::<CircuitHandler>(move |handler, _| handler.add_subscription_keep(&sub2, &link), || {});
+                }
+            },
+            move || wanted.is_active(),
+        );
     }
 
     fn stop(self: &Arc<Self>) {

@@ -413,7 +413,8 @@ impl RuntimeHandle {
         }
         let me = std::thread::current().id();
         for thread in &self.shared.threads {
-            if let Some(handle) = thread.join.lock().take()
+            let handle = thread.join.lock().take();
+            if let Some(handle) = handle
                 && handle.thread().id() != me
             {
                 let _ = handle.join();

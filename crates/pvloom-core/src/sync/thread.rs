@@ -154,7 +154,8 @@ impl<T: Clone + Send + 'static> Thread<T> {
         if !self.inner.result.wait(timeout)? {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
-        if let Some(handle) = self.inner.join.lock().take()
+        let handle = self.inner.join.lock().take();
+        if let Some(handle) = handle
             && handle.thread().id() != std::thread::current().id()
         {
             let _ = handle.join();
