@@ -198,36 +198,61 @@ impl SourceQueue {
         if self.pool.closed.load(Ordering::Acquire) {
             return Err(Error::Closed("callback dispatcher"));
         }
+        // Whatever is evicted is dropped after the lock is released: dropping a job can
+        // run arbitrary code (a Python `__del__`, an abandoned completion's callback)
+        // that may push to this very source.
+        let mut evicted: Option<Job> = None;
         let mut state = self.state.lock();
         if state.jobs.len() >= self.capacity {
             match self.overflow {
                 Overflow::Error => {
                     self.refused.fetch_add(1, Ordering::Relaxed);
+                    drop(state);
+                    drop(job);
                     return Err(Error::QueueFull { capacity: self.capacity });
                 }
-                Overflow::Coalesce => {
-                    let slot =
-                        job.key.and_then(|key| state.jobs.iter_mut().rev().find(|queued| queued.key == Some(key)));
-                    if let Some(slot) = slot {
-                        *slot = job;
-                        self.coalesced.fetch_add(1, Ordering::Relaxed);
-                        self.queued.fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
+                Overflow::Coalesce => match job.key {
+                    Some(key) => {
+                        if let Some(slot) = state.jobs.iter_mut().rev().find(|queued| queued.key == Some(key)) {
+                            evicted = Some(std::mem::replace(slot, job));
+                            self.coalesced.fetch_add(1, Ordering::Relaxed);
+                            self.queued.fetch_add(1, Ordering::Relaxed);
+                            drop(state);
+                            drop(evicted);
+                            return Ok(());
+                        }
+                        // Make room by dropping the oldest update, never a one-shot
+                        // callback; with none to drop, the new update is the one dropped.
+                        match state.jobs.iter().position(|queued| queued.key.is_some()) {
+                            Some(oldest) => evicted = state.jobs.remove(oldest),
+                            None => {
+                                self.dropped.fetch_add(1, Ordering::Relaxed);
+                                drop(state);
+                                drop(job);
+                                return Ok(());
+                            }
+                        }
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
                     }
-                    state.jobs.pop_front();
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                    // One-shot callbacks (completions, parts) are never dropped: they are
+                    // bounded by the operations the caller has outstanding.
+                    None => {}
+                },
                 Overflow::DropOldest => {
-                    state.jobs.pop_front();
+                    evicted = state.jobs.pop_front();
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
         state.jobs.push_back(job);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if !state.scheduled {
+        let schedule = !state.scheduled;
+        if schedule {
             state.scheduled = true;
-            drop(state);
+        }
+        drop(state);
+        drop(evicted);
+        if schedule {
             // The run queue is unbounded: scheduling never blocks the producer. It holds at
             // most one entry per source, so it is bounded by the number of sources.
             let _ = self.pool.run_queue.send(Some(self.clone()));
@@ -257,7 +282,9 @@ impl SourceQueue {
     }
 
     /// Serve up to `budget` jobs; reschedule the source if more remain (fairness).
+    /// During shutdown, serve until empty instead: nothing queued is lost.
     fn serve(self: Arc<Self>, budget: usize) {
+        let budget = if self.pool.closed.load(Ordering::Acquire) { usize::MAX } else { budget };
         for _ in 0..budget {
             let job = {
                 let mut state = self.state.lock();
@@ -339,19 +366,33 @@ impl WorkerPool {
         let mut handles = Vec::new();
         for index in 0..workers.max(1) {
             let rx: Receiver<Option<Arc<SourceQueue>>> = rx.clone();
+            let stop_signals = shared.run_queue.clone();
             let wrapper = wrapper.clone();
             handles.push(std::thread::Builder::new().name(format!("{name}-worker-{index}")).spawn(move || {
+                let run = |source: Arc<SourceQueue>| match &wrapper {
+                    None => source.serve(FAIRNESS_BUDGET),
+                    Some(wrap) => {
+                        let mut turn = Some(source);
+                        wrap(&mut || {
+                            if let Some(source) = turn.take() {
+                                source.serve(FAIRNESS_BUDGET);
+                            }
+                        });
+                    }
+                };
                 while let Ok(Some(source)) = rx.recv() {
-                    match &wrapper {
-                        None => source.serve(FAIRNESS_BUDGET),
-                        Some(wrap) => {
-                            let mut turn = Some(source);
-                            wrap(&mut || {
-                                if let Some(source) = turn.take() {
-                                    source.serve(FAIRNESS_BUDGET);
-                                }
-                            });
+                    run(source);
+                }
+                // Shutting down: sources rescheduled behind the stop signals still run. A
+                // stop signal met here belongs to another worker: put it back.
+                loop {
+                    match rx.try_recv() {
+                        Ok(Some(source)) => run(source),
+                        Ok(None) => {
+                            let _ = stop_signals.send(None);
+                            break;
                         }
+                        Err(_) => break,
                     }
                 }
             })?);

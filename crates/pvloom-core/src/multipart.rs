@@ -123,12 +123,18 @@ fn deliver_pending<'a, T: Send + 'static>(
     sink: &PartCallback<T>,
 ) {
     if !shared.deliverer.is_inline() {
+        let mut failures = Vec::new();
         while let Some(item) = state.items.pop_front() {
             let sink = sink.clone();
             let job = Job::new(shared.origin, move || call(&sink, item));
             if let Err(err) = shared.deliverer.deliver(job) {
-                shared.deliverer.containment().report(shared.origin, &format!("part not delivered: {err}"));
+                failures.push(err);
             }
+        }
+        drop(state);
+        // Reported outside the lock: the hook may take other locks (Python's GIL).
+        for err in failures {
+            shared.deliverer.containment().report(shared.origin, &format!("part not delivered: {err}"));
         }
         return;
     }

@@ -92,7 +92,16 @@ impl<E> Emitter<E> {
             return Err(Error::Cancelled);
         }
         match &self.sink {
-            Sink::Direct(consumer) => (consumer.lock())(event),
+            Sink::Direct(consumer) => {
+                let outcome = (consumer.lock())(event);
+                if let Err(err) = &outcome {
+                    // The consumer's failure is the subscriber's, whatever the listener
+                    // does with the error.
+                    self.control.record_error(err.clone());
+                    self.control.killed.store(true, Ordering::Release);
+                }
+                outcome
+            }
             Sink::Queue(tx) => tx.send(event).map_err(|_| Error::Cancelled),
         }
     }
@@ -201,22 +210,37 @@ impl<E: Send + 'static> Subscriber<E> {
         };
         *self.control.started_at.lock() = Some(Instant::now());
         let started = Arc::new(Event::new());
-        let spawned = match self.mode {
+        // How many of the subscriber's threads could not be started.
+        let (spawned, missing) = match self.mode {
             Mode::Sequential => {
                 self.control.running.store(1, Ordering::Release);
                 let emitter = Emitter { sink: Sink::Direct(Mutex::new(consumer)), control: self.control.clone() };
-                self.spawn_listener(listener, emitter, started.clone())
+                let spawned = self.spawn_listener(listener, emitter, started.clone());
+                let missing = usize::from(spawned.is_err());
+                (spawned, missing)
             }
             Mode::Parallel { capacity } => {
                 self.control.running.store(2, Ordering::Release);
                 let (tx, rx) = flume::bounded(capacity.max(1));
                 let emitter = Emitter { sink: Sink::Queue(tx), control: self.control.clone() };
-                self.spawn_consumer(consumer, rx).and_then(|()| self.spawn_listener(listener, emitter, started.clone()))
+                match self.spawn_consumer(consumer, rx) {
+                    Err(err) => (Err(err), 2),
+                    Ok(()) => {
+                        // On failure the emitter is dropped with the closure: the consumer
+                        // sees the queue close and ends by itself.
+                        let spawned = self.spawn_listener(listener, emitter, started.clone());
+                        let missing = usize::from(spawned.is_err());
+                        (spawned, missing)
+                    }
+                }
             }
         };
         if let Err(err) = spawned {
             self.control.record_error(err.clone());
             self.control.killed.store(true, Ordering::Release);
+            for _ in 0..missing {
+                self.control.thread_ended();
+            }
             return Err(err);
         }
         if wait {

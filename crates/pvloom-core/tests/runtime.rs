@@ -152,10 +152,18 @@ fn full_ordered_queue_never_blocks_the_io_thread() {
     let gate = Arc::new(Event::new());
     let deliverer = runtime.deliverer();
     let (tx, rx) = mpsc::channel();
+    let gate_started = Arc::new(Event::new());
     {
-        let gate = gate.clone();
-        deliverer.deliver(Job::new("test.gate", move || gate.wait().unwrap())).unwrap();
+        let (gate, started) = (gate.clone(), gate_started.clone());
+        deliverer
+            .deliver(Job::new("test.gate", move || {
+                started.set();
+                gate.wait().unwrap();
+            }))
+            .unwrap();
     }
+    // The worker must be inside the gate before the flood, or the gate could be dropped.
+    assert!(gate_started.wait_timeout(WAIT).unwrap());
     let d = deliverer.clone();
     runtime
         .spawn(move || {
@@ -318,4 +326,74 @@ fn shutdown_closes_handlers_and_refuses_new_work() {
     drop(runtime);
     assert!(matches!(handle.spawn(|| {}), Err(Error::Closed(_))));
     assert!(matches!(handle.submit(|| 1).wait(), Err(Error::Closed(_))));
+}
+
+#[test]
+fn periodic_timer_cancels_itself_and_zero_period_does_not_wedge() {
+    let runtime = Runtime::new().unwrap();
+    let runs = Arc::new(AtomicU64::new(0));
+    let r = runs.clone();
+    runtime
+        .run_on(0, move |ctx| {
+            let own: Arc<std::sync::OnceLock<pvloom_core::TimerId>> = Arc::default();
+            let own_in = own.clone();
+            let id = ctx.call_every(Duration::from_millis(2), move |ctx| {
+                if r.fetch_add(1, Ordering::SeqCst) + 1 == 3 {
+                    assert!(ctx.cancel_timer(*own_in.get().unwrap()), "a running timer can cancel itself");
+                }
+            });
+            let _ = own.set(id);
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+
+    let spins = Arc::new(AtomicU64::new(0));
+    let s = spins.clone();
+    let zero = runtime.call_every(Duration::ZERO, move || {
+        s.fetch_add(1, Ordering::Relaxed);
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(runtime.submit(|| 5).wait_timeout(WAIT).unwrap(), 5, "the I/O thread still answers");
+    zero.cancel();
+    assert!(spins.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn coalescing_never_drops_one_shot_callbacks() {
+    let runtime = Runtime::builder()
+        .delivery(Delivery::Ordered { workers: 1, capacity: 2, overflow: Overflow::Coalesce })
+        .build()
+        .unwrap();
+    let deliverer = runtime.deliverer();
+    let gate = Arc::new(Event::new());
+    let started = Arc::new(Event::new());
+    {
+        let (gate, started) = (gate.clone(), started.clone());
+        deliverer
+            .deliver(Job::new("test.gate", move || {
+                started.set();
+                gate.wait().unwrap();
+            }))
+            .unwrap();
+    }
+    assert!(started.wait_timeout(WAIT).unwrap());
+    let ran = Arc::new(AtomicU64::new(0));
+    for _ in 0..10 {
+        let ran = ran.clone();
+        deliverer
+            .deliver(Job::new("test.once", move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap();
+    }
+    for value in 0..10 {
+        deliverer.dispatch("test.update", Some(7), move || drop(value)).unwrap();
+    }
+    gate.set();
+    let deadline = Instant::now() + WAIT;
+    while ran.load(Ordering::SeqCst) < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 10, "every one-shot callback ran");
 }

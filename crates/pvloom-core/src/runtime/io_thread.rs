@@ -18,6 +18,9 @@ use crate::io_guard::IoThreadGuard;
 /// The token of the poll's waker; handler tokens are slab keys, far below it.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 
+/// Shortest interval between two runs of a periodic timer.
+const MIN_PERIOD: Duration = Duration::from_micros(100);
+
 /// Tasks one loop turn runs before it polls sockets again, so a task flood cannot
 /// starve the sockets.
 const TASK_BUDGET: usize = 1024;
@@ -300,12 +303,16 @@ fn fire_due_timers(state: &mut LoopState) {
         state.counters.timers_fired.fetch_add(1, Ordering::Relaxed);
         state.counters.callbacks.fetch_add(1, Ordering::Relaxed);
         let containment = state.containment.clone();
+        state.timers.start_running(id);
         containment.run("runtime.timer", || (timer.run)(&mut IoCtx { state }));
+        let cancelled_itself = state.timers.finish_running();
         if let Some(period) = timer.period
             && !timer.cancelled.load(Ordering::Relaxed)
+            && !cancelled_itself
         {
-            // Keep the cadence, but never schedule into the past after a stall.
-            let next = (deadline + period).max(now);
+            // Keep the cadence, but never schedule into the past after a stall, and
+            // never at `now` itself: a zero period must not spin this loop forever.
+            let next = (deadline + period).max(now + MIN_PERIOD);
             state.timers.reschedule(id, next, timer);
         }
     }

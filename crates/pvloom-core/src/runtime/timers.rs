@@ -25,6 +25,8 @@ pub(crate) struct Timers {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     timers: HashMap<u64, Timer>,
     next_id: u64,
+    /// The timer running now (taken out of `timers`) and whether it cancelled itself.
+    running: Option<(u64, bool)>,
 }
 
 impl Timers {
@@ -36,8 +38,25 @@ impl Timers {
         TimerId(id)
     }
 
+    /// Cancel a timer, including the one running now (a periodic timer may cancel
+    /// itself from its own callback).
     pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
+        if let Some((running, cancelled)) = &mut self.running
+            && *running == id.0
+        {
+            *cancelled = true;
+            return true;
+        }
         self.timers.remove(&id.0).is_some()
+    }
+
+    pub(crate) fn start_running(&mut self, id: TimerId) {
+        self.running = Some((id.0, false));
+    }
+
+    /// Done running; true if it cancelled itself meanwhile.
+    pub(crate) fn finish_running(&mut self) -> bool {
+        self.running.take().is_some_and(|(_, cancelled)| cancelled)
     }
 
     /// The earliest deadline still live, dropping cancelled entries on the way.

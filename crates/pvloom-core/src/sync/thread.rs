@@ -55,6 +55,7 @@ struct Inner<T: Clone> {
     result: AsyncResult<T>,
     main: Mutex<Option<MainFn<T>>>,
     join: Mutex<Option<JoinHandle<()>>>,
+    id: std::sync::OnceLock<std::thread::ThreadId>,
 }
 
 /// An OS thread with a stop mechanism, a result, and a way for any thread to run
@@ -88,6 +89,7 @@ impl<T: Clone + Send + 'static> Thread<T> {
                 result: AsyncResult::new(),
                 main: Mutex::new(Some(Box::new(main))),
                 join: Mutex::new(None),
+                id: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -107,6 +109,7 @@ impl<T: Clone + Send + 'static> Thread<T> {
         let handle = std::thread::Builder::new()
             .name(self.inner.name.clone())
             .spawn(move || {
+                let _ = inner.id.set(std::thread::current().id());
                 inner.launcher.bind();
                 inner.started.set();
                 let ctx = ThreadContext { launcher: inner.launcher.clone(), stop: inner.stop.clone() };
@@ -146,11 +149,24 @@ impl<T: Clone + Send + 'static> Thread<T> {
         if wait { self.join(timeout) } else { Ok(()) }
     }
 
+    /// True when called on this thread itself.
+    pub fn is_current(&self) -> bool {
+        self.inner.id.get() == Some(&std::thread::current().id())
+    }
+
     /// Wait until the main function returned.
     ///
     /// # Errors
-    /// [`Error::Timeout`] when it ran out, [`Error::WouldDeadlock`] on an I/O thread.
+    /// [`Error::Timeout`] when it ran out; [`Error::WouldDeadlock`] on an I/O thread or
+    /// on this thread itself (it would wait for its own end);
+    /// [`Error::IllegalTransition`] before `start`.
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        if self.is_current() {
+            return Err(Error::WouldDeadlock);
+        }
+        if self.inner.main.lock().is_some() {
+            return Err(Error::IllegalTransition { from: "not started", to: "joined" });
+        }
         if !self.inner.result.wait(timeout)? {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
