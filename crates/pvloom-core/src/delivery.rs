@@ -211,8 +211,10 @@ impl SourceQueue {
                     drop(job);
                     return Err(Error::QueueFull { capacity: self.capacity });
                 }
-                Overflow::Coalesce => match job.key {
-                    Some(key) => {
+                // One-shot callbacks (completions, parts; no key) are never dropped: they
+                // are bounded by the operations the caller has outstanding.
+                Overflow::Coalesce => {
+                    if let Some(key) = job.key {
                         if let Some(slot) = state.jobs.iter_mut().rev().find(|queued| queued.key == Some(key)) {
                             evicted = Some(std::mem::replace(slot, job));
                             self.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -234,10 +236,7 @@ impl SourceQueue {
                         }
                         self.dropped.fetch_add(1, Ordering::Relaxed);
                     }
-                    // One-shot callbacks (completions, parts) are never dropped: they are
-                    // bounded by the operations the caller has outstanding.
-                    None => {}
-                },
+                }
                 Overflow::DropOldest => {
                     evicted = state.jobs.pop_front();
                     self.dropped.fetch_add(1, Ordering::Relaxed);
