@@ -70,7 +70,7 @@ fn start_ioc(prefix: &str, repeater_port: u16) -> anyhow::Result<(Server, Ioc)> 
 /// The IOC's scan thread: the walk drifts toward the setpoint, the ramp counts, the
 /// waveform is a travelling sine.
 fn run_ioc(ioc: Ioc, rate: f64, stop: Arc<AtomicBool>) {
-    let period = Duration::from_secs_f64(1.0 / rate.clamp(1.0, 10_000.0));
+    let period = Duration::try_from_secs_f64(1.0 / rate.clamp(1.0, 10_000.0)).unwrap_or(Duration::from_millis(20));
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let (mut x, mut n) = (0.0f64, 0i32);
     let mut next = Instant::now();
@@ -163,7 +163,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.rate
     )?;
     let start = Instant::now();
-    let run_for = Duration::from_secs_f64(args.seconds.max(0.5));
+    let run_for = Duration::try_from_secs_f64(args.seconds.max(0.5)).unwrap_or(Duration::from_secs(3600));
     let mut wrote_setpoint = false;
     let mut frame = 0;
     while start.elapsed() < run_for {

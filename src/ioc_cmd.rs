@@ -60,7 +60,11 @@ pub fn run(args: &IocArgs) -> anyhow::Result<()> {
     ioc.serve(&server);
     println!("pvloom ioc: {records} records served on port {}", server.port());
     match args.seconds {
-        Some(seconds) => std::thread::sleep(std::time::Duration::from_secs_f64(seconds)),
+        Some(seconds) => {
+            let duration = std::time::Duration::try_from_secs_f64(seconds.max(0.0))
+                .map_err(|_| anyhow::anyhow!("--seconds {seconds}: not a usable duration"))?;
+            std::thread::sleep(duration);
+        }
         None => loop {
             std::thread::park();
         },

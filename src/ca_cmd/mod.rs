@@ -56,7 +56,8 @@ impl Common {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.wait.max(0.001))
+        // `-w inf` or absurd values mean "a very long time", never a panic.
+        Duration::try_from_secs_f64(self.wait.max(0.001)).unwrap_or(Duration::from_secs(86_400 * 365))
     }
 
     fn context(&self) -> anyhow::Result<Context> {
@@ -336,7 +337,10 @@ fn monitor(args: &MonitorArgs) -> anyhow::Result<()> {
         }
     }
     drop(tx);
-    let deadline = args.seconds.map(|s| std::time::Instant::now() + Duration::from_secs_f64(s));
+    let deadline = args
+        .seconds
+        .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
+        .and_then(|d| std::time::Instant::now().checked_add(d));
     loop {
         let wait =
             deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(std::time::Instant::now()));

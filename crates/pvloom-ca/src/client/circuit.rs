@@ -110,7 +110,10 @@ impl CircuitHandler {
         let marker = &address.marker;
         let stream = TcpStream::connect(std::net::SocketAddr::V4(marker.addr))?;
         let config = &context.config;
-        let decoder = DecoderConfig { max_payload: config.max_array_bytes as u32, ..DecoderConfig::default() };
+        let decoder = DecoderConfig {
+            max_payload: u32::try_from(config.max_array_bytes).unwrap_or(u32::MAX),
+            ..DecoderConfig::default()
+        };
         let mut handler = CircuitHandler {
             address: address.clone(),
             context: Arc::downgrade(context),
@@ -240,12 +243,23 @@ impl CircuitHandler {
     }
 
     pub(crate) fn create_channel(&mut self, pv: &Arc<PvShared>) -> Keep {
-        self.channels.insert(pv.cid, pv.clone());
-        self.send(&[Command::CreateChanRequest {
+        let request = Command::CreateChanRequest {
             cid: pv.cid,
             version: crate::proto::constants::CA_MINOR_PROTOCOL_REVISION,
             name: pv.name.clone(),
-        }])
+        };
+        if let Some(err) = self.queue(&[request]) {
+            // E.g. the previous channel of this cid is still being cleared: try again
+            // through a fresh search rather than waiting forever.
+            tracing::debug!(pv = pv.name, "channel not created yet: {err}");
+            let retry = pv.clone();
+            if let Some(context) = self.context.upgrade() {
+                context.runtime.call_later(std::time::Duration::from_millis(100), move || retry.on_disconnected(true));
+            }
+            return Keep::Yes;
+        }
+        self.channels.insert(pv.cid, pv.clone());
+        self.flush()
     }
 
     pub(crate) fn clear_channel(&mut self, pv: &Arc<PvShared>, sid: u32) -> Keep {
@@ -319,12 +333,17 @@ impl CircuitHandler {
     /// Send EVENT_ADD for a subscription on this circuit (called after connect and
     /// on reconnection).
     pub(crate) fn add_subscription(&mut self, sub: &Arc<SubShared>, link: &Link) {
-        if self.subscriptions.contains_key(&sub.id) {
+        let current = sub.wire_id();
+        if current != 0 && self.subscriptions.get(&current).is_some_and(|s| Arc::ptr_eq(s, sub)) {
             return;
         }
+        // A fresh id on the wire each time: an id whose cancel is still unconfirmed
+        // can never be confused with the new subscription.
+        let wire = sub.new_wire_id();
         let (data_type, count) = sub.request_for(link.native_type, link.count);
-        self.subscriptions.insert(sub.id, sub.clone());
-        self.queue(&[Command::event_add_request(link.sid, sub.id, data_type, count, sub.options.mask)]);
+        if self.queue(&[Command::event_add_request(link.sid, wire, data_type, count, sub.options.mask)]).is_none() {
+            self.subscriptions.insert(wire, sub.clone());
+        }
     }
 
     pub(crate) fn add_subscription_keep(&mut self, sub: &Arc<SubShared>, link: &Link) -> Keep {
@@ -333,16 +352,17 @@ impl CircuitHandler {
     }
 
     pub(crate) fn cancel_subscription(&mut self, sub: &Arc<SubShared>) -> Keep {
-        if self.subscriptions.remove(&sub.id).is_none() {
+        let wire = sub.wire_id();
+        if self.subscriptions.remove(&wire).is_none() {
             return Keep::Yes;
         }
         let Some(channel) = self.proto.channel(sub.pv.cid).map(|c| c.sid) else { return Keep::Yes };
         let Some(sid) = channel else { return Keep::Yes };
-        let (data_type, count) = match self.proto.subscription(sub.id) {
+        let (data_type, count) = match self.proto.subscription(wire) {
             Some(s) => (s.data_type, s.data_count),
             None => return Keep::Yes,
         };
-        self.send(&[Command::EventCancelRequest { data_type, data_count: count, sid, subscription_id: sub.id }])
+        self.send(&[Command::EventCancelRequest { data_type, data_count: count, sid, subscription_id: wire }])
     }
 
     /// Search names over this circuit (a name server's). Skipped until the server
@@ -433,17 +453,28 @@ impl CircuitHandler {
                     pv.on_disconnected(true);
                 }
             }
-            Command::ReadNotifyResponse { data_type, data_count, status, ioid, data }
-            | Command::ReadResponse { data_type, data_count, cid: status, ioid, data } => {
+            Command::ReadNotifyResponse { data_type, data_count, status, ioid, data } => {
                 let Some(op) = self.reads.remove(&ioid) else { return Keep::Yes };
-                // The obsolete READ reply carries no status; `status` holds the cid there.
-                let failed = !eca_is_success(status) && data.iter().all(|b| *b == 0) && status != 0;
-                if failed {
+                if !eca_is_success(status) {
                     op.slot.fail(CaError::server(&op.name, "read", status, None));
                     return Keep::Yes;
                 }
                 match DbrData::decode(data_type, data_count, &data) {
                     Ok(decoded) => op.slot.succeed(Response { data_type, data_count, status, data: decoded }),
+                    Err(err) => return self.close(&format!("malformed read reply for {}: {err}", op.name)),
+                }
+            }
+            // The obsolete READ reply carries the channel's cid where READ_NOTIFY has a
+            // status: it only ever reports success.
+            Command::ReadResponse { data_type, data_count, ioid, data, .. } => {
+                let Some(op) = self.reads.remove(&ioid) else { return Keep::Yes };
+                match DbrData::decode(data_type, data_count, &data) {
+                    Ok(decoded) => op.slot.succeed(Response {
+                        data_type,
+                        data_count,
+                        status: crate::proto::constants::ECA_NORMAL,
+                        data: decoded,
+                    }),
                     Err(err) => return self.close(&format!("malformed read reply for {}: {err}", op.name)),
                 }
             }

@@ -172,8 +172,10 @@ fn parse_port(variable: &'static str, value: &str) -> Result<u16, ConfigError> {
 }
 
 fn parse_seconds(variable: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64).ok_or_else(|| {
-        ConfigError { variable, value: value.to_owned(), reason: "not a non-negative number of seconds".into() }
+    value.parse::<f64>().ok().and_then(|s| Duration::try_from_secs_f64(s).ok()).ok_or_else(|| ConfigError {
+        variable,
+        value: value.to_owned(),
+        reason: "not a non-negative number of seconds".into(),
     })
 }
 

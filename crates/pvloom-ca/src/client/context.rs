@@ -411,10 +411,14 @@ impl Context {
     /// Stop searching for `name` (a typo, a PV never expected to exist). A later
     /// operation on its PV searches again.
     pub fn cancel_search(&self, name: &str) {
-        let cids: Vec<u32> =
-            self.inner.state.lock().pvs.iter().filter(|((n, _), _)| n == name).map(|(_, pv)| pv.cid).collect();
+        let mut cids = Vec::new();
         for pv in self.inner.state.lock().pvs.values().filter(|pv| pv.name == name) {
-            pv.state.lock().phase = super::pv::Phase::Idle;
+            // Only a PV still searching is affected; a connected one keeps its channel.
+            let mut state = pv.state.lock();
+            if state.phase == super::pv::Phase::Searching {
+                state.phase = super::pv::Phase::Idle;
+                cids.push(pv.cid);
+            }
         }
         self.inner.search.exec::<SearchHandler>(
             move |handler, _| {

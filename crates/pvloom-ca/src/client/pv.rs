@@ -110,7 +110,7 @@ impl std::fmt::Debug for Pv {
 }
 
 /// Options of a read. The default reads the native type, all elements, with notify.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
     /// The DBR type to ask for; `None`: the native type promoted to `class`.
     pub data_type: Option<DbrType>,
@@ -123,6 +123,12 @@ pub struct ReadOptions {
     pub timeout: Option<Duration>,
     /// READ_NOTIFY (true, the default in practice) or the obsolete READ.
     pub notify: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { data_type: None, class: None, data_count: None, timeout: None, notify: true }
+    }
 }
 
 impl ReadOptions {
@@ -429,7 +435,9 @@ impl Pv {
                     let data_type = options.data_type.unwrap_or_else(|| {
                         options.class.and_then(|c| link.native_type.promote_to(c)).unwrap_or(link.native_type)
                     });
-                    let count = options.data_count.unwrap_or(if link.server_version >= 13 { 0 } else { link.count });
+                    // 4.13 servers take 0 as "all elements"; the obsolete READ always names a count.
+                    let dynamic = link.server_version >= 13 && options.notify;
+                    let count = options.data_count.unwrap_or(if dynamic { 0 } else { link.count });
                     let (circuit, name, slot2) = (link.circuit.clone(), pv.name.clone(), slot.clone());
                     circuit.exec::<CircuitHandler>(
                         move |handler, _ctx| handler.start_read(&pv, &link, data_type, count, options.notify, slot),

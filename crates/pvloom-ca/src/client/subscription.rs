@@ -56,7 +56,10 @@ static NEXT_SUBSCRIPTION_ID: AtomicU32 = AtomicU32::new(1);
 pub(crate) struct SubShared {
     pub(crate) pv: Arc<PvShared>,
     pub(crate) options: SubscribeOptions,
+    /// Stable identity (the coalescing key of its updates).
     pub(crate) id: u32,
+    /// The id used on the wire by the current EVENT_ADD (0: none yet); fresh each time.
+    wire: std::sync::atomic::AtomicU32,
     callbacks: Mutex<Vec<(u64, UpdateCallback)>>,
     active: AtomicBool,
     next_token: AtomicU64,
@@ -75,6 +78,7 @@ impl SubShared {
             pv,
             options,
             id: NEXT_SUBSCRIPTION_ID.fetch_add(1, Ordering::Relaxed),
+            wire: std::sync::atomic::AtomicU32::new(0),
             callbacks: Mutex::new(Vec::new()),
             active: AtomicBool::new(false),
             next_token: AtomicU64::new(1),
@@ -82,6 +86,16 @@ impl SubShared {
             most_recent: Mutex::new(None),
             received: AtomicU64::new(0),
         })
+    }
+
+    pub(crate) fn wire_id(&self) -> u32 {
+        self.wire.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn new_wire_id(&self) -> u32 {
+        let id = NEXT_SUBSCRIPTION_ID.fetch_add(1, Ordering::Relaxed).max(1);
+        self.wire.store(id, Ordering::Release);
+        id
     }
 
     pub(crate) fn is_active(&self) -> bool {
@@ -205,9 +219,10 @@ impl Subscription {
         Pv { shared: self.shared.pv.clone() }
     }
 
-    /// The subscription id used on the wire.
+    /// The subscription id used on the wire now (a new one after each reconnection
+    /// or restart; 0 before the first).
     pub fn id(&self) -> u32 {
-        self.shared.id
+        self.shared.wire_id()
     }
 
     /// True while it has callbacks (and so is subscribed on the server).
@@ -229,12 +244,14 @@ impl Subscription {
     /// subscription; the newest update so far is not replayed.
     pub fn add_callback(&self, callback: impl Fn(Arc<Response>) + Send + Sync + 'static) -> CallbackHandle {
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
-        let first = {
+        // The active flag flips under the callbacks lock, so a concurrent add and
+        // remove cannot leave callbacks without a subscription or the reverse.
+        let start = {
             let mut callbacks = self.shared.callbacks.lock();
             callbacks.push((token, Arc::new(callback)));
-            callbacks.len() == 1
+            !self.shared.active.swap(true, Ordering::AcqRel)
         };
-        if first && !self.shared.active.swap(true, Ordering::AcqRel) {
+        if start {
             self.shared.start();
         }
         CallbackHandle { token, subscription: Arc::downgrade(&self.shared) }
@@ -242,21 +259,24 @@ impl Subscription {
 
     /// Remove one callback; removing the last cancels the subscription.
     pub fn remove_callback(&self, token: u64) {
-        let now_empty = {
+        let stop = {
             let mut callbacks = self.shared.callbacks.lock();
-            let before = callbacks.len();
             callbacks.retain(|(t, _)| *t != token);
-            before > 0 && callbacks.is_empty()
+            callbacks.is_empty() && self.shared.active.swap(false, Ordering::AcqRel)
         };
-        if now_empty && self.shared.active.swap(false, Ordering::AcqRel) {
+        if stop {
             self.shared.stop();
         }
     }
 
     /// Remove every callback and cancel.
     pub fn clear(&self) {
-        self.shared.callbacks.lock().clear();
-        if self.shared.active.swap(false, Ordering::AcqRel) {
+        let stop = {
+            let mut callbacks = self.shared.callbacks.lock();
+            callbacks.clear();
+            self.shared.active.swap(false, Ordering::AcqRel)
+        };
+        if stop {
             self.shared.stop();
         }
     }

@@ -149,6 +149,9 @@ pub struct CircuitBook {
     ios: HashMap<(IoKind, u32), PendingIo>,
     subscriptions: HashMap<u32, Subscription>,
     retired_subscriptions: HashSet<u32>,
+    /// Subscriptions whose cancel was confirmed: updates a server had already queued
+    /// may still arrive for them (libca ignores those; so do we). Bounded.
+    ended_subscriptions: HashSet<u32>,
 }
 
 impl CircuitBook {
@@ -167,6 +170,7 @@ impl CircuitBook {
             ios: HashMap::new(),
             subscriptions: HashMap::new(),
             retired_subscriptions: HashSet::new(),
+            ended_subscriptions: HashSet::new(),
         }
     }
 
@@ -464,6 +468,20 @@ impl CircuitBook {
                 deliver(Some(subscription.cid), Some(ChannelState::Connected))
             }
             EventAddResponse { data_type, data_count, subscription_id, data, .. } => {
+                // Updates racing with a cancel (sent before the server saw it) are
+                // dropped quietly, as libca does.
+                if direction == Direction::Received {
+                    let racing = match self.subscriptions.get(subscription_id) {
+                        Some(subscription) => subscription.cancel_pending,
+                        None => {
+                            self.ended_subscriptions.contains(subscription_id)
+                                || self.retired_subscriptions.contains(subscription_id)
+                        }
+                    };
+                    if racing {
+                        return Ok(Verdict::Absorb);
+                    }
+                }
                 let subscription = self.subscription_for(*subscription_id)?;
                 if data.is_empty() {
                     // The receiver would read this as the cancel confirmation.
@@ -516,6 +534,12 @@ impl CircuitBook {
                     return Err(StateError::SubscriptionMismatch { subscription_id: *subscription_id, field: "sid" });
                 }
                 self.subscriptions.remove(subscription_id);
+                if direction == Direction::Received {
+                    if self.ended_subscriptions.len() >= MAX_RETIRED_SUBSCRIPTIONS {
+                        self.ended_subscriptions.clear();
+                    }
+                    self.ended_subscriptions.insert(*subscription_id);
+                }
                 deliver(Some(subscription.cid), Some(self.state_of(subscription.cid)))
             }
             SearchResponse { .. }

@@ -94,6 +94,12 @@ struct SimpleState {
     alarm: Alarm,
 }
 
+/// Elements a PV holds: fixed at creation, as an EPICS waveform's NELM, because clients
+/// are told the count when their channel is created.
+fn capacity_of(spec: &PvSpec) -> u32 {
+    spec.max_length.unwrap_or(spec.value.len() as u32).max(spec.value.len() as u32).max(1)
+}
+
 /// A PV whose value lives in memory: defined in code, written by clients, posted by
 /// the program.
 pub struct SimplePv {
@@ -122,6 +128,7 @@ impl SimplePv {
 
     /// Set the value (from the program); returns the events it caused.
     pub fn set(&self, value: Value) -> u16 {
+        let value = truncate(value, capacity_of(&self.spec));
         let alarm = self.alarm_of(&value);
         let mut state = self.state.lock();
         let mut mask = DBE_VALUE | DBE_LOG;
@@ -233,8 +240,7 @@ impl PvBackend for SimplePv {
     }
 
     fn element_count(&self) -> u32 {
-        let len = self.state.lock().value.len() as u32;
-        self.spec.max_length.unwrap_or(len).max(len).max(1)
+        capacity_of(&self.spec)
     }
 
     fn read(&self, data_type: DbrType, count: u32) -> Result<DbrData, Status> {

@@ -111,8 +111,12 @@ impl ServerConfig {
         }
         config.beacon_destinations.sort();
         config.beacon_destinations.dedup();
-        if let Some(period) = get("EPICS_CAS_BEACON_PERIOD").and_then(|p| p.parse::<f64>().ok()).filter(|p| *p > 0.0) {
-            config.beacon_period = Duration::from_secs_f64(period);
+        if let Some(period) = get("EPICS_CAS_BEACON_PERIOD")
+            .and_then(|p| p.parse::<f64>().ok())
+            .filter(|p| *p > 0.0)
+            .and_then(|p| Duration::try_from_secs_f64(p).ok())
+        {
+            config.beacon_period = period;
         }
         if let Some(bytes) = get("EPICS_CA_MAX_ARRAY_BYTES").and_then(|b| b.parse::<usize>().ok()) {
             config.max_array_bytes = bytes.max(16_384);

@@ -48,7 +48,10 @@ impl ServedPv {
     }
 
     pub(crate) fn subscribe(&self, subscription: &Arc<ServerSubscription>) {
-        self.subscribers.lock().push(Arc::downgrade(subscription));
+        let mut list = self.subscribers.lock();
+        // Pruned here too: a PV that never changes must not collect dead entries.
+        list.retain(|s| s.strong_count() > 0);
+        list.push(Arc::downgrade(subscription));
     }
 
     /// Subscriptions alive now.
@@ -88,6 +91,9 @@ impl ServerSubscription {
 struct OutboxState {
     order: VecDeque<u32>,
     latest: HashMap<u32, Bytes>,
+    /// Subscriptions the client holds: an update posted for one it just cancelled
+    /// (the post raced with the cancel) is dropped, never sent after the confirmation.
+    live: std::collections::HashSet<u32>,
     events_off: bool,
 }
 
@@ -104,7 +110,12 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub(crate) fn new(address: Arc<ServerCircuitAddress>) -> Arc<Self> {
         Arc::new(Outbox {
-            state: Mutex::new(OutboxState { order: VecDeque::new(), latest: HashMap::new(), events_off: false }),
+            state: Mutex::new(OutboxState {
+                order: VecDeque::new(),
+                latest: HashMap::new(),
+                live: std::collections::HashSet::new(),
+                events_off: false,
+            }),
             flush_scheduled: AtomicBool::new(false),
             coalesced: AtomicU64::new(0),
             address,
@@ -114,6 +125,9 @@ impl Outbox {
     pub(crate) fn push(&self, subscription: u32, update: Bytes) {
         let wake = {
             let mut state = self.state.lock();
+            if !state.live.contains(&subscription) {
+                return;
+            }
             if state.latest.insert(subscription, update).is_some() {
                 self.coalesced.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -159,9 +173,18 @@ impl Outbox {
         }
     }
 
+    /// The client subscribed under `subscription`.
+    pub(crate) fn register(&self, subscription: u32) {
+        self.state.lock().live.insert(subscription);
+    }
+
+    /// The client cancelled `subscription`: drop its pending update, accept no more.
     pub(crate) fn forget(&self, subscription: u32) {
         let mut state = self.state.lock();
-        state.latest.remove(&subscription);
+        state.live.remove(&subscription);
+        if state.latest.remove(&subscription).is_some() {
+            state.order.retain(|id| *id != subscription);
+        }
     }
 
     pub(crate) fn set_events(&self, on: bool) {

@@ -113,7 +113,10 @@ impl Marked for ServerCircuit {
 impl ServerCircuit {
     fn open(ctx: &mut IoCtx<'_>, stream: TcpStream, address: Arc<ServerCircuitAddress>, shared: Arc<ServerShared>) {
         let _ = stream.set_nodelay(true);
-        let decoder = DecoderConfig { max_payload: shared.config.max_array_bytes as u32, ..DecoderConfig::default() };
+        let decoder = DecoderConfig {
+            max_payload: u32::try_from(shared.config.max_array_bytes).unwrap_or(u32::MAX),
+            ..DecoderConfig::default()
+        };
         let mut circuit = ServerCircuit {
             outbox: Outbox::new(address.clone()),
             address: address.clone(),
@@ -168,10 +171,15 @@ impl ServerCircuit {
 
     fn queue(&mut self, commands: &[Command]) {
         for command in commands {
-            if let Err(err) = self.proto.send_into(command, &mut self.out) {
+            if let Some(err) = self.queue_checked(command) {
                 tracing::debug!(peer = %self.address.marker.peer, command = command.name(), "reply refused: {err}");
             }
         }
+    }
+
+    /// Queue one reply; the circuit's rules may refuse it (the error is returned).
+    fn queue_checked(&mut self, command: &Command) -> Option<crate::proto::CircuitError> {
+        self.proto.send_into(command, &mut self.out).err()
     }
 
     pub(crate) fn outbox_ready(&mut self) {
@@ -337,26 +345,57 @@ impl ServerCircuit {
                     param2: ioid,
                 };
                 let Some(channel) = self.channels.get(&sid) else { return Keep::Yes };
-                let (cid, rights, pv) = (channel.cid, channel.rights, channel.pv.clone());
-                if !rights.can_read() {
-                    self.error(cid, ECA_NORDACCESS, header, "no read access");
-                    return Keep::Yes;
-                }
-                match pv.backend.read(data_type, data_count) {
-                    Ok(data) => match Command::read_notify_response(ioid, ECA_NORMAL, data_type, &data) {
-                        Ok(reply) => self.queue(&[reply]),
-                        Err(err) => self.error(cid, ECA_BADCOUNT, header, &err.to_string()),
-                    },
-                    Err(status) => self.error(cid, status, header, "read failed"),
+                let (rights, pv) = (channel.rights, channel.pv.clone());
+                let _ = header;
+                // Failures are READ_NOTIFY replies carrying the status and a zeroed value,
+                // as rsrv sends them (clients match them to the pending read).
+                let failed = |status: u32| {
+                    let count = zeroed_count(data_count, pv.backend.element_count());
+                    Command::ReadNotifyResponse {
+                        data_type,
+                        data_count: count,
+                        status,
+                        ioid,
+                        data: zeroed(data_type, count),
+                    }
+                };
+                let reply = if !rights.can_read() {
+                    failed(ECA_NORDACCESS)
+                } else {
+                    match pv.backend.read(data_type, data_count) {
+                        Ok(data) => Command::read_notify_response(ioid, ECA_NORMAL, data_type, &data)
+                            .unwrap_or_else(|_| failed(ECA_BADCOUNT)),
+                        Err(status) => failed(status),
+                    }
+                };
+                if let Some(err) = self.queue_checked(&reply) {
+                    tracing::debug!("read reply refused ({err}); answering with ECA_BADCOUNT");
+                    let fallback = failed(ECA_BADCOUNT);
+                    self.queue(&[fallback]);
                 }
             }
             Command::ReadRequest { data_type, data_count, sid, ioid } => {
                 let Some(channel) = self.channels.get(&sid) else { return Keep::Yes };
-                let (cid, pv) = (channel.cid, channel.pv.clone());
-                if let Ok(data) = pv.backend.read(data_type, data_count)
-                    && let (Ok(count), Ok(bytes)) = (data.count(), data.encode(data_type))
-                {
-                    self.queue(&[Command::ReadResponse { data_type, data_count: count, cid, ioid, data: bytes }]);
+                let (cid, rights, pv) = (channel.cid, channel.rights, channel.pv.clone());
+                let header = Header {
+                    command: code::READ,
+                    payload_size: 0,
+                    data_type: data_type.code(),
+                    data_count,
+                    param1: sid,
+                    param2: ioid,
+                };
+                if !rights.can_read() {
+                    self.error(cid, ECA_NORDACCESS, header, "no read access");
+                    return Keep::Yes;
+                }
+                let reply = pv.backend.read(data_type, data_count).ok().and_then(|data| {
+                    let (count, bytes) = (data.count().ok()?, data.encode(data_type).ok()?);
+                    Some(Command::ReadResponse { data_type, data_count: count, cid, ioid, data: bytes })
+                });
+                match reply {
+                    Some(reply) if self.queue_checked(&reply).is_none() => {}
+                    _ => self.error(cid, crate::proto::constants::ECA_GETFAIL, header, "read failed"),
                 }
             }
             Command::WriteRequest { data_type, data_count, sid, ioid, data } => {
@@ -368,6 +407,18 @@ impl ServerCircuit {
             Command::EventAddRequest { data_type, data_count, sid, subscription_id, mask, .. } => {
                 let Some(channel) = self.channels.get(&sid) else { return Keep::Yes };
                 let pv = channel.pv.clone();
+                if !channel.rights.can_read() {
+                    // As rsrv: one update carrying ECA_NORDACCESS and no value.
+                    let count = zeroed_count(data_count, pv.backend.element_count());
+                    self.queue(&[Command::EventAddResponse {
+                        data_type,
+                        data_count: count,
+                        status: ECA_NORDACCESS,
+                        subscription_id,
+                        data: zeroed(data_type, count),
+                    }]);
+                    return Keep::Yes;
+                }
                 let count = if data_count == 0 { pv.backend.element_count() } else { data_count };
                 let mask = if mask == 0 { DBE_VALUE | DBE_ALARM } else { mask };
                 let subscription = Arc::new(ServerSubscription {
@@ -377,6 +428,7 @@ impl ServerCircuit {
                     mask,
                     outbox: self.outbox.clone(),
                 });
+                self.outbox.register(subscription_id);
                 pv.subscribe(&subscription);
                 subscription.send_current(&pv.backend);
                 self.subscriptions.insert(subscription_id, (sid, subscription));
@@ -519,6 +571,16 @@ impl IoHandler for ServerCircuit {
     fn closed(&mut self, _ctx: &mut IoCtx<'_>) {
         self.shut("server shutting down");
     }
+}
+
+/// Elements of a failure reply: what was asked for, at most what the channel holds.
+fn zeroed_count(requested: u32, channel: u32) -> u32 {
+    if requested == 0 { channel.max(1) } else { requested.min(channel.max(1)) }
+}
+
+/// A zeroed payload of `count` elements of `data_type` (the value of a failed read).
+fn zeroed(data_type: DbrType, count: u32) -> bytes::Bytes {
+    bytes::Bytes::from(vec![0u8; data_type.padded_payload_size(count) as usize])
 }
 
 /// How long a client may leave its socket unread before it is disconnected.

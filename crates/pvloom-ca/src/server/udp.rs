@@ -43,8 +43,15 @@ impl SearchResponder {
         for command in commands {
             match command {
                 Command::DatagramVersion { sequence: s, .. } => sequence = s,
-                Command::SearchRequest { name, search_id, .. } if self.shared.registry.contains(&name) => {
-                    found.push(search_id);
+                Command::SearchRequest { name, search_id, do_reply, version } => {
+                    if self.shared.registry.contains(&name) {
+                        found.push(search_id);
+                    } else if do_reply {
+                        // Asked to say so (name servers, DO_REPLY): NOT_FOUND, as rsrv.
+                        if let Ok(reply) = (Command::NotFoundResponse { do_reply, version, search_id }).to_bytes() {
+                            let _ = self.socket.send_to(&reply, from);
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -93,7 +100,9 @@ impl IoHandler for SearchResponder {
     }
 
     fn ready(&mut self, _ctx: &mut IoCtx<'_>, _: Token, _: &pvloom_core::mio::event::Event) -> Keep {
-        for _ in 0..256 {
+        // Edge-triggered: read until the socket is empty, or datagrams would wait.
+        let mut errors = 0;
+        loop {
             match self.socket.recv_from(&mut self.buffer) {
                 Ok((n, from)) => {
                     let datagram = self.buffer[..n].to_vec();
@@ -101,10 +110,17 @@ impl IoHandler for SearchResponder {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Keep::Yes,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => tracing::debug!("search socket: {e}"),
+                Err(e) => {
+                    // ICMP errors surface here once each; a socket that keeps failing
+                    // is given up on for this event rather than spun on.
+                    tracing::debug!("search socket: {e}");
+                    errors += 1;
+                    if errors > 64 {
+                        return Keep::Yes;
+                    }
+                }
             }
         }
-        Keep::Yes
     }
 }
 
