@@ -33,6 +33,7 @@ fn _pvloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::PyThreadContext>()?;
     m.add_class::<sync::PyThreadResource>()?;
     ca::register(m)?;
+    m.add_function(pyo3::wrap_pyfunction!(runtime::_shutdown_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -109,20 +109,50 @@ impl PyCompletion {
             callbacks: callbacks.clone(),
             containment: containment.clone(),
             hook: hook.clone(),
+            me: None,
         };
         (PyCompletion { result, callbacks, containment, hook }, setter)
     }
 }
 
-/// Completes a [`PyCompletion`] and runs its callbacks on the completing thread.
+/// Completes a [`PyCompletion`] and runs its callbacks on the completing thread. If it
+/// is dropped unused (its job was dropped by a full queue or a shutdown), the
+/// completion fails with `Abandoned` instead of never completing.
 pub struct CompletionSetter {
     result: Arc<AsyncResult<SharedOutcome>>,
     callbacks: Arc<Mutex<Option<Vec<Py<PyAny>>>>>,
     containment: Containment,
     hook: PyHook,
+    me: Option<Py<PyCompletion>>,
+}
+
+impl Drop for CompletionSetter {
+    fn drop(&mut self) {
+        if self.result.ready() {
+            return;
+        }
+        let _ = self.result.set(Arc::new(Outcome::Failed(Error::Abandoned)));
+        let has_callbacks = self.callbacks.lock().as_ref().is_some_and(|c| !c.is_empty());
+        if let (true, Some(me)) = (has_callbacks, self.me.take()) {
+            let callbacks = self.callbacks.lock().take().unwrap_or_default();
+            let (containment, hook) = (self.containment.clone(), self.hook.clone());
+            Python::attach(|py| {
+                for callback in callbacks {
+                    if let Err(err) = callback.call1(py, (me.clone_ref(py),)) {
+                        report_exception(py, &containment, "completion.callback", &hook, err, Some(callback.bind(py)));
+                    }
+                }
+            });
+        }
+    }
 }
 
 impl CompletionSetter {
+    /// Remember the Python object it completes (for callbacks run on abandonment).
+    pub fn bind(&mut self, me: Py<PyCompletion>) {
+        self.me = Some(me);
+    }
+
     pub fn set(self, py: Python<'_>, outcome: Outcome, me: &Py<PyCompletion>) {
         let _ = self.result.set(Arc::new(outcome));
         let callbacks = self.callbacks.lock().take().unwrap_or_default();
@@ -170,7 +200,9 @@ impl PyCompletion {
         })?;
         match outcome {
             Some(outcome) => outcome.to_py_result(py),
-            None => Err(to_py(Error::Timeout(std::time::Duration::from_secs_f64(timeout.unwrap_or(0.0))))),
+            None => Err(to_py(Error::Timeout(
+                crate::wait::duration(timeout.unwrap_or(0.0)).ok().flatten().unwrap_or_default(),
+            ))),
         }
     }
 

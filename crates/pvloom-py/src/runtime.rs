@@ -20,7 +20,7 @@ use crate::outcome::{PyCall, PyCompletion, PyHook};
 /// on N worker threads, in submission order, where blocking is allowed.
 #[pyclass(name = "Runtime", module = "pvloom", frozen)]
 pub struct PyRuntime {
-    runtime: Mutex<Option<Runtime>>,
+    runtime: Arc<Mutex<Option<Runtime>>>,
     handle: RuntimeHandle,
     source: Deliverer,
     hook: PyHook,
@@ -97,7 +97,9 @@ impl PyRuntime {
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
         let handle = runtime.handle();
         let source = handle.deliverer();
-        Ok(PyRuntime { runtime: Mutex::new(Some(runtime)), handle, source, hook })
+        let runtime = Arc::new(Mutex::new(Some(runtime)));
+        LIVE_RUNTIMES.lock().push(Arc::downgrade(&runtime));
+        Ok(PyRuntime { runtime, handle, source, hook })
     }
 
     /// Number of I/O threads.
@@ -128,26 +130,42 @@ impl PyRuntime {
 
     /// Run `func(*args, **kwargs)` as a callback after `delay` seconds.
     #[pyo3(signature = (delay, func, *args, **kwargs))]
-    fn call_later(&self, delay: f64, func: Py<PyAny>, args: Py<PyTuple>, kwargs: Option<Py<PyDict>>) -> PyTimer {
+    fn call_later(
+        &self,
+        delay: f64,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+    ) -> PyResult<PyTimer> {
+        let delay = crate::wait::duration(delay)?.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
         let job = self.callback_job("runtime.call_later", PyCall::new(func, args, kwargs));
         let source = self.source.clone();
-        let timer = self.handle.call_later(Duration::from_secs_f64(delay.max(0.0)), move || {
+        let timer = self.handle.call_later(delay, move || {
             let _ = source.deliver(Job::new("runtime.call_later", job));
         });
-        PyTimer { timer }
+        Ok(PyTimer { timer })
     }
 
     /// Run `func(*args, **kwargs)` as a callback every `period` seconds until cancelled.
     #[pyo3(signature = (period, func, *args, **kwargs))]
-    fn call_every(&self, period: f64, func: Py<PyAny>, args: Py<PyTuple>, kwargs: Option<Py<PyDict>>) -> PyTimer {
+    fn call_every(
+        &self,
+        period: f64,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+    ) -> PyResult<PyTimer> {
+        let period = crate::wait::duration(period)?
+            .unwrap_or(Duration::from_secs(u64::from(u32::MAX)))
+            .max(Duration::from_millis(1));
         let call = Arc::new(PyCall::new(func, args, kwargs));
         let (containment, hook, source) = (self.containment().clone(), self.hook.clone(), self.source.clone());
-        let timer = self.handle.call_every(Duration::from_secs_f64(period.max(0.001)), move || {
+        let timer = self.handle.call_every(period, move || {
             let (call, containment, hook) = (call.clone(), containment.clone(), hook.clone());
             let job = move || Python::attach(|py| call.call_contained(py, &containment, "runtime.call_every", &hook));
             let _ = source.deliver(Job::new("runtime.call_every", job));
         });
-        PyTimer { timer }
+        Ok(PyTimer { timer })
     }
 
     /// Run `func(*args, **kwargs)` as a callback; the returned Completion gets its
@@ -161,9 +179,10 @@ impl PyRuntime {
         kwargs: Option<Py<PyDict>>,
     ) -> PyResult<Py<PyCompletion>> {
         let call = PyCall::new(func, args, kwargs);
-        let (completion, setter) = PyCompletion::pending(self.containment().clone(), self.hook.clone());
+        let (completion, mut setter) = PyCompletion::pending(self.containment().clone(), self.hook.clone());
         let completion = Py::new(py, completion)?;
         let me = completion.clone_ref(py);
+        setter.bind(completion.clone_ref(py));
         self.dispatch("runtime.submit", move || {
             Python::attach(|py| {
                 let outcome = call.call(py);
@@ -218,6 +237,25 @@ impl Drop for PyRuntime {
             Python::attach(|py| py.detach(move || drop(runtime)));
         }
     }
+}
+
+/// Every runtime made from Python that may still run: shut down at interpreter exit,
+/// before finalization, since their threads would otherwise take the GIL of a dying
+/// interpreter.
+static LIVE_RUNTIMES: Mutex<Vec<std::sync::Weak<Mutex<Option<Runtime>>>>> = Mutex::new(Vec::new());
+
+/// Shut down every runtime and stop every `pvloom.sync.Thread` still running
+/// (registered with `atexit` by the `pvloom` package).
+#[pyfunction]
+pub fn _shutdown_all(py: Python<'_>) {
+    let runtimes: Vec<Runtime> = {
+        let mut live = LIVE_RUNTIMES.lock();
+        let taken = live.iter().filter_map(std::sync::Weak::upgrade).filter_map(|r| r.lock().take()).collect();
+        live.clear();
+        taken
+    };
+    py.detach(move || drop(runtimes));
+    crate::sync::stop_all_threads(py);
 }
 
 /// A timer made by `Runtime.call_later` / `call_every`.

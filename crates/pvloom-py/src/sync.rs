@@ -23,9 +23,10 @@ fn no_hook() -> PyHook {
 
 /// A Python completion fed by a pvloom completion.
 fn completion_to_py(py: Python<'_>, completion: Completion<Outcome>) -> PyResult<Py<PyCompletion>> {
-    let (handle, setter) = PyCompletion::pending(Containment::global().clone(), no_hook());
+    let (handle, mut setter) = PyCompletion::pending(Containment::global().clone(), no_hook());
     let handle = Py::new(py, handle)?;
     let me = handle.clone_ref(py);
+    setter.bind(handle.clone_ref(py));
     completion.then(move |result| {
         Python::attach(|py| setter.set(py, result.unwrap_or_else(Outcome::Failed), &me));
     });
@@ -411,6 +412,24 @@ impl PyThreadContext {
     }
 }
 
+/// Threads made from Python, stopped at interpreter exit.
+static LIVE_THREADS: parking_lot::Mutex<Vec<Thread<SharedOutcome>>> = parking_lot::Mutex::new(Vec::new());
+
+/// Ask every running `pvloom.sync.Thread` to stop and give each a moment to end.
+pub fn stop_all_threads(py: Python<'_>) {
+    let threads: Vec<Thread<SharedOutcome>> = std::mem::take(&mut *LIVE_THREADS.lock());
+    py.detach(move || {
+        for thread in &threads {
+            let _ = thread.stop(false, None);
+        }
+        for thread in &threads {
+            if thread.is_alive() {
+                let _ = thread.join(Some(Duration::from_millis(500)));
+            }
+        }
+    });
+}
+
 /// A thread other threads can hand functions to, with start/stop/join/get.
 ///
 /// `Thread(main=None, name=None)`: without `main` it serves handed-over functions until
@@ -452,7 +471,15 @@ impl PyThread {
     #[pyo3(signature = (wait=true, timeout=None))]
     fn start(&self, py: Python<'_>, wait: bool, timeout: Option<f64>) -> PyResult<()> {
         let thread = self.inner.clone();
-        let timeout = timeout.map(Duration::from_secs_f64);
+        {
+            let mut live = LIVE_THREADS.lock();
+            live.retain(Thread::is_alive);
+            live.push(self.inner.clone());
+        }
+        let timeout = match timeout {
+            Some(secs) => crate::wait::duration(secs)?,
+            None => None,
+        };
         py.detach(move || thread.start(wait, timeout)).map_err(to_py)
     }
 

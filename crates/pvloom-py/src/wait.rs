@@ -13,7 +13,8 @@ const SLICE: Duration = Duration::from_millis(50);
 /// A Python timeout (`None`: forever; negative: forever, as `threading` treats -1).
 pub fn deadline(timeout: Option<f64>) -> Option<Instant> {
     match timeout {
-        Some(secs) if secs >= 0.0 => Instant::now().checked_add(Duration::from_secs_f64(secs)),
+        // Infinite or absurdly large timeouts mean "forever", as in `threading`.
+        Some(secs) if secs >= 0.0 => Instant::now().checked_add(Duration::try_from_secs_f64(secs).ok()?),
         _ => None,
     }
 }
@@ -39,4 +40,13 @@ pub fn wait_sliced<T: Send>(
             return Ok(None);
         }
     }
+}
+
+/// A Python duration in seconds: negative → zero, too large or infinite → `None`
+/// (forever), NaN → a `ValueError`.
+pub fn duration(secs: f64) -> PyResult<Option<Duration>> {
+    if secs.is_nan() {
+        return Err(pyo3::exceptions::PyValueError::new_err("a duration cannot be NaN"));
+    }
+    Ok(Duration::try_from_secs_f64(secs.max(0.0)).ok())
 }

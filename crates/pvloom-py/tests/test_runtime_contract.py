@@ -200,3 +200,54 @@ def test_timers_and_thread_stats():
         assert all(0.0 <= s["busy_fraction"] <= 1.0 for s in stats)
         assert sum(s["callbacks"] for s in stats) >= 4
         assert rt.io_threads == 3
+
+
+def test_interpreter_exits_cleanly_with_live_runtimes_and_threads():
+    script = textwrap.dedent(
+        """
+        import time, pvloom
+        from pvloom.sync import Thread
+        ticks = []
+        inline = pvloom.Runtime()
+        ordered = pvloom.Runtime(workers=2)
+        inline.call_every(0.001, ticks.append, 1)
+        ordered.call_every(0.001, ticks.append, 2)
+        worker = Thread(name="left-running")
+        worker.start()
+        time.sleep(0.2)
+        print("leaving", len(ticks) > 0, flush=True)
+        """
+    )
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "leaving True" in proc.stdout
+
+
+def test_submit_dropped_by_a_full_queue_fails_instead_of_hanging():
+    with pvloom.Runtime(workers=1, queue_capacity=1, overflow="drop_oldest") as rt:
+        gate = Event()
+        started = Event()
+        rt.call_soon(lambda: (started.set(), gate.wait(10)))
+        assert started.wait(5)
+        pending = [rt.submit(lambda i=i: i) for i in range(5)]
+        gate.set()
+        outcomes = []
+        for completion in pending:
+            try:
+                outcomes.append(completion.result(5))
+            except pvloom.PvloomError:
+                outcomes.append("abandoned")
+        assert outcomes[-1] == 4
+        assert "abandoned" in outcomes
+
+
+def test_odd_timeouts_do_not_panic():
+    event = Event()
+    event.set()
+    assert event.wait(float("inf")) is True
+    with pvloom.Runtime() as rt:
+        timer = rt.call_later(1e300, lambda: None)
+        timer.cancel()
+        with pytest.raises(ValueError):
+            rt.call_later(float("nan"), lambda: None)

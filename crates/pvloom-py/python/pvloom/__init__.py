@@ -23,6 +23,14 @@ from ._pvloom import (
 )
 from . import sync
 
+import atexit as _atexit
+
+from ._pvloom import _shutdown_all
+
+# Runtimes and threads left running would take the GIL of an interpreter that is
+# being finalized: stop them while Python is still whole.
+_atexit.register(_shutdown_all)
+
 __all__ = [
     "Completion",
     "IllegalTransition",
