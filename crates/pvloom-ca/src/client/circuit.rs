@@ -167,6 +167,9 @@ impl CircuitHandler {
     }
 
     fn check_keepalive(&mut self) -> Keep {
+        // Operations that timed out wait for no reply any more.
+        self.reads.retain(|_, op| !op.slot.is_finished());
+        self.writes.retain(|_, op| !op.slot.is_finished());
         let now = Instant::now();
         match self.keepalive.poll(now) {
             KeepaliveAction::WaitUntil(_) => Keep::Yes,

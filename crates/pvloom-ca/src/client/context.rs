@@ -283,7 +283,15 @@ impl ContextInner {
     }
 
     pub(crate) fn heard_from(&self, server: SocketAddrV4) {
-        self.state.lock().heard.insert(server, Instant::now());
+        let mut state = self.state.lock();
+        if state.heard.len() >= 4096 && !state.heard.contains_key(&server) {
+            // Bounded against spoofed beacons: keep what was heard in the last minute.
+            state.heard.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+            if state.heard.len() >= 4096 {
+                state.heard.clear();
+            }
+        }
+        state.heard.insert(server, Instant::now());
     }
 
     pub(crate) fn time_since_last_heard(&self, server: SocketAddrV4) -> Option<Duration> {

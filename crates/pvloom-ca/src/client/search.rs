@@ -19,6 +19,8 @@ use crate::proto::search::{Broadcaster, DatagramEvent, SearchItem};
 
 /// How often the engine looks for searches that are due.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
+/// Servers whose beacons are tracked at most.
+const MAX_TRACKED_SERVERS: usize = 4096;
 /// Time to wait for the repeater's confirmation before starting one ourselves.
 const REPEATER_CONFIRM_WAIT: Duration = Duration::from_millis(500);
 
@@ -256,6 +258,14 @@ impl SearchHandler {
             }
         };
         let period = self.beacons.get(&server).map(|s| now.saturating_duration_since(s.at));
+        if self.beacons.len() >= MAX_TRACKED_SERVERS && !self.beacons.contains_key(&server) {
+            // Spoofed beacons from endless addresses must not grow this table: forget
+            // servers silent for a minute, or everything if that is not enough.
+            self.beacons.retain(|_, seen| now.saturating_duration_since(seen.at) < Duration::from_secs(60));
+            if self.beacons.len() >= MAX_TRACKED_SERVERS {
+                self.beacons.clear();
+            }
+        }
         self.beacons.insert(server, BeaconSeen { id, at: now, period });
         anomaly
     }

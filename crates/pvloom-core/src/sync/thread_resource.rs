@@ -15,19 +15,25 @@ type Registry<T> = Mutex<HashMap<ThreadId, Arc<T>>>;
 pub struct ThreadResource<T: Send + Sync + 'static> {
     init: Box<dyn Fn() -> T + Send + Sync>,
     values: Arc<Registry<T>>,
+    /// Unique for the process's lifetime: the key of this resource's exit hooks.
+    key: u64,
 }
+
+static NEXT_RESOURCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 thread_local! {
     /// Clean-ups that run when this thread ends: one per resource the thread used.
     static ON_EXIT: RefCell<ExitHooks> = RefCell::new(ExitHooks::default());
 }
 
+/// Keyed by the resource: one hook per resource per thread, however often its value is
+/// popped and made again.
 #[derive(Default)]
-struct ExitHooks(Vec<Box<dyn FnOnce()>>);
+struct ExitHooks(Vec<(u64, Box<dyn FnOnce()>)>);
 
 impl Drop for ExitHooks {
     fn drop(&mut self) {
-        for hook in self.0.drain(..) {
+        for (_, hook) in self.0.drain(..) {
             hook();
         }
     }
@@ -36,7 +42,11 @@ impl Drop for ExitHooks {
 impl<T: Send + Sync + 'static> ThreadResource<T> {
     /// A resource made by `init` in each thread that asks for it.
     pub fn new(init: impl Fn() -> T + Send + Sync + 'static) -> Self {
-        ThreadResource { init: Box::new(init), values: Arc::new(Mutex::new(HashMap::new())) }
+        ThreadResource {
+            init: Box::new(init),
+            values: Arc::new(Mutex::new(HashMap::new())),
+            key: NEXT_RESOURCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// This thread's value, made now if this thread has none.
@@ -49,15 +59,23 @@ impl<T: Send + Sync + 'static> ThreadResource<T> {
         let value = Arc::new((self.init)());
         self.values.lock().insert(me, value.clone());
         let registry: Weak<Registry<T>> = Arc::downgrade(&self.values);
+        let key = self.key;
         // During thread teardown the thread-local may be gone already; the value then
         // stays until `pop` or the resource is dropped.
         let _ = ON_EXIT.try_with(|hooks| {
-            hooks.borrow_mut().0.push(Box::new(move || {
-                if let Some(registry) = registry.upgrade() {
-                    let removed = registry.lock().remove(&me);
-                    drop(removed);
-                }
-            }));
+            let mut hooks = hooks.borrow_mut();
+            if hooks.0.iter().any(|(k, _)| *k == key) {
+                return;
+            }
+            hooks.0.push((
+                key,
+                Box::new(move || {
+                    if let Some(registry) = registry.upgrade() {
+                        let removed = registry.lock().remove(&me);
+                        drop(removed);
+                    }
+                }),
+            ));
         });
         value
     }
