@@ -413,13 +413,24 @@ impl Pv {
             .map_err(|e| CaError::from_core(e, &self.shared.name, "read"))
     }
 
+    /// The result slot and handle of a new operation, its timeout already armed.
+    fn start_op<T: Send + 'static>(
+        &self,
+        origin: &'static str,
+        operation: &'static str,
+        timeout: Option<Duration>,
+    ) -> (Arc<OpSlot<T>>, Completion<T>) {
+        let (completer, completion) = pvloom_core::completion_with(self.shared.deliverer.clone(), origin);
+        let slot = OpSlot::new(completer);
+        let timeout = timeout.unwrap_or_else(|| self.shared.default_timeout());
+        self.shared.arm_timeout(&slot, operation, timeout);
+        (slot, completion)
+    }
+
     /// Read without waiting: the handle completes with the response, or an error
     /// after `options.timeout`.
     pub fn read_async(&self, options: ReadOptions) -> Completion<Response> {
-        let (completer, completion) = pvloom_core::completion_with(self.shared.deliverer.clone(), "ca.read");
-        let slot = OpSlot::new(completer);
-        let timeout = options.timeout.unwrap_or_else(|| self.shared.default_timeout());
-        self.shared.arm_timeout(&slot, "read", timeout);
+        let (slot, completion) = self.start_op("ca.read", "read", options.timeout);
         let pv = self.shared.clone();
         let waiting = slot.clone();
         self.shared.with_link(
@@ -473,10 +484,7 @@ impl Pv {
     /// reports the put done; without, once the request is sent.
     pub fn write_async(&self, value: impl Into<DbrValue>, options: WriteOptions) -> Completion<()> {
         let value = value.into().0;
-        let (completer, completion) = pvloom_core::completion_with(self.shared.deliverer.clone(), "ca.write");
-        let slot = OpSlot::new(completer);
-        let timeout = options.timeout.unwrap_or_else(|| self.shared.default_timeout());
-        self.shared.arm_timeout(&slot, "write", timeout);
+        let (slot, completion) = self.start_op("ca.write", "write", options.timeout);
         let pv = self.shared.clone();
         let waiting = slot.clone();
         self.shared.with_link(
