@@ -16,9 +16,14 @@
 //! - [`Subscriber`]: the INIT/ON/OFF/FAULT listener/consumer state machine.
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod completion;
 pub mod delivery;
+pub mod driver;
+pub mod endpoint;
 mod error;
+#[cfg(any(test, feature = "harness"))]
+pub mod harness;
 pub mod hook;
 pub mod io_guard;
 pub mod multipart;
@@ -26,8 +31,10 @@ pub mod runtime;
 pub mod subscriber;
 pub mod sync;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use completion::{Completer, Completion, completion, completion_with};
 pub use delivery::{Deliverer, Delivery, Job, Overflow, SourceStats, WorkerWrapper};
+pub use endpoint::{CloseReason, Datagram, DatagramEndpoint, StreamEndpoint};
 pub use error::{Error, Result};
 pub use hook::{CallbackFailure, Containment, ErrorHook};
 pub use io_guard::{ensure_may_block, is_io_thread};
@@ -35,5 +42,7 @@ pub use multipart::{PartSender, Parts, parts, parts_with};
 pub use runtime::{IoCtx, IoHandler, Keep, Runtime, RuntimeBuilder, RuntimeHandle, ThreadStats, TimerHandle, TimerId};
 pub use subscriber::{Emitter, Mode, Subscriber, SubscriberState};
 
+/// Re-exported: endpoints transmit into [`bytes::BytesMut`].
+pub use bytes;
 /// Re-exported so protocol crates register sockets with the same mio version.
 pub use mio;

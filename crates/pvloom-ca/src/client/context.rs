@@ -210,8 +210,7 @@ impl ContextInner {
         }
         let circuit = self.circuit_for(server, pv.priority);
         let retry = pv.clone();
-        circuit
-            .exec::<CircuitHandler>(move |handler, _| handler.create_channel(&pv), move || retry.on_disconnected(true));
+        circuit.exec(move |handler, _| handler.create_channel(&pv), move || retry.on_disconnected(true));
     }
 
     /// Send due searches to every name server over TCP, reopening a lost name-server
@@ -233,7 +232,7 @@ impl ContextInner {
             };
             if open {
                 let items = items.to_vec();
-                self.circuit_for(server, 0).exec::<CircuitHandler>(move |handler, _| handler.search(&items), || {});
+                self.circuit_for(server, 0).exec(move |handler, _| handler.search(&items), || {});
             }
         }
     }
@@ -259,12 +258,11 @@ impl ContextInner {
             return existing.clone();
         }
         let thread = self.runtime.least_loaded_thread();
-        let address: Arc<CircuitAddress> =
-            HandlerAddress::new(self.runtime.clone(), thread, CircuitMarker::new(server, priority));
+        let address = CircuitAddress::new(self.runtime.clone(), thread, CircuitMarker::new(server, priority));
         state.circuits.insert((server, priority), address.clone());
         drop(state);
         let (context, opening) = (self.clone(), address.clone());
-        let _ = self.runtime.run_on(thread, move |ctx| {
+        let _ = self.runtime.run_on(address.thread(), move |ctx| {
             if let Err(err) = CircuitHandler::open(ctx, opening.clone(), &context) {
                 tracing::warn!(%server, "cannot open circuit: {err}");
                 opening.marker.closed.store(true, std::sync::atomic::Ordering::Release);
@@ -506,15 +504,15 @@ impl Context {
             .map(|(_, c)| c.clone())
             .collect();
         for circuit in circuits {
-            circuit.exec::<CircuitHandler>(move |handler, _| handler.set_events(on), || {});
+            circuit.exec(move |handler, _| handler.set_events(on), || {});
         }
     }
 
-    fn for_each_circuit(&self, f: impl Fn(&mut CircuitHandler) -> Keep + Send + Sync + Clone + 'static) {
+    fn for_each_circuit(&self, f: impl Fn(&mut CircuitHandler) + Send + Sync + Clone + 'static) {
         let circuits: Vec<_> = self.inner.state.lock().circuits.values().cloned().collect();
         for circuit in circuits {
             let f = f.clone();
-            circuit.exec::<CircuitHandler>(move |handler, _| f(handler), || {});
+            circuit.exec(move |handler, _| f(handler), || {});
         }
     }
 

@@ -18,6 +18,7 @@ mod batch;
 mod circuit;
 mod config;
 mod context;
+pub mod endpoint;
 mod error;
 pub(crate) mod handle;
 mod op;

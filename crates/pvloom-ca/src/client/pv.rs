@@ -41,7 +41,6 @@ impl ConnectionState {
 #[derive(Clone)]
 pub(crate) struct Link {
     pub(crate) circuit: Arc<CircuitAddress>,
-    pub(crate) sid: u32,
     pub(crate) native_type: DbrType,
     pub(crate) count: u32,
     pub(crate) server_version: u16,
@@ -293,24 +292,25 @@ impl PvShared {
         self.context.upgrade().map_or(Duration::from_secs(2), |c| c.config.timeout)
     }
 
-    /// Arm a timer that fails `slot` with a timeout naming this PV.
+    /// Arm a timer that fails `slot` with a timeout naming this PV (for the wait
+    /// for a connection; cancel it once the operation reached a circuit).
     pub(crate) fn arm_timeout<T: Send + 'static>(
         self: &Arc<Self>,
         slot: &Arc<OpSlot<T>>,
         operation: &'static str,
         timeout: Duration,
-    ) {
-        let Ok(context) = self.context() else { return };
+    ) -> Option<pvloom_core::TimerHandle> {
+        let Ok(context) = self.context() else { return None };
         let (slot, name) = (slot.clone(), self.name.clone());
         let connected = self.phase() == Phase::Connected;
-        context.runtime.call_later(timeout, move || {
+        Some(context.runtime.call_later(timeout, move || {
             let error = if connected || operation != "connect" {
                 CaError::Timeout { name, operation, timeout }
             } else {
                 CaError::ConnectionTimeout { name, timeout }
             };
             slot.fail(error);
-        });
+        }))
     }
 }
 
@@ -413,24 +413,27 @@ impl Pv {
             .map_err(|e| CaError::from_core(e, &self.shared.name, "read"))
     }
 
-    /// The result slot and handle of a new operation, its timeout already armed.
+    /// The result slot and handle of a new operation, and its timeout. Once on a
+    /// circuit the operation's deadline is the circuit's (gone when it completes);
+    /// only while the PV is not connected yet does a runtime timer guard the wait.
     fn start_op<T: Send + 'static>(
         &self,
         origin: &'static str,
         operation: &'static str,
         timeout: Option<Duration>,
-    ) -> (Arc<OpSlot<T>>, Completion<T>) {
+    ) -> (Arc<OpSlot<T>>, Completion<T>, Duration, Option<pvloom_core::TimerHandle>) {
         let (completer, completion) = pvloom_core::completion_with(self.shared.deliverer.clone(), origin);
         let slot = OpSlot::new(completer);
         let timeout = timeout.unwrap_or_else(|| self.shared.default_timeout());
-        self.shared.arm_timeout(&slot, operation, timeout);
-        (slot, completion)
+        let guard =
+            (self.shared.phase() != Phase::Connected).then(|| self.shared.arm_timeout(&slot, operation, timeout));
+        (slot, completion, timeout, guard.flatten())
     }
 
     /// Read without waiting: the handle completes with the response, or an error
     /// after `options.timeout`.
     pub fn read_async(&self, options: ReadOptions) -> Completion<Response> {
-        let (slot, completion) = self.start_op("ca.read", "read", options.timeout);
+        let (slot, completion, timeout, guard) = self.start_op("ca.read", "read", options.timeout);
         let pv = self.shared.clone();
         let waiting = slot.clone();
         self.shared.with_link(
@@ -449,9 +452,14 @@ impl Pv {
                     // 4.13 servers take 0 as "all elements"; the obsolete READ always names a count.
                     let dynamic = link.server_version >= 13 && options.notify;
                     let count = options.data_count.unwrap_or(if dynamic { 0 } else { link.count });
+                    if let Some(guard) = guard {
+                        guard.cancel();
+                    }
                     let (circuit, name, slot2) = (link.circuit.clone(), pv.name.clone(), slot.clone());
-                    circuit.exec::<CircuitHandler>(
-                        move |handler, _ctx| handler.start_read(&pv, &link, data_type, count, options.notify, slot),
+                    circuit.exec(
+                        move |handler, ctx| {
+                            handler.start_read(ctx.now(), &pv, data_type, count, options.notify, timeout, slot);
+                        },
                         move || slot2.fail(CaError::Disconnected { name, operation: "read" }),
                     );
                 }
@@ -484,7 +492,7 @@ impl Pv {
     /// reports the put done; without, once the request is sent.
     pub fn write_async(&self, value: impl Into<DbrValue>, options: WriteOptions) -> Completion<()> {
         let value = value.into().0;
-        let (slot, completion) = self.start_op("ca.write", "write", options.timeout);
+        let (slot, completion, timeout, guard) = self.start_op("ca.write", "write", options.timeout);
         let pv = self.shared.clone();
         let waiting = slot.clone();
         self.shared.with_link(
@@ -511,10 +519,14 @@ impl Pv {
                         Ok(v) => v,
                         Err(e) => return slot.fail(CaError::BadValue { name: pv.name.clone(), reason: e.to_string() }),
                     };
+                    if let Some(guard) = guard {
+                        guard.cancel();
+                    }
                     let (circuit, name, slot2) = (link.circuit.clone(), pv.name.clone(), slot.clone());
-                    circuit.exec::<CircuitHandler>(
-                        move |handler, _ctx| {
-                            handler.start_write(&pv, &link, data_type, DbrData::plain(value), options.notify, slot)
+                    circuit.exec(
+                        move |handler, ctx| {
+                            let value = DbrData::plain(value);
+                            handler.start_write(ctx.now(), &pv, data_type, value, options.notify, timeout, slot);
                         },
                         move || slot2.fail(CaError::Disconnected { name, operation: "write" }),
                     );
@@ -546,7 +558,7 @@ impl Pv {
     fn set_events(&self, on: bool) {
         let link = self.shared.state.lock().link.clone();
         if let Some(link) = link {
-            link.circuit.exec::<CircuitHandler>(move |handler, _| handler.set_events(on), || {});
+            link.circuit.exec(move |handler, _| handler.set_events(on), || {});
         }
     }
 
@@ -566,7 +578,7 @@ impl Pv {
         self.shared.connected.clear();
         if let Some(link) = link {
             let pv = self.shared.clone();
-            link.circuit.exec::<CircuitHandler>(move |handler, _| handler.clear_channel(&pv, link.sid), || {});
+            link.circuit.exec(move |handler, _| handler.clear_channel(&pv), || {});
         }
     }
 }

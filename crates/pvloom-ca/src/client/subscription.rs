@@ -13,7 +13,6 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use pvloom_core::{Deliverer, Overflow};
 
-use super::circuit::CircuitHandler;
 use super::pv::{Pv, PvShared};
 use super::response::Response;
 use crate::proto::constants::{DBE_ALARM, DBE_VALUE};
@@ -137,8 +136,7 @@ impl SubShared {
                     && sub.is_active()
                 {
                     let (circuit, sub2) = (link.circuit.clone(), sub.clone());
-                    circuit
-                        .exec::<CircuitHandler>(move |handler, _| handler.add_subscription_keep(&sub2, &link), || {});
+                    circuit.exec(move |handler, _| handler.add_subscription(&sub2, &link), || {});
                 }
             },
             move || wanted.is_active(),
@@ -149,7 +147,7 @@ impl SubShared {
         let link = self.pv.state.lock().link.clone();
         if let Some(link) = link {
             let sub = self.clone();
-            link.circuit.exec::<CircuitHandler>(move |handler, _| handler.cancel_subscription(&sub), || {});
+            link.circuit.exec(move |handler, _| handler.cancel_subscription(&sub), || {});
         }
     }
 }

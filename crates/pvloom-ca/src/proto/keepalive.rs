@@ -50,6 +50,14 @@ impl Keepalive {
         self.echo_sent_at = Some(now);
     }
 
+    /// When [`poll`](Self::poll) next has something to do.
+    pub fn next_deadline(&self) -> Instant {
+        match self.echo_sent_at {
+            Some(sent) => sent + self.echo_timeout,
+            None => self.last_heard + self.idle_period,
+        }
+    }
+
     /// Decides what is due at `now`.
     pub fn poll(&self, now: Instant) -> KeepaliveAction {
         match self.echo_sent_at {

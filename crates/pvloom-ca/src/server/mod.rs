@@ -14,6 +14,8 @@ mod access;
 mod acf;
 mod backend;
 pub mod db;
+mod endpoint;
+mod outbox;
 mod records;
 mod registry;
 mod tcp;
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub max_failed_creates: u32,
     /// How long a client may leave its socket unread before it is disconnected.
     pub send_stall_timeout: Duration,
+    /// Minor protocol version announced to clients (VERSION on every new circuit).
+    pub protocol_version: u16,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             max_channels_per_client: 100_000,
             max_failed_creates: 1_000,
             send_stall_timeout: DEFAULT_SEND_STALL_TIMEOUT,
+            protocol_version: crate::proto::constants::CA_MINOR_PROTOCOL_REVISION,
         }
     }
 }
@@ -208,8 +213,9 @@ impl ServerBuilder {
         let (s1, s2) = (shared.clone(), shared.clone());
         handle
             .run_on(0, move |ctx| {
+                let accept = move |stream, peer, ctx: &mut pvloom_core::IoCtx<'_>| tcp::accept(stream, peer, &s1, ctx);
                 let registered =
-                    ctx.register(Box::new(tcp::Listener { socket: listener, shared: s1 })).and_then(|_| {
+                    ctx.register(Box::new(pvloom_core::driver::Listener::new(listener, accept))).and_then(|_| {
                         let period = s2.config.beacon_period;
                         let token = ctx.register(Box::new(udp::SearchResponder::new(udp, s2)))?;
                         udp::start_beacons(ctx, token, period);

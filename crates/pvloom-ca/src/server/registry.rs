@@ -1,14 +1,12 @@
-//! The served PVs, their subscribers, and each client's bounded outbox.
+//! The served PVs and their subscribers.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use super::backend::PvBackend;
-use super::tcp::{ServerCircuit, ServerCircuitAddress};
+use super::outbox::Outbox;
 use crate::proto::DbrType;
 use crate::proto::command::Command;
 
@@ -81,121 +79,10 @@ impl ServerSubscription {
                 return;
             }
         };
-        match reply.and_then(|c| c.to_bytes()) {
-            Ok(bytes) => self.outbox.push(self.id, bytes),
+        match reply {
+            Ok(update) => self.outbox.push(self.id, update),
             Err(err) => tracing::warn!("cannot encode an update: {err}"),
         }
-    }
-}
-
-struct OutboxState {
-    order: VecDeque<u32>,
-    latest: HashMap<u32, Bytes>,
-    /// Subscriptions the client holds: an update posted for one it just cancelled
-    /// (the post raced with the cancel) is dropped, never sent after the confirmation.
-    live: std::collections::HashSet<u32>,
-    events_off: bool,
-}
-
-/// A client's pending subscription updates: at most one per subscription (the newest),
-/// so a client that does not read costs a bounded amount of memory and nobody else
-/// waits for it — what EPICS rsrv does.
-pub(crate) struct Outbox {
-    state: Mutex<OutboxState>,
-    flush_scheduled: AtomicBool,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) address: Arc<ServerCircuitAddress>,
-}
-
-impl Outbox {
-    pub(crate) fn new(address: Arc<ServerCircuitAddress>) -> Arc<Self> {
-        Arc::new(Outbox {
-            state: Mutex::new(OutboxState {
-                order: VecDeque::new(),
-                latest: HashMap::new(),
-                live: std::collections::HashSet::new(),
-                events_off: false,
-            }),
-            flush_scheduled: AtomicBool::new(false),
-            coalesced: AtomicU64::new(0),
-            address,
-        })
-    }
-
-    pub(crate) fn push(&self, subscription: u32, update: Bytes) {
-        let wake = {
-            let mut state = self.state.lock();
-            if !state.live.contains(&subscription) {
-                return;
-            }
-            if state.latest.insert(subscription, update).is_some() {
-                self.coalesced.fetch_add(1, Ordering::Relaxed);
-            } else {
-                state.order.push_back(subscription);
-            }
-            !state.events_off
-        };
-        if wake {
-            self.schedule_flush();
-        }
-    }
-
-    pub(crate) fn schedule_flush(&self) {
-        if !self.flush_scheduled.swap(true, Ordering::AcqRel) {
-            self.address.exec::<ServerCircuit>(
-                |circuit, _| {
-                    circuit.outbox_ready();
-                    circuit.flush()
-                },
-                || {},
-            );
-        }
-    }
-
-    /// Called by the circuit when it starts draining.
-    pub(crate) fn flush_started(&self) {
-        self.flush_scheduled.store(false, Ordering::Release);
-    }
-
-    /// Take queued updates up to about `budget` bytes.
-    pub(crate) fn take(&self, budget: usize, into: &mut Vec<Bytes>) {
-        let mut state = self.state.lock();
-        if state.events_off {
-            return;
-        }
-        let mut taken = 0;
-        while taken < budget {
-            let Some(id) = state.order.pop_front() else { break };
-            if let Some(update) = state.latest.remove(&id) {
-                taken += update.len();
-                into.push(update);
-            }
-        }
-    }
-
-    /// The client subscribed under `subscription`.
-    pub(crate) fn register(&self, subscription: u32) {
-        self.state.lock().live.insert(subscription);
-    }
-
-    /// The client cancelled `subscription`: drop its pending update, accept no more.
-    pub(crate) fn forget(&self, subscription: u32) {
-        let mut state = self.state.lock();
-        state.live.remove(&subscription);
-        if state.latest.remove(&subscription).is_some() {
-            state.order.retain(|id| *id != subscription);
-        }
-    }
-
-    pub(crate) fn set_events(&self, on: bool) {
-        self.state.lock().events_off = !on;
-        if on {
-            self.schedule_flush();
-        }
-    }
-
-    pub(crate) fn pending(&self) -> usize {
-        self.state.lock().latest.len()
     }
 }
 

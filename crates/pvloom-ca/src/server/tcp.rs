@@ -1,76 +1,36 @@
-//! The TCP side of the server: the listener and one circuit per client.
+//! The TCP side of the server: accepting clients, and the application layer of each
+//! client's circuit above its sans-I/O [`ServerEndpoint`], run by pvloom-core's stream
+//! driver (which owns the socket, the buffers, back-pressure and the stall timeout).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use pvloom_core::mio::net::{TcpListener, TcpStream};
-use pvloom_core::mio::{Interest, Registry, Token};
-use pvloom_core::{IoCtx, IoHandler, Keep};
+use pvloom_core::IoCtx;
+use pvloom_core::driver::{self, StreamAddress, StreamApp, StreamConfig};
+use pvloom_core::endpoint::CloseReason;
+use pvloom_core::mio::net::TcpStream;
 
 use super::ServerShared;
-use super::registry::{Outbox, ServedPv, ServerSubscription};
-use crate::client::handle::{HandlerAddress, Marked};
-use crate::proto::command::{AccessRights, Command, Role, code};
-use crate::proto::constants::{
-    CA_MINOR_PROTOCOL_REVISION, DBE_ALARM, DBE_VALUE, ECA_BADCOUNT, ECA_NORDACCESS, ECA_NORMAL, ECA_NOWTACCESS,
-};
-use crate::proto::{Circuit, CircuitConfig, DbrData, DbrType, DecoderConfig, Header};
+use super::endpoint::ServerEndpoint;
+use super::outbox::Outbox;
+use super::registry::{ServedPv, ServerSubscription};
+use crate::proto::command::{AccessRights, Command, code};
+use crate::proto::constants::{DBE_ALARM, DBE_VALUE, ECA_BADCOUNT, ECA_NORDACCESS, ECA_NORMAL, ECA_NOWTACCESS};
+use crate::proto::{CircuitConfig, DbrData, DbrType, DecoderConfig, Header};
 
-/// Bytes of updates taken from the outbox per write round.
-const WRITE_BUDGET: usize = 256 * 1024;
-/// Socket reads per readiness event before the thread's other sockets get a turn.
-const READS_PER_TURN: usize = 16;
-/// Replies waiting to be sent above which the circuit stops reading requests: a client
-/// that asks without reading the answers gets back-pressure, not server memory.
-const MAX_UNSENT: usize = 4 * 1024 * 1024;
-/// How often a circuit checks that its client still reads.
-const STALL_CHECK: Duration = Duration::from_millis(500);
-
-/// Identity of one client connection.
-pub(crate) struct ServerMarker {
-    pub(crate) peer: SocketAddr,
-}
-
-pub(crate) type ServerCircuitAddress = HandlerAddress<ServerMarker>;
-
-/// Accepts clients and hands each to the least-loaded I/O thread.
-pub(crate) struct Listener {
-    pub(crate) socket: TcpListener,
-    pub(crate) shared: Arc<ServerShared>,
-}
-
-impl IoHandler for Listener {
-    fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
-        registry.register(&mut self.socket, token, Interest::READABLE)
+/// Hand an accepted client to the least-loaded I/O thread and open its circuit there.
+pub(crate) fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<ServerShared>, ctx: &mut IoCtx<'_>) {
+    let Some(runtime) = ctx.runtime() else { return };
+    if shared.clients() >= shared.config.max_clients {
+        tracing::warn!(%peer, "client refused: {} clients already", shared.config.max_clients);
+        return;
     }
-
-    fn ready(&mut self, ctx: &mut IoCtx<'_>, _: Token, _: &pvloom_core::mio::event::Event) -> Keep {
-        loop {
-            match self.socket.accept() {
-                Ok((stream, peer)) => {
-                    let Some(runtime) = ctx.runtime() else { return Keep::No };
-                    if self.shared.clients() >= self.shared.config.max_clients {
-                        tracing::warn!(%peer, "client refused: {} clients already", self.shared.config.max_clients);
-                        continue;
-                    }
-                    let thread = runtime.least_loaded_thread();
-                    let address = HandlerAddress::new(runtime.clone(), thread, Arc::new(ServerMarker { peer }));
-                    let shared = self.shared.clone();
-                    let _ = runtime.run_on(thread, move |ctx| ServerCircuit::open(ctx, stream, address, shared));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Keep::Yes,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    return Keep::Yes;
-                }
-            }
-        }
-    }
+    let address = StreamAddress::new(runtime.clone(), runtime.least_loaded_thread());
+    let shared = shared.clone();
+    let thread = address.thread();
+    let _ = runtime.run_on(thread, move |ctx| ServerCircuit::open(ctx, stream, peer, address, shared));
 }
 
 struct Channel {
@@ -81,12 +41,9 @@ struct Channel {
 
 /// One client's virtual circuit.
 pub(crate) struct ServerCircuit {
-    address: Arc<ServerCircuitAddress>,
+    peer: SocketAddr,
     shared: Arc<ServerShared>,
-    stream: TcpStream,
-    proto: Circuit,
-    out: BytesMut,
-    scratch: Vec<u8>,
+    endpoint: ServerEndpoint,
     outbox: Arc<Outbox>,
     channels: HashMap<u32, Channel>,
     subscriptions: HashMap<u32, (u32, Arc<ServerSubscription>)>,
@@ -94,76 +51,47 @@ pub(crate) struct ServerCircuit {
     host: String,
     user: String,
     failed_creates: u32,
-    stalled_since: Option<Instant>,
-    writable_interest: bool,
-    registry: Option<Registry>,
-    token: Option<Token>,
-    closed: bool,
-    paused: bool,
-    batch: Vec<Bytes>,
-}
-
-impl Marked for ServerCircuit {
-    type Marker = ServerMarker;
-    fn marker(&self) -> &Arc<ServerMarker> {
-        &self.address.marker
-    }
 }
 
 impl ServerCircuit {
-    fn open(ctx: &mut IoCtx<'_>, stream: TcpStream, address: Arc<ServerCircuitAddress>, shared: Arc<ServerShared>) {
-        let _ = stream.set_nodelay(true);
+    fn open(
+        ctx: &mut IoCtx<'_>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        address: Arc<StreamAddress<ServerCircuit>>,
+        shared: Arc<ServerShared>,
+    ) {
         let decoder = DecoderConfig {
             max_payload: u32::try_from(shared.config.max_array_bytes).unwrap_or(u32::MAX),
             ..DecoderConfig::default()
         };
-        let mut circuit = ServerCircuit {
-            outbox: Outbox::new(address.clone()),
-            address: address.clone(),
+        let waker = address.clone();
+        let outbox = Arc::new(Outbox::new(Box::new(move || {
+            // The driver pumps the circuit after the call: the updates go out.
+            waker.exec(|_, _| {}, || {});
+        })));
+        let config = CircuitConfig { decoder, version: shared.config.protocol_version };
+        let circuit = ServerCircuit {
+            peer,
+            endpoint: ServerEndpoint::new(config, outbox.clone()),
+            outbox,
             shared: shared.clone(),
-            stream,
-            proto: Circuit::with_config(Role::Server, CircuitConfig { decoder, ..CircuitConfig::default() }),
-            out: BytesMut::with_capacity(4096),
-            scratch: vec![0; 64 * 1024],
             channels: HashMap::new(),
             subscriptions: HashMap::new(),
             next_sid: 1,
-            host: address.marker.peer.ip().to_string(),
+            host: peer.ip().to_string(),
             user: String::new(),
             failed_creates: 0,
-            stalled_since: None,
-            writable_interest: true,
-            registry: None,
-            token: None,
-            closed: false,
-            paused: false,
-            batch: Vec::new(),
         };
-        // rsrv announces its version as soon as the circuit opens.
-        circuit.queue(&[Command::VersionResponse { version: CA_MINOR_PROTOCOL_REVISION }]);
-        match ctx.register(Box::new(circuit)) {
-            Ok(token) => {
-                let _ = address.token.set(token);
+        let stream_config = StreamConfig {
+            stall_timeout: Some(shared.config.send_stall_timeout),
+            send_buffer: 256 * 1024,
+            ..StreamConfig::default()
+        };
+        match driver::adopt(ctx, &address, stream, stream_config, circuit) {
+            Ok(()) => {
                 shared.client_opened();
-                tracing::debug!(peer = %address.marker.peer, "client connected");
-                // A client that stops reading causes no events: check on it regularly.
-                let own_timer: Arc<std::sync::OnceLock<pvloom_core::TimerId>> = Arc::default();
-                let (timer, marker) = (own_timer.clone(), address.marker.clone());
-                let id = ctx.call_every(STALL_CHECK, move |ctx| {
-                    let alive = ctx.with_handler::<ServerCircuit, _>(token, |circuit, _| {
-                        if !Arc::ptr_eq(circuit.marker(), &marker) {
-                            return (false, Keep::Yes);
-                        }
-                        let keep = circuit.flush();
-                        (keep == Keep::Yes, keep)
-                    });
-                    if alive != Some(true)
-                        && let Some(&id) = timer.get()
-                    {
-                        ctx.cancel_timer(id);
-                    }
-                });
-                let _ = own_timer.set(id);
+                tracing::debug!(%peer, "client connected");
             }
             Err(e) => tracing::warn!("cannot register a client circuit: {e}"),
         }
@@ -172,139 +100,14 @@ impl ServerCircuit {
     fn queue(&mut self, commands: &[Command]) {
         for command in commands {
             if let Some(err) = self.queue_checked(command) {
-                tracing::debug!(peer = %self.address.marker.peer, command = command.name(), "reply refused: {err}");
+                tracing::debug!(peer = %self.peer, command = command.name(), "reply refused: {err}");
             }
         }
     }
 
     /// Queue one reply; the circuit's rules may refuse it (the error is returned).
     fn queue_checked(&mut self, command: &Command) -> Option<crate::proto::CircuitError> {
-        self.proto.send_into(command, &mut self.out).err()
-    }
-
-    pub(crate) fn outbox_ready(&mut self) {
-        self.outbox.flush_started();
-    }
-
-    /// Write what is buffered, then subscription updates, until the socket is full.
-    pub(crate) fn flush(&mut self) -> Keep {
-        loop {
-            if self.out.is_empty() {
-                self.move_updates_to_out();
-                if self.out.is_empty() {
-                    self.stalled_since = None;
-                    return self.resume_if_paused();
-                }
-            }
-            match self.stream.write(&self.out) {
-                Ok(0) => return self.close("connection closed while sending"),
-                Ok(n) => {
-                    let _ = self.out.split_to(n);
-                    self.stalled_since = None;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if self.resume_if_paused() == Keep::No {
-                        return Keep::No;
-                    }
-                    let since = *self.stalled_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > self.shared.config.send_stall_timeout {
-                        return self.close(&format!("client stopped reading for {:?}", since.elapsed()));
-                    }
-                    return self.update_interest();
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
-                    return self.close("client closed the connection (reset)");
-                }
-                Err(e) => return self.close(&format!("send failed: {e}")),
-            }
-        }
-    }
-
-    /// Read requests again once the replies drained below half the limit.
-    fn resume_if_paused(&mut self) -> Keep {
-        if self.paused && self.out.len() < MAX_UNSENT / 2 {
-            self.paused = false;
-            self.address.exec::<ServerCircuit>(|circuit, _| circuit.read_available(), || {});
-        }
-        self.update_interest()
-    }
-
-    fn move_updates_to_out(&mut self) {
-        let mut batch = std::mem::take(&mut self.batch);
-        self.outbox.take(WRITE_BUDGET, &mut batch);
-        for update in &batch {
-            self.out.extend_from_slice(update);
-        }
-        batch.clear();
-        self.batch = batch;
-    }
-
-    fn update_interest(&mut self) -> Keep {
-        let want_write = !self.out.is_empty() || self.outbox.pending() > 0;
-        if want_write == self.writable_interest {
-            return Keep::Yes;
-        }
-        let (Some(registry), Some(token)) = (&self.registry, self.token) else { return Keep::Yes };
-        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-        if let Err(e) = registry.reregister(&mut self.stream, token, interest) {
-            return self.close(&format!("reregister failed: {e}"));
-        }
-        self.writable_interest = want_write;
-        Keep::Yes
-    }
-
-    fn read_available(&mut self) -> Keep {
-        // Requests already buffered come first; they may pause us again.
-        if self.paused {
-            return Keep::Yes;
-        }
-        if self.process() == Keep::No {
-            return Keep::No;
-        }
-        if self.paused {
-            return Keep::Yes;
-        }
-        for _ in 0..READS_PER_TURN {
-            match self.stream.read(&mut self.scratch) {
-                Ok(0) => return self.close("client closed the connection"),
-                Ok(n) => {
-                    self.proto.recv(&self.scratch[..n]);
-                    if self.process() == Keep::No {
-                        return Keep::No;
-                    }
-                    if self.paused {
-                        return Keep::Yes;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Keep::Yes,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return self.close("client closed the connection (reset)");
-                }
-                Err(e) => return self.close(&format!("receive failed: {e}")),
-            }
-        }
-        self.address.exec::<ServerCircuit>(|circuit, _| circuit.read_available(), || {});
-        Keep::Yes
-    }
-
-    fn process(&mut self) -> Keep {
-        loop {
-            if self.out.len() > MAX_UNSENT {
-                self.paused = true;
-                return self.flush();
-            }
-            match self.proto.poll_event() {
-                Ok(Some(event)) => {
-                    if self.handle(event.command) == Keep::No {
-                        return Keep::No;
-                    }
-                }
-                Ok(None) => return self.flush(),
-                Err(err) => return self.close(&format!("bad input from client: {err}")),
-            }
-        }
+        self.endpoint.reply(command).err()
     }
 
     fn rights_for(&self, pv: &ServedPv) -> AccessRights {
@@ -317,7 +120,7 @@ impl ServerCircuit {
         self.queue(&[Command::ErrorResponse { cid, status, original_request: request, message: message.to_owned() }]);
     }
 
-    fn handle(&mut self, command: Command) -> Keep {
+    fn handle(&mut self, command: Command) {
         match command {
             Command::VersionRequest { .. } | Command::ReadSyncRequest => {}
             Command::HostNameRequest { name } => {
@@ -328,7 +131,7 @@ impl ServerCircuit {
                 self.user = name;
                 self.refresh_rights();
             }
-            Command::CreateChanRequest { cid, name, .. } => return self.create_channel(cid, &name),
+            Command::CreateChanRequest { cid, name, .. } => self.create_channel(cid, &name),
             Command::SearchRequest { name, search_id, .. } => {
                 if self.shared.registry.contains(&name) {
                     let port = self.shared.tcp_port;
@@ -344,7 +147,7 @@ impl ServerCircuit {
                     param1: sid,
                     param2: ioid,
                 };
-                let Some(channel) = self.channels.get(&sid) else { return Keep::Yes };
+                let Some(channel) = self.channels.get(&sid) else { return };
                 let (rights, pv) = (channel.rights, channel.pv.clone());
                 let _ = header;
                 // Failures are READ_NOTIFY replies carrying the status and a zeroed value,
@@ -375,7 +178,7 @@ impl ServerCircuit {
                 }
             }
             Command::ReadRequest { data_type, data_count, sid, ioid } => {
-                let Some(channel) = self.channels.get(&sid) else { return Keep::Yes };
+                let Some(channel) = self.channels.get(&sid) else { return };
                 let (cid, rights, pv) = (channel.cid, channel.rights, channel.pv.clone());
                 let header = Header {
                     command: code::READ,
@@ -387,7 +190,7 @@ impl ServerCircuit {
                 };
                 if !rights.can_read() {
                     self.error(cid, ECA_NORDACCESS, header, "no read access");
-                    return Keep::Yes;
+                    return;
                 }
                 let reply = pv.backend.read(data_type, data_count).ok().and_then(|data| {
                     let (count, bytes) = (data.count().ok()?, data.encode(data_type).ok()?);
@@ -405,7 +208,7 @@ impl ServerCircuit {
                 self.write(data_type, data_count, sid, ioid, &data, true);
             }
             Command::EventAddRequest { data_type, data_count, sid, subscription_id, mask, .. } => {
-                let Some(channel) = self.channels.get(&sid) else { return Keep::Yes };
+                let Some(channel) = self.channels.get(&sid) else { return };
                 let pv = channel.pv.clone();
                 if !channel.rights.can_read() {
                     // As rsrv: one update carrying ECA_NORDACCESS and no value.
@@ -417,7 +220,7 @@ impl ServerCircuit {
                         subscription_id,
                         data: zeroed(data_type, count),
                     }]);
-                    return Keep::Yes;
+                    return;
                 }
                 let count = if data_count == 0 { pv.backend.element_count() } else { data_count };
                 let mask = if mask == 0 { DBE_VALUE | DBE_ALARM } else { mask };
@@ -453,20 +256,21 @@ impl ServerCircuit {
             Command::EchoRequest => self.queue(&[Command::EchoResponse]),
             other => tracing::debug!(command = other.name(), "ignored from a client"),
         }
-        Keep::Yes
     }
 
-    fn create_channel(&mut self, cid: u32, name: &str) -> Keep {
+    fn create_channel(&mut self, cid: u32, name: &str) {
         let Some(pv) = self.shared.registry.get(name) else {
             self.failed_creates += 1;
             if self.failed_creates > self.shared.config.max_failed_creates {
-                return self.close(&format!("{} channel creates for names this server lacks", self.failed_creates));
+                let why = format!("{} channel creates for names this server lacks", self.failed_creates);
+                return self.endpoint.close(CloseReason::Protocol(why));
             }
             self.queue(&[Command::CreateChFailResponse { cid }]);
-            return Keep::Yes;
+            return;
         };
         if self.channels.len() >= self.shared.config.max_channels_per_client {
-            return self.close(&format!("more than {} channels", self.shared.config.max_channels_per_client));
+            let why = format!("more than {} channels", self.shared.config.max_channels_per_client);
+            return self.endpoint.close(CloseReason::Protocol(why));
         }
         let sid = self.next_sid;
         self.next_sid = self.next_sid.wrapping_add(1).max(1);
@@ -477,7 +281,6 @@ impl ServerCircuit {
             Command::AccessRightsResponse { cid, access_rights: rights },
             Command::CreateChanResponse { data_type: native, data_count: count, cid, sid },
         ]);
-        Keep::Yes
     }
 
     fn refresh_rights(&mut self) {
@@ -523,53 +326,38 @@ impl ServerCircuit {
         // The client's own subscription updates caused by this write go out before the
         // write's confirmation, so a client that reads its monitor cache right after a
         // completed put sees the new value (what clients of rsrv observe).
-        self.move_updates_to_out();
+        self.endpoint.take_updates();
         if notify {
             self.queue(&[Command::WriteNotifyResponse { data_type, data_count, status, ioid }]);
         } else if status != ECA_NORMAL {
             self.error(cid, status, header, "write failed");
         }
     }
+}
 
-    fn close(&mut self, reason: &str) -> Keep {
-        self.shut(reason);
-        Keep::No
+impl StreamApp for ServerCircuit {
+    type Endpoint = ServerEndpoint;
+
+    fn endpoint(&mut self) -> &mut ServerEndpoint {
+        &mut self.endpoint
     }
 
-    fn shut(&mut self, reason: &str) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
+    fn on_event(&mut self, request: Command, _ctx: &mut IoCtx<'_>) {
+        self.handle(request);
+    }
+
+    fn on_closed(&mut self, reason: &CloseReason, _ctx: &mut IoCtx<'_>) {
         self.shared.client_closed();
-        let peer = self.address.marker.peer;
-        if reason.starts_with("client closed") {
-            tracing::debug!(%peer, "client disconnected");
+        let peer = self.peer;
+        if reason.is_orderly() {
+            tracing::debug!(%peer, "client disconnected: {reason}");
         } else {
             tracing::warn!(%peer, host = self.host, user = self.user, "client disconnected: {reason}");
         }
-        self.subscriptions.clear();
-        self.channels.clear();
-        self.proto.disconnect();
-    }
-}
-
-impl IoHandler for ServerCircuit {
-    fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
-        self.token = Some(token);
-        self.registry = Some(registry.try_clone()?);
-        registry.register(&mut self.stream, token, Interest::READABLE | Interest::WRITABLE)
-    }
-
-    fn ready(&mut self, _ctx: &mut IoCtx<'_>, _token: Token, event: &pvloom_core::mio::event::Event) -> Keep {
-        if (event.is_readable() || event.is_read_closed()) && self.read_available() == Keep::No {
-            return Keep::No;
+        for (id, _) in self.subscriptions.drain() {
+            self.outbox.forget(id);
         }
-        self.flush()
-    }
-
-    fn closed(&mut self, _ctx: &mut IoCtx<'_>) {
-        self.shut("server shutting down");
+        self.channels.clear();
     }
 }
 

@@ -12,6 +12,7 @@ use slab::Slab;
 use super::stats::{IoCounters, STATS_WINDOW};
 use super::timers::{Timer, TimerId, Timers};
 use super::{RuntimeHandle, Shared};
+use crate::clock::SharedClock;
 use crate::hook::Containment;
 use crate::io_guard::IoThreadGuard;
 
@@ -64,6 +65,7 @@ pub(crate) struct LoopState {
     pub(crate) containment: Containment,
     pub(crate) counters: Arc<IoCounters>,
     pub(crate) runtime: Weak<Shared>,
+    pub(crate) clock: SharedClock,
 }
 
 /// What an I/O thread offers to the code it runs: its sockets, its timers, its runtime.
@@ -80,6 +82,11 @@ impl IoCtx<'_> {
     /// A handle to the runtime, `None` while it shuts down.
     pub fn runtime(&self) -> Option<RuntimeHandle> {
         self.state.runtime.upgrade().map(|shared| RuntimeHandle { shared })
+    }
+
+    /// Now, by the runtime's clock (what drivers hand their endpoints).
+    pub fn now(&self) -> Instant {
+        self.state.clock.now()
     }
 
     /// The containment that reports failing callbacks on this runtime.
@@ -178,6 +185,22 @@ impl IoCtx<'_> {
         )
     }
 
+    /// Run `f` once at `deadline` (by the runtime's clock) on this thread.
+    pub fn call_at(&mut self, deadline: Instant, f: impl FnOnce(&mut IoCtx<'_>) + Send + 'static) -> TimerId {
+        let mut f = Some(f);
+        let run: Box<dyn FnMut(&mut IoCtx<'_>) + Send> = Box::new(move |ctx| {
+            if let Some(f) = f.take() {
+                f(ctx);
+            }
+        });
+        let id = self
+            .state
+            .timers
+            .insert(deadline, Timer { run, period: None, cancelled: Arc::new(AtomicBool::new(false)) });
+        self.state.counters.timers_pending.store(self.state.timers.len(), Ordering::Relaxed);
+        id
+    }
+
     /// Run `f` every `period` on this thread, first after one period.
     pub fn call_every(&mut self, period: Duration, f: impl FnMut(&mut IoCtx<'_>) + Send + 'static) -> TimerId {
         self.add_timer(period, Some(period), Box::new(f), Arc::new(AtomicBool::new(false)))
@@ -190,12 +213,17 @@ impl IoCtx<'_> {
         run: Box<dyn FnMut(&mut IoCtx<'_>) + Send>,
         cancelled: Arc<AtomicBool>,
     ) -> TimerId {
-        self.state.timers.insert(Instant::now() + delay, Timer { run, period, cancelled })
+        let deadline = self.state.clock.now() + delay;
+        let id = self.state.timers.insert(deadline, Timer { run, period, cancelled });
+        self.state.counters.timers_pending.store(self.state.timers.len(), Ordering::Relaxed);
+        id
     }
 
     /// Cancel a timer of this thread. Returns false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, id: TimerId) -> bool {
-        self.state.timers.cancel(id)
+        let cancelled = self.state.timers.cancel(id);
+        self.state.counters.timers_pending.store(self.state.timers.len(), Ordering::Relaxed);
+        cancelled
     }
 
     /// Timers pending on this thread.
@@ -219,7 +247,7 @@ pub(crate) fn run_loop(mut state: LoopState, inputs: LoopInputs) {
     let mut window_busy = Duration::ZERO;
     let mut more_tasks = false;
     loop {
-        let now = Instant::now();
+        let now = state.clock.now();
         let window_end = window_start + STATS_WINDOW;
         let mut timeout = window_end.saturating_duration_since(now);
         if let Some(deadline) = state.timers.next_deadline() {
@@ -298,7 +326,7 @@ fn dispatch_event(state: &mut LoopState, event: &mio::event::Event) {
 }
 
 fn fire_due_timers(state: &mut LoopState) {
-    let now = Instant::now();
+    let now = state.clock.now();
     while let Some((id, deadline, mut timer)) = state.timers.pop_due(now) {
         state.counters.timers_fired.fetch_add(1, Ordering::Relaxed);
         state.counters.callbacks.fetch_add(1, Ordering::Relaxed);
@@ -316,6 +344,7 @@ fn fire_due_timers(state: &mut LoopState) {
             state.timers.reschedule(id, next, timer);
         }
     }
+    state.counters.timers_pending.store(state.timers.len(), Ordering::Relaxed);
 }
 
 fn close_all_handlers(state: &mut LoopState) {

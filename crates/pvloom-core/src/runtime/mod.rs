@@ -17,6 +17,7 @@ pub use io_thread::{IoCtx, IoHandler, Keep};
 pub use stats::ThreadStats;
 pub use timers::TimerId;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::completion::{Completer, Completion, completion_with};
 use crate::delivery::{Deliverer, Delivery, Job, WorkerPool, WorkerWrapper};
 use crate::hook::{Containment, ErrorHook};
@@ -33,6 +34,7 @@ pub struct RuntimeBuilder {
     name: String,
     error_hook: Option<ErrorHook>,
     worker_wrapper: Option<WorkerWrapper>,
+    clock: SharedClock,
 }
 
 impl Default for RuntimeBuilder {
@@ -43,6 +45,7 @@ impl Default for RuntimeBuilder {
             name: "pvloom".into(),
             error_hook: None,
             worker_wrapper: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -75,6 +78,15 @@ impl RuntimeBuilder {
     /// Run each Ordered worker turn inside `wrapper` (see [`WorkerWrapper`]).
     pub fn worker_wrapper(mut self, wrapper: WorkerWrapper) -> Self {
         self.worker_wrapper = Some(wrapper);
+        self
+    }
+
+    /// The clock timers, drivers and endpoints read (default: the system's). A
+    /// [`ManualClock`](crate::clock::ManualClock) here makes timers fire only when
+    /// time is advanced and the thread wakes; tests of protocol timing use
+    /// [`harness`](crate::harness) instead.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -127,6 +139,7 @@ impl RuntimeBuilder {
                     containment: containment.clone(),
                     counters,
                     runtime: std::sync::Weak::new(),
+                    clock: self.clock.clone(),
                 },
                 LoopInputs { poll, tasks: rx, wake_pending, shutdown: shutdown.clone() },
             ));
@@ -138,6 +151,7 @@ impl RuntimeBuilder {
             delivery: self.delivery,
             next_thread: AtomicUsize::new(0),
             shutdown,
+            clock: self.clock,
         });
         for (mut state, inputs) in starts {
             state.runtime = Arc::downgrade(&shared);
@@ -181,6 +195,7 @@ pub(crate) struct Shared {
     delivery: Delivery,
     next_thread: AtomicUsize,
     shutdown: Arc<AtomicBool>,
+    clock: SharedClock,
 }
 
 /// The owner of a pool of I/O threads. Dropping it shuts the threads down and joins
@@ -246,6 +261,11 @@ impl RuntimeHandle {
     /// The delivery this runtime was built with.
     pub fn delivery(&self) -> Delivery {
         self.shared.delivery
+    }
+
+    /// Now, by this runtime's clock.
+    pub fn now(&self) -> std::time::Instant {
+        self.shared.clock.now()
     }
 
     /// True once [`shutdown`](Self::shutdown) started.

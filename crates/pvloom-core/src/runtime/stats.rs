@@ -13,6 +13,7 @@ pub(crate) struct IoCounters {
     pub(crate) callbacks: AtomicU64,
     pub(crate) timers_fired: AtomicU64,
     pub(crate) handlers: AtomicUsize,
+    pub(crate) timers_pending: AtomicUsize,
     /// Busy fraction of the last completed window, in millionths.
     pub(crate) busy_ppm: AtomicU64,
     /// Total busy time since start, in nanoseconds.
@@ -39,6 +40,7 @@ impl IoCounters {
             callbacks: self.callbacks.load(Ordering::Relaxed),
             timers_fired: self.timers_fired.load(Ordering::Relaxed),
             handlers: self.handlers.load(Ordering::Relaxed),
+            timers_pending: self.timers_pending.load(Ordering::Relaxed),
         }
     }
 }
@@ -62,4 +64,6 @@ pub struct ThreadStats {
     pub timers_fired: u64,
     /// Sockets registered now.
     pub handlers: usize,
+    /// Timers armed on the thread (protocol deadlines, periodic work).
+    pub timers_pending: usize,
 }

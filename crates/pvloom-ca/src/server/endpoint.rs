@@ -1,0 +1,129 @@
+//! The sans-I/O core of one client's circuit on the server: requests in, replies and
+//! subscription updates out, every one checked by the protocol state machine.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pvloom_core::bytes::BytesMut;
+use pvloom_core::endpoint::{CloseReason, StreamEndpoint};
+
+use super::outbox::Outbox;
+use crate::proto::command::{Command, Role};
+use crate::proto::{Circuit, CircuitConfig, CircuitError};
+
+/// Replies waiting to be sent above which the circuit takes no further requests: a
+/// client that asks without reading the answers gets back-pressure, not server memory.
+pub(crate) const MAX_UNSENT: usize = 4 * 1024 * 1024;
+
+pub(crate) struct ServerEndpoint {
+    proto: Circuit,
+    version: u16,
+    replies: BytesMut,
+    outbox: Arc<Outbox>,
+    close: Option<CloseReason>,
+}
+
+impl ServerEndpoint {
+    pub(crate) fn new(config: CircuitConfig, outbox: Arc<Outbox>) -> Self {
+        ServerEndpoint {
+            proto: Circuit::with_config(Role::Server, config),
+            version: config.version,
+            replies: BytesMut::with_capacity(4096),
+            outbox,
+            close: None,
+        }
+    }
+
+    /// Queue one reply; the circuit's rules may refuse it.
+    pub(crate) fn reply(&mut self, command: &Command) -> Result<(), CircuitError> {
+        self.proto.send_into(command, &mut self.replies)
+    }
+
+    /// Queue the subscription updates waiting now ahead of the next reply (a write's
+    /// confirmation goes after the updates it caused, as clients of rsrv observe).
+    pub(crate) fn take_updates(&mut self) {
+        let (proto, replies) = (&mut self.proto, &mut self.replies);
+        self.outbox.take(|update| {
+            encode_update(proto, &update, replies);
+            true
+        });
+    }
+
+    pub(crate) fn close(&mut self, reason: CloseReason) {
+        self.close.get_or_insert(reason);
+    }
+}
+
+fn encode_update(proto: &mut Circuit, update: &Command, out: &mut BytesMut) {
+    // Refused when the subscription ended meanwhile: that update is not owed.
+    if let Err(err) = proto.send_into(update, out) {
+        tracing::trace!("update dropped: {err}");
+    }
+}
+
+impl StreamEndpoint for ServerEndpoint {
+    type Event = Command;
+
+    fn handle_connected(&mut self, _now: Instant) {
+        // rsrv announces its version as soon as the circuit opens.
+        let _ = self.reply(&Command::VersionResponse { version: self.version });
+    }
+
+    fn handle_input(&mut self, _now: Instant, data: &[u8]) {
+        self.proto.recv(data);
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn poll_transmit(&mut self, _now: Instant, room: usize, out: &mut BytesMut) {
+        let take = room.min(self.replies.len());
+        if take > 0 {
+            if take == self.replies.len() && out.is_empty() {
+                std::mem::swap(out, &mut self.replies);
+            } else {
+                out.extend_from_slice(&self.replies.split_to(take));
+            }
+        }
+        if !self.replies.is_empty() || out.len() >= room {
+            return;
+        }
+        self.outbox.flush_started();
+        let limit = room;
+        let proto = &mut self.proto;
+        self.outbox.take(|update| {
+            encode_update(proto, &update, out);
+            out.len() < limit
+        });
+    }
+
+    fn poll_event(&mut self) -> Option<Command> {
+        if self.close.is_some() || !self.wants_input() {
+            return None;
+        }
+        match self.proto.poll_event() {
+            Ok(Some(event)) => Some(event.command),
+            Ok(None) => None,
+            Err(err) => {
+                self.close(CloseReason::Protocol(format!("bad input from client: {err}")));
+                None
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn poll_close(&mut self) -> Option<CloseReason> {
+        self.close.take()
+    }
+
+    fn wants_input(&self) -> bool {
+        self.replies.len() <= MAX_UNSENT
+    }
+
+    fn handle_closed(&mut self, _now: Instant, _reason: &CloseReason) {
+        self.proto.disconnect();
+        self.replies.clear();
+    }
+}

@@ -1,0 +1,430 @@
+//! The TCP connection driver.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::address::{Address, AppCall, Driven};
+use super::deadline::Deadline;
+use crate::endpoint::{CloseReason, StreamEndpoint};
+use crate::runtime::{IoCtx, IoHandler, Keep};
+
+/// The protocol's layer above its endpoint, on the connection's I/O thread: turns
+/// endpoint events into callbacks, completions and calls on other connections.
+pub trait StreamApp: Send + 'static {
+    /// The sans-I/O core.
+    type Endpoint: StreamEndpoint;
+
+    /// The endpoint, for the driver to feed and poll.
+    fn endpoint(&mut self) -> &mut Self::Endpoint;
+
+    /// One event from the endpoint.
+    fn on_event(&mut self, event: <Self::Endpoint as StreamEndpoint>::Event, ctx: &mut IoCtx<'_>);
+
+    /// The connection closed; the endpoint already saw `handle_closed` and its last
+    /// events were delivered. Called once.
+    fn on_closed(&mut self, _reason: &CloseReason, _ctx: &mut IoCtx<'_>) {}
+}
+
+/// Limits and timeouts of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamConfig {
+    /// Give up connecting after this long (`None`: the OS decides).
+    pub connect_timeout: Option<Duration>,
+    /// Bytes the driver buffers for the socket; when full it pulls nothing more from
+    /// the endpoint (`room == 0`) and the endpoint's own queue holds the rest.
+    pub send_buffer: usize,
+    /// Close when the peer has read nothing of what waits for this long.
+    pub stall_timeout: Option<Duration>,
+    /// Size of one socket read.
+    pub read_chunk: usize,
+    /// Reads per readiness event before the thread's other sockets get a turn.
+    pub reads_per_turn: usize,
+    /// Disable Nagle's algorithm (request/response protocols want this).
+    pub nodelay: bool,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            connect_timeout: Some(Duration::from_secs(10)),
+            send_buffer: 256 * 1024,
+            stall_timeout: None,
+            read_chunk: 64 * 1024,
+            reads_per_turn: 16,
+            nodelay: true,
+        }
+    }
+}
+
+/// The address of a driven stream connection.
+pub type StreamAddress<A> = Address<StreamDriver<A>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting { deadline: Option<Instant> },
+    Open,
+    Closed,
+}
+
+/// A TCP connection owned by the driver: socket, buffers, interest, one timer.
+pub struct StreamDriver<A: StreamApp> {
+    app: A,
+    socket: TcpStream,
+    config: StreamConfig,
+    id: u64,
+    token: Option<Token>,
+    registry: Option<Registry>,
+    phase: Phase,
+    out: BytesMut,
+    read_buf: Box<[u8]>,
+    write_interest: bool,
+    read_paused: bool,
+    /// The endpoint held back decoded input (it wanted none): deliver again once it
+    /// wants input.
+    input_held: bool,
+    read_scheduled: bool,
+    stalled_since: Option<Instant>,
+    deadline: Deadline,
+}
+
+/// Connect to `to` and drive `app` on it, on the current I/O thread (which must be
+/// `address`'s). The endpoint sees `handle_connected` once the TCP handshake is done;
+/// what it transmits before that waits in the send buffer.
+///
+/// # Errors
+/// The socket or registry error (the connection then never existed).
+pub fn connect<A: StreamApp>(
+    ctx: &mut IoCtx<'_>,
+    address: &Arc<StreamAddress<A>>,
+    to: SocketAddr,
+    config: StreamConfig,
+    app: A,
+) -> std::io::Result<()> {
+    let socket = TcpStream::connect(to)?;
+    let deadline = config.connect_timeout.map(|t| ctx.now() + t);
+    open(ctx, address, socket, config, app, Phase::Connecting { deadline })
+}
+
+/// Drive `app` on an accepted `socket`, on the current I/O thread (which must be
+/// `address`'s).
+///
+/// # Errors
+/// The registry error.
+pub fn adopt<A: StreamApp>(
+    ctx: &mut IoCtx<'_>,
+    address: &Arc<StreamAddress<A>>,
+    socket: TcpStream,
+    config: StreamConfig,
+    app: A,
+) -> std::io::Result<()> {
+    if config.nodelay {
+        let _ = socket.set_nodelay(true);
+    }
+    open(ctx, address, socket, config, app, Phase::Open)
+}
+
+fn open<A: StreamApp>(
+    ctx: &mut IoCtx<'_>,
+    address: &Arc<StreamAddress<A>>,
+    socket: TcpStream,
+    config: StreamConfig,
+    app: A,
+    phase: Phase,
+) -> std::io::Result<()> {
+    debug_assert_eq!(ctx.thread_index(), address.thread(), "a connection opens on its own I/O thread");
+    let driver = StreamDriver {
+        app,
+        socket,
+        config,
+        id: address.id(),
+        token: None,
+        registry: None,
+        phase,
+        out: BytesMut::with_capacity(4096),
+        read_buf: vec![0; config.read_chunk.max(512)].into_boxed_slice(),
+        write_interest: true,
+        read_paused: false,
+        input_held: false,
+        read_scheduled: false,
+        stalled_since: None,
+        deadline: Deadline::default(),
+    };
+    let token = ctx.register(Box::new(driver))?;
+    let _ = address.token.set(token);
+    // First pump: an accepted connection starts now, a connecting one arms its
+    // connect deadline.
+    ctx.with_handler::<StreamDriver<A>, _>(token, |driver, ctx| {
+        if driver.phase == Phase::Open {
+            let now = ctx.now();
+            driver.app.endpoint().handle_connected(now);
+        }
+        ((), driver.pump(ctx))
+    });
+    Ok(())
+}
+
+impl<A: StreamApp> StreamDriver<A> {
+    fn keep(&self) -> Keep {
+        if self.phase == Phase::Closed { Keep::No } else { Keep::Yes }
+    }
+
+    /// Everything after an input, a call or a timeout: events to the app, bytes to
+    /// the socket, reading resumed when the endpoint wants input again, interest
+    /// and the one timer brought up to date.
+    fn pump(&mut self, ctx: &mut IoCtx<'_>) -> Keep {
+        loop {
+            self.deliver(ctx);
+            if self.phase == Phase::Closed {
+                return Keep::No;
+            }
+            if self.phase == Phase::Open {
+                self.flush(ctx);
+                if self.phase == Phase::Closed {
+                    return Keep::No;
+                }
+                let wants_input = self.app.endpoint().wants_input();
+                if wants_input && self.input_held {
+                    self.input_held = false;
+                    continue;
+                }
+                if wants_input && self.read_paused {
+                    self.read_paused = false;
+                    self.read(ctx);
+                    continue;
+                }
+            }
+            break;
+        }
+        self.update_interest(ctx);
+        self.rearm(ctx);
+        self.keep()
+    }
+
+    fn deliver(&mut self, ctx: &mut IoCtx<'_>) {
+        while let Some(event) = self.app.endpoint().poll_event() {
+            self.app.on_event(event, ctx);
+        }
+        self.input_held = !self.app.endpoint().wants_input();
+        if self.phase != Phase::Closed
+            && let Some(reason) = self.app.endpoint().poll_close()
+        {
+            self.close(ctx, reason);
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut IoCtx<'_>) {
+        let now = ctx.now();
+        loop {
+            let room = self.config.send_buffer.saturating_sub(self.out.len());
+            if room > 0 {
+                self.app.endpoint().poll_transmit(now, room, &mut self.out);
+            }
+            if self.out.is_empty() {
+                self.stalled_since = None;
+                return;
+            }
+            match self.socket.write(&self.out) {
+                Ok(0) => return self.close(ctx, CloseReason::PeerClosed),
+                Ok(n) => {
+                    self.out.advance(n);
+                    self.stalled_since = None;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert(now);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+                    return self.close(ctx, CloseReason::PeerClosed);
+                }
+                Err(e) => return self.close(ctx, CloseReason::Io(format!("send failed: {e}"))),
+            }
+        }
+    }
+
+    fn read(&mut self, ctx: &mut IoCtx<'_>) {
+        for _ in 0..self.config.reads_per_turn.max(1) {
+            if !self.app.endpoint().wants_input() {
+                self.read_paused = true;
+                return;
+            }
+            match self.socket.read(&mut self.read_buf) {
+                Ok(0) => return self.close(ctx, CloseReason::PeerClosed),
+                Ok(n) => {
+                    let now = ctx.now();
+                    self.app.endpoint().handle_input(now, &self.read_buf[..n]);
+                    self.deliver(ctx);
+                    if self.phase == Phase::Closed {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return self.close(ctx, CloseReason::PeerClosed),
+                Err(e) => return self.close(ctx, CloseReason::Io(format!("receive failed: {e}"))),
+            }
+        }
+        // More may wait, and readiness is edge-triggered: come back for it after the
+        // thread's other sockets had their turn.
+        self.schedule_read(ctx);
+    }
+
+    fn schedule_read(&mut self, ctx: &mut IoCtx<'_>) {
+        let (Some(token), Some(runtime)) = (self.token, ctx.runtime()) else { return };
+        if self.read_scheduled {
+            return;
+        }
+        self.read_scheduled = true;
+        let id = self.id;
+        let _ = runtime.run_on(ctx.thread_index(), move |ctx| {
+            ctx.with_handler::<StreamDriver<A>, _>(token, |driver, ctx| {
+                if driver.id != id {
+                    return ((), Keep::Yes);
+                }
+                driver.read_scheduled = false;
+                if driver.phase == Phase::Open && !driver.read_paused {
+                    driver.read(ctx);
+                }
+                ((), driver.pump(ctx))
+            });
+        });
+    }
+
+    fn update_interest(&mut self, ctx: &mut IoCtx<'_>) {
+        let want_write = !self.out.is_empty() || matches!(self.phase, Phase::Connecting { .. });
+        if want_write == self.write_interest {
+            return;
+        }
+        let (Some(registry), Some(token)) = (&self.registry, self.token) else { return };
+        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        match registry.reregister(&mut self.socket, token, interest) {
+            Ok(()) => self.write_interest = want_write,
+            Err(e) => self.close(ctx, CloseReason::Io(format!("reregister failed: {e}"))),
+        }
+    }
+
+    fn own_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Connecting { deadline } => deadline,
+            Phase::Open => self.stalled_since.zip(self.config.stall_timeout).map(|(since, limit)| since + limit),
+            Phase::Closed => None,
+        }
+    }
+
+    fn rearm(&mut self, ctx: &mut IoCtx<'_>) {
+        let endpoint = self.app.endpoint().poll_timeout();
+        let want = match (endpoint, self.own_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.deadline.rearm::<Self>(ctx, want, self.token, Self::fire, self.id);
+    }
+
+    fn fire(&mut self, ctx: &mut IoCtx<'_>) -> Keep {
+        self.deadline.fired();
+        let now = ctx.now();
+        match self.phase {
+            Phase::Connecting { deadline: Some(at) } if now >= at => {
+                self.close(ctx, CloseReason::TimedOut("connect".into()));
+                return Keep::No;
+            }
+            Phase::Open => {
+                if let (Some(since), Some(limit)) = (self.stalled_since, self.config.stall_timeout)
+                    && now >= since + limit
+                {
+                    let waited = now.saturating_duration_since(since);
+                    self.close(ctx, CloseReason::TimedOut(format!("peer stopped reading for {waited:?}")));
+                    return Keep::No;
+                }
+            }
+            _ => {}
+        }
+        if self.phase != Phase::Closed {
+            self.app.endpoint().handle_timeout(now);
+        }
+        self.pump(ctx)
+    }
+
+    fn finish_connect(&mut self, ctx: &mut IoCtx<'_>) {
+        match self.socket.take_error() {
+            Ok(Some(err)) | Err(err) => return self.close(ctx, CloseReason::Io(format!("connect failed: {err}"))),
+            Ok(None) => {}
+        }
+        match self.socket.peer_addr() {
+            Ok(_) => {
+                self.phase = Phase::Open;
+                if self.config.nodelay {
+                    let _ = self.socket.set_nodelay(true);
+                }
+                let now = ctx.now();
+                self.app.endpoint().handle_connected(now);
+            }
+            Err(e) if e.kind() == ErrorKind::NotConnected => {}
+            Err(e) => self.close(ctx, CloseReason::Io(format!("connect failed: {e}"))),
+        }
+    }
+
+    /// Close once: the endpoint hears it, its last events reach the app, then the app.
+    fn close(&mut self, ctx: &mut IoCtx<'_>, reason: CloseReason) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.deadline.cancel(ctx);
+        let now = ctx.now();
+        self.app.endpoint().handle_closed(now, &reason);
+        while let Some(event) = self.app.endpoint().poll_event() {
+            self.app.on_event(event, ctx);
+        }
+        self.app.on_closed(&reason, ctx);
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl<A: StreamApp> Driven for StreamDriver<A> {
+    type App = A;
+
+    fn driver_id(&self) -> u64 {
+        self.id
+    }
+
+    fn call(&mut self, ctx: &mut IoCtx<'_>, f: AppCall<A>) -> Keep {
+        if self.phase == Phase::Closed {
+            return Keep::No;
+        }
+        f(&mut self.app, ctx);
+        self.pump(ctx)
+    }
+}
+
+impl<A: StreamApp> IoHandler for StreamDriver<A> {
+    fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
+        self.token = Some(token);
+        self.registry = Some(registry.try_clone()?);
+        registry.register(&mut self.socket, token, Interest::READABLE | Interest::WRITABLE)
+    }
+
+    fn ready(&mut self, ctx: &mut IoCtx<'_>, _token: Token, event: &mio::event::Event) -> Keep {
+        if matches!(self.phase, Phase::Connecting { .. }) {
+            self.finish_connect(ctx);
+        }
+        if self.phase == Phase::Open && (event.is_readable() || event.is_read_closed() || event.is_error()) {
+            if self.read_paused {
+                // Input waits in the socket until the endpoint wants it.
+            } else {
+                self.read(ctx);
+            }
+        }
+        self.pump(ctx)
+    }
+
+    fn closed(&mut self, ctx: &mut IoCtx<'_>) {
+        self.close(ctx, CloseReason::Shutdown);
+    }
+}
