@@ -7,14 +7,13 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use pvloom_core::{Delivery, Keep, Overflow, Runtime, RuntimeHandle};
+use pvloom_core::{Delivery, Overflow, Runtime, RuntimeHandle};
 
 use super::circuit::{CircuitAddress, CircuitHandler, CircuitMarker};
 use super::config::ClientConfig;
 use super::error::{CaError, CaResult};
-use super::handle::HandlerAddress;
 use super::pv::{Phase, Pv, PvShared};
-use super::search::{SearchAddress, SearchHandler, SearchMarker};
+use super::search::{SearchAddress, SearchHandler};
 use crate::proto::constants::CA_PRIORITY_MAX;
 
 /// Configures a [`Context`] (caproto: `Context(broadcaster, timeout, host_name,
@@ -138,7 +137,7 @@ impl ContextBuilder {
         }
         let runtime = runtime.build()?;
         let handle = runtime.handle();
-        let search: Arc<SearchAddress> = HandlerAddress::new(handle.clone(), 0, Arc::new(SearchMarker));
+        let search: Arc<SearchAddress> = SearchAddress::new(handle.clone(), 0);
         let inner = Arc::new(ContextInner {
             runtime: handle.clone(),
             owned_runtime: Mutex::new(Some(runtime)),
@@ -151,7 +150,7 @@ impl ContextBuilder {
         let (tx, rx) = std::sync::mpsc::channel();
         let context = inner.clone();
         handle.run_on(0, move |ctx| {
-            let _ = tx.send(SearchHandler::open(ctx, search, &context));
+            let _ = tx.send(SearchHandler::open(ctx, &search, &context));
         })?;
         rx.recv_timeout(Duration::from_secs(10))
             .map_err(|_| CaError::Core(pvloom_core::Error::msg("search engine did not start")))??;
@@ -187,12 +186,12 @@ impl ContextInner {
     }
 
     fn search_many(&self, names: Vec<(u32, String)>, failures: u32) {
-        self.search.exec::<SearchHandler>(
-            move |handler, _| {
+        self.search.exec(
+            move |handler, ctx| {
+                let now = ctx.now();
                 for (cid, name) in names {
-                    handler.add(cid, name, failures);
+                    handler.engine.add(now, cid, name, failures);
                 }
-                Keep::Yes
             },
             || {},
         );
@@ -239,13 +238,7 @@ impl ContextInner {
 
     /// A name server found `cid` at `server`.
     pub(crate) fn found_by_name_server(self: &Arc<Self>, cid: u32, server: SocketAddrV4) {
-        self.search.exec::<SearchHandler>(
-            move |handler, _| {
-                handler.forget(cid);
-                Keep::Yes
-            },
-            || {},
-        );
+        self.search.exec(move |handler, _| handler.engine.forget(cid), || {});
         self.found(cid, server, 0);
     }
 
@@ -404,13 +397,7 @@ impl Context {
             self.inner.search_many(new, 0);
         }
         // As caproto: every get_pvs retries all unanswered searches once, now.
-        self.inner.search.exec::<SearchHandler>(
-            |handler, _| {
-                handler.retry_now();
-                Keep::Yes
-            },
-            || {},
-        );
+        self.inner.search.exec(|handler, ctx| handler.engine.retry_now(ctx.now()), || {});
         pvs
     }
 
@@ -426,12 +413,11 @@ impl Context {
                 cids.push(pv.cid);
             }
         }
-        self.inner.search.exec::<SearchHandler>(
+        self.inner.search.exec(
             move |handler, _| {
                 for cid in cids {
-                    handler.forget(cid);
+                    handler.engine.forget(cid);
                 }
-                Keep::Yes
             },
             || {},
         );
@@ -456,13 +442,7 @@ impl Context {
 
     /// Search every unanswered name now, restarting the backoff.
     pub fn search_now(&self) {
-        self.inner.search.exec::<SearchHandler>(
-            |handler, _| {
-                handler.search_now();
-                Keep::Yes
-            },
-            || {},
-        );
+        self.inner.search.exec(|handler, ctx| handler.engine.search_now(ctx.now()), || {});
     }
 
     /// Names still unanswered (blocking; `WouldDeadlock` on an I/O thread).
@@ -471,13 +451,7 @@ impl Context {
     /// `WouldDeadlock`, or the runtime being closed.
     pub fn unanswered_searches(&self) -> CaResult<usize> {
         let (completer, completion) = pvloom_core::completion();
-        self.inner.search.exec::<SearchHandler>(
-            move |handler, _| {
-                completer.succeed(handler.unanswered());
-                Keep::Yes
-            },
-            || {},
-        );
+        self.inner.search.exec(move |handler, _| completer.succeed(handler.engine.unanswered()), || {});
         Ok(completion.wait_timeout(Duration::from_secs(5))?)
     }
 

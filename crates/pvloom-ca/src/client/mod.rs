@@ -20,11 +20,11 @@ mod config;
 mod context;
 pub mod endpoint;
 mod error;
-pub(crate) mod handle;
 mod op;
 mod pv;
 mod response;
 mod search;
+pub mod search_engine;
 mod subscription;
 
 pub use batch::Batch;
