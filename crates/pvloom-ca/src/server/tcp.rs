@@ -329,10 +329,13 @@ impl ServerCircuit {
                 self.refresh_rights();
             }
             Command::CreateChanRequest { cid, name, .. } => return self.create_channel(cid, &name),
-            Command::SearchRequest { name, search_id, .. } => {
+            Command::SearchRequest { name, search_id, do_reply, version } => {
                 if self.shared.registry.contains(&name) {
                     let port = self.shared.tcp_port;
                     self.queue(&[Command::SearchResponse { port, server_address: None, search_id, version: None }]);
+                } else if do_reply {
+                    // A name server's client asked to be told (rsrv's search_reply_tcp).
+                    self.queue(&[Command::NotFoundResponse { do_reply, version, search_id }]);
                 }
             }
             Command::ReadNotifyRequest { data_type, data_count, sid, ioid } => {
