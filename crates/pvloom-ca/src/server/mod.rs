@@ -27,9 +27,9 @@ use std::time::Duration;
 use pvloom_core::mio::net::{TcpListener, UdpSocket};
 use pvloom_core::{Runtime, RuntimeHandle};
 
-pub use access::{AccessRule, AccessRules, NO_ACCESS, READ_ONLY, READ_WRITE};
-pub use acf::AccessSecurity;
-pub use backend::{PutHook, PvBackend, PvSpec, SimplePv, Status};
+pub use access::{AccessError, AccessRule, AccessRules, NO_ACCESS, READ_ONLY, READ_WRITE};
+pub use acf::{AccessSecurity, AcfError};
+pub use backend::{PutHook, PutHookError, PvBackend, PvSpec, SimplePv, Status};
 pub use records::DbIoc;
 pub use registry::{Registry, Resolver, ServedPv};
 pub use tcp::DEFAULT_SEND_STALL_TIMEOUT;
