@@ -45,8 +45,9 @@ pub fn run(args: &IocArgs) -> anyhow::Result<()> {
     let db = load(&args.files, &macros)?;
     let rules = match &args.access {
         Some(path) => {
-            AccessRules::parse(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            // An EPICS .acf file or pattern rules, told apart by what the file holds.
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            AccessRules::from_file_text(&text).with_context(|| format!("access rules {}", path.display()))?
         }
         None => AccessRules::new(),
     };

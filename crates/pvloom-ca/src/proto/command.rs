@@ -453,6 +453,20 @@ fn do_reply_flag(do_reply: bool) -> u16 {
     if do_reply { DO_REPLY } else { DONT_REPLY }
 }
 
+/// `value` encoded as `data_type`; an empty value (a dynamic-size reply for an array
+/// with no elements now) still carries one zeroed element, as rsrv sends
+/// `dbr_size_n(type, 0)` bytes with a count of 0.
+fn encode_at_least_one(data_type: DbrType, value: &DbrData) -> Result<Bytes, DbrError> {
+    let encoded = value.encode(data_type)?;
+    let room = usize::try_from(data_type.padded_payload_size(1)).unwrap_or(usize::MAX);
+    if !value.value.is_empty() || encoded.len() >= room {
+        return Ok(encoded);
+    }
+    let mut padded = BytesMut::from(&encoded[..]);
+    padded.resize(room, 0);
+    Ok(padded.freeze())
+}
+
 impl Command {
     /// The command code on the wire.
     pub fn code(&self) -> u16 {
@@ -616,7 +630,7 @@ impl Command {
             data_count: value.count()?,
             status,
             ioid,
-            data: value.encode(data_type)?,
+            data: encode_at_least_one(data_type, value)?,
         })
     }
 
@@ -632,7 +646,7 @@ impl Command {
             data_count: value.count()?,
             status,
             subscription_id,
-            data: value.encode(data_type)?,
+            data: encode_at_least_one(data_type, value)?,
         })
     }
 

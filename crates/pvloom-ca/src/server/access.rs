@@ -27,6 +27,30 @@ pub struct AccessRules {
     acf: Option<super::acf::AccessSecurity>,
 }
 
+/// Why access rules cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// A rule line whose rights are not `NONE`, `READ` or `WRITE`.
+    #[error("line {line}: expected NONE, READ or WRITE, got {found:?}")]
+    BadRights {
+        /// 1-based line.
+        line: usize,
+        /// The word given (none: the line ends after the pattern).
+        found: Option<String>,
+    },
+    /// A rule line word that is not `host=..` or `user=..`.
+    #[error("line {line}: unexpected {word:?} (host=... or user=...)")]
+    UnexpectedWord {
+        /// 1-based line.
+        line: usize,
+        /// The word.
+        word: String,
+    },
+    /// An EPICS access security file that cannot be used.
+    #[error(transparent)]
+    Acf(#[from] super::acf::AcfError),
+}
+
 /// Read access only.
 pub const READ_ONLY: AccessRights = AccessRights(ACCESS_RIGHT_READ);
 /// Read and write access.
@@ -51,7 +75,7 @@ impl AccessRules {
     ///
     /// # Errors
     /// The line number and reason of the first bad line.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AccessError> {
         let mut rules = AccessRules::new();
         for (index, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
@@ -64,7 +88,7 @@ impl AccessRules {
                 Some("NONE") => NO_ACCESS,
                 Some("READ") => READ_ONLY,
                 Some("WRITE") => READ_WRITE,
-                other => return Err(format!("line {}: expected NONE, READ or WRITE, got {other:?}", index + 1)),
+                other => return Err(AccessError::BadRights { line: index + 1, found: other.map(str::to_owned) }),
             };
             let (mut hosts, mut users) = (Vec::new(), Vec::new());
             for word in words {
@@ -74,7 +98,7 @@ impl AccessRules {
                 } else if let Some(v) = word.strip_prefix("user=") {
                     users = list(v);
                 } else {
-                    return Err(format!("line {}: unexpected {word:?} (host=... or user=...)", index + 1));
+                    return Err(AccessError::UnexpectedWord { line: index + 1, word: word.to_owned() });
                 }
             }
             rules.rules.push(AccessRule { pattern, hosts, users, rights });
@@ -86,8 +110,18 @@ impl AccessRules {
     ///
     /// # Errors
     /// The line and reason of the first problem.
-    pub fn from_acf(text: &str) -> Result<Self, String> {
+    pub fn from_acf(text: &str) -> Result<Self, AccessError> {
         Ok(AccessRules { rules: Vec::new(), acf: Some(super::acf::AccessSecurity::parse(text)?) })
+    }
+
+    /// Rules from a file of either kind, told apart by content: an EPICS access
+    /// security file begins (after comments) with `UAG(`, `HAG(` or `ASG(`; anything
+    /// else is read as pattern rules ([`AccessRules::parse`]).
+    ///
+    /// # Errors
+    /// The line and reason of the first problem.
+    pub fn from_file_text(text: &str) -> Result<Self, AccessError> {
+        if is_acf(text) { Self::from_acf(text) } else { Self::parse(text) }
     }
 
     /// The rights of `user` on `host` for `pv` in access security group `asg`.
@@ -112,6 +146,17 @@ impl AccessRules {
             })
             .map_or(READ_WRITE, |r| r.rights)
     }
+}
+
+/// True when `text` reads as an access security file: its first word (comments and
+/// blank lines skipped) is `UAG`, `HAG` or `ASG` followed by `(`.
+pub(crate) fn is_acf(text: &str) -> bool {
+    let Some(first) = text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).find(|l| !l.is_empty()) else {
+        return false;
+    };
+    ["UAG", "HAG", "ASG"]
+        .iter()
+        .any(|keyword| first.strip_prefix(keyword).is_some_and(|rest| rest.trim_start().starts_with('(')))
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -154,8 +199,27 @@ mod tests {
 
     #[test]
     fn bad_lines_name_the_line() {
-        assert!(AccessRules::parse("A READ\nB MAYBE\n").unwrap_err().starts_with("line 2"));
-        assert!(AccessRules::parse("A READ color=red").unwrap_err().contains("color"));
+        assert!(AccessRules::parse("A READ\nB MAYBE\n").unwrap_err().to_string().starts_with("line 2"));
+        assert!(AccessRules::parse("A READ color=red").unwrap_err().to_string().contains("color"));
+        assert_eq!(
+            AccessRules::parse("A\n"),
+            Err(AccessError::BadRights { line: 1, found: None }),
+            "a pattern without rights"
+        );
+    }
+
+    #[test]
+    fn files_are_told_apart_by_content() {
+        assert!(is_acf("# site rules\n\nUAG(ops) { alice }\nASG(DEFAULT) { RULE(1, READ) }\n"));
+        assert!(is_acf("ASG (DEFAULT) { RULE(1, WRITE) }"));
+        assert!(!is_acf("BL:* READ\nASG(x) WRITE\n"));
+        assert!(!is_acf("ASGX READ"));
+        assert!(!is_acf("# nothing\n"));
+        let acf = AccessRules::from_file_text("ASG(DEFAULT) { RULE(1, READ) }").unwrap();
+        assert_eq!(acf.rights_in_group("ANY", None, "h", "u"), READ_ONLY);
+        let rules = AccessRules::from_file_text("SECRET NONE\n").unwrap();
+        assert_eq!(rules.rights("SECRET", "h", "u"), NO_ACCESS);
+        assert!(matches!(AccessRules::from_file_text("ASG(A) { RULE(1, MAYBE) }"), Err(AccessError::Acf(_))));
     }
 
     #[test]

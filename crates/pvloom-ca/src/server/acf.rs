@@ -27,6 +27,103 @@ struct Rule {
     hags: Vec<String>,
 }
 
+/// Why an access security file cannot be used: the line and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcfError {
+    /// A `"` without its closing `"`.
+    #[error("line {line}: unterminated string")]
+    UnterminatedString {
+        /// 1-based line.
+        line: usize,
+    },
+    /// The file ends inside a definition.
+    #[error("line {line}: unexpected end of file")]
+    UnexpectedEnd {
+        /// 1-based line.
+        line: usize,
+    },
+    /// Other punctuation or a name where `expected` belongs.
+    #[error("line {line}: expected '{expected}', found '{found}'")]
+    Expected {
+        /// 1-based line.
+        line: usize,
+        /// What the grammar wants here.
+        expected: String,
+        /// What the file has.
+        found: String,
+    },
+    /// A bracket inside a list of names.
+    #[error("line {line}: unexpected '{found}'")]
+    Unexpected {
+        /// 1-based line.
+        line: usize,
+        /// The bracket.
+        found: String,
+    },
+    /// `UAG(..)`, `HAG(..)` and `ASG(..)` take one name.
+    #[error("line {line}: expected one name in parentheses")]
+    OneName {
+        /// 1-based line.
+        line: usize,
+    },
+    /// A top-level word other than `UAG`, `HAG`, `ASG`.
+    #[error("line {line}: expected UAG, HAG or ASG, found '{found}'")]
+    NotADefinition {
+        /// 1-based line.
+        line: usize,
+        /// The word.
+        found: String,
+    },
+    /// An ASG member other than `RULE` (`INPA`..`INPL` are not part of the subset).
+    #[error("line {line}: expected RULE, found '{found}' (only RULE is supported)")]
+    NotARule {
+        /// 1-based line.
+        line: usize,
+        /// The word.
+        found: String,
+    },
+    /// `RULE` without `(level, access)`.
+    #[error("line {line}: RULE takes (level, access)")]
+    RuleArguments {
+        /// 1-based line.
+        line: usize,
+    },
+    /// A rule level other than 0 or 1.
+    #[error("line {line}: RULE level must be 0 or 1, not '{level}'")]
+    BadLevel {
+        /// 1-based line.
+        line: usize,
+        /// The level given.
+        level: String,
+    },
+    /// Access other than `NONE`, `READ`, `WRITE`.
+    #[error("line {line}: access must be NONE, READ or WRITE, not '{access}'")]
+    BadAccess {
+        /// 1-based line.
+        line: usize,
+        /// The access given.
+        access: String,
+    },
+    /// A rule condition other than `UAG(..)` or `HAG(..)`.
+    #[error("line {line}: expected UAG or HAG in a RULE, found '{found}'")]
+    NotACondition {
+        /// 1-based line.
+        line: usize,
+        /// The word.
+        found: String,
+    },
+    /// A rule names a group the file has not defined (before the rule).
+    #[error("line {line}: {kind}({name}) is not defined")]
+    Undefined {
+        /// 1-based line.
+        line: usize,
+        /// `UAG` or `HAG`.
+        kind: String,
+        /// The group named.
+        name: String,
+    },
+}
+
 /// A parsed access security file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessSecurity {
@@ -36,7 +133,7 @@ pub struct AccessSecurity {
 }
 
 /// Tokens of the `.acf` grammar: names (bare or quoted) and punctuation.
-fn tokens(text: &str) -> Result<Vec<(String, usize)>, String> {
+fn tokens(text: &str) -> Result<Vec<(String, usize)>, AcfError> {
     let mut out = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
@@ -58,7 +155,7 @@ fn tokens(text: &str) -> Result<Vec<(String, usize)>, String> {
                         match chars.next() {
                             Some('"') => break,
                             Some(ch) => word.push(ch),
-                            None => return Err(format!("line {line}: unterminated string")),
+                            None => return Err(AcfError::UnterminatedString { line }),
                         }
                     }
                     out.push((word, line));
@@ -90,12 +187,9 @@ impl Parser {
         self.tokens.get(self.at).or(self.tokens.last()).map_or(1, |t| t.1)
     }
 
-    fn next(&mut self) -> Result<String, String> {
-        let token = self
-            .tokens
-            .get(self.at)
-            .map(|t| t.0.clone())
-            .ok_or_else(|| format!("line {}: unexpected end of file", self.line()))?;
+    fn next(&mut self) -> Result<String, AcfError> {
+        let token =
+            self.tokens.get(self.at).map(|t| t.0.clone()).ok_or(AcfError::UnexpectedEnd { line: self.line() })?;
         self.at += 1;
         Ok(token)
     }
@@ -104,14 +198,14 @@ impl Parser {
         self.tokens.get(self.at).map(|t| t.0.as_str())
     }
 
-    fn expect(&mut self, what: &str) -> Result<(), String> {
+    fn expect(&mut self, what: &str) -> Result<(), AcfError> {
         let line = self.line();
         let token = self.next()?;
-        if token == what { Ok(()) } else { Err(format!("line {line}: expected '{what}', found '{token}'")) }
+        if token == what { Ok(()) } else { Err(AcfError::Expected { line, expected: what.to_string(), found: token }) }
     }
 
     /// `( a, b, c )` or `{ a, b, c }`.
-    fn list(&mut self, open: &str, close: &str) -> Result<Vec<String>, String> {
+    fn list(&mut self, open: &str, close: &str) -> Result<Vec<String>, AcfError> {
         self.expect(open)?;
         let mut items = Vec::new();
         loop {
@@ -124,7 +218,7 @@ impl Parser {
                 continue;
             }
             if "{}()".contains(token.as_str()) {
-                return Err(format!("line {line}: unexpected '{token}'"));
+                return Err(AcfError::Unexpected { line, found: token });
             }
             items.push(token);
         }
@@ -136,7 +230,7 @@ impl AccessSecurity {
     ///
     /// # Errors
     /// The line and reason of the first problem.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AcfError> {
         let mut parser = Parser { tokens: tokens(text)?, at: 0 };
         let mut security = AccessSecurity::default();
         while parser.peek().is_some() {
@@ -161,7 +255,7 @@ impl AccessSecurity {
                     }
                     security.asgs.insert(name, rules);
                 }
-                other => return Err(format!("line {line}: expected UAG, HAG or ASG, found '{other}'")),
+                other => return Err(AcfError::NotADefinition { line, found: other.to_string() }),
             }
         }
         Ok(security)
@@ -191,35 +285,35 @@ impl AccessSecurity {
     }
 }
 
-fn single(parser: &mut Parser) -> Result<String, String> {
+fn single(parser: &mut Parser) -> Result<String, AcfError> {
     let line = parser.line();
     let items = parser.list("(", ")")?;
     match items.as_slice() {
         [one] => Ok(one.clone()),
-        _ => Err(format!("line {line}: expected one name in parentheses")),
+        _ => Err(AcfError::OneName { line }),
     }
 }
 
-fn parse_rule(parser: &mut Parser, security: &AccessSecurity) -> Result<Rule, String> {
+fn parse_rule(parser: &mut Parser, security: &AccessSecurity) -> Result<Rule, AcfError> {
     let line = parser.line();
     let keyword = parser.next()?;
     if keyword != "RULE" {
         // INPA..INPL and other ASG members are not part of this subset.
-        return Err(format!("line {line}: expected RULE, found '{keyword}' (only RULE is supported)"));
+        return Err(AcfError::NotARule { line, found: keyword });
     }
     let args = parser.list("(", ")")?;
     let (level, access) = match args.as_slice() {
         [level, access] | [level, access, _] => (level, access),
-        _ => return Err(format!("line {line}: RULE takes (level, access)")),
+        _ => return Err(AcfError::RuleArguments { line }),
     };
     if level.parse::<u8>().map_or(true, |l| l > 1) {
-        return Err(format!("line {line}: RULE level must be 0 or 1, not '{level}'"));
+        return Err(AcfError::BadLevel { line, level: level.clone() });
     }
     let rights = match access.as_str() {
         "NONE" => 0,
         "READ" => ACCESS_RIGHT_READ,
         "WRITE" => ACCESS_RIGHT_READ | ACCESS_RIGHT_WRITE,
-        other => return Err(format!("line {line}: access must be NONE, READ or WRITE, not '{other}'")),
+        other => return Err(AcfError::BadAccess { line, access: other.to_string() }),
     };
     let (mut uags, mut hags) = (Vec::new(), Vec::new());
     if parser.peek() == Some("{") {
@@ -231,11 +325,11 @@ fn parse_rule(parser: &mut Parser, security: &AccessSecurity) -> Result<Rule, St
             let (target, table) = match kind.as_str() {
                 "UAG" => (&mut uags, &security.uags),
                 "HAG" => (&mut hags, &security.hags),
-                other => return Err(format!("line {line}: expected UAG or HAG in a RULE, found '{other}'")),
+                other => return Err(AcfError::NotACondition { line, found: other.to_string() }),
             };
             for name in names {
                 if !table.contains_key(&name) {
-                    return Err(format!("line {line}: {kind}({name}) is not defined"));
+                    return Err(AcfError::Undefined { line, kind: kind.clone(), name });
                 }
                 target.push(name);
             }
@@ -277,11 +371,14 @@ ASG(HIDDEN) { RULE(0, NONE) }
 
     #[test]
     fn errors_name_the_line() {
-        assert!(AccessSecurity::parse("ASG(A) {\n RULE(1, MAYBE)\n}").unwrap_err().starts_with("line 2"));
-        assert!(
-            AccessSecurity::parse("ASG(A) {\n RULE(1, READ) { UAG(nobody) }\n}").unwrap_err().contains("not defined")
+        let message = |text: &str| AccessSecurity::parse(text).unwrap_err().to_string();
+        assert!(message("ASG(A) {\n RULE(1, MAYBE)\n}").starts_with("line 2"));
+        assert!(message("ASG(A) {\n RULE(1, READ) { UAG(nobody) }\n}").contains("not defined"));
+        assert!(message("UAG(x) { a, b").contains("end of file"));
+        assert!(message("XYZ(a)").starts_with("line 1"));
+        assert_eq!(
+            AccessSecurity::parse("ASG(A) {\n RULE(1, MAYBE)\n}"),
+            Err(AcfError::BadAccess { line: 2, access: "MAYBE".into() })
         );
-        assert!(AccessSecurity::parse("UAG(x) { a, b").unwrap_err().contains("end of file"));
-        assert!(AccessSecurity::parse("XYZ(a)").unwrap_err().starts_with("line 1"));
     }
 }

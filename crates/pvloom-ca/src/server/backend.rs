@@ -42,8 +42,29 @@ pub trait PvBackend: Send + Sync + 'static {
 }
 
 /// Hook run on every client write of a [`SimplePv`]: it may accept the value, change
-/// it (a clamp), or refuse it with a message.
-pub type PutHook = Arc<dyn Fn(&Value) -> Result<Value, String> + Send + Sync>;
+/// it (a clamp), or refuse it.
+pub type PutHook = Arc<dyn Fn(&Value) -> Result<Value, PutHookError> + Send + Sync>;
+
+/// Why a [`PutHook`] refused a client's value; the client sees the matching ECA status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PutHookError {
+    /// The value is not acceptable (the client sees `ECA_PUTFAIL`).
+    #[error("value refused: {0}")]
+    Refused(String),
+    /// The value has a type the PV cannot take (the client sees `ECA_BADTYPE`).
+    #[error("wrong type: {0}")]
+    BadType(String),
+}
+
+impl PutHookError {
+    /// The ECA status a client is answered with.
+    pub fn status(&self) -> Status {
+        match self {
+            PutHookError::Refused(_) => ECA_PUTFAIL,
+            PutHookError::BadType(_) => ECA_BADTYPE,
+        }
+    }
+}
 
 /// How to describe a PV defined in code (caproto's `pvproperty`).
 #[derive(Clone)]
@@ -307,9 +328,9 @@ impl PvBackend for SimplePv {
             value = Value::Double(clamped).convert(native).map_err(|_| ECA_BADTYPE)?;
         }
         if let Some(hook) = &self.spec.put_hook {
-            value = hook(&value).map_err(|message| {
-                tracing::info!("put refused by hook: {message}");
-                ECA_PUTFAIL
+            value = hook(&value).map_err(|err| {
+                tracing::info!("put refused by hook: {err}");
+                err.status()
             })?;
         }
         let max = self.element_count() as usize;

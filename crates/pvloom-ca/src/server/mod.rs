@@ -29,9 +29,9 @@ use std::time::Duration;
 use pvloom_core::mio::net::{TcpListener, UdpSocket};
 use pvloom_core::{Runtime, RuntimeHandle};
 
-pub use access::{AccessRule, AccessRules, NO_ACCESS, READ_ONLY, READ_WRITE};
-pub use acf::AccessSecurity;
-pub use backend::{PutHook, PvBackend, PvSpec, SimplePv, Status};
+pub use access::{AccessError, AccessRule, AccessRules, NO_ACCESS, READ_ONLY, READ_WRITE};
+pub use acf::{AccessSecurity, AcfError};
+pub use backend::{PutHook, PutHookError, PvBackend, PvSpec, SimplePv, Status};
 pub use records::DbIoc;
 pub use registry::{Registry, Resolver, ServedPv};
 pub use tcp::DEFAULT_SEND_STALL_TIMEOUT;
@@ -197,11 +197,8 @@ impl ServerBuilder {
         let config = self.config.unwrap_or_else(ServerConfig::from_env);
         let runtime = Runtime::builder().name("pvloom-ioc").io_threads(self.io_threads.max(1)).build()?;
         let handle = runtime.handle();
-        let bind = SocketAddr::V4(SocketAddrV4::new(config.interface, config.port));
-        let listener = TcpListener::bind(bind)?;
+        let (listener, udp) = bind_sockets(config.interface, config.port)?;
         let tcp_port = listener.local_addr()?.port();
-        let udp = UdpSocket::bind(SocketAddr::V4(SocketAddrV4::new(config.interface, tcp_port)))?;
-        udp.set_broadcast(true)?;
         let shared = Arc::new(ServerShared {
             config,
             registry: Registry::default(),
@@ -228,6 +225,33 @@ impl ServerBuilder {
         tracing::info!(port = tcp_port, "CA server listening");
         Ok(Server { runtime: Some(runtime), handle, shared })
     }
+}
+
+/// The TCP listener and the search socket. When another server (another IOC on this
+/// host) holds the TCP port, the listener takes an ephemeral one, and search replies
+/// and beacons name it; the UDP port is shared (SO_REUSEADDR, as rsrv binds it), so
+/// every server on the host sees broadcast searches.
+fn bind_sockets(interface: Ipv4Addr, port: u16) -> std::io::Result<(TcpListener, UdpSocket)> {
+    let listener = match TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(interface, port))) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && port != 0 => {
+            let listener = TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(interface, 0)))?;
+            tracing::info!(
+                port,
+                actual = listener.local_addr()?.port(),
+                "CA TCP port in use (another server?): listening on an ephemeral port"
+            );
+            listener
+        }
+        other => other?,
+    };
+    // A free port was asked for: searches come to the port the listener got.
+    let udp_port = if port == 0 { listener.local_addr()?.port() } else { port };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_broadcast(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(interface, udp_port)).into())?;
+    Ok((listener, UdpSocket::from_std(socket.into())))
 }
 
 pub(crate) type TimerHandles = Vec<pvloom_core::TimerHandle>;
@@ -270,7 +294,8 @@ impl Server {
         ServerBuilder { io_threads: 2, ..Default::default() }
     }
 
-    /// The TCP (and UDP) port served.
+    /// The TCP port served (the UDP search port too, unless the configured port was
+    /// taken by another server and this one listens on an ephemeral TCP port).
     pub fn port(&self) -> u16 {
         self.shared.tcp_port
     }

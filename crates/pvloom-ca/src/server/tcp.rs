@@ -132,10 +132,13 @@ impl ServerCircuit {
                 self.refresh_rights();
             }
             Command::CreateChanRequest { cid, name, .. } => self.create_channel(cid, &name),
-            Command::SearchRequest { name, search_id, .. } => {
+            Command::SearchRequest { name, search_id, do_reply, version } => {
                 if self.shared.registry.contains(&name) {
                     let port = self.shared.tcp_port;
                     self.queue(&[Command::SearchResponse { port, server_address: None, search_id, version: None }]);
+                } else if do_reply {
+                    // A name server's client asked to be told (rsrv's search_reply_tcp).
+                    self.queue(&[Command::NotFoundResponse { do_reply, version, search_id }]);
                 }
             }
             Command::ReadNotifyRequest { data_type, data_count, sid, ioid } => {
@@ -222,7 +225,9 @@ impl ServerCircuit {
                     }]);
                     return;
                 }
-                let count = if data_count == 0 { pv.backend.element_count() } else { data_count };
+                // 0 asks for dynamic size: each update carries the elements there are now
+                // (a waveform's NORD), as rsrv's read_reply does; it is not NELM.
+                let count = data_count;
                 let mask = if mask == 0 { DBE_VALUE | DBE_ALARM } else { mask };
                 let subscription = Arc::new(ServerSubscription {
                     id: subscription_id,
@@ -361,14 +366,16 @@ impl StreamApp for ServerCircuit {
     }
 }
 
-/// Elements of a failure reply: what was asked for, at most what the channel holds.
+/// Elements of a failure reply: what was asked for, at most what the channel holds; a
+/// dynamic-size request (0) gets 0, as from rsrv.
 fn zeroed_count(requested: u32, channel: u32) -> u32 {
-    if requested == 0 { channel.max(1) } else { requested.min(channel.max(1)) }
+    requested.min(channel.max(1))
 }
 
-/// A zeroed payload of `count` elements of `data_type` (the value of a failed read).
+/// A zeroed payload of `count` elements of `data_type` (the value of a failed read); at
+/// least one element's room, as rsrv's `dbr_size_n(type, 0)`.
 fn zeroed(data_type: DbrType, count: u32) -> bytes::Bytes {
-    bytes::Bytes::from(vec![0u8; data_type.padded_payload_size(count) as usize])
+    bytes::Bytes::from(vec![0u8; data_type.padded_payload_size(count.max(1)) as usize])
 }
 
 /// How long a client may leave its socket unread before it is disconnected.

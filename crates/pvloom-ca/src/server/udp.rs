@@ -43,15 +43,10 @@ impl SearchResponder {
         for command in commands {
             match command {
                 Command::DatagramVersion { sequence: s, .. } => sequence = s,
-                Command::SearchRequest { name, search_id, do_reply, version } => {
-                    if self.shared.registry.contains(&name) {
-                        found.push(search_id);
-                    } else if do_reply {
-                        // Asked to say so (name servers, DO_REPLY): NOT_FOUND, as rsrv.
-                        if let Ok(reply) = (Command::NotFoundResponse { do_reply, version, search_id }).to_bytes() {
-                            let _ = self.socket.send_to(&reply, from);
-                        }
-                    }
+                // A name this server lacks gets no reply, even with DO_REPLY: other servers
+                // may have it, and rsrv's search_reply_udp stays silent too.
+                Command::SearchRequest { name, search_id, .. } if self.shared.registry.contains(&name) => {
+                    found.push(search_id);
                 }
                 _ => {}
             }

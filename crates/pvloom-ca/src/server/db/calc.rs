@@ -166,6 +166,11 @@ impl CalcExpr {
         Ok(CalcExpr { source: source.to_string(), ops: parser.ops, max_depth: parser.max_depth, uses })
     }
 
+    /// The constant expression `0`: a new calc record's `CALC`.
+    pub fn zero() -> Self {
+        CalcExpr { source: "0".to_string(), ops: vec![Op::Lit(0.0)], max_depth: 1, uses: 0 }
+    }
+
     /// The expression text.
     pub fn source(&self) -> &str {
         &self.source
@@ -421,7 +426,7 @@ impl Parser<'_> {
 
     fn emit(&mut self, op: Op, effect: isize) -> Result<(), CalcError> {
         self.ops.push(op);
-        self.depth = self.depth.checked_add_signed(effect).expect("stack accounting");
+        self.depth = self.depth.checked_add_signed(effect).ok_or_else(|| self.error("operand expected"))?;
         self.max_depth = self.max_depth.max(self.depth);
         if self.max_depth > MAX_STACK {
             return Err(self.error("expression needs too deep a stack"));

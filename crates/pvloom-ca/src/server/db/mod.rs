@@ -27,8 +27,8 @@ pub use calc::{CalcError, CalcExpr};
 pub use dbr::GetError;
 pub use parse::{IncludeLoader, MacroError, Macros, ParseOptions, RecordDef, parse_db, parse_db_with};
 pub use record::{
-    Analog, Binary, Calc, CalcInput, Changes, Deadband, Display, FieldSpec, Kind, Link, Long, Multi, PutEffect,
-    PutError, Record, RecordType, SeverityMode, Text, Waveform,
+    Analog, Binary, Calc, CalcInput, Changes, Deadband, Display, FieldSpec, Kind, Link, LinkError, LoadError, Long,
+    Multi, PutEffect, PutError, Record, RecordType, SeverityMode, Text, Waveform,
 };
 pub use value::{FieldType, FieldValue, Menu};
 

@@ -781,7 +781,7 @@ pub enum SeverityMode {
 impl Link {
     /// Parses link text into an input: empty → none, a number → constant,
     /// otherwise a database link. Hardware (`@`, `#`) and JSON links are refused.
-    pub fn parse_input(text: &str) -> Result<CalcInput, String> {
+    pub fn parse_input(text: &str) -> Result<CalcInput, LinkError> {
         let t = text.trim();
         if t.is_empty() {
             return Ok(CalcInput::None);
@@ -790,7 +790,7 @@ impl Link {
             return Ok(CalcInput::Constant(v));
         }
         if t.starts_with(['@', '#', '{', '[']) {
-            return Err(format!("link {t:?} is not supported: only constants and database links are"));
+            return Err(LinkError::Unsupported(t.to_string()));
         }
         let mut words = t.split_whitespace();
         let target = words.next().unwrap_or_default();
@@ -799,7 +799,7 @@ impl Link {
             None => (target, "VAL"),
         };
         if record.is_empty() || field.is_empty() {
-            return Err(format!("bad link {t:?}"));
+            return Err(LinkError::Malformed(t.to_string()));
         }
         let mut link = Link {
             record: record.to_string(),
@@ -821,11 +821,89 @@ impl Link {
                 "MS" => link.severity_mode = SeverityMode::Ms,
                 "MSS" => link.severity_mode = SeverityMode::Mss,
                 "MSI" => link.severity_mode = SeverityMode::Msi,
-                other => return Err(format!("bad link modifier {other:?} in {t:?}")),
+                other => return Err(LinkError::BadModifier { modifier: other.to_string(), link: t.to_string() }),
             }
         }
         Ok(CalcInput::Link(link))
     }
+}
+
+/// Why link text cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// A hardware (`@`, `#`) or JSON link: only constants and database links are served.
+    #[error("link {0:?} is not supported: only constants and database links are")]
+    Unsupported(String),
+    /// No record or field name.
+    #[error("bad link {0:?}")]
+    Malformed(String),
+    /// A word that is no process or severity modifier.
+    #[error("bad link modifier {modifier:?} in {link:?}")]
+    BadModifier {
+        /// The word.
+        modifier: String,
+        /// The whole link text.
+        link: String,
+    },
+}
+
+/// Why a field cannot be set from database-file text (`field(NAME, "text")`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    /// The record type has no such field.
+    #[error("record type {record_type} has no field {field:?}")]
+    NoSuchField {
+        /// The record's type.
+        record_type: RecordType,
+        /// The field named.
+        field: String,
+    },
+    /// `NAME` comes from the record header only.
+    #[error("the NAME field cannot be set")]
+    NameField,
+    /// A read-only field (other than `NELM` and `FTVL`, which a file sets).
+    #[error("field {0} is read-only")]
+    ReadOnly(String),
+    /// Text longer than the string field holds.
+    #[error("string of {length} bytes is too long for {field} (at most {max})")]
+    StringTooLong {
+        /// The field.
+        field: String,
+        /// Bytes given.
+        length: usize,
+        /// Bytes the field holds.
+        max: usize,
+    },
+    /// `NELM` that is no integer.
+    #[error("bad NELM {0:?}")]
+    BadNelm(String),
+    /// `NELM` above the configured element limit.
+    #[error("NELM {nelm} exceeds the limit of {max} elements")]
+    NelmTooLarge {
+        /// `NELM` given.
+        nelm: i64,
+        /// The limit.
+        max: u32,
+    },
+    /// An integer (or enum) field given something else.
+    #[error("bad value for field {field}: {text:?} is not an integer")]
+    NotAnInteger {
+        /// The field.
+        field: String,
+        /// The text given.
+        text: String,
+    },
+    /// A waveform `VAL` that is not a `[..]` list.
+    #[error("waveform VAL must be a [..] list")]
+    NotAList,
+    /// The value is refused as a put would refuse it.
+    #[error("{}", load_message(.0))]
+    Refused(PutError),
+}
+
+/// A put's refusal worded for a database file.
+fn load_message(err: &PutError) -> String {
+    err.to_string().replacen("bad value for ", "bad value for field ", 1)
 }
 
 /// Fields of calc records.
@@ -1013,7 +1091,7 @@ impl Record {
             }),
             RecordType::Calc => Kind::Calc(Box::new(Calc {
                 analog,
-                expr: CalcExpr::compile("0").expect("constant expression"),
+                expr: CalcExpr::zero(),
                 args: [0.0; NUM_ARGS],
                 last_args: [0.0; NUM_ARGS],
                 inputs: std::array::from_fn(|_| CalcInput::None),
@@ -1041,43 +1119,47 @@ impl Record {
     /// Sets a field from database-file text (`field(NAME, "text")`), with
     /// the load-time rules: strings too long for the field are refused, and
     /// setting `VAL` clears `UDF`. `max_elements` bounds a waveform's `NELM`.
-    pub fn load_field(&mut self, name: &str, text: &str, max_elements: u32) -> Result<(), String> {
+    pub fn load_field(&mut self, name: &str, text: &str, max_elements: u32) -> Result<(), LoadError> {
         let rtype = self.record_type();
-        let spec = rtype.field(name).ok_or_else(|| format!("record type {rtype} has no field {name:?}"))?;
+        let spec =
+            rtype.field(name).ok_or_else(|| LoadError::NoSuchField { record_type: rtype, field: name.to_string() })?;
         if name == "NAME" {
-            return Err("the NAME field cannot be set".into());
+            return Err(LoadError::NameField);
         }
         if spec.read_only() && !matches!(name, "NELM" | "FTVL") {
-            return Err(format!("field {name} is read-only"));
+            return Err(LoadError::ReadOnly(name.to_string()));
         }
         if let FieldType::String { size } = spec.field_type
             && text.len() >= usize::from(size)
         {
-            return Err(format!("string of {} bytes is too long for {name} (at most {})", text.len(), size - 1));
+            return Err(LoadError::StringTooLong {
+                field: name.to_string(),
+                length: text.len(),
+                max: usize::from(size) - 1,
+            });
         }
         if rtype == RecordType::Waveform && name == "VAL" {
             return self.load_waveform_value(text);
         }
         if name == "NELM" {
-            let nelm = parse_integer(text).ok_or_else(|| format!("bad NELM {text:?}"))?;
+            let nelm = parse_integer(text).ok_or_else(|| LoadError::BadNelm(text.to_string()))?;
             if nelm > i64::from(max_elements) {
-                return Err(format!("NELM {nelm} exceeds the limit of {max_elements} elements"));
+                return Err(LoadError::NelmTooLarge { nelm, max: max_elements });
             }
         }
+        let not_an_integer = || LoadError::NotAnInteger { field: name.to_string(), text: text.to_string() };
         if spec.field_type.is_integer() && parse_integer(text).is_none() {
             // dbPutStringNum parses integers strictly: no fractions or junk.
-            return Err(format!("bad value for field {name}: {text:?} is not an integer"));
+            return Err(not_an_integer());
         }
         let value = if spec.field_type == FieldType::Enum {
             // dbPutStringNum: a plain number, whatever states are defined.
-            let v =
-                parse_integer(text).ok_or_else(|| format!("bad value for field {name}: {text:?} is not an integer"))?;
-            Ok(FieldValue::Enum(v as u16))
+            let v = parse_integer(text).ok_or_else(not_an_integer)?;
+            FieldValue::Enum(v as u16)
         } else {
-            coerce(spec, FieldValue::String(text.to_string()), Some(self))
-        }
-        .map_err(|e| e.to_string().replacen("bad value for ", "bad value for field ", 1))?;
-        self.store(spec, value).map_err(|e| e.to_string())?;
+            coerce(spec, FieldValue::String(text.to_string()), Some(self)).map_err(LoadError::Refused)?
+        };
+        self.store(spec, value).map_err(LoadError::Refused)?;
         if name == "VAL" {
             self.udf = self.value_is_nan();
             self.sync_last_posted();
@@ -1085,16 +1167,16 @@ impl Record {
         Ok(())
     }
 
-    fn load_waveform_value(&mut self, text: &str) -> Result<(), String> {
+    fn load_waveform_value(&mut self, text: &str) -> Result<(), LoadError> {
         let t = text.trim();
-        let inner = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')).ok_or("waveform VAL must be a [..] list")?;
+        let inner = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')).ok_or(LoadError::NotAList)?;
         let items: Vec<String> = if inner.trim().is_empty() {
             Vec::new()
         } else {
             inner.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect()
         };
         let value = Value::String(items.into_iter().map(Into::into).collect());
-        self.put_waveform(value).map_err(|e| e.to_string())?;
+        self.put_waveform(value).map_err(LoadError::Refused)?;
         self.udf = false;
         Ok(())
     }
@@ -1538,7 +1620,8 @@ impl Record {
                     c.args[i] = f;
                     true
                 } else if let Some(i) = CALC_INPUTS.iter().position(|n| *n == name) {
-                    let input = Link::parse_input(&t()).map_err(|reason| PutError::BadValue { field: name, reason })?;
+                    let input = Link::parse_input(&t())
+                        .map_err(|err| PutError::BadValue { field: name, reason: err.to_string() })?;
                     if let CalcInput::Constant(v) = input {
                         c.args[i] = v;
                     }
