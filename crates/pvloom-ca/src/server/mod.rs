@@ -21,6 +21,8 @@ mod registry;
 mod tcp;
 mod udp;
 
+pub use udp::{HasName, SearchResponder};
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -213,10 +215,12 @@ impl ServerBuilder {
                 let accept = move |stream, peer, ctx: &mut pvloom_core::IoCtx<'_>| tcp::accept(stream, peer, &s1, ctx);
                 let registered =
                     ctx.register(Box::new(pvloom_core::driver::Listener::new(listener, accept))).and_then(|_| {
-                        let period = s2.config.beacon_period;
-                        let token = ctx.register(Box::new(udp::SearchResponder::new(udp, s2)))?;
-                        udp::start_beacons(ctx, token, period);
-                        Ok(())
+                        let address = pvloom_core::driver::DatagramAddress::new(
+                            ctx.runtime().ok_or_else(|| std::io::Error::other("runtime closed"))?,
+                            0,
+                        );
+                        let socket = udp::SearchSocket::new(ctx.now(), s2);
+                        pvloom_core::driver::bind_udp(ctx, &address, udp, socket)
                     });
                 let _ = tx.send(registered);
             })

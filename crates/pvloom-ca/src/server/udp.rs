@@ -1,33 +1,58 @@
-//! The UDP side of the server: answering searches and sending beacons.
+//! The UDP side of the server: answering searches and sending beacons, as a sans-I/O
+//! [`SearchResponder`] run by pvloom-core's datagram driver.
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pvloom_core::mio::net::UdpSocket;
-use pvloom_core::mio::{Interest, Registry, Token};
-use pvloom_core::{IoCtx, IoHandler, Keep};
+use pvloom_core::IoCtx;
+use pvloom_core::driver::DatagramApp;
+use pvloom_core::endpoint::{Datagram, DatagramEndpoint};
 
 use super::ServerShared;
 use crate::proto::command::{Command, Role};
-use crate::proto::constants::MAX_UDP_RECV;
 use crate::proto::decode_datagram;
 use crate::proto::search::Broadcaster;
 
 /// First beacon interval; it doubles up to the beacon period (rsrv's ramp).
-const FIRST_BEACON: Duration = Duration::from_millis(20);
+pub const FIRST_BEACON: Duration = Duration::from_millis(20);
 
-pub(crate) struct SearchResponder {
-    pub(crate) socket: UdpSocket,
-    pub(crate) shared: Arc<ServerShared>,
-    pub(crate) broadcaster: Broadcaster,
-    pub(crate) buffer: Vec<u8>,
+/// Whether the server has a PV of that name.
+pub type HasName = Box<dyn Fn(&str) -> bool + Send>;
+
+/// The sans-I/O search responder and beacon sender of one server.
+pub struct SearchResponder {
+    tcp_port: u16,
+    has_name: HasName,
+    broadcaster: Broadcaster,
+    beacon_destinations: Vec<SocketAddrV4>,
+    beacon_period: Duration,
+    beacon_interval: Duration,
+    next_beacon: Instant,
+    out: VecDeque<Datagram>,
 }
 
 impl SearchResponder {
-    pub(crate) fn new(socket: UdpSocket, shared: Arc<ServerShared>) -> Self {
-        SearchResponder { socket, shared, broadcaster: Broadcaster::new(), buffer: vec![0; MAX_UDP_RECV] }
+    /// A responder for a server on `tcp_port`; the beacon ramp starts at `now`.
+    pub fn new(
+        now: Instant,
+        tcp_port: u16,
+        beacon_destinations: Vec<SocketAddrV4>,
+        beacon_period: Duration,
+        has_name: HasName,
+    ) -> Self {
+        SearchResponder {
+            tcp_port,
+            has_name,
+            broadcaster: Broadcaster::new(),
+            beacon_destinations,
+            beacon_period: beacon_period.max(FIRST_BEACON),
+            beacon_interval: FIRST_BEACON,
+            next_beacon: now + FIRST_BEACON,
+            out: VecDeque::new(),
+        }
     }
 
     fn answer(&mut self, datagram: &[u8], from: SocketAddr) {
@@ -45,7 +70,7 @@ impl SearchResponder {
                 Command::DatagramVersion { sequence: s, .. } => sequence = s,
                 // A name this server lacks gets no reply, even with DO_REPLY: other servers
                 // may have it, and rsrv's search_reply_udp stays silent too.
-                Command::SearchRequest { name, search_id, .. } if self.shared.registry.contains(&name) => {
+                Command::SearchRequest { name, search_id, .. } if (self.has_name)(&name) => {
                     found.push(search_id);
                 }
                 _ => {}
@@ -54,69 +79,72 @@ impl SearchResponder {
         if found.is_empty() {
             return;
         }
-        match self.broadcaster.search_reply_datagrams(sequence, self.shared.tcp_port, &found) {
-            Ok(replies) => {
-                for reply in replies {
-                    let _ = self.socket.send_to(&reply, from);
-                }
-            }
+        match self.broadcaster.search_reply_datagrams(sequence, self.tcp_port, &found) {
+            Ok(replies) => self.out.extend(replies.into_iter().map(|data| Datagram { to: from, data })),
             Err(err) => tracing::warn!("cannot encode search replies: {err}"),
         }
     }
 
-    /// Send one beacon to every beacon destination.
-    pub(crate) fn beacon(&mut self) {
-        let Ok(beacon) = self.broadcaster.beacon(self.shared.tcp_port, None) else { return };
-        for destination in &self.shared.config.beacon_destinations {
-            let _ = self.socket.send_to(&beacon, SocketAddr::V4(*destination));
+    fn beacon(&mut self) {
+        let Ok(beacon) = self.broadcaster.beacon(self.tcp_port, None) else { return };
+        for destination in &self.beacon_destinations {
+            self.out.push_back(Datagram { to: SocketAddr::V4(*destination), data: beacon.clone() });
         }
     }
 }
 
-/// Schedule the beacon ramp on the responder registered under `token`.
-pub(crate) fn start_beacons(ctx: &mut IoCtx<'_>, token: Token, period: Duration) {
-    fn next(ctx: &mut IoCtx<'_>, token: Token, interval: Duration, period: Duration) {
-        ctx.call_later(interval, move |ctx| {
-            let alive = ctx.with_handler::<SearchResponder, _>(token, |responder, _| {
-                responder.beacon();
-                (true, Keep::Yes)
-            });
-            if alive == Some(true) {
-                next(ctx, token, (interval * 2).min(period), period);
-            }
-        });
+impl DatagramEndpoint for SearchResponder {
+    type Event = ();
+
+    fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, data: &[u8]) {
+        self.answer(data, from);
     }
-    next(ctx, token, FIRST_BEACON, period.max(FIRST_BEACON));
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_beacon {
+            return;
+        }
+        self.beacon();
+        self.beacon_interval = (self.beacon_interval * 2).min(self.beacon_period);
+        // Keep the cadence; after a stall, start again from now.
+        self.next_beacon = (self.next_beacon + self.beacon_interval).max(now);
+    }
+
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {
+        self.out.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<()> {
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (!self.beacon_destinations.is_empty()).then_some(self.next_beacon)
+    }
 }
 
-impl IoHandler for SearchResponder {
-    fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
-        registry.register(&mut self.socket, token, Interest::READABLE)
+/// The server's search socket: the responder, driven.
+pub(crate) struct SearchSocket {
+    pub(crate) responder: SearchResponder,
+}
+
+impl SearchSocket {
+    pub(crate) fn new(now: Instant, shared: Arc<ServerShared>) -> Self {
+        let config = &shared.config;
+        let (destinations, period, port) = (config.beacon_destinations.clone(), config.beacon_period, shared.tcp_port);
+        let has_name: HasName = Box::new(move |name| shared.registry.contains(name));
+        SearchSocket { responder: SearchResponder::new(now, port, destinations, period, has_name) }
+    }
+}
+
+impl DatagramApp for SearchSocket {
+    type Endpoint = SearchResponder;
+
+    fn endpoint(&mut self) -> &mut SearchResponder {
+        &mut self.responder
     }
 
-    fn ready(&mut self, _ctx: &mut IoCtx<'_>, _: Token, _: &pvloom_core::mio::event::Event) -> Keep {
-        // Edge-triggered: read until the socket is empty, or datagrams would wait.
-        let mut errors = 0;
-        loop {
-            match self.socket.recv_from(&mut self.buffer) {
-                Ok((n, from)) => {
-                    let datagram = self.buffer[..n].to_vec();
-                    self.answer(&datagram, from);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Keep::Yes,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // ICMP errors surface here once each; a socket that keeps failing
-                    // is given up on for this event rather than spun on.
-                    tracing::debug!("search socket: {e}");
-                    errors += 1;
-                    if errors > 64 {
-                        return Keep::Yes;
-                    }
-                }
-            }
-        }
-    }
+    fn on_event(&mut self, (): (), _ctx: &mut IoCtx<'_>) {}
 }
 
 /// Beacon destinations as configured (`addr:port`).
