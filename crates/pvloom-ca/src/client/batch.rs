@@ -6,7 +6,8 @@ use parking_lot::Mutex;
 use pvloom_core::Completion;
 
 use super::error::CaResult;
-use super::pv::{DbrValue, Pv, ReadOptions, WriteOptions};
+use super::options::{DbrValue, ReadOptions, WriteOptions};
+use super::pv::Pv;
 use super::response::Response;
 
 type Pending = Box<dyn FnOnce() + Send>;

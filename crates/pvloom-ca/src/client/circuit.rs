@@ -3,9 +3,10 @@
 //! circuit's events into PV state changes, completed operations and subscription
 //! callbacks; sockets, buffers, interest and the circuit's one timer are the driver's.
 
+use std::marker::PhantomData;
 use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -13,13 +14,11 @@ use pvloom_core::driver::{self, StreamAddress, StreamApp, StreamConfig};
 use pvloom_core::endpoint::CloseReason;
 use pvloom_core::{IoCtx, RuntimeHandle};
 
-use super::context::ContextInner;
+use super::config::ClientConfig;
 use super::endpoint::{ClientCircuit, ClientCircuitConfig, ClientEvent, OpFailure, Payloads};
 use super::error::CaError;
 use super::op::OpSlot;
-use super::pv::{Link, PvShared};
 use super::response::Response;
-use super::subscription::{BacklogGuard, SubShared};
 use crate::proto::command::AccessRights;
 use crate::proto::constants::ECHO_TIMEOUT;
 use crate::proto::{DbrData, DbrType, DecoderConfig};
@@ -54,13 +53,61 @@ impl CircuitMarker {
     }
 }
 
-/// Where a circuit lives, and its marker.
-pub(crate) struct CircuitAddress {
-    pub(crate) marker: Arc<CircuitMarker>,
-    driver: Arc<StreamAddress<CircuitHandler>>,
+/// What the circuit hands up, and what it keeps with channels and subscriptions:
+/// the client's core implements it, so this driver layer knows nothing above it.
+pub(crate) trait CircuitSink: Clone + Send + Sync + Sized + 'static {
+    /// Kept with each channel (the PV).
+    type Channel: Clone + Send + 'static;
+    /// Kept with each subscription.
+    type Sub: Clone + Send + 'static;
+
+    /// True when updates of `sub` queue for worker threads (then they are counted
+    /// for the circuit's EVENTS_OFF/ON flow control).
+    fn queued(sub: &Self::Sub) -> bool;
+
+    /// One event of the circuit, on its I/O thread.
+    fn on_event(&self, circuit: &mut CircuitHandler<Self>, event: CircuitEvent<Self>);
 }
 
-impl CircuitAddress {
+/// What a circuit reports to its sink.
+pub(crate) enum CircuitEvent<S: CircuitSink> {
+    /// A channel is connected on this circuit.
+    Created { channel: S::Channel, native_type: DbrType, count: u32, version: u16 },
+    /// New access rights for a channel.
+    AccessRights { channel: S::Channel, rights: AccessRights },
+    /// The channel is gone from this circuit; search again unless shutting down.
+    Lost { channel: S::Channel, search_again: bool },
+    /// CREATE_CHAN could not be sent now.
+    Refused { channel: S::Channel },
+    /// A subscription update, counted until its callback ran.
+    Update { sub: S::Sub, response: Response, backlog: Option<BacklogGuard> },
+    /// A name server answered a search made over this circuit.
+    NameServerFound { search_id: u32, server: SocketAddrV4 },
+    /// The circuit closed.
+    Closed,
+}
+
+/// Counts one update waiting for its callback; dropping it (after the callback ran,
+/// or when a newer update replaced it) uncounts it.
+pub(crate) struct BacklogGuard {
+    on_drop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for BacklogGuard {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take() {
+            f();
+        }
+    }
+}
+
+/// Where a circuit lives, and its marker.
+pub(crate) struct CircuitAddress<S: CircuitSink> {
+    pub(crate) marker: Arc<CircuitMarker>,
+    driver: Arc<StreamAddress<CircuitHandler<S>>>,
+}
+
+impl<S: CircuitSink> CircuitAddress<S> {
     pub(crate) fn new(runtime: RuntimeHandle, thread: usize, marker: Arc<CircuitMarker>) -> Arc<Self> {
         Arc::new(CircuitAddress { marker, driver: StreamAddress::new(runtime, thread) })
     }
@@ -72,7 +119,7 @@ impl CircuitAddress {
     /// Run `f` with the circuit on its I/O thread; `missing` once it is gone.
     pub(crate) fn exec(
         &self,
-        f: impl FnOnce(&mut CircuitHandler, &mut IoCtx<'_>) + Send + 'static,
+        f: impl FnOnce(&mut CircuitHandler<S>, &mut IoCtx<'_>) + Send + 'static,
         missing: impl FnOnce() + Send + 'static,
     ) -> bool {
         self.driver.exec(f, missing)
@@ -93,19 +140,19 @@ pub(crate) struct WriteOp {
     slot: Arc<OpSlot<()>>,
 }
 
-pub(crate) struct CircuitPayloads;
+pub(crate) struct CircuitPayloads<S>(PhantomData<S>);
 
-impl Payloads for CircuitPayloads {
-    type Channel = Arc<PvShared>;
+impl<S: CircuitSink> Payloads for CircuitPayloads<S> {
+    type Channel = S::Channel;
     type Read = ReadOp;
     type Write = WriteOp;
-    type Sub = Arc<SubShared>;
+    type Sub = S::Sub;
 }
 
-pub(crate) struct CircuitHandler {
-    address: Arc<CircuitAddress>,
-    context: Weak<ContextInner>,
-    endpoint: ClientCircuit<CircuitPayloads>,
+pub(crate) struct CircuitHandler<S: CircuitSink> {
+    address: Arc<CircuitAddress<S>>,
+    sink: S,
+    endpoint: ClientCircuit<CircuitPayloads<S>>,
     search_again: bool,
 }
 
@@ -118,15 +165,15 @@ fn failure(name: &str, operation: &'static str, timeout: Duration, failure: OpFa
     }
 }
 
-impl CircuitHandler {
+impl<S: CircuitSink> CircuitHandler<S> {
     /// Connect (non-blocking) and register the circuit on this I/O thread; the
     /// handshake goes out once connected.
     pub(crate) fn open(
         ctx: &mut IoCtx<'_>,
-        address: Arc<CircuitAddress>,
-        context: &Arc<ContextInner>,
+        address: Arc<CircuitAddress<S>>,
+        config: &ClientConfig,
+        sink: S,
     ) -> Result<(), CaError> {
-        let config = &context.config;
         let endpoint_config = ClientCircuitConfig {
             priority: address.marker.priority,
             host_name: config.host_name.clone(),
@@ -141,7 +188,7 @@ impl CircuitHandler {
         };
         let handler = CircuitHandler {
             address: address.clone(),
-            context: Arc::downgrade(context),
+            sink,
             endpoint: ClientCircuit::new(ctx.now(), endpoint_config),
             search_again: true,
         };
@@ -155,58 +202,65 @@ impl CircuitHandler {
         Ok(())
     }
 
-    pub(crate) fn create_channel(&mut self, pv: &Arc<PvShared>) {
-        self.endpoint.create_channel(pv.cid, &pv.name, pv.clone());
+    /// The circuit's address (to hand to the channels it connects).
+    pub(crate) fn address(&self) -> &Arc<CircuitAddress<S>> {
+        &self.address
     }
 
-    pub(crate) fn clear_channel(&mut self, pv: &Arc<PvShared>) {
-        self.endpoint.clear_channel(pv.cid);
+    pub(crate) fn create_channel(&mut self, cid: u32, name: &str, channel: S::Channel) {
+        self.endpoint.create_channel(cid, name, channel);
     }
 
+    pub(crate) fn clear_channel(&mut self, cid: u32) {
+        self.endpoint.clear_channel(cid);
+    }
+
+    /// Start a read of channel `cid`; its deadline is `now + timeout`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_read(
         &mut self,
         now: Instant,
-        pv: &Arc<PvShared>,
+        cid: u32,
+        name: &str,
         data_type: DbrType,
         count: u32,
         notify: bool,
         timeout: Duration,
         slot: Arc<OpSlot<Response>>,
     ) {
-        let op = ReadOp { name: pv.name.clone(), timeout, slot };
-        self.endpoint.read(pv.cid, data_type, count, notify, now + timeout, op);
+        let op = ReadOp { name: name.to_owned(), timeout, slot };
+        self.endpoint.read(cid, data_type, count, notify, now + timeout, op);
     }
 
+    /// Start a write to channel `cid`; with notify its deadline is `now + timeout`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_write(
         &mut self,
         now: Instant,
-        pv: &Arc<PvShared>,
+        cid: u32,
+        name: &str,
         data_type: DbrType,
         value: DbrData,
         notify: bool,
         timeout: Duration,
         slot: Arc<OpSlot<()>>,
     ) {
-        let op = WriteOp { name: pv.name.clone(), timeout, slot };
-        self.endpoint.write(pv.cid, data_type, &value, notify, now + timeout, op);
+        let op = WriteOp { name: name.to_owned(), timeout, slot };
+        self.endpoint.write(cid, data_type, &value, notify, now + timeout, op);
     }
 
-    /// Send EVENT_ADD for a subscription on this circuit (after connect and on
-    /// reconnection); nothing if it is already live here.
-    pub(crate) fn add_subscription(&mut self, sub: &Arc<SubShared>, link: &Link) {
-        let current = sub.wire_id();
-        if current != 0 && self.endpoint.has_subscription(current) {
-            return;
-        }
-        let wire = sub.new_wire_id();
-        let (data_type, count) = sub.request_for(link.native_type, link.count);
-        self.endpoint.subscribe(sub.pv.cid, wire, data_type, count, sub.options.mask, sub.clone());
+    /// True if `wire` is a live subscription on this circuit.
+    pub(crate) fn has_subscription(&self, wire: u32) -> bool {
+        wire != 0 && self.endpoint.has_subscription(wire)
     }
 
-    pub(crate) fn cancel_subscription(&mut self, sub: &Arc<SubShared>) {
-        self.endpoint.unsubscribe(sub.wire_id());
+    /// Send EVENT_ADD for channel `cid` under the fresh id `wire`.
+    pub(crate) fn subscribe(&mut self, cid: u32, wire: u32, data_type: DbrType, count: u32, mask: u16, sub: S::Sub) {
+        self.endpoint.subscribe(cid, wire, data_type, count, mask, sub);
+    }
+
+    pub(crate) fn cancel_subscription(&mut self, wire: u32) {
+        self.endpoint.unsubscribe(wire);
     }
 
     /// Search names over this circuit (a name server's).
@@ -222,8 +276,8 @@ impl CircuitHandler {
 
     /// With ordered delivery, count the update until its callback ran (or a newer
     /// one replaced it) and switch the server's updates off and on around a backlog.
-    fn count_backlog(&mut self, sub: &Arc<SubShared>) -> Option<BacklogGuard> {
-        if sub.deliverer.is_inline() {
+    fn count_backlog(&mut self, sub: &S::Sub) -> Option<BacklogGuard> {
+        if !S::queued(sub) {
             return None;
         }
         let marker = self.address.marker.clone();
@@ -247,38 +301,34 @@ impl CircuitHandler {
             })),
         })
     }
-
-    fn channel_lost(&mut self, pv: &Arc<PvShared>) {
-        if self.search_again {
-            pv.on_access_rights(AccessRights(0));
-        }
-        pv.on_disconnected(self.search_again);
-    }
 }
 
-impl StreamApp for CircuitHandler {
-    type Endpoint = ClientCircuit<CircuitPayloads>;
+impl<S: CircuitSink> StreamApp for CircuitHandler<S> {
+    type Endpoint = ClientCircuit<CircuitPayloads<S>>;
 
     fn endpoint(&mut self) -> &mut Self::Endpoint {
         &mut self.endpoint
     }
 
-    fn on_event(&mut self, event: ClientEvent<CircuitPayloads>, ctx: &mut IoCtx<'_>) {
+    fn on_event(&mut self, event: ClientEvent<CircuitPayloads<S>>, ctx: &mut IoCtx<'_>) {
+        let sink = self.sink.clone();
         match event {
             ClientEvent::Heard => *self.address.marker.last_heard.lock() = ctx.now(),
             ClientEvent::ChannelCreated { channel, native_type, count, version, .. } => {
-                let link = Link { circuit: self.address.clone(), native_type, count, server_version: version.min(13) };
-                channel.on_connected(link, self);
+                sink.on_event(self, CircuitEvent::Created { channel, native_type, count, version: version.min(13) });
             }
-            ClientEvent::AccessRights { channel, rights } => channel.on_access_rights(rights),
-            ClientEvent::ChannelLost { channel } => self.channel_lost(&channel),
+            ClientEvent::AccessRights { channel, rights } => {
+                sink.on_event(self, CircuitEvent::AccessRights { channel, rights });
+            }
+            ClientEvent::ChannelLost { channel } => {
+                let search_again = self.search_again;
+                sink.on_event(self, CircuitEvent::Lost { channel, search_again });
+            }
             ClientEvent::ChannelRefused { channel, reason } => {
-                // E.g. the previous channel of this cid is still being cleared: try
-                // again through a fresh search rather than waiting forever.
-                tracing::debug!(pv = channel.name, "channel not created yet: {reason}");
-                if let Some(context) = self.context.upgrade() {
-                    context.runtime.call_later(Duration::from_millis(100), move || channel.on_disconnected(true));
-                }
+                // E.g. the previous channel of this cid is still being cleared: the
+                // sink tries again through a fresh search.
+                tracing::debug!("channel not created yet: {reason}");
+                sink.on_event(self, CircuitEvent::Refused { channel });
             }
             ClientEvent::ReadDone { op, result } => match result {
                 Ok(response) => op.slot.succeed(response),
@@ -289,19 +339,17 @@ impl StreamApp for CircuitHandler {
                 Err(f) => op.slot.fail(failure(&op.name, "write", op.timeout, f)),
             },
             ClientEvent::Update { sub, response } => {
-                let guard = self.count_backlog(&sub);
-                sub.deliver(Arc::new(response), guard);
+                let backlog = self.count_backlog(&sub);
+                sink.on_event(self, CircuitEvent::Update { sub, response, backlog });
             }
             ClientEvent::SearchReply { search_id, address, port } => {
                 // An answer from a name server (EPICS_CA_NAME_SERVERS): "no address"
                 // means the name server's own host.
                 let server = SocketAddrV4::new(address.unwrap_or(*self.address.marker.addr.ip()), port);
-                if let Some(context) = self.context.upgrade() {
-                    context.found_by_name_server(search_id, server);
-                }
+                sink.on_event(self, CircuitEvent::NameServerFound { search_id, server });
             }
             ClientEvent::ServerError { channel, status, request, message } => {
-                let name = channel.as_ref().map_or("<unknown channel>", |pv| pv.name.as_str());
+                let name = if channel.is_some() { "a channel" } else { "<unknown channel>" };
                 let detail = (!message.is_empty()).then_some(message.as_str());
                 tracing::warn!(
                     server = %self.address.marker.addr,
@@ -318,9 +366,7 @@ impl StreamApp for CircuitHandler {
                 if self.search_again {
                     tracing::warn!(server = %marker.addr, priority = marker.priority, "circuit closed: {reason}");
                 }
-                if let Some(context) = self.context.upgrade() {
-                    context.circuit_closed(&self.address);
-                }
+                sink.on_event(self, CircuitEvent::Closed);
             }
         }
     }

@@ -7,164 +7,13 @@
 //! something holds its handle; call [`CallbackHandle::keep`] to keep it until
 //! [`Subscription::remove_callback`] or [`Subscription::clear`].
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
-use pvloom_core::{Deliverer, Overflow};
-
-use super::pv::{Pv, PvShared};
+use super::core::SubShared;
+use super::options::SubscribeOptions;
+use super::pv::Pv;
 use super::response::Response;
-use crate::proto::constants::{DBE_ALARM, DBE_VALUE};
-use crate::proto::{DbrClass, DbrType};
-
-/// What a subscription asks for.
-#[derive(Debug, Clone, Copy)]
-pub struct SubscribeOptions {
-    /// DBR type of the updates; `None`: the native type promoted to `class`.
-    pub data_type: Option<DbrType>,
-    /// Class when `data_type` is `None` (default: TIME, so updates carry timestamps).
-    pub class: DbrClass,
-    /// Elements per update; `None`: the channel's count.
-    pub data_count: Option<u32>,
-    /// Events to report (`DBE_VALUE | DBE_ALARM` by default).
-    pub mask: u16,
-    /// Updates that may wait for the callback before older ones are coalesced away
-    /// (Ordered delivery only). Large enough to absorb the bursts a single socket read
-    /// brings (a 64 KiB read holds ~1600 small updates); sustained overload is handled
-    /// per circuit with EVENTS_OFF, which bounds the total.
-    pub queue: usize,
-}
-
-impl Default for SubscribeOptions {
-    fn default() -> Self {
-        SubscribeOptions {
-            data_type: None,
-            class: DbrClass::Time,
-            data_count: None,
-            mask: DBE_VALUE | DBE_ALARM,
-            queue: 4096,
-        }
-    }
-}
-
-type UpdateCallback = Arc<dyn Fn(Arc<Response>) + Send + Sync>;
-
-static NEXT_SUBSCRIPTION_ID: AtomicU32 = AtomicU32::new(1);
-
-pub(crate) struct SubShared {
-    pub(crate) pv: Arc<PvShared>,
-    pub(crate) options: SubscribeOptions,
-    /// Stable identity (the coalescing key of its updates).
-    pub(crate) id: u32,
-    /// The id used on the wire by the current EVENT_ADD (0: none yet); fresh each time.
-    wire: std::sync::atomic::AtomicU32,
-    callbacks: Mutex<Vec<(u64, UpdateCallback)>>,
-    active: AtomicBool,
-    next_token: AtomicU64,
-    pub(crate) deliverer: Deliverer,
-    most_recent: Mutex<Option<Arc<Response>>>,
-    pub(crate) received: AtomicU64,
-}
-
-impl SubShared {
-    pub(crate) fn new(pv: Arc<PvShared>, options: SubscribeOptions) -> Arc<Self> {
-        let deliverer = match pv.context.upgrade() {
-            Some(context) => context.runtime.deliverer_with(options.queue.max(1), Overflow::Coalesce),
-            None => Deliverer::inline(),
-        };
-        Arc::new(SubShared {
-            pv,
-            options,
-            id: NEXT_SUBSCRIPTION_ID.fetch_add(1, Ordering::Relaxed),
-            wire: std::sync::atomic::AtomicU32::new(0),
-            callbacks: Mutex::new(Vec::new()),
-            active: AtomicBool::new(false),
-            next_token: AtomicU64::new(1),
-            deliverer,
-            most_recent: Mutex::new(None),
-            received: AtomicU64::new(0),
-        })
-    }
-
-    pub(crate) fn wire_id(&self) -> u32 {
-        self.wire.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn new_wire_id(&self) -> u32 {
-        let id = NEXT_SUBSCRIPTION_ID.fetch_add(1, Ordering::Relaxed).max(1);
-        self.wire.store(id, Ordering::Release);
-        id
-    }
-
-    pub(crate) fn is_active(&self) -> bool {
-        self.active.load(Ordering::Acquire)
-    }
-
-    /// The DBR type and count to subscribe with on a channel. A count is always
-    /// given: count 0 on a plain type would look like a cancel confirmation.
-    pub(crate) fn request_for(&self, native: DbrType, channel_count: u32) -> (DbrType, u32) {
-        let data_type =
-            self.options.data_type.unwrap_or_else(|| native.promote_to(self.options.class).unwrap_or(native));
-        (data_type, self.options.data_count.unwrap_or(channel_count).max(1))
-    }
-
-    /// An update arrived (on the circuit's I/O thread): remember it and hand it to
-    /// every callback through the subscription's deliverer.
-    pub(crate) fn deliver(self: &Arc<Self>, response: Arc<Response>, backlog: Option<BacklogGuard>) {
-        self.received.fetch_add(1, Ordering::Relaxed);
-        *self.most_recent.lock() = Some(response.clone());
-        let callbacks: Vec<UpdateCallback> = self.callbacks.lock().iter().map(|(_, c)| c.clone()).collect();
-        if callbacks.is_empty() {
-            return;
-        }
-        let key = u64::from(self.id);
-        let _ = self.deliverer.dispatch("ca.subscription", Some(key), move || {
-            let _backlog = backlog;
-            for callback in callbacks {
-                callback(response.clone());
-            }
-        });
-    }
-
-    fn start(self: &Arc<Self>) {
-        let sub = self.clone();
-        let wanted = self.clone();
-        self.pv.with_link(
-            move |link| {
-                if let Ok(link) = link
-                    && sub.is_active()
-                {
-                    let (circuit, sub2) = (link.circuit.clone(), sub.clone());
-                    circuit.exec(move |handler, _| handler.add_subscription(&sub2, &link), || {});
-                }
-            },
-            move || wanted.is_active(),
-        );
-    }
-
-    fn stop(self: &Arc<Self>) {
-        let link = self.pv.state.lock().link.clone();
-        if let Some(link) = link {
-            let sub = self.clone();
-            link.circuit.exec(move |handler, _| handler.cancel_subscription(&sub), || {});
-        }
-    }
-}
-
-/// Counts one update waiting for its callback; dropping it (after the callback ran,
-/// or when a newer update replaced it) uncounts it.
-pub(crate) struct BacklogGuard {
-    pub(crate) on_drop: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl Drop for BacklogGuard {
-    fn drop(&mut self) {
-        if let Some(f) = self.on_drop.take() {
-            f();
-        }
-    }
-}
 
 /// A monitor on a PV.
 #[derive(Clone)]
@@ -277,5 +126,12 @@ impl Subscription {
         if stop {
             self.shared.stop();
         }
+    }
+}
+
+impl Pv {
+    /// A subscription (not yet active: it starts with its first callback).
+    pub fn subscribe(&self, options: SubscribeOptions) -> Subscription {
+        Subscription { shared: self.shared.subscribe(options) }
     }
 }
