@@ -51,12 +51,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pvloom_core::mio::net::UdpSocket;
 use pvloom_core::mio::{Interest, Registry, Token};
+use pvloom_core::sync::Event;
 use pvloom_core::{IoCtx, IoHandler, Keep, Runtime, RuntimeHandle, TimerId};
 
 use crate::proto::command::code;
@@ -451,8 +452,9 @@ fn header_bytes(header: Header) -> Bytes {
 #[derive(Debug, Default)]
 struct Shared {
     stop: AtomicBool,
-    closed: Mutex<bool>,
-    closed_changed: Condvar,
+    /// Set once the socket is closed; waited on through pvloom-core's one waiting
+    /// mechanism (timeouts, and `WouldDeadlock` on an I/O thread).
+    closed: Event,
     client_count: AtomicUsize,
     clients: Mutex<Vec<SocketAddrV4>>,
     token: OnceLock<Token>,
@@ -464,31 +466,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn mark_closed(&self) {
-        *lock(&self.closed) = true;
-        self.closed_changed.notify_all();
+        self.closed.set();
     }
 
     fn is_closed(&self) -> bool {
-        *lock(&self.closed)
+        self.closed.is_set()
     }
 
     /// Waits until closed, at most `timeout` (forever if `None`); true if closed.
-    fn wait_closed(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
-        let mut closed = lock(&self.closed);
-        while !*closed {
-            match deadline {
-                None => closed = self.closed_changed.wait(closed).unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    closed = self.closed_changed.wait_timeout(closed, left).unwrap_or_else(PoisonError::into_inner).0;
-                }
-            }
+    ///
+    /// # Errors
+    /// [`pvloom_core::Error::WouldDeadlock`] at once on an I/O thread.
+    fn wait_closed(&self, timeout: Option<Duration>) -> pvloom_core::Result<bool> {
+        match timeout {
+            None => self.closed.wait().map(|()| true),
+            Some(timeout) => self.closed.wait_timeout(timeout),
         }
-        true
     }
 }
 
@@ -690,14 +683,29 @@ impl RepeaterHandle {
                 });
             }
         });
-        if sent.is_ok() && !pvloom_core::is_io_thread() && !self.shared.wait_closed(Some(STOP_WAIT)) {
+        // On an I/O thread the wait is refused (`WouldDeadlock`): return at once.
+        if sent.is_ok() && matches!(self.shared.wait_closed(Some(STOP_WAIT)), Ok(false)) {
             tracing::warn!(addr = %self.local_addr, "CA repeater: the socket did not close within {STOP_WAIT:?}");
         }
     }
 
-    /// Blocks until the repeater stops (which, for a repeater nobody stops, is never).
+    /// Blocks until the repeater stops (which, for a repeater nobody stops, is never):
+    /// [`wait_timeout(None)`](Self::wait_timeout). On an I/O thread, where the wait
+    /// would never end, it returns at once (and logs why).
     pub fn wait(&self) {
-        self.shared.wait_closed(None);
+        if let Err(err) = self.wait_timeout(None) {
+            tracing::error!(addr = %self.local_addr, "CA repeater: not waiting: {err}");
+        }
+    }
+
+    /// Blocks until the repeater stops, at most `timeout` (`None`: however long it
+    /// takes); `Ok(true)` once stopped, `Ok(false)` when the timeout ran out.
+    ///
+    /// # Errors
+    /// [`pvloom_core::Error::WouldDeadlock`] at once on an I/O thread (the repeater's
+    /// own thread could never close the socket while it waits).
+    pub fn wait_timeout(&self, timeout: Option<Duration>) -> pvloom_core::Result<bool> {
+        self.shared.wait_closed(timeout)
     }
 }
 

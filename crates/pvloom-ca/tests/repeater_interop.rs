@@ -169,6 +169,44 @@ fn a_taken_port_is_reported_as_addr_in_use_and_stop_frees_it() {
 }
 
 #[test]
+fn wait_timeout_times_out_while_running_refuses_an_io_thread_and_ends_on_stop() {
+    let runtime = runtime();
+    let repeater = std::sync::Arc::new(spawn_repeater(&runtime, SocketAddrV4::new(LOCALHOST, 0)).expect("repeater"));
+    let start = Instant::now();
+    assert!(!repeater.wait_timeout(Some(Duration::from_millis(20))).unwrap(), "still running");
+    assert!(start.elapsed() >= Duration::from_millis(20));
+
+    // On an I/O thread the wait could never end (the repeater's thread closes the
+    // socket): refused at once, with or without a timeout.
+    let (tx, rx) = channel();
+    let on_io = repeater.clone();
+    runtime
+        .spawn(move || {
+            let start = Instant::now();
+            let timed = on_io.wait_timeout(Some(Duration::from_secs(5)));
+            let forever = on_io.wait_timeout(None);
+            on_io.wait(); // returns at once too
+            tx.send((timed, forever, start.elapsed())).unwrap();
+        })
+        .unwrap();
+    let (timed, forever, elapsed) = rx.recv_timeout(Duration::from_secs(5)).expect("the I/O thread answers");
+    assert!(matches!(timed, Err(pvloom_core::Error::WouldDeadlock)));
+    assert!(matches!(forever, Err(pvloom_core::Error::WouldDeadlock)));
+    assert!(elapsed < Duration::from_millis(50), "refused at once, took {elapsed:?}");
+
+    // A waiter blocked without a timeout is released by `stop`.
+    let waiter = {
+        let repeater = repeater.clone();
+        std::thread::spawn(move || repeater.wait_timeout(None))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    repeater.stop();
+    assert!(waiter.join().unwrap().unwrap());
+    assert!(repeater.wait_timeout(Some(Duration::ZERO)).unwrap());
+    repeater.wait();
+}
+
+#[test]
 fn system_probe_answers_with_bind_tests() {
     let mut probe = SystemProbe;
     let socket = UdpSocket::bind(SocketAddrV4::new(LOCALHOST, 0)).unwrap();

@@ -9,25 +9,23 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::Backoff;
 use parking_lot::Mutex;
 
 use crate::delivery::{Deliverer, Job};
-use crate::io_guard::ensure_may_block;
+use crate::signal::{AsyncWait, Signal, Spin, Wait, block_until};
 use crate::{Error, Result};
 
 type Then<T> = Box<dyn FnOnce(Result<T>) + Send>;
 
 enum State<T> {
-    /// `parked`: the thread blocked in `wait`, unparked on completion (one futex wake,
-    /// no mutex hand-over: the cheapest wake-up there is).
+    /// `waiter`: the signal of the thread blocked in `wait` or of the task awaiting it,
+    /// fired on completion.
     Pending {
         then: Option<Then<T>>,
-        waker: Option<Waker>,
-        parked: Option<std::thread::Thread>,
+        waiter: Option<Arc<dyn Signal>>,
     },
     Ready(Result<T>),
     Taken,
@@ -49,6 +47,7 @@ pub struct Completer<T: Send + 'static> {
 #[must_use = "a completion does nothing unless waited on, awaited or given a callback"]
 pub struct Completion<T: Send + 'static> {
     shared: Arc<Shared<T>>,
+    task: AsyncWait,
 }
 
 /// A linked pair whose `then` callback runs inline, contained by the global containment.
@@ -58,12 +57,8 @@ pub fn completion<T: Send + 'static>() -> (Completer<T>, Completion<T>) {
 
 /// A linked pair whose `then` callback is delivered by `deliverer`.
 pub fn completion_with<T: Send + 'static>(deliverer: Deliverer, origin: &'static str) -> (Completer<T>, Completion<T>) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::Pending { then: None, waker: None, parked: None }),
-        deliverer,
-        origin,
-    });
-    (Completer { shared: Some(shared.clone()) }, Completion { shared })
+    let shared = Arc::new(Shared { state: Mutex::new(State::Pending { then: None, waiter: None }), deliverer, origin });
+    (Completer { shared: Some(shared.clone()) }, Completion { shared, task: AsyncWait::new() })
 }
 
 impl<T: Send + 'static> Completer<T> {
@@ -102,14 +97,11 @@ fn finish<T: Send + 'static>(shared: &Arc<Shared<T>>, result: Result<T>) {
                 shared.deliverer.containment().report(shared.origin, &format!("callback not delivered: {err}"));
             }
         }
-        State::Pending { then: None, waker, parked } => {
+        State::Pending { then: None, waiter } => {
             *state = State::Ready(result);
             drop(state);
-            if let Some(thread) = parked {
-                thread.unpark();
-            }
-            if let Some(waker) = waker {
-                waker.wake();
+            if let Some(waiter) = waiter {
+                waiter.fire();
             }
         }
         // Completed twice cannot happen (complete consumes self); keep what is there.
@@ -175,60 +167,12 @@ impl<T: Send + 'static> Completion<T> {
     /// # Errors
     /// `Err(self)` when the deadline passed first. `Ok(Err(WouldDeadlock))` on an I/O thread.
     pub fn poll_wait(self, deadline: Option<Instant>) -> std::result::Result<Result<T>, Self> {
-        if let Err(err) = ensure_may_block() {
-            return Ok(Err(err));
-        }
-        // A result that is a few hundred nanoseconds away is caught spinning, as
-        // crossbeam's channels do, before paying for a park and a wake-up.
-        let backoff = Backoff::new();
-        while !backoff.is_completed() {
-            if let Some(result) = self.take_ready() {
-                return Ok(result);
-            }
-            backoff.snooze();
-        }
-        loop {
-            {
-                let mut state = self.shared.state.lock();
-                match &mut *state {
-                    State::Ready(_) => {
-                        drop(state);
-                        if let Some(result) = self.take_ready() {
-                            return Ok(result);
-                        }
-                    }
-                    State::Pending { parked, .. } => *parked = Some(std::thread::current()),
-                    State::Taken => return Ok(Err(Error::Abandoned)),
-                }
-            }
-            match deadline {
-                None => std::thread::park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        if let Some(result) = self.take_ready() {
-                            return Ok(result);
-                        }
-                        if let State::Pending { parked, .. } = &mut *self.shared.state.lock() {
-                            *parked = None;
-                        }
-                        return Err(self);
-                    }
-                    std::thread::park_timeout(deadline - now);
-                }
-            }
-            // Spurious or real wake-up: the loop re-checks the state.
-        }
-    }
-
-    fn take_ready(&self) -> Option<Result<T>> {
-        let mut state = self.shared.state.lock();
-        if !matches!(*state, State::Ready(_)) {
-            return None;
-        }
-        match std::mem::replace(&mut *state, State::Taken) {
-            State::Ready(result) => Some(result),
-            _ => unreachable!("checked just above"),
+        // A result that is a few hundred nanoseconds away is caught spinning, before
+        // paying for a park and a wake-up.
+        match block_until(&mut Waiting(&self.shared), deadline, Spin::Backoff) {
+            Ok(result) => Ok(result),
+            Err(Error::Timeout(_)) => Err(self),
+            Err(err) => Ok(Err(err)),
         }
     }
 
@@ -239,7 +183,7 @@ impl<T: Send + 'static> Completion<T> {
         let mut state = self.shared.state.lock();
         match std::mem::replace(&mut *state, State::Taken) {
             State::Pending { .. } => {
-                *state = State::Pending { then: Some(Box::new(callback)), waker: None, parked: None };
+                *state = State::Pending { then: Some(Box::new(callback)), waiter: None };
             }
             State::Ready(result) => {
                 drop(state);
@@ -250,25 +194,50 @@ impl<T: Send + 'static> Completion<T> {
     }
 }
 
+/// What [`block_until`] and [`AsyncWait`] wait on: one waiter at most, whose signal
+/// lives in the state.
+struct Waiting<'a, T>(&'a Shared<T>);
+
+impl<T> Wait for Waiting<'_, T> {
+    type Output = Result<T>;
+
+    fn try_take(&mut self) -> Option<Result<T>> {
+        let mut state = self.0.state.lock();
+        match &*state {
+            State::Ready(_) => match std::mem::replace(&mut *state, State::Taken) {
+                State::Ready(result) => Some(result),
+                _ => unreachable!("checked just above"),
+            },
+            State::Pending { .. } => None,
+            State::Taken => Some(Err(Error::Abandoned)),
+        }
+    }
+
+    fn register(&mut self, signal: Arc<dyn Signal>) -> Option<Result<T>> {
+        {
+            let mut state = self.0.state.lock();
+            if let State::Pending { waiter, .. } = &mut *state {
+                *waiter = Some(signal);
+                return None;
+            }
+        }
+        self.try_take()
+    }
+
+    fn unregister(&mut self) -> bool {
+        match &mut *self.0.state.lock() {
+            State::Pending { waiter, .. } => waiter.take().is_some(),
+            _ => false,
+        }
+    }
+}
+
 impl<T: Send + 'static> Future for Completion<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let mut state = self.shared.state.lock();
-        match &mut *state {
-            State::Ready(_) => match std::mem::replace(&mut *state, State::Taken) {
-                State::Ready(result) => Poll::Ready(result),
-                _ => unreachable!("checked just above"),
-            },
-            State::Pending { waker, .. } => {
-                match waker {
-                    Some(old) if old.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-            State::Taken => Poll::Ready(Err(Error::Abandoned)),
-        }
+        let this = self.get_mut();
+        this.task.poll(cx, &mut Waiting(&this.shared))
     }
 }
 

@@ -11,6 +11,8 @@
 //!   [`Error::WouldDeadlock`] at once ([`io_guard`]).
 //! - Containment: a panicking callback is caught, reported to the error hook and
 //!   counted ([`Containment`]); the thread goes on.
+//! - [`signal`]: the one waiting mechanism under all of these (a thread parker or a
+//!   waker behind one `Signal`), with the deadlock guard and a timeout on every wait.
 //! - [`sync`]: Event, Queue, AsyncResult, Lock, RLock, Launcher, Thread and
 //!   ThreadResource for threads and async tasks alike.
 //! - [`Subscriber`]: the INIT/ON/OFF/FAULT listener/consumer state machine.
@@ -28,6 +30,7 @@ pub mod hook;
 pub mod io_guard;
 pub mod multipart;
 pub mod runtime;
+pub mod signal;
 pub mod subscriber;
 pub mod sync;
 

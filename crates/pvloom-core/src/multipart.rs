@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::delivery::{Deliverer, Job};
-use crate::io_guard::ensure_may_block;
+use crate::signal::{AsyncWait, Signal, Spin, Wait, block_until};
 use crate::{Error, Result};
 
 type PartCallback<T> = Arc<Mutex<Box<dyn FnMut(Result<T>, bool) + Send>>>;
@@ -31,12 +31,13 @@ struct State<T> {
     finished: bool,
     sink: Option<PartCallback<T>>,
     delivering: bool,
-    waker: Option<Waker>,
+    /// The collector's signal (a blocked thread or an awaiting task), fired when the
+    /// last part or an error arrives.
+    waiter: Option<Arc<dyn Signal>>,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    changed: Condvar,
     deliverer: Deliverer,
     origin: &'static str,
 }
@@ -66,9 +67,8 @@ pub fn parts_with<T: Send + 'static>(deliverer: Deliverer, origin: &'static str)
             finished: false,
             sink: None,
             delivering: false,
-            waker: None,
+            waiter: None,
         }),
-        changed: Condvar::new(),
         deliverer,
         origin,
     });
@@ -101,11 +101,10 @@ impl<T: Send + 'static> PartSender<T> {
         state.items.push_back(item);
         match state.sink.clone() {
             None => {
-                let waker = state.waker.take();
+                let waiter = if state.finished { state.waiter.take() } else { None };
                 drop(state);
-                shared.changed.notify_all();
-                if let Some(waker) = waker {
-                    waker.wake();
+                if let Some(waiter) = waiter {
+                    waiter.fire();
                 }
             }
             Some(sink) => deliver_pending(shared, state, &sink),
@@ -198,24 +197,12 @@ impl<T: Send + 'static> Parts<T> {
     /// # Errors
     /// As [`collect_timeout`](Self::collect_timeout).
     pub fn collect_until(self, deadline: Option<Instant>) -> Result<Vec<T>> {
-        ensure_may_block()?;
-        let mut state = self.shared.state.lock();
-        while !state.finished {
-            match deadline {
-                None => self.shared.changed.wait(&mut state),
-                Some(deadline) => {
-                    if self.shared.changed.wait_until(&mut state, deadline).timed_out() && !state.finished {
-                        return Err(Error::Timeout(Duration::ZERO));
-                    }
-                }
-            }
-        }
-        gather(&mut state.items)
+        block_until(&mut Waiting(&self.shared), deadline, Spin::No)?
     }
 
     /// The async form of [`collect`](Self::collect).
     pub fn collect_async(self) -> impl Future<Output = Result<Vec<T>>> + Send {
-        CollectAll { shared: self.shared }
+        CollectAll { shared: self.shared, task: AsyncWait::new() }
     }
 }
 
@@ -230,21 +217,42 @@ fn gather<T>(items: &mut VecDeque<Item<T>>) -> Result<Vec<T>> {
     Ok(parts)
 }
 
+/// What [`block_until`] and [`AsyncWait`] wait on: the last part, for one collector.
+struct Waiting<'a, T>(&'a Shared<T>);
+
+impl<T> Wait for Waiting<'_, T> {
+    type Output = Result<Vec<T>>;
+
+    fn try_take(&mut self) -> Option<Self::Output> {
+        let mut state = self.0.state.lock();
+        state.finished.then(|| gather(&mut state.items))
+    }
+
+    fn register(&mut self, signal: Arc<dyn Signal>) -> Option<Self::Output> {
+        let mut state = self.0.state.lock();
+        if state.finished {
+            return Some(gather(&mut state.items));
+        }
+        state.waiter = Some(signal);
+        None
+    }
+
+    fn unregister(&mut self) -> bool {
+        self.0.state.lock().waiter.take().is_some()
+    }
+}
+
 struct CollectAll<T: Send + 'static> {
     shared: Arc<Shared<T>>,
+    task: AsyncWait,
 }
 
 impl<T: Send + 'static> Future for CollectAll<T> {
     type Output = Result<Vec<T>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.shared.state.lock();
-        if state.finished {
-            Poll::Ready(gather(&mut state.items))
-        } else {
-            state.waker = Some(cx.waker().clone());
-            Poll::Pending
-        }
+        let this = self.get_mut();
+        this.task.poll(cx, &mut Waiting(&this.shared))
     }
 }
 

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use event_listener::Event as Notify;
 use parking_lot::Mutex;
 
-use super::{block_until, deadline_after, name_timeout, wait_async};
+use super::{Notify, deadline_after, name_timeout};
 use crate::{Error, Result};
 
 /// Holds a value or an error once set; every reader gets a clone.
@@ -59,7 +58,7 @@ impl<T: Clone> AsyncResult<T> {
         }
         *slot = Some(result);
         drop(slot);
-        self.notify.notify(usize::MAX);
+        self.notify.notify_all();
         Ok(())
     }
 
@@ -83,7 +82,7 @@ impl<T: Clone> AsyncResult<T> {
     /// # Errors
     /// The error that was set, or [`Error::WouldDeadlock`] on an I/O thread.
     pub fn get(&self) -> Result<T> {
-        block_until(&self.notify, None, || self.peek())?
+        self.notify.wait_until(None, || self.peek())?
     }
 
     /// As [`get`](Self::get), waiting at most `timeout`.
@@ -91,7 +90,7 @@ impl<T: Clone> AsyncResult<T> {
     /// # Errors
     /// [`Error::Timeout`], the error that was set, or [`Error::WouldDeadlock`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        block_until(&self.notify, deadline_after(timeout), || self.peek()).map_err(|e| name_timeout(e, timeout))?
+        self.notify.wait_until(deadline_after(timeout), || self.peek()).map_err(|e| name_timeout(e, timeout))?
     }
 
     /// Wait until set, at most `timeout`; `Ok(false)` when it ran out.
@@ -100,7 +99,7 @@ impl<T: Clone> AsyncResult<T> {
     /// [`Error::WouldDeadlock`] on an I/O thread.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.and_then(deadline_after);
-        match block_until(&self.notify, deadline, || self.ready().then_some(())) {
+        match self.notify.wait_until(deadline, || self.ready().then_some(())) {
             Ok(()) => Ok(true),
             Err(Error::Timeout(_)) => Ok(false),
             Err(err) => Err(err),
@@ -112,7 +111,7 @@ impl<T: Clone> AsyncResult<T> {
     /// # Errors
     /// The error that was set.
     pub async fn get_async(&self) -> Result<T> {
-        wait_async(&self.notify, || self.peek()).await
+        self.notify.wait_async(|| self.peek()).await
     }
 }
 

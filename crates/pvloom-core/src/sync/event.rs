@@ -3,9 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use event_listener::Event as Notify;
-
-use super::{block_until, deadline_after, wait_async};
+use super::{Notify, deadline_after};
 use crate::{Error, Result};
 
 /// Set once, wakes every waiter; stays set until cleared.
@@ -30,7 +28,7 @@ impl Event {
     /// Set the flag and wake every waiter.
     pub fn set(&self) {
         self.flag.store(true, Ordering::Release);
-        self.notify.notify(usize::MAX);
+        self.notify.notify_all();
     }
 
     /// Clear the flag.
@@ -48,7 +46,7 @@ impl Event {
     /// # Errors
     /// [`Error::WouldDeadlock`] on an I/O thread.
     pub fn wait(&self) -> Result<()> {
-        block_until(&self.notify, None, || self.is_set().then_some(()))
+        self.notify.wait_until(None, || self.is_set().then_some(()))
     }
 
     /// Wait at most `timeout`; `Ok(false)` when it ran out.
@@ -56,7 +54,7 @@ impl Event {
     /// # Errors
     /// [`Error::WouldDeadlock`] on an I/O thread.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        match block_until(&self.notify, deadline_after(timeout), || self.is_set().then_some(())) {
+        match self.notify.wait_until(deadline_after(timeout), || self.is_set().then_some(())) {
             Ok(()) => Ok(true),
             Err(Error::Timeout(_)) => Ok(false),
             Err(err) => Err(err),
@@ -65,7 +63,7 @@ impl Event {
 
     /// Wait until set, asynchronously.
     pub async fn wait_async(&self) {
-        wait_async(&self.notify, || self.is_set().then_some(())).await;
+        self.notify.wait_async(|| self.is_set().then_some(())).await;
     }
 }
 

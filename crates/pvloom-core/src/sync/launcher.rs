@@ -3,13 +3,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use super::Queue;
 use crate::completion::{Completion, completion};
 use crate::hook::panic_message;
-use crate::io_guard::ensure_may_block;
 use crate::{Error, Result};
 
 type Task = Box<dyn FnOnce() + Send>;
@@ -25,8 +25,7 @@ pub struct Launcher {
 
 struct Shared {
     owner: OnceLock<ThreadId>,
-    tx: flume::Sender<Task>,
-    rx: flume::Receiver<Task>,
+    queue: Queue<Task>,
     /// `false` once the owner stopped serving; queuing then fails instead of hanging.
     open: RwLock<bool>,
 }
@@ -53,8 +52,9 @@ impl Launcher {
 
     /// A launcher whose owner is the first thread that calls [`bind`](Self::bind).
     pub(crate) fn unbound() -> Self {
-        let (tx, rx) = flume::unbounded();
-        Launcher { shared: Arc::new(Shared { owner: OnceLock::new(), tx, rx, open: RwLock::new(true) }) }
+        Launcher {
+            shared: Arc::new(Shared { owner: OnceLock::new(), queue: Queue::unbounded(), open: RwLock::new(true) }),
+        }
     }
 
     pub(crate) fn bind(&self) {
@@ -68,7 +68,7 @@ impl Launcher {
 
     /// Functions queued and not yet run.
     pub fn pending(&self) -> usize {
-        self.shared.rx.len()
+        self.shared.queue.len()
     }
 
     /// Queue `f` for the owner; the handle completes with its value, or with
@@ -83,8 +83,8 @@ impl Launcher {
         if !*open {
             return Completion::ready(Err(Error::Closed("launcher")));
         }
-        // An unbounded channel whose receiver we hold: sending cannot fail.
-        let _ = self.shared.tx.send(task);
+        // An unbounded queue: putting never waits nor fails.
+        let _ = self.shared.queue.try_put(task);
         completion
     }
 
@@ -125,7 +125,7 @@ impl Launcher {
     pub fn run_pending(&self) -> Result<usize> {
         self.ensure_owner()?;
         let mut ran = 0;
-        while let Ok(task) = self.shared.rx.try_recv() {
+        while let Some(task) = self.shared.queue.try_get() {
             task();
             ran += 1;
         }
@@ -138,18 +138,13 @@ impl Launcher {
     /// [`Error::NotOwner`], or [`Error::WouldDeadlock`] on an I/O thread.
     pub fn serve(&self, timeout: Duration) -> Result<usize> {
         self.ensure_owner()?;
-        ensure_may_block()?;
-        let deadline = Instant::now().checked_add(timeout);
-        let first = match deadline {
-            Some(deadline) => self.shared.rx.recv_deadline(deadline).ok(),
-            None => self.shared.rx.recv().ok(),
-        };
-        match first {
-            Some(task) => {
+        match self.shared.queue.get_timeout(timeout) {
+            Ok(task) => {
                 task();
                 Ok(1 + self.run_pending()?)
             }
-            None => Ok(0),
+            Err(Error::Timeout(_)) => Ok(0),
+            Err(err) => Err(err),
         }
     }
 
@@ -159,7 +154,7 @@ impl Launcher {
     /// [`Error::NotOwner`] on another thread.
     pub async fn serve_async(&self) -> Result<usize> {
         self.ensure_owner()?;
-        match self.shared.rx.recv_async().await {
+        match self.shared.queue.get_async().await {
             Ok(task) => {
                 task();
                 Ok(1 + self.run_pending()?)
@@ -170,13 +165,13 @@ impl Launcher {
 
     /// Wake a `serve` that is waiting, without giving it work.
     pub(crate) fn wake(&self) {
-        let _ = self.shared.tx.send(Box::new(|| {}));
+        let _ = self.shared.queue.try_put(Box::new(|| {}));
     }
 
     /// Refuse new work and abandon what is queued (its waiters get `Abandoned`).
     pub(crate) fn close(&self) {
         *self.shared.open.write() = false;
-        while let Ok(task) = self.shared.rx.try_recv() {
+        while let Some(task) = self.shared.queue.try_get() {
             drop(task);
         }
     }

@@ -4,10 +4,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use event_listener::Event as Notify;
 use parking_lot::Mutex;
 
-use super::{block_until, deadline_after, wait_async};
+use super::{Notify, deadline_after};
 use crate::{Error, Result};
 
 /// A lock held by one party at a time, across threads and tasks. Not poisoned by a
@@ -46,7 +45,7 @@ impl Lock {
     /// # Errors
     /// [`Error::WouldDeadlock`] on an I/O thread.
     pub fn acquire(&self) -> Result<LockGuard<'_>> {
-        block_until(&self.notify, None, || self.try_acquire())
+        self.notify.wait_until(None, || self.try_acquire())
     }
 
     /// Wait at most `timeout`; `Ok(None)` when it ran out.
@@ -54,7 +53,7 @@ impl Lock {
     /// # Errors
     /// [`Error::WouldDeadlock`] on an I/O thread.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
-        match block_until(&self.notify, deadline_after(timeout), || self.try_acquire()) {
+        match self.notify.wait_until(deadline_after(timeout), || self.try_acquire()) {
             Ok(guard) => Ok(Some(guard)),
             Err(Error::Timeout(_)) => Ok(None),
             Err(err) => Err(err),
@@ -63,7 +62,7 @@ impl Lock {
 
     /// Wait for the lock asynchronously.
     pub async fn acquire_async(&self) -> LockGuard<'_> {
-        wait_async(&self.notify, || self.try_acquire()).await
+        self.notify.wait_async(|| self.try_acquire()).await
     }
 
     /// True while held.
@@ -78,7 +77,7 @@ impl Lock {
     /// [`Error::NotOwner`] if the lock is not held.
     pub fn release(&self) -> Result<()> {
         if self.locked.swap(false, Ordering::AcqRel) {
-            self.notify.notify(1);
+            self.notify.notify_one();
             Ok(())
         } else {
             Err(Error::NotOwner)
@@ -173,7 +172,7 @@ impl RLock {
     /// [`Error::WouldDeadlock`] on an I/O thread.
     pub fn acquire(&self) -> Result<RLockGuard<'_>> {
         let me = Self::this_thread();
-        block_until(&self.notify, None, || self.try_owner(me))
+        self.notify.wait_until(None, || self.try_owner(me))
     }
 
     /// As [`acquire`](Self::acquire), waiting at most `timeout`; `Ok(None)` when it ran out.
@@ -182,7 +181,7 @@ impl RLock {
     /// [`Error::WouldDeadlock`] on an I/O thread.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<RLockGuard<'_>>> {
         let me = Self::this_thread();
-        match block_until(&self.notify, deadline_after(timeout), || self.try_owner(me)) {
+        match self.notify.wait_until(deadline_after(timeout), || self.try_owner(me)) {
             Ok(guard) => Ok(Some(guard)),
             Err(Error::Timeout(_)) => Ok(None),
             Err(err) => Err(err),
@@ -192,7 +191,7 @@ impl RLock {
     /// Take the lock for a new async owner.
     pub async fn acquire_async(&self) -> RLockGuard<'_> {
         let me = Owner::Task(self.next_task.fetch_add(1, Ordering::Relaxed));
-        wait_async(&self.notify, || self.try_owner(me)).await
+        self.notify.wait_async(|| self.try_owner(me)).await
     }
 
     /// Release one level taken by this thread without a guard (Python style).
@@ -212,7 +211,7 @@ impl RLock {
         if state.depth == 0 {
             state.owner = None;
             drop(state);
-            self.notify.notify(1);
+            self.notify.notify_one();
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! Primitives shared by OS threads and async tasks alike — the BLISS list, in Rust.
 //!
 //! Every blocking form refuses to run on an I/O thread ([`Error::WouldDeadlock`]) and
-//! has a timeout form; every one has an `async` form. They are built on one waiting
-//! mechanism ([`event_listener`]: a thread parker for blocking waiters, a waker for
-//! async ones), the pattern flume uses.
+//! has a timeout form; every one has an `async` form. They are built on the one
+//! waiting mechanism of pvloom, [`crate::signal`] (a thread parker for blocking
+//! waiters, a waker for async ones, behind one `Signal`: the pattern flume uses).
 
 mod async_result;
 mod event;
@@ -23,53 +23,8 @@ pub use thread_resource::ThreadResource;
 
 use std::time::{Duration, Instant};
 
-use event_listener::{Event as Notify, Listener};
-
-use crate::io_guard::ensure_may_block;
-use crate::{Error, Result};
-
-/// Block until `check` yields a value or `deadline` passes.
-///
-/// The listener is registered before the second check, so a notification between the
-/// check and the wait is never lost.
-pub(crate) fn block_until<T>(
-    notify: &Notify,
-    deadline: Option<Instant>,
-    mut check: impl FnMut() -> Option<T>,
-) -> Result<T> {
-    ensure_may_block()?;
-    loop {
-        if let Some(value) = check() {
-            return Ok(value);
-        }
-        let listener = notify.listen();
-        if let Some(value) = check() {
-            return Ok(value);
-        }
-        match deadline {
-            None => listener.wait(),
-            Some(deadline) => {
-                if listener.wait_deadline(deadline).is_none() {
-                    return check().ok_or(Error::Timeout(Duration::ZERO));
-                }
-            }
-        }
-    }
-}
-
-/// The async form of [`block_until`] without a deadline.
-pub(crate) async fn wait_async<T>(notify: &Notify, mut check: impl FnMut() -> Option<T>) -> T {
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        let listener = notify.listen();
-        if let Some(value) = check() {
-            return value;
-        }
-        listener.await;
-    }
-}
+use crate::Error;
+pub(crate) use crate::signal::WaitList as Notify;
 
 /// `Some(now + timeout)`, or `None` (no deadline) for a timeout too large to add.
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
