@@ -256,7 +256,9 @@ fn a_refused_connection_closes_with_the_reason_and_calls_find_it_gone() {
 
 #[test]
 fn shutdown_closes_connections_with_shutdown() {
-    let (runtime, addr, _server) = echo_server(StreamConfig::default(), true);
+    // The server on a runtime of its own: only the client's runtime shuts down.
+    let (_server_runtime, addr, _server) = echo_server(StreamConfig::default(), true);
+    let runtime = Runtime::new().unwrap();
     let (_address, rx) = connect_client(&runtime, addr, Echo::new(false));
     std::thread::sleep(Duration::from_millis(50));
     runtime.shutdown();

@@ -301,7 +301,9 @@ fn thread_serves_threads_and_tasks() {
 
 #[test]
 fn thread_resource_one_value_per_thread_dropped_with_it() {
-    struct Tracked(Arc<AtomicUsize>);
+    // Each value has its own serial: addresses are reused once a thread's value is
+    // freed, so they cannot tell values apart.
+    struct Tracked(Arc<AtomicUsize>, usize);
     impl Drop for Tracked {
         fn drop(&mut self) {
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -310,7 +312,8 @@ fn thread_resource_one_value_per_thread_dropped_with_it() {
     let drops = Arc::new(AtomicUsize::new(0));
     let resource = {
         let drops = drops.clone();
-        Arc::new(ThreadResource::new(move || Tracked(drops.clone())))
+        let serial = AtomicUsize::new(0);
+        Arc::new(ThreadResource::new(move || Tracked(drops.clone(), serial.fetch_add(1, Ordering::SeqCst))))
     };
     let seen = Arc::new(parking_lot::Mutex::new(HashSet::new()));
     let (res, s) = (resource.clone(), seen.clone());
@@ -319,7 +322,7 @@ fn thread_resource_one_value_per_thread_dropped_with_it() {
             let a = res.get();
             let b = res.get();
             assert!(Arc::ptr_eq(&a, &b));
-            s.lock().insert(Arc::as_ptr(&a) as usize);
+            s.lock().insert(a.1);
         },
         |_| async {},
     );
