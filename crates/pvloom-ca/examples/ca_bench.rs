@@ -3,7 +3,8 @@
 //!
 //! Usage: ca_bench SCENARIO PREFIX [SECONDS]
 //! Scenarios: read (one PV), batch (1000 PVs), connect (1000 PVs), flood (one PV),
-//! many (3000 subscriptions).
+//! many (3000 subscriptions), timers (100 000 reads of 1000 PVs, then the runtime
+//! timers still armed).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let ctx = Context::builder().timeout(Duration::from_secs(10)).build()?;
     let mut cpu_per_update_us = None;
+    let mut extra = String::new();
     let (rate, unit) = match scenario {
         "read" => {
             let pv = ctx.get_pv(&format!("{prefix}AI"));
@@ -97,6 +99,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cpu_per_update_us = Some((cpu_seconds() - cpu_before) * 1e6 / got.max(1) as f64);
             (got as f64 / start.elapsed().as_secs_f64(), "updates/s")
         }
+        "timers" => {
+            let names = names(prefix, "N", 1000);
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let pvs = ctx.get_pvs(&refs);
+            for pv in &pvs {
+                pv.wait_for_connection(None)?;
+            }
+            let start = Instant::now();
+            for _ in 0..100 {
+                let pending: Vec<_> = pvs.iter().map(|pv| pv.read_async(ReadOptions::default())).collect();
+                for reading in pending {
+                    reading.wait_timeout(Duration::from_secs(10))?;
+                }
+            }
+            let rate = 100_000.0 / start.elapsed().as_secs_f64();
+            let stats = ctx.runtime().thread_stats();
+            let timers: usize = stats.iter().map(|s| s.timers_pending).sum();
+            let circuits = ctx.servers().len();
+            extra = format!(", \"timers_after\": {timers}, \"circuits\": {circuits}");
+            (rate, "reads/s")
+        }
         "connect10k" => {
             let names = names(prefix, "N", 10_000);
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -136,6 +159,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("unknown scenario {other}").into()),
     };
     let cpu = cpu_per_update_us.map_or(String::new(), |us| format!(", \"cpu_us_per_update\": {us:.2}"));
-    println!("{{\"rate\": {rate:.1}, \"unit\": \"{unit}\", \"rss_mib\": {:.1}{cpu}}}", peak_rss_mib());
+    println!("{{\"rate\": {rate:.1}, \"unit\": \"{unit}\", \"rss_mib\": {:.1}{cpu}{extra}}}", peak_rss_mib());
     Ok(())
 }
