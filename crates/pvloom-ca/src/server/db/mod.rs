@@ -62,6 +62,11 @@ pub struct Database {
     names: HashMap<String, RecordId>,
 }
 
+/// A record or alias of that name exists already.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record or alias {0:?} already exists")]
+pub struct NameTaken(pub String);
+
 impl Database {
     /// An empty database.
     pub fn new() -> Self {
@@ -74,7 +79,7 @@ impl Database {
         let mut db = Database::new();
         for def in defs {
             let (file, line) = (def.file.clone(), def.line);
-            db.add(def.into_record()).map_err(|reason| DbError { file, line, column: 1, reason })?;
+            db.add(def.into_record()).map_err(|taken| DbError { file, line, column: 1, reason: taken.to_string() })?;
         }
         let pini: Vec<RecordId> = db.ids().filter(|&id| db.records[id.0].pini()).collect();
         for id in pini {
@@ -96,7 +101,12 @@ impl Database {
         let mut added = Vec::new();
         for def in defs {
             let (file, line) = (def.file.clone(), def.line);
-            added.push(self.add(def.into_record()).map_err(|reason| DbError { file, line, column: 1, reason })?);
+            added.push(self.add(def.into_record()).map_err(|taken| DbError {
+                file,
+                line,
+                column: 1,
+                reason: taken.to_string(),
+            })?);
         }
         for &id in &added {
             if self.records[id.0].pini() {
@@ -107,11 +117,14 @@ impl Database {
     }
 
     /// Adds a record; its name and aliases must be new.
-    pub fn add(&mut self, record: Record) -> Result<RecordId, String> {
+    ///
+    /// # Errors
+    /// [`NameTaken`] when a record or alias of that name exists.
+    pub fn add(&mut self, record: Record) -> Result<RecordId, NameTaken> {
         let id = RecordId(self.records.len());
         let names: Vec<String> = std::iter::once(record.name().to_string()).chain(record.aliases().to_vec()).collect();
         if let Some(taken) = names.iter().find(|n| self.names.contains_key(*n)) {
-            return Err(format!("record or alias {taken:?} already exists"));
+            return Err(NameTaken(taken.clone()));
         }
         for name in names {
             self.names.insert(name, id);
