@@ -481,6 +481,22 @@ def test_batch_read_failures_and_exceptions(caproto_server, make_context, max_wo
     assert ctx.callback_errors == 1
 
 
+def test_disconnect_with_batch_reads_pending(caproto_server, make_context):
+    """Reads still waiting when the context closes never call back, and nothing hangs."""
+    ctx = make_context(caproto_server)
+    missing = ctx.get_pvs(*[f"NO:SUCH:PV:{i}" for i in range(10)])
+    called = []
+    with Batch(timeout=30) as batch:
+        for pv in missing:
+            batch.read(pv, called.append)
+    time.sleep(0.2)
+    start = time.monotonic()
+    ctx.disconnect()
+    assert time.monotonic() - start < 5
+    time.sleep(0.2)
+    assert called == []
+
+
 def test_many_batches_in_flight(softioc_server, make_context):
     """Overlapping batches (and single non-blocking reads) each get all their replies."""
     ctx = make_context(softioc_server)

@@ -42,6 +42,8 @@ pub(crate) struct Burst {
     ready: Mutex<Vec<Arc<Slot>>>,
     /// A drain job is queued or running.
     scheduled: AtomicBool,
+    /// The deliverer refused the drain (the context is closing): replies are dropped.
+    refused: AtomicBool,
 }
 
 /// One read: its completion until it is drained, and the callback for its outcome.
@@ -67,21 +69,30 @@ impl Wake for Slot {
 
 impl Burst {
     pub(crate) fn new(env: Arc<CallbackEnv>, deliverer: Deliverer, shapers: Shapers) -> Arc<Self> {
-        Arc::new(Burst { env, deliverer, shapers, ready: Mutex::new(Vec::new()), scheduled: AtomicBool::new(false) })
+        Arc::new(Burst {
+            env,
+            deliverer,
+            shapers,
+            ready: Mutex::new(Vec::new()),
+            scheduled: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
+        })
     }
 
     /// Start a read of each `(pv, callback)`; returns at once. Call without the GIL.
     pub(crate) fn issue(self: &Arc<Self>, reads: Vec<(Pv, Py<PyAny>)>, options: ReadOptions) {
         for (pv, callback) in reads {
             let completion = pv.read_async(options);
-            let slot = Arc::new(Slot { burst: self.clone(), read: Mutex::new(None) });
-            *slot.read.lock() = Some(Pending { completion, result: None, pv, callback });
-            slot.register();
+            let pending = Pending { completion, result: None, pv, callback };
+            Arc::new(Slot { burst: self.clone(), read: Mutex::new(Some(pending)) }).register();
         }
     }
 
     /// Queue a completed read; schedule a drain unless one is pending.
     fn push(self: &Arc<Self>, slot: Arc<Slot>) {
+        if self.refused.load(Ordering::Acquire) {
+            return;
+        }
         self.ready.lock().push(slot);
         if !self.scheduled.swap(true, Ordering::AcqRel) {
             self.schedule();
@@ -92,6 +103,9 @@ impl Burst {
         let burst = self.clone();
         if let Err(err) = self.deliverer.deliver(Job::new(ORIGIN, move || burst.drain())) {
             self.env.containment.report(ORIGIN, &format!("read callbacks not delivered: {err}"));
+            // The context is closing: nothing will drain these (and they hold the burst).
+            self.refused.store(true, Ordering::Release);
+            drop(std::mem::take(&mut *self.ready.lock()));
         }
     }
 
