@@ -7,7 +7,10 @@
 //! `Subscription` and response objects. Every blocking call releases the GIL and waits
 //! in slices ([`wait_sliced`](crate::wait::wait_sliced)); every Python callback runs
 //! with pvloom-core's contract (an exception is reported and counted, never raised
-//! into the I/O thread).
+//! into the I/O thread). Non-blocking reads (`Batch`, `PV.read(wait=False)`) go
+//! through [`CaContext.read_batch`](PyCaContext::read_batch): issued in one call with
+//! the GIL released, their replies handed to Python in bursts (`burst`), one GIL hold
+//! for every reply there by then instead of one worker turn per reply.
 
 mod burst;
 mod errors;
