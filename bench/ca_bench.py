@@ -88,10 +88,15 @@ def main():
     parser.add_argument("--rust-client", required=True)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--servers", default="softioc,caproto")
+    parser.add_argument("--scenarios", default=",".join(TITLES), help="comma-separated subset of " + ",".join(TITLES))
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of " + ",".join(CLIENTS))
     args = parser.parse_args()
+    wanted, clients = args.scenarios.split(","), args.clients.split(",")
+    groups = [(mode, [s for s in scenarios if s in wanted]) for mode, scenarios in GROUPS]
+    groups = [(mode, scenarios) for mode, scenarios in groups if scenarios]
     results = {}
     for kind in args.servers.split(","):
-        for mode, scenarios in GROUPS:
+        for mode, scenarios in groups:
             port, repeater = free_port(), free_port()
             env = epics_env(port, repeater)
             prefix = f"B{port}:"
@@ -100,7 +105,7 @@ def main():
             server = start_server(kind, mode, prefix, env)
             try:
                 for scenario in scenarios:
-                    for client in CLIENTS:
+                    for client in clients:
                         result = run_client(client, scenario, prefix, args.seconds, env, args.rust_client)
                         results[(kind, scenario, client)] = result
                         print(f"  {kind:8} {scenario:8} {client:12} {result}", file=sys.stderr, flush=True)
@@ -113,18 +118,22 @@ def main():
                 rep.kill()
                 rep.wait()
     print()
-    header = f"{'measurement':44}" + "".join(f"{c:>16}" for c in CLIENTS) + f"{'rust/pyepics':>14}{'py/pyepics':>12}"
+    header = (f"{'measurement':44}" + "".join(f"{c:>16}" for c in CLIENTS)
+              + f"{'rust/pyepics':>14}{'py/pyepics':>12}{'py/caproto':>12}")
     print(header)
     print("-" * len(header))
     for kind in args.servers.split(","):
-        for _, scenarios in GROUPS:
+        for _, scenarios in groups:
             for scenario in scenarios:
                 row = [results.get((kind, scenario, c), {}) for c in CLIENTS]
                 unit = next((r.get("unit") for r in row if "unit" in r), "")
-                cells = "".join(f"{r['rate']:>16,.0f}" if "rate" in r else f"{'error':>16}" for r in row)
+                cells = "".join(f"{r['rate']:>16,.0f}" if "rate" in r else f"{'error' if r else '-':>16}" for r in row)
                 base = row[3].get("rate")
                 ratio = lambda r: f"{r['rate'] / base:.2f}x" if base and "rate" in r else "-"
-                print(f"{TITLES[scenario] + ' @' + kind + ' (' + unit + ')':44}{cells}{ratio(row[0]):>14}{ratio(row[1]):>12}")
+                caproto = row[2].get("rate")
+                py_caproto = f"{row[1]['rate'] / caproto:.2f}x" if caproto and "rate" in row[1] else "-"
+                print(f"{TITLES[scenario] + ' @' + kind + ' (' + unit + ')':44}{cells}{ratio(row[0]):>14}"
+                      f"{ratio(row[1]):>12}{py_caproto:>12}")
                 if scenario in ("flood", "many"):
                     cpu = "".join(f"{r['cpu_us_per_update']:>13,.2f} us" if "cpu_us_per_update" in r else f"{'-':>16}" for r in row)
                     cbase = row[3].get("cpu_us_per_update")
@@ -132,6 +141,15 @@ def main():
                     print(f"{'  client CPU per update (lower is better)':44}{cpu}{cratio(row[0]):>14}{cratio(row[1]):>12}")
                     rss = "".join(f"{r['rss_mib']:>13,.1f} MB" if "rss_mib" in r else f"{'-':>16}" for r in row)
                     print(f"{'  client peak RSS':44}{rss}")
+    for kind in args.servers.split(","):
+        row = {c: results.get((kind, "batch", c), {}).get("rate") for c in CLIENTS}
+        if row["pvloom-py"] is None:
+            continue
+        print(f"\nbatch read of 1000 PVs @{kind}: pvloom (Python) {row['pvloom-py']:,.0f} reads/s", end="")
+        for other in ("caproto", "pyepics"):
+            if row[other]:
+                print(f", {row['pvloom-py'] / row[other]:.2f}x {other} ({row[other]:,.0f})", end="")
+        print()
     errors = {k: v["error"] for k, v in results.items() if "error" in v}
     if errors:
         print("\nerrors:")

@@ -57,7 +57,7 @@ def main():
     parser.add_argument("--rust-client", required=True)
     parser.add_argument("--pvloom", required=True)
     parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
+    args, _client_half_only = parser.parse_known_args()  # --scenarios, --clients: the client half's
     db = os.path.join(tempfile.mkdtemp(), "bench_server.db")
     write_db(db)
     results = {}

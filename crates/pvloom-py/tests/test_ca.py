@@ -418,6 +418,112 @@ def test_batch_write(caproto_server, make_context):
     assert long_pv.read().data[0] == 123
 
 
+def test_batch_keeps_request_order_and_options(server, make_context):
+    """Reads after a write in one batch see the written value (requests go out in
+    order); reads with a data_type or data_count keep them; every callback runs once."""
+    ctx = make_context(server)
+    suffix = "long" if kind_of(server) == "caproto" else "LO"
+    (pv,) = ctx.get_pvs(server.pv(suffix))
+    pv.wait_for_connection(timeout=10)
+    seen = []
+    done = threading.Semaphore(0)
+
+    def keep(tag):
+        def callback(response):
+            seen.append((tag, response))
+            done.release()
+
+        return callback
+
+    with Batch() as batch:
+        batch.read(pv, keep("before"))
+        batch.write(pv, 41, callback=keep("write"))
+        batch.read(pv, keep("after"))
+        batch.read(pv, keep("time"), data_type="time")
+        batch.read(pv, keep("counted"), data_count=1)
+        batch.read(pv, keep("last"))
+    for _ in range(6):
+        assert done.acquire(timeout=10), seen
+    by_tag = dict(seen)
+    assert sorted(by_tag) == ["after", "before", "counted", "last", "time", "write"]
+    for tag in ("after", "time", "counted", "last"):
+        assert int(by_tag[tag].data[0]) == 41, tag
+        assert by_tag[tag].status.name == "ECA_NORMAL"
+    assert by_tag["time"].data_type == ChannelType.TIME_LONG
+    assert by_tag["time"].metadata.timestamp > 0
+    assert by_tag["last"].data_type == ChannelType.LONG and by_tag["last"].data_count == 1
+    assert len({r.ioid for _, r in seen}) == 6
+
+
+@pytest.mark.parametrize("max_workers", [0, 2])
+def test_batch_read_failures_and_exceptions(caproto_server, make_context, max_workers, caplog):
+    """A PV that never connects times out on its own (logged, no callback), a raising
+    callback is counted, and every other read of the batch is delivered."""
+    ctx = make_context(caproto_server, max_workers=max_workers)
+    good = ctx.get_pvs(caproto_server.pv("double"), caproto_server.pv("int"))
+    (missing,) = ctx.get_pvs("NO:SUCH:PV:IN:BATCH")
+    for pv in good:
+        pv.wait_for_connection(timeout=10)
+    delivered = []
+    reported = []
+    ctx.set_error_hook(lambda origin, exc: reported.append((origin, exc)))
+    with caplog.at_level("WARNING", logger="pvloom.ca"):
+        with Batch(timeout=0.5) as batch:
+            batch.read(good[0], lambda response: 1 / 0)
+            batch.read(missing, delivered.append)
+            batch.read(good[1], delivered.append)
+        assert wait_until(lambda: delivered and reported, timeout=5)
+        assert wait_until(lambda: "NO:SUCH:PV:IN:BATCH" in caplog.text, timeout=5)
+    time.sleep(0.2)
+    assert len(delivered) == 1 and delivered[0].data_type == ChannelType.INT
+    assert [origin for origin, _ in reported] == ["read"]
+    assert isinstance(reported[0][1], ZeroDivisionError)
+    assert ctx.callback_errors == 1
+
+
+def test_disconnect_with_batch_reads_pending(caproto_server, make_context):
+    """Reads still waiting when the context closes never call back, and nothing hangs."""
+    ctx = make_context(caproto_server)
+    missing = ctx.get_pvs(*[f"NO:SUCH:PV:{i}" for i in range(10)])
+    called = []
+    with Batch(timeout=30) as batch:
+        for pv in missing:
+            batch.read(pv, called.append)
+    time.sleep(0.2)
+    start = time.monotonic()
+    ctx.disconnect()
+    assert time.monotonic() - start < 5
+    time.sleep(0.2)
+    assert called == []
+
+
+def test_many_batches_in_flight(softioc_server, make_context):
+    """Overlapping batches (and single non-blocking reads) each get all their replies."""
+    ctx = make_context(softioc_server)
+    pvs = ctx.get_pvs(*[softioc_server.pv(f"N{i}") for i in range(200)])
+    for pv in pvs:
+        pv.wait_for_connection(timeout=20)
+    counts = [0] * 5
+    lock = threading.Lock()
+    done = threading.Semaphore(0)
+
+    def count(index, response):
+        assert response.status.name == "ECA_NORMAL"
+        with lock:
+            counts[index] += 1
+        done.release()
+
+    for index in range(4):
+        with Batch() as batch:
+            for pv in pvs:
+                batch.read(pv, lambda response, index=index: count(index, response))
+    for pv in pvs:
+        pv.read(wait=False, callback=lambda response: count(4, response))
+    for _ in range(5 * len(pvs)):
+        assert done.acquire(timeout=20), counts
+    assert counts == [len(pvs)] * 5
+
+
 def test_server_restart_reconnects_and_resumes_subscription(make_context):
     server = Server([str(PEERS / "caproto_ioc.py"), "R:"], "R:")
     try:

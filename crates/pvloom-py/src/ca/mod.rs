@@ -7,8 +7,12 @@
 //! `Subscription` and response objects. Every blocking call releases the GIL and waits
 //! in slices ([`wait_sliced`](crate::wait::wait_sliced)); every Python callback runs
 //! with pvloom-core's contract (an exception is reported and counted, never raised
-//! into the I/O thread).
+//! into the I/O thread). Non-blocking reads (`Batch`, `PV.read(wait=False)`) go
+//! through [`CaContext.read_batch`](PyCaContext::read_batch): issued in one call with
+//! the GIL released, their replies handed to Python in bursts (`burst`), one GIL hold
+//! for every reply there by then instead of one worker turn per reply.
 
+mod burst;
 mod errors;
 mod pv;
 mod response;
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pvloom_ca::client::{ClientConfig, Context};
+use pvloom_ca::client::{ClientConfig, Context, ReadOptions};
 use pvloom_core::{Containment, Deliverer, Job};
 use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
@@ -129,6 +133,42 @@ impl PyCaContext {
             .into_iter()
             .map(|pv| PyCaPv::new(pv, self.env.clone()))
             .collect()
+    }
+
+    /// Read every PV of `pvs` without waiting (one request each, issued with the GIL
+    /// released); `callbacks[i](make(raw))` gets the reply of `pvs[i]`, and
+    /// `on_error(callbacks[i], name, exception)` a failure. Replies are handed to
+    /// Python in bursts: one GIL acquisition for all the replies there by then.
+    #[pyo3(signature = (pvs, callbacks, make, on_error, data_type=None, class_=None, data_count=None, timeout=None, notify=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn read_batch(
+        &self,
+        py: Python<'_>,
+        pvs: Vec<PyRef<'_, PyCaPv>>,
+        callbacks: Vec<Py<PyAny>>,
+        make: Py<PyAny>,
+        on_error: Py<PyAny>,
+        data_type: Option<u16>,
+        class_: Option<&str>,
+        data_count: Option<u32>,
+        timeout: Option<f64>,
+        notify: bool,
+    ) -> PyResult<()> {
+        if pvs.len() != callbacks.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err("one callback per PV"));
+        }
+        let options = ReadOptions {
+            data_type: data_type.map(pv::parse_type).transpose()?,
+            class: class_.map(pv::parse_class).transpose()?,
+            data_count: data_count.filter(|&n| n > 0),
+            timeout: Some(duration(timeout)),
+            notify,
+        };
+        let reads: Vec<_> = pvs.iter().map(|pv| pv.pv().clone()).zip(callbacks).collect();
+        drop(pvs);
+        let burst = burst::Burst::new(self.env.clone(), self.deliverer.clone(), burst::Shapers { make, on_error });
+        py.detach(move || burst.issue(reads, options));
+        Ok(())
     }
 
     /// Worker threads running callbacks (0: Inline on the I/O threads).

@@ -25,7 +25,7 @@ use crate::wait::{deadline, wait_sliced};
 const GRACE: Duration = Duration::from_millis(100);
 
 /// caproto's class names (`'native'`, `'status'`, `'time'`, `'graphic'`, `'control'`).
-fn parse_class(class: &str) -> PyResult<DbrClass> {
+pub(crate) fn parse_class(class: &str) -> PyResult<DbrClass> {
     match class.to_ascii_lowercase().as_str() {
         "native" | "plain" => Ok(DbrClass::Plain),
         "status" | "sts" => Ok(DbrClass::Status),
@@ -38,7 +38,7 @@ fn parse_class(class: &str) -> PyResult<DbrClass> {
     }
 }
 
-fn parse_type(code: u16) -> PyResult<DbrType> {
+pub(crate) fn parse_type(code: u16) -> PyResult<DbrType> {
     DbrType::from_code(code).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
@@ -104,6 +104,11 @@ pub struct PyCaPv {
 impl PyCaPv {
     pub(crate) fn new(pv: Pv, env: Arc<CallbackEnv>) -> Self {
         PyCaPv { pv, env }
+    }
+
+    /// The Rust channel.
+    pub(crate) fn pv(&self) -> &Pv {
+        &self.pv
     }
 
     /// Hand an operation's outcome to `callback(response, exception)` when it comes.
