@@ -67,9 +67,11 @@ def start_server(kind, mode, prefix, env):
     raise RuntimeError(f"{kind} {mode} server did not start")
 
 
-def run_client(client, scenario, prefix, seconds, env, rust_client):
+def run_client(client, scenario, prefix, seconds, env, rust_client, base_client=None):
     if client == "pvloom-rust":
         cmd = [rust_client, scenario, prefix, str(seconds)]
+    elif client == "pvloom-rust@base":
+        cmd = [base_client, scenario, prefix, str(seconds)]
     else:
         lib = {"pvloom-py": "pvloom", "caproto": "caproto", "pyepics": "pyepics"}[client]
         cmd = [sys.executable, os.path.join(HERE, "clients", "py_client.py"), lib, scenario, prefix, str(seconds)]
@@ -90,8 +92,11 @@ def main():
     parser.add_argument("--servers", default="softioc,caproto")
     parser.add_argument("--scenarios", default=",".join(TITLES), help="comma-separated subset of " + ",".join(TITLES))
     parser.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of " + ",".join(CLIENTS))
+    parser.add_argument("--baseline-client", help="the Rust client built at an earlier revision")
     args = parser.parse_args()
     wanted, clients = args.scenarios.split(","), args.clients.split(",")
+    if args.baseline_client and "pvloom-rust" in clients:
+        clients.insert(clients.index("pvloom-rust") + 1, "pvloom-rust@base")
     groups = [(mode, [s for s in scenarios if s in wanted]) for mode, scenarios in GROUPS]
     groups = [(mode, scenarios) for mode, scenarios in groups if scenarios]
     results = {}
@@ -106,9 +111,13 @@ def main():
             try:
                 for scenario in scenarios:
                     for client in clients:
-                        result = run_client(client, scenario, prefix, args.seconds, env, args.rust_client)
+                        result = run_client(client, scenario, prefix, args.seconds, env, args.rust_client,
+                                            args.baseline_client)
                         results[(kind, scenario, client)] = result
                         print(f"  {kind:8} {scenario:8} {client:12} {result}", file=sys.stderr, flush=True)
+                if mode == "plain" and "pvloom-rust" in clients:
+                    timers = run_client("pvloom-rust", "timers", prefix, args.seconds, env, args.rust_client)
+                    results[(kind, "timers", "pvloom-rust")] = timers
             finally:
                 server.terminate()
                 out, _ = server.communicate(timeout=10)
@@ -150,6 +159,20 @@ def main():
             if row[other]:
                 print(f", {row['pvloom-py'] / row[other]:.2f}x {other} ({row[other]:,.0f})", end="")
         print()
+    if args.baseline_client:
+        print("\npvloom Rust client, this revision / baseline (same run):")
+        for kind in args.servers.split(","):
+            for _, scenarios in groups:
+                for scenario in scenarios:
+                    new = results.get((kind, scenario, "pvloom-rust"), {}).get("rate")
+                    old = results.get((kind, scenario, "pvloom-rust@base"), {}).get("rate")
+                    if new and old:
+                        print(f"  {TITLES[scenario] + ' @' + kind:52}{new:>12,.0f}{old:>12,.0f}{new / old:>8.2f}x")
+    for kind in args.servers.split(","):
+        timers = results.get((kind, "timers", "pvloom-rust"), {})
+        if "timers_after" in timers:
+            print(f"\nruntime timers armed after 100 000 reads @{kind}: {timers['timers_after']} "
+                  f"({timers['circuits']} circuit(s), each with its echo keepalive; {timers['rate']:,.0f} reads/s)")
     errors = {k: v["error"] for k, v in results.items() if "error" in v}
     if errors:
         print("\nerrors:")

@@ -57,17 +57,20 @@ def main():
     parser.add_argument("--rust-client", required=True)
     parser.add_argument("--pvloom", required=True)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--baseline-pvloom", help="pvloom built at an earlier revision")
     args, _client_half_only = parser.parse_known_args()  # --scenarios, --clients: the client half's
+    servers = SERVERS + (["pvloom@base"] if args.baseline_pvloom else [])
     db = os.path.join(tempfile.mkdtemp(), "bench_server.db")
     write_db(db)
     results = {}
-    for kind in SERVERS:
+    for kind in servers:
         port, repeater = free_port(), free_port()
         env = epics_env(port, repeater)
         rep = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "caproto-repeater")], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         prefix = f"S{port}:"
-        server = start(kind, prefix, env, db, args.pvloom)
+        binary = args.baseline_pvloom if kind == "pvloom@base" else args.pvloom
+        server = start(kind.split("@")[0], prefix, env, db, binary)
         try:
             for scenario, client, _ in ROWS:
                 before = cpu_seconds(server.pid)
@@ -87,16 +90,19 @@ def main():
             rep.kill()
             rep.wait()
     print()
-    header = f"{'server half':48}" + "".join(f"{s:>16}" for s in SERVERS) + f"{'pvloom/softIoc':>16}"
+    header = f"{'server half':48}" + "".join(f"{s:>16}" for s in servers) + f"{'pvloom/softIoc':>16}"
     print(header)
     print("-" * len(header))
     for scenario, client, title in ROWS:
-        row = [results.get((s, scenario), {}) for s in SERVERS]
+        row = [results.get((s, scenario), {}) for s in servers]
         unit = next((r.get("unit") for r in row if "unit" in r), "")
         cells = "".join(f"{r['rate']:>16,.0f}" if "rate" in r else f"{'error':>16}" for r in row)
         base = row[1].get("rate")
         ratio = f"{row[0]['rate'] / base:.2f}x" if base and "rate" in row[0] else "-"
-        print(f"{title + ' (' + unit + ')':48}{cells}{ratio:>16}")
+        base_ratio = ""
+        if args.baseline_pvloom and "rate" in row[0] and row[-1].get("rate"):
+            base_ratio = f"   pvloom/pvloom@base {row[0]['rate'] / row[-1]['rate']:.2f}x"
+        print(f"{title + ' (' + unit + ')':48}{cells}{ratio:>16}{base_ratio}")
         if any("server_cpu_us" in r for r in row):
             cpu = "".join(f"{r['server_cpu_us']:>13,.2f} us" if "server_cpu_us" in r else f"{'-':>16}" for r in row)
             cbase = row[1].get("server_cpu_us")
