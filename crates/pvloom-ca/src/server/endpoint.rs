@@ -76,6 +76,7 @@ impl StreamEndpoint for ServerEndpoint {
     fn handle_timeout(&mut self, _now: Instant) {}
 
     fn poll_transmit(&mut self, _now: Instant, room: usize, out: &mut BytesMut) {
+        let limit = out.len() + room;
         let take = room.min(self.replies.len());
         if take > 0 {
             if take == self.replies.len() && out.is_empty() {
@@ -84,11 +85,10 @@ impl StreamEndpoint for ServerEndpoint {
                 out.extend_from_slice(&self.replies.split_to(take));
             }
         }
-        if !self.replies.is_empty() || out.len() >= room {
+        if !self.replies.is_empty() || out.len() >= limit {
             return;
         }
         self.outbox.flush_started();
-        let limit = room;
         let proto = &mut self.proto;
         self.outbox.take(|update| {
             encode_update(proto, &update, out);
