@@ -140,8 +140,8 @@ impl BookPayloads for () {
 /// The payloads a command (or the disconnection) took out of the book with the
 /// entries it ended; entries without a payload are not listed.
 pub struct Released<P: BookPayloads = ()> {
-    /// Channels that ended, by cid.
-    pub channels: Vec<(u32, P::Channel)>,
+    /// Channels that ended, as they were last.
+    pub channels: Vec<(Channel, P::Channel)>,
     /// I/O that completed, failed or ended with its channel: kind, ioid, payload.
     pub ios: Vec<(IoKind, u32, P::Io)>,
     /// Subscriptions that ended (cancelled, failed, or with their channel), by id.
@@ -186,7 +186,7 @@ where
 impl<P: BookPayloads> std::fmt::Debug for Released<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Released")
-            .field("channels", &self.channels.iter().map(|(cid, _)| cid).collect::<Vec<_>>())
+            .field("channels", &self.channels.iter().map(|(channel, _)| channel.cid).collect::<Vec<_>>())
             .field("ios", &self.ios.iter().map(|(kind, ioid, _)| (kind, ioid)).collect::<Vec<_>>())
             .field("subscriptions", &self.subscriptions.iter().map(|(id, _)| id).collect::<Vec<_>>())
             .finish()
@@ -547,7 +547,7 @@ impl<P: BookPayloads> CircuitBook<P> {
         for (cid, entry) in self.channels.drain() {
             cids.push(cid);
             if let Some(payload) = entry.payload {
-                released.channels.push((cid, payload));
+                released.channels.push((entry.info, payload));
             }
         }
         cids.sort_unstable();
@@ -989,7 +989,7 @@ impl<P: BookPayloads> CircuitBook<P> {
             self.cid_by_sid.remove(&sid);
         }
         if let Some(payload) = channel.payload {
-            released.channels.push((cid, payload));
+            released.channels.push((channel.info, payload));
         }
         let ios: Vec<(IoKind, u32)> =
             self.ios.iter().filter(|(_, entry)| entry.info.cid == cid).map(|(key, _)| *key).collect();
