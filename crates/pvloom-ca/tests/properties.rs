@@ -373,3 +373,90 @@ proptest! {
         }
     }
 }
+
+/// Tags for the payload property: every attached tag is distinct.
+struct Tagged;
+impl pvloom_ca::proto::state::BookPayloads for Tagged {
+    type Channel = u32;
+    type Io = u32;
+    type Sub = u32;
+}
+
+proptest! {
+    /// Whatever the client sends and the server answers (legal or not), every payload
+    /// attached to the book comes back exactly once: released by the reply or the
+    /// command that ended its entry, taken by its owner, or handed back at disconnection.
+    #[test]
+    fn every_attached_payload_comes_back_exactly_once(
+        steps in prop::collection::vec((0u8..12, 0u32..3, 0u32..4), 0..80),
+    ) {
+        use pvloom_ca::proto::CircuitConfig;
+        use pvloom_ca::proto::constants::ECA_GETFAIL;
+        use pvloom_ca::proto::state::{IoKind, Released};
+
+        let mut client = Circuit::<Tagged>::with_payloads(Role::Client, CircuitConfig::default());
+        client.send(&[Command::VersionRequest { priority: 0, version: 13 }]).unwrap();
+        client.recv(&Command::VersionResponse { version: 13 }.to_bytes().unwrap());
+        client.poll_event().unwrap();
+        let (mut attached, mut returned) = (Vec::new(), Vec::new());
+        let mut tag = 0u32;
+        let collect = |released: Released<Tagged>, returned: &mut Vec<u32>| {
+            returned.extend(released.channels.into_iter().map(|(_, t)| t));
+            returned.extend(released.ios.into_iter().map(|(_, _, t)| t));
+            returned.extend(released.subscriptions.into_iter().map(|(_, t)| t));
+        };
+        let value = DbrData::plain(Value::Double(vec![1.0]));
+        for (step, a, b) in steps {
+            let sid = a + 100;
+            tag += 1;
+            // Requests, with a payload attached to what each one created.
+            let sent = match step {
+                0 => Some(Command::CreateChanRequest { cid: a, version: 13, name: "PV".into() }),
+                1 => Some(Command::read_notify_request(sid, b, DbrType::Double, 1)),
+                2 => Some(Command::event_add_request(sid, b, DbrType::Double, 1, DBE_VALUE)),
+                3 => Some(Command::EventCancelRequest { data_type: DbrType::Double, data_count: 1, sid, subscription_id: b }),
+                4 => Some(Command::ClearChannelRequest { sid, cid: a }),
+                _ => None,
+            };
+            if let Some(command) = sent {
+                if client.send(std::slice::from_ref(&command)).is_ok() {
+                    let book = client.book_mut();
+                    let fresh = match step {
+                        0 => book.attach_channel(a, tag).is_ok(),
+                        1 => book.attach_io(IoKind::ReadNotify, b, tag).is_ok(),
+                        2 => book.attach_subscription(b, tag).is_ok(),
+                        _ => false,
+                    };
+                    if fresh {
+                        attached.push(tag);
+                    }
+                }
+                continue;
+            }
+            // The owner taking payloads back.
+            if step == 5 {
+                let book = client.book_mut();
+                returned.extend(book.take_io_payload(IoKind::ReadNotify, b));
+                returned.extend(book.take_subscription_payload(b));
+                continue;
+            }
+            // Replies, legal or not.
+            let header = Header { command: 15, payload_size: 0, data_type: 6, data_count: 1, param1: sid, param2: b };
+            let reply = match step {
+                6 => Command::CreateChanResponse { data_type: DbrType::Double, data_count: 1, cid: a, sid },
+                7 => Command::read_notify_response(b, ECA_NORMAL, DbrType::Double, &value).unwrap(),
+                8 => Command::EventCancelResponse { data_type: DbrType::Double, data_count: 1, sid, subscription_id: b },
+                9 => Command::ClearChannelResponse { sid, cid: a },
+                10 => Command::ServerDisconnResponse { cid: a },
+                _ => Command::ErrorResponse { cid: a, status: ECA_GETFAIL, original_request: header, message: String::new() },
+            };
+            client.recv(&reply.to_bytes().unwrap());
+            while let Ok(Some(event)) = client.poll_event() {
+                collect(event.released, &mut returned);
+            }
+        }
+        collect(client.disconnect_released(), &mut returned);
+        returned.sort_unstable();
+        prop_assert_eq!(attached, returned);
+    }
+}

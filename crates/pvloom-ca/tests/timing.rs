@@ -389,6 +389,57 @@ fn garbage_from_the_server_closes_the_circuit_and_fails_what_is_in_flight() {
     assert_eq!(side, Side::Client);
     assert!(matches!(reason, CloseReason::Protocol(_)), "{reason}");
     assert!(pair.client_events.iter().any(|e| matches!(e, ClientEvent::ReadDone { op: 3, result: Err(_) })));
+    assert!(pair.client_events.iter().any(|e| matches!(e, ClientEvent::ChannelLost { channel: 1 })));
+}
+
+#[test]
+fn a_channel_the_server_drops_is_lost_and_its_read_still_fails_at_its_deadline() {
+    let mut server = ScriptedServer::new();
+    server.answer_reads = false;
+    let mut pair = connected(server);
+    let start = pair.now();
+    assert!(pair.client.subscribe(1, 77, DbrType::Double, 1, 1, 9));
+    pair.client.read(1, DbrType::Double, 1, true, start + Duration::from_secs(2), 5);
+    pair.drive();
+    assert!(pair.client.has_subscription(77));
+    assert_eq!(pair.client.channel(1), Some(&1));
+    pair.client_events.clear();
+
+    pair.server.send(&Command::ServerDisconnResponse { cid: 1 });
+    pair.drive();
+    let events: Vec<_> = pair.client_events.drain(..).collect();
+    assert!(matches!(events[..], [ClientEvent::Heard, ClientEvent::ChannelLost { channel: 1 }]), "{events:?}");
+    assert!(!pair.client.has_subscription(77), "the subscription went with the channel");
+    assert_eq!(pair.client.channel(1), None);
+    assert_eq!(pair.client.ops_in_flight(), 1, "the read waits for its deadline");
+    assert_eq!(pair.client.poll_timeout(), Some(start + Duration::from_secs(2)));
+
+    pair.advance(Duration::from_secs(2));
+    let events: Vec<_> = pair.client_events.drain(..).collect();
+    assert!(matches!(events[..], [ClientEvent::ReadDone { op: 5, result: Err(OpFailure::TimedOut) }]), "{events:?}");
+    assert_eq!(pair.client.ops_in_flight(), 0);
+}
+
+#[test]
+fn a_cleared_channel_reports_nothing_more_and_its_ids_are_free_again() {
+    let mut pair = connected(ScriptedServer::new());
+    assert!(pair.client.subscribe(1, 77, DbrType::Double, 1, 1, 9));
+    pair.drive();
+    assert!(pair.client_events.iter().any(|e| matches!(e, ClientEvent::Update { sub: 9, .. })));
+    pair.client.clear_channel(1);
+    assert!(!pair.client.has_subscription(77));
+    assert_eq!(pair.client.channel(1), None);
+    pair.client_events.clear();
+    // An update the server sends before it sees the clear is not delivered.
+    pair.server.post(1.0);
+    pair.drive();
+    assert!(pair.client_events.iter().all(|e| matches!(e, ClientEvent::Heard)), "{:?}", pair.client_events);
+    // The server confirms; the cid can be used again.
+    pair.server.send(&Command::ClearChannelResponse { sid: 101, cid: 1 });
+    pair.drive();
+    pair.client.create_channel(1, "PV:1", 2);
+    pair.drive();
+    assert!(pair.client_events.iter().any(|e| matches!(e, ClientEvent::ChannelCreated { channel: 2, .. })));
 }
 
 // ---- the search engine against the server's search responder ----

@@ -1,11 +1,14 @@
 //! The sans-I/O core of one client circuit: the protocol rules (through
 //! [`proto::Circuit`](crate::proto::Circuit)), the handshake, the channels, the
 //! operations in flight with their deadlines, the subscriptions and the echo
-//! keepalive — in one table each, with the application's payload stored beside
-//! every entry and handed back in the events. It reads no clock and owns no socket:
+//! keepalive. The channels, operations and subscriptions live in one table, the
+//! protocol circuit's book, with the application's payload stored in every entry
+//! and handed back in the events; beside it only an index of the operations'
+//! deadlines. It reads no clock and owns no socket:
 //! [`pvloom_core::driver`] runs it on TCP, [`pvloom_core::harness`] on virtual time.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::marker::PhantomData;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,8 @@ use crate::proto::constants::{
     CA_MINOR_PROTOCOL_REVISION, CA_V412, CONNECTION_TIMEOUT, ECA_NORMAL, ECHO_TIMEOUT, eca_is_success,
 };
 use crate::proto::keepalive::{Keepalive, KeepaliveAction};
-use crate::proto::{Circuit, CircuitConfig, DbrData, DbrType, DecoderConfig, Header, Role};
+use crate::proto::state::{BookPayloads, IoKind, Released};
+use crate::proto::{Circuit, CircuitConfig, DbrData, DbrType, DecoderConfig, Event, Header, Role};
 
 /// What the application keeps with each entry of the circuit's tables.
 pub trait Payloads: 'static {
@@ -170,32 +174,48 @@ pub enum ClientEvent<P: Payloads> {
     Closed(CloseReason),
 }
 
-struct ChannelEntry<P: Payloads> {
-    payload: P::Channel,
-    name: String,
-}
-
 enum OpPayload<P: Payloads> {
     Read(P::Read),
     Write(P::Write),
 }
 
+/// An operation in flight, as its book entry carries it.
 struct Op<P: Payloads> {
     payload: OpPayload<P>,
     deadline: Instant,
 }
 
+/// What the circuit's book carries: the application's payloads, and for each
+/// operation its deadline.
+struct Tables<P>(PhantomData<P>);
+
+impl<P: Payloads> BookPayloads for Tables<P> {
+    type Channel = P::Channel;
+    type Io = Op<P>;
+    type Sub = P::Sub;
+}
+
+/// Where an operation with a deadline is.
+enum Timer<P: Payloads> {
+    /// In the book, under this kind.
+    Booked(IoKind),
+    /// Its channel ended, so the book forgot it; it fails at its deadline (or
+    /// when the circuit closes), as an operation the server never answered.
+    Orphaned(OpPayload<P>),
+}
+
 /// One client circuit's sans-I/O core.
 pub struct ClientCircuit<P: Payloads> {
-    proto: Circuit,
+    proto: Circuit<Tables<P>>,
     config: ClientCircuitConfig,
     keepalive: Keepalive,
     out: BytesMut,
     events: VecDeque<ClientEvent<P>>,
-    channels: HashMap<u32, ChannelEntry<P>>,
-    ops: HashMap<u32, Op<P>>,
-    deadlines: BTreeSet<(Instant, u32)>,
-    subscriptions: HashMap<u32, (u32, P::Sub)>,
+    /// Every operation in flight by deadline (soonest first) and ioid.
+    deadlines: BTreeMap<(Instant, u32), Timer<P>>,
+    /// Channels the book forgot on an ERROR reply to their CREATE_CHAN: reported
+    /// lost when the circuit closes.
+    errored: Vec<P::Channel>,
     next_ioid: u32,
     close: Option<CloseReason>,
     closed: bool,
@@ -206,17 +226,15 @@ impl<P: Payloads> ClientCircuit<P> {
     /// is queued to go out first.
     pub fn new(now: Instant, config: ClientCircuitConfig) -> Self {
         let proto =
-            Circuit::with_config(Role::Client, CircuitConfig { decoder: config.decoder, version: config.version });
+            Circuit::with_payloads(Role::Client, CircuitConfig { decoder: config.decoder, version: config.version });
         let keepalive = Keepalive::with_periods(now, config.echo_after, config.echo_timeout);
         let mut circuit = ClientCircuit {
             proto,
             keepalive,
             out: BytesMut::with_capacity(4096),
             events: VecDeque::new(),
-            channels: HashMap::new(),
-            ops: HashMap::new(),
-            deadlines: BTreeSet::new(),
-            subscriptions: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            errored: Vec::new(),
             next_ioid: 1,
             close: None,
             closed: false,
@@ -251,7 +269,9 @@ impl<P: Payloads> ClientCircuit<P> {
         loop {
             let ioid = self.next_ioid;
             self.next_ioid = self.next_ioid.wrapping_add(1).max(1);
-            if !self.ops.contains_key(&ioid) {
+            let orphaned =
+                || self.deadlines.iter().any(|(&(_, id), timer)| id == ioid && matches!(timer, Timer::Orphaned(_)));
+            if !self.proto.book().is_ioid_pending(ioid) && !orphaned() {
                 return ioid;
             }
         }
@@ -269,12 +289,12 @@ impl<P: Payloads> ClientCircuit<P> {
 
     /// Operations in flight.
     pub fn ops_in_flight(&self) -> usize {
-        self.ops.len()
+        self.deadlines.len()
     }
 
     /// The payload of channel `cid`.
     pub fn channel(&self, cid: u32) -> Option<&P::Channel> {
-        self.channels.get(&cid).map(|c| &c.payload)
+        self.proto.book().channel_payload(cid)
     }
 
     /// Ask for channel `name` under `cid`.
@@ -282,7 +302,8 @@ impl<P: Payloads> ClientCircuit<P> {
         let request = Command::CreateChanRequest { cid, version: self.config.version, name: name.to_owned() };
         match self.queue(&request) {
             Ok(()) => {
-                self.channels.insert(cid, ChannelEntry { payload: channel, name: name.to_owned() });
+                // The CREATE_CHAN was accepted: the book has the channel.
+                let _ = self.proto.book_mut().attach_channel(cid, channel);
             }
             Err(reason) => self.events.push_back(ClientEvent::ChannelRefused { channel, reason }),
         }
@@ -290,8 +311,9 @@ impl<P: Payloads> ClientCircuit<P> {
 
     /// Clear channel `cid` (its subscriptions go with it).
     pub fn clear_channel(&mut self, cid: u32) {
-        self.channels.remove(&cid);
-        self.subscriptions.retain(|_, (c, _)| *c != cid);
+        let book = self.proto.book_mut();
+        book.take_channel_payload(cid);
+        book.take_subscription_payloads_of(cid);
         if let Some(sid) = self.proto.channel(cid).and_then(|c| c.sid) {
             let _ = self.queue(&Command::ClearChannelRequest { sid, cid });
         }
@@ -301,9 +323,13 @@ impl<P: Payloads> ClientCircuit<P> {
         self.proto.channel(cid).and_then(|c| c.sid).ok_or(OpFailure::Disconnected)
     }
 
-    fn track(&mut self, ioid: u32, payload: OpPayload<P>, deadline: Instant) {
-        self.deadlines.insert((deadline, ioid));
-        self.ops.insert(ioid, Op { payload, deadline });
+    /// Keep the operation just sent as `kind` `ioid` until its reply or deadline.
+    fn track(&mut self, kind: IoKind, ioid: u32, payload: OpPayload<P>, deadline: Instant) {
+        if let Err(op) = self.proto.book_mut().attach_io(kind, ioid, Op { payload, deadline }) {
+            // Not outstanding after all (cannot happen for an accepted request).
+            return self.finish(op.payload, Err(OpFailure::Refused("not outstanding".into())));
+        }
+        self.deadlines.insert((deadline, ioid), Timer::Booked(kind));
     }
 
     /// Read channel `cid`; `count` 0 asks for the current length (4.13 servers,
@@ -320,14 +346,14 @@ impl<P: Payloads> ClientCircuit<P> {
         let ioid = self.next_ioid();
         // The obsolete READ always names a count; 0 ("all") is READ_NOTIFY's.
         let native_count = self.proto.channel(cid).and_then(|c| c.native_count).unwrap_or(1);
-        let command = if notify {
-            Command::read_notify_request(sid, ioid, data_type, count)
+        let (kind, command) = if notify {
+            (IoKind::ReadNotify, Command::read_notify_request(sid, ioid, data_type, count))
         } else {
             let count = if count == 0 { native_count.max(1) } else { count };
-            Command::ReadRequest { data_type, data_count: count, sid, ioid }
+            (IoKind::Read, Command::ReadRequest { data_type, data_count: count, sid, ioid })
         };
         match self.queue(&command) {
-            Ok(()) => self.track(ioid, OpPayload::Read(op), deadline),
+            Ok(()) => self.track(kind, ioid, OpPayload::Read(op), deadline),
             Err(reason) => self.events.push_back(ClientEvent::ReadDone { op, result: Err(OpFailure::Refused(reason)) }),
         }
     }
@@ -358,7 +384,7 @@ impl<P: Payloads> ClientCircuit<P> {
         };
         let queued = command.map_err(|e| e.to_string()).and_then(|command| self.queue(&command));
         match queued {
-            Ok(()) if notify => self.track(ioid, OpPayload::Write(op), deadline),
+            Ok(()) if notify => self.track(IoKind::WriteNotify, ioid, OpPayload::Write(op), deadline),
             Ok(()) => self.events.push_back(ClientEvent::WriteDone { op, result: Ok(()) }),
             Err(reason) => {
                 self.events.push_back(ClientEvent::WriteDone { op, result: Err(OpFailure::Refused(reason)) });
@@ -374,18 +400,22 @@ impl<P: Payloads> ClientCircuit<P> {
         if self.queue(&Command::event_add_request(sid, wire, data_type, count, mask)).is_err() {
             return false;
         }
-        self.subscriptions.insert(wire, (cid, sub));
+        // The EVENT_ADD was accepted: the book has the subscription.
+        let _ = self.proto.book_mut().attach_subscription(wire, sub);
         true
     }
 
     /// True if `wire` is a live subscription here.
     pub fn has_subscription(&self, wire: u32) -> bool {
-        self.subscriptions.contains_key(&wire)
+        self.proto.book().subscription_payload(wire).is_some()
     }
 
     /// Cancel subscription `wire`; updates still on their way are absorbed.
     pub fn unsubscribe(&mut self, wire: u32) {
-        let Some((cid, _)) = self.subscriptions.remove(&wire) else { return };
+        let Some(cid) = self.proto.book().subscription(wire).map(|s| s.cid) else { return };
+        if self.proto.book_mut().take_subscription_payload(wire).is_none() {
+            return;
+        }
         let Ok(sid) = self.sid(cid) else { return };
         let Some((data_type, data_count)) = self.proto.subscription(wire).map(|s| (s.data_type, s.data_count)) else {
             return;
@@ -421,21 +451,34 @@ impl<P: Payloads> ClientCircuit<P> {
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some(&(deadline, ioid)) = self.deadlines.first() {
+        while let Some(entry) = self.deadlines.first_entry() {
+            let &(deadline, ioid) = entry.key();
             if deadline > now {
                 break;
             }
-            self.deadlines.pop_first();
-            if let Some(op) = self.ops.remove(&ioid) {
-                self.finish(op.payload, Err(OpFailure::TimedOut));
+            // A booked one stays outstanding in the book: its late reply is ignored.
+            let payload = match entry.remove() {
+                Timer::Booked(kind) => self.proto.book_mut().take_io_payload(kind, ioid).map(|op| op.payload),
+                Timer::Orphaned(payload) => Some(payload),
+            };
+            if let Some(payload) = payload {
+                self.finish(payload, Err(OpFailure::TimedOut));
             }
         }
     }
 
-    fn take_op(&mut self, ioid: u32) -> Option<OpPayload<P>> {
-        let op = self.ops.remove(&ioid)?;
+    /// The operation a reply completed (released from the book), out of the index.
+    fn completed(&mut self, ios: Vec<(IoKind, u32, Op<P>)>) -> Option<OpPayload<P>> {
+        let (_, ioid, op) = ios.into_iter().next()?;
         self.deadlines.remove(&(op.deadline, ioid));
         Some(op.payload)
+    }
+
+    /// Operations the book forgot with their channel wait for their deadline.
+    fn orphan(&mut self, ios: Vec<(IoKind, u32, Op<P>)>) {
+        for (_, ioid, op) in ios {
+            self.deadlines.insert((op.deadline, ioid), Timer::Orphaned(op.payload));
+        }
     }
 
     fn finish(&mut self, payload: OpPayload<P>, result: Result<Option<Response>, OpFailure>) {
@@ -459,13 +502,15 @@ impl<P: Payloads> ClientCircuit<P> {
         }
     }
 
-    fn handle(&mut self, command: Command) {
-        match command {
+    fn handle(&mut self, event: Event<Tables<P>>) {
+        // Ended subscriptions need no word: their updates stop.
+        let Released { channels, ios, subscriptions: _ } = event.released;
+        match event.command {
             Command::CreateChanResponse { data_type, data_count, cid, sid } => {
-                if let Some(entry) = self.channels.get(&cid) {
+                if let Some(channel) = self.proto.book().channel_payload(cid) {
                     let version = self.proto.protocol_version();
                     self.events.push_back(ClientEvent::ChannelCreated {
-                        channel: entry.payload.clone(),
+                        channel: channel.clone(),
                         sid,
                         native_type: data_type,
                         count: data_count,
@@ -474,20 +519,20 @@ impl<P: Payloads> ClientCircuit<P> {
                 }
             }
             Command::AccessRightsResponse { cid, access_rights } => {
-                if let Some(entry) = self.channels.get(&cid) {
-                    let channel = entry.payload.clone();
+                if let Some(channel) = self.proto.book().channel_payload(cid) {
+                    let channel = channel.clone();
                     self.events.push_back(ClientEvent::AccessRights { channel, rights: access_rights });
                 }
             }
-            Command::CreateChFailResponse { cid } | Command::ServerDisconnResponse { cid } => {
-                if let Some(entry) = self.channels.remove(&cid) {
-                    tracing::info!(pv = entry.name, "server dropped the channel");
-                    self.subscriptions.retain(|_, (c, _)| *c != cid);
-                    self.events.push_back(ClientEvent::ChannelLost { channel: entry.payload });
+            Command::CreateChFailResponse { .. } | Command::ServerDisconnResponse { .. } => {
+                for (info, channel) in channels {
+                    tracing::info!(pv = info.name, "server dropped the channel");
+                    self.events.push_back(ClientEvent::ChannelLost { channel });
                 }
+                self.orphan(ios);
             }
-            Command::ReadNotifyResponse { data_type, data_count, status, ioid, data } => {
-                let Some(op) = self.take_op(ioid) else { return };
+            Command::ReadNotifyResponse { data_type, data_count, status, data, .. } => {
+                let Some(op) = self.completed(ios) else { return };
                 if !eca_is_success(status) {
                     return self.finish(op, Err(OpFailure::Server { status, message: None }));
                 }
@@ -496,51 +541,66 @@ impl<P: Payloads> ClientCircuit<P> {
             }
             // The obsolete READ reply carries the cid where READ_NOTIFY has a status:
             // it only ever reports success.
-            Command::ReadResponse { data_type, data_count, ioid, data, .. } => {
-                let Some(op) = self.take_op(ioid) else { return };
+            Command::ReadResponse { data_type, data_count, data, .. } => {
+                let Some(op) = self.completed(ios) else { return };
                 let response = self.decoded(data_type, data_count, ECA_NORMAL, &data);
                 self.finish(op, response.map(Some).ok_or(OpFailure::Disconnected));
             }
-            Command::WriteNotifyResponse { status, ioid, .. } => {
-                let Some(op) = self.take_op(ioid) else { return };
+            Command::WriteNotifyResponse { status, .. } => {
+                let Some(op) = self.completed(ios) else { return };
                 let result =
                     if eca_is_success(status) { Ok(None) } else { Err(OpFailure::Server { status, message: None }) };
                 self.finish(op, result);
             }
             Command::EventAddResponse { data_type, data_count, status, subscription_id, data } => {
-                let Some((_, sub)) = self.subscriptions.get(&subscription_id) else { return };
+                let Some(sub) = self.proto.book().subscription_payload(subscription_id) else { return };
                 let sub = sub.clone();
                 if let Some(response) = self.decoded(data_type, data_count, status, &data) {
                     self.events.push_back(ClientEvent::Update { sub, response });
                 }
             }
-            Command::EventCancelResponse { subscription_id, .. } => {
-                self.subscriptions.remove(&subscription_id);
-            }
             Command::ErrorResponse { cid, status, original_request, message } => {
-                self.handle_error(cid, status, original_request, message);
+                self.handle_error(cid, status, original_request, message, channels, ios);
             }
             Command::SearchResponse { port, server_address, search_id, .. } => {
                 self.events.push_back(ClientEvent::SearchReply { search_id, address: server_address, port });
             }
+            // A cleared channel's payloads were taken by `clear_channel`; what was
+            // still outstanding on it waits for its deadline.
+            Command::ClearChannelResponse { .. } => self.orphan(ios),
             Command::VersionResponse { .. }
             | Command::NotFoundResponse { .. }
             | Command::EchoResponse
-            | Command::ClearChannelResponse { .. } => {}
+            | Command::EventCancelResponse { .. } => {}
             other => tracing::debug!(command = other.name(), "ignored on a client circuit"),
         }
     }
 
-    fn handle_error(&mut self, cid: u32, status: u32, request: Header, message: String) {
+    fn handle_error(
+        &mut self,
+        cid: u32,
+        status: u32,
+        request: Header,
+        message: String,
+        channels: Vec<(crate::proto::state::Channel, P::Channel)>,
+        ios: Vec<(IoKind, u32, Op<P>)>,
+    ) {
         let detail = (!message.is_empty()).then(|| message.clone());
         match request.command {
             code::READ_NOTIFY | code::READ | code::WRITE_NOTIFY => {
-                if let Some(op) = self.take_op(request.param2) {
+                if let Some(op) = self.completed(ios) {
                     self.finish(op, Err(OpFailure::Server { status, message: detail }));
                 }
             }
             _ => {
-                let channel = self.channels.get(&cid).map(|c| c.payload.clone());
+                // A failed CREATE_CHAN ends the channel in the book; it is reported
+                // lost when the circuit closes.
+                let channel =
+                    self.proto.book().channel_payload(cid).cloned().or_else(|| {
+                        channels.iter().find(|(info, _)| info.cid == cid).map(|(_, channel)| channel.clone())
+                    });
+                self.errored.extend(channels.into_iter().map(|(_, channel)| channel));
+                self.orphan(ios);
                 self.events.push_back(ClientEvent::ServerError { channel, status, request: request.command, message });
             }
         }
@@ -567,7 +627,7 @@ where
                 return;
             }
             match self.proto.poll_event() {
-                Ok(Some(event)) => self.handle(event.command),
+                Ok(Some(event)) => self.handle(event),
                 Ok(None) => return,
                 Err(err) => {
                     self.close(CloseReason::Protocol(format!("from server: {err}")));
@@ -609,8 +669,8 @@ where
             return None;
         }
         let keepalive = self.keepalive.next_deadline();
-        match self.deadlines.first() {
-            Some(&(op, _)) => Some(op.min(keepalive)),
+        match self.deadlines.first_key_value() {
+            Some((&(op, _), _)) => Some(op.min(keepalive)),
             None => Some(keepalive),
         }
     }
@@ -623,16 +683,19 @@ where
         if std::mem::replace(&mut self.closed, true) {
             return;
         }
-        self.proto.disconnect();
+        let released = self.proto.disconnect_released();
         self.events.push_back(ClientEvent::Closed(reason.clone()));
-        self.deadlines.clear();
-        let ops: Vec<Op<P>> = self.ops.drain().map(|(_, op)| op).collect();
+        let orphans = std::mem::take(&mut self.deadlines).into_values().filter_map(|timer| match timer {
+            Timer::Booked(_) => None,
+            Timer::Orphaned(payload) => Some(payload),
+        });
+        let ops: Vec<OpPayload<P>> = released.ios.into_iter().map(|(_, _, op)| op.payload).chain(orphans).collect();
         for op in ops {
-            self.finish(op.payload, Err(OpFailure::Disconnected));
+            self.finish(op, Err(OpFailure::Disconnected));
         }
-        self.subscriptions.clear();
-        for (_, entry) in self.channels.drain() {
-            self.events.push_back(ClientEvent::ChannelLost { channel: entry.payload });
+        let errored = std::mem::take(&mut self.errored);
+        for channel in released.channels.into_iter().map(|(_, channel)| channel).chain(errored) {
+            self.events.push_back(ClientEvent::ChannelLost { channel });
         }
         self.out.clear();
     }

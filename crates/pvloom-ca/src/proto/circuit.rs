@@ -17,6 +17,48 @@
 //!     println!("server got {:?}", event.command);
 //! }
 //! ```
+//!
+//! The circuit's book is also its owner's table: with payload types
+//! ([`BookPayloads`]), each channel, outstanding I/O and subscription carries
+//! one, attached right after the command that created the entry and handed back
+//! in [`Event::released`] (or by [`Circuit::disconnect_released`]) when the entry ends.
+//!
+//! ```
+//! use pvloom_ca::proto::state::{BookPayloads, IoKind};
+//! use pvloom_ca::proto::{Circuit, CircuitConfig, Command, DbrData, DbrType, Role, Value};
+//!
+//! struct Tags;
+//! impl BookPayloads for Tags {
+//!     type Channel = &'static str;
+//!     type Io = u32;
+//!     type Sub = ();
+//! }
+//!
+//! let mut client = Circuit::<Tags>::with_payloads(Role::Client, CircuitConfig::default());
+//! let mut server = Circuit::new(Role::Server);
+//! let mut wire = client.send(&[Command::VersionRequest { priority: 0, version: 13 }]).unwrap();
+//! server.recv(&wire);
+//! server.recv(&client.send(&[Command::CreateChanRequest { cid: 1, version: 13, name: "PV:1".into() }]).unwrap());
+//! client.book_mut().attach_channel(1, "the PV's handle").unwrap();
+//! while server.poll_event().unwrap().is_some() {}
+//! wire = server
+//!     .send(&[
+//!         Command::VersionResponse { version: 13 },
+//!         Command::CreateChanResponse { data_type: DbrType::Double, data_count: 1, cid: 1, sid: 7 },
+//!     ])
+//!     .unwrap();
+//! client.recv(&wire);
+//! while client.poll_event().unwrap().is_some() {}
+//! assert_eq!(client.book().channel_payload(1), Some(&"the PV's handle"));
+//!
+//! server.recv(&client.send(&[Command::read_notify_request(7, 42, DbrType::Double, 1)]).unwrap());
+//! client.book_mut().attach_io(IoKind::ReadNotify, 42, 1234).unwrap();
+//! while server.poll_event().unwrap().is_some() {}
+//! let data = DbrData::plain(Value::Double(vec![1.5]));
+//! client.recv(&server.send(&[Command::read_notify_response(42, 1, DbrType::Double, &data).unwrap()]).unwrap());
+//! let reply = client.poll_event().unwrap().unwrap();
+//! assert_eq!(reply.released.ios, vec![(IoKind::ReadNotify, 42, 1234)]);
+//! ```
 
 use bytes::{Bytes, BytesMut};
 
@@ -25,7 +67,8 @@ use crate::proto::constants::CA_MINOR_PROTOCOL_REVISION;
 use crate::proto::decoder::{DecoderConfig, FrameDecoder};
 use crate::proto::error::{CircuitError, DecodeError, SendError};
 use crate::proto::state::{
-    Channel, ChannelState, CircuitBook, CircuitState, Direction, IoKind, PendingIo, Subscription, Verdict,
+    BookPayloads, Channel, ChannelState, CircuitBook, CircuitState, Direction, IoKind, PendingIo, Released,
+    Subscription, Verdict,
 };
 
 /// Settings of a circuit.
@@ -44,8 +87,7 @@ impl Default for CircuitConfig {
 }
 
 /// A command received from the peer and accepted by the circuit's rules.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub struct Event<P: BookPayloads = ()> {
     /// The command. An empty EVENT_ADD reply that does not confirm a cancel
     /// arrives as an [`Command::EventAddResponse`] with no elements.
     pub command: Command,
@@ -55,6 +97,50 @@ pub struct Event {
     /// That channel's state after the command ([`ChannelState::Closed`] or
     /// [`ChannelState::Failed`] when the command ended it).
     pub channel_state: Option<ChannelState>,
+    /// The payloads of the entries the command ended (a completed I/O, a
+    /// confirmed cancel, a channel with what was outstanding on it).
+    pub released: Released<P>,
+}
+
+impl<P: BookPayloads> std::fmt::Debug for Event<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("command", &self.command)
+            .field("cid", &self.cid)
+            .field("channel_state", &self.channel_state)
+            .field("released", &self.released)
+            .finish()
+    }
+}
+
+impl<P: BookPayloads> Clone for Event<P>
+where
+    P::Channel: Clone,
+    P::Io: Clone,
+    P::Sub: Clone,
+{
+    fn clone(&self) -> Self {
+        Event {
+            command: self.command.clone(),
+            cid: self.cid,
+            channel_state: self.channel_state,
+            released: self.released.clone(),
+        }
+    }
+}
+
+impl<P: BookPayloads> PartialEq for Event<P>
+where
+    P::Channel: PartialEq,
+    P::Io: PartialEq,
+    P::Sub: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.command == other.command
+            && self.cid == other.cid
+            && self.channel_state == other.channel_state
+            && self.released == other.released
+    }
 }
 
 /// One virtual circuit, client or server side, without sockets or clocks.
@@ -64,10 +150,17 @@ pub struct Event {
 /// read from the socket; [`poll_event`](Self::poll_event) decodes, checks and
 /// returns what the peer said. Errors that are not
 /// [fatal](CircuitError::is_fatal) leave the circuit usable.
-#[derive(Debug)]
-pub struct Circuit {
-    book: CircuitBook,
+///
+/// `P` are the payloads its book's entries carry (none by default).
+pub struct Circuit<P: BookPayloads = ()> {
+    book: CircuitBook<P>,
     decoder: FrameDecoder,
+}
+
+impl<P: BookPayloads> std::fmt::Debug for Circuit<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Circuit").field("book", &self.book).field("decoder", &self.decoder).finish()
+    }
 }
 
 impl Circuit {
@@ -78,7 +171,14 @@ impl Circuit {
 
     /// A circuit with explicit settings.
     pub fn with_config(role: Role, config: CircuitConfig) -> Self {
-        Circuit { book: CircuitBook::new(role, config.version), decoder: FrameDecoder::new(config.decoder) }
+        Self::with_payloads(role, config)
+    }
+}
+
+impl<P: BookPayloads> Circuit<P> {
+    /// A circuit with explicit settings whose entries carry payloads `P`.
+    pub fn with_payloads(role: Role, config: CircuitConfig) -> Self {
+        Circuit { book: CircuitBook::with_payloads(role, config.version), decoder: FrameDecoder::new(config.decoder) }
     }
 
     /// Our side of the protocol.
@@ -92,8 +192,13 @@ impl Circuit {
     }
 
     /// Rules and records, for inspection.
-    pub fn book(&self) -> &CircuitBook {
+    pub fn book(&self) -> &CircuitBook<P> {
         &self.book
+    }
+
+    /// The book, to attach, change and take payloads (the rules stay out of reach).
+    pub fn book_mut(&mut self) -> &mut CircuitBook<P> {
+        &mut self.book
     }
 
     /// Minor version in effect on this circuit.
@@ -168,13 +273,14 @@ impl Circuit {
     /// A refused message is consumed and reported as an error; polling again
     /// continues with the next one unless the error is fatal, in which case
     /// the circuit is closed.
-    pub fn poll_event(&mut self) -> Result<Option<Event>, CircuitError> {
+    pub fn poll_event(&mut self) -> Result<Option<Event<P>>, CircuitError> {
         loop {
             let frame = match self.decoder.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(None),
                 Err(error) => {
-                    self.book.disconnect();
+                    // Closed; the payloads wait for `disconnect_released`.
+                    self.book.fail();
                     return Err(CircuitError::Decode { header: None, source: DecodeError::Frame(error) });
                 }
             };
@@ -182,8 +288,8 @@ impl Circuit {
             let command = Command::decode(&frame, self.role(), Transport::Tcp)
                 .map_err(|source| CircuitError::Decode { header: Some(header), source })?;
             match self.book.apply(&command, Direction::Received) {
-                Ok(Verdict::Deliver { command, cid, channel_state }) => {
-                    return Ok(Some(Event { command, cid, channel_state }));
+                Ok(Verdict::Deliver { command, cid, channel_state, released }) => {
+                    return Ok(Some(Event { command, cid, channel_state, released }));
                 }
                 Ok(Verdict::Absorb) => {
                     tracing::trace!(?header, "absorbed late cancel confirmation");
@@ -197,5 +303,11 @@ impl Circuit {
     /// that closed with it. Later sends are refused.
     pub fn disconnect(&mut self) -> Vec<u32> {
         self.book.disconnect()
+    }
+
+    /// Records that the connection is gone and hands back every payload the
+    /// book still held. Later sends are refused.
+    pub fn disconnect_released(&mut self) -> Released<P> {
+        self.book.disconnect_released()
     }
 }

@@ -1,5 +1,8 @@
 //! The sans-I/O core of one client's circuit on the server: requests in, replies and
 //! subscription updates out, every one checked by the protocol state machine.
+//! That state machine's book is also the circuit's one table: each channel carries
+//! the PV it serves with the client's rights, each subscription its
+//! [`ServerSubscription`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,15 +11,32 @@ use pvloom_core::bytes::BytesMut;
 use pvloom_core::endpoint::{CloseReason, StreamEndpoint};
 
 use super::outbox::Outbox;
-use crate::proto::command::{Command, Role};
+use super::registry::{ServedPv, ServerSubscription};
+use crate::proto::command::{AccessRights, Command, Role};
+use crate::proto::state::{BookPayloads, CircuitBook};
 use crate::proto::{Circuit, CircuitConfig, CircuitError};
 
 /// Replies waiting to be sent above which the circuit takes no further requests: a
 /// client that asks without reading the answers gets back-pressure, not server memory.
 pub(crate) const MAX_UNSENT: usize = 4 * 1024 * 1024;
 
+/// A channel as this server serves it to the client (its book entry's payload).
+pub(crate) struct ServedChannel {
+    pub(crate) pv: Arc<ServedPv>,
+    pub(crate) rights: AccessRights,
+}
+
+/// What a server circuit's book carries.
+pub(crate) struct ServerTables;
+
+impl BookPayloads for ServerTables {
+    type Channel = ServedChannel;
+    type Io = ();
+    type Sub = Arc<ServerSubscription>;
+}
+
 pub(crate) struct ServerEndpoint {
-    proto: Circuit,
+    proto: Circuit<ServerTables>,
     version: u16,
     replies: BytesMut,
     outbox: Arc<Outbox>,
@@ -26,12 +46,22 @@ pub(crate) struct ServerEndpoint {
 impl ServerEndpoint {
     pub(crate) fn new(config: CircuitConfig, outbox: Arc<Outbox>) -> Self {
         ServerEndpoint {
-            proto: Circuit::with_config(Role::Server, config),
+            proto: Circuit::with_payloads(Role::Server, config),
             version: config.version,
             replies: BytesMut::with_capacity(4096),
             outbox,
             close: None,
         }
+    }
+
+    /// The channels and subscriptions (with what they serve).
+    pub(crate) fn book(&self) -> &CircuitBook<ServerTables> {
+        self.proto.book()
+    }
+
+    /// The channels and subscriptions, to attach, change or take payloads.
+    pub(crate) fn book_mut(&mut self) -> &mut CircuitBook<ServerTables> {
+        self.proto.book_mut()
     }
 
     /// Queue one reply; the circuit's rules may refuse it.
@@ -54,7 +84,7 @@ impl ServerEndpoint {
     }
 }
 
-fn encode_update(proto: &mut Circuit, update: &Command, out: &mut BytesMut) {
+fn encode_update(proto: &mut Circuit<ServerTables>, update: &Command, out: &mut BytesMut) {
     // Refused when the subscription ended meanwhile: that update is not owed.
     if let Err(err) = proto.send_into(update, out) {
         tracing::trace!("update dropped: {err}");
@@ -123,7 +153,10 @@ impl StreamEndpoint for ServerEndpoint {
     }
 
     fn handle_closed(&mut self, _now: Instant, _reason: &CloseReason) {
-        self.proto.disconnect();
+        // The subscriptions end with the circuit: no more updates are accepted for them.
+        for (id, _) in self.proto.disconnect_released().subscriptions {
+            self.outbox.forget(id);
+        }
         self.replies.clear();
     }
 }

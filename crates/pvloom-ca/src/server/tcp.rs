@@ -2,7 +2,6 @@
 //! client's circuit above its sans-I/O [`ServerEndpoint`], run by pvloom-core's stream
 //! driver (which owns the socket, the buffers, back-pressure and the stall timeout).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use pvloom_core::endpoint::CloseReason;
 use pvloom_core::mio::net::TcpStream;
 
 use super::ServerShared;
-use super::endpoint::ServerEndpoint;
+use super::endpoint::{ServedChannel, ServerEndpoint};
 use super::outbox::Outbox;
 use super::registry::{ServedPv, ServerSubscription};
 use crate::proto::command::{AccessRights, Command, code};
@@ -33,20 +32,13 @@ pub(crate) fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<ServerSha
     let _ = runtime.run_on(thread, move |ctx| ServerCircuit::open(ctx, stream, peer, address, shared));
 }
 
-struct Channel {
-    cid: u32,
-    pv: Arc<ServedPv>,
-    rights: AccessRights,
-}
-
-/// One client's virtual circuit.
+/// One client's virtual circuit. Its channels and subscriptions are in its
+/// endpoint's book.
 pub(crate) struct ServerCircuit {
     peer: SocketAddr,
     shared: Arc<ServerShared>,
     endpoint: ServerEndpoint,
     outbox: Arc<Outbox>,
-    channels: HashMap<u32, Channel>,
-    subscriptions: HashMap<u32, (u32, Arc<ServerSubscription>)>,
     next_sid: u32,
     host: String,
     user: String,
@@ -76,8 +68,6 @@ impl ServerCircuit {
             endpoint: ServerEndpoint::new(config, outbox.clone()),
             outbox,
             shared: shared.clone(),
-            channels: HashMap::new(),
-            subscriptions: HashMap::new(),
             next_sid: 1,
             host: peer.ip().to_string(),
             user: String::new(),
@@ -150,7 +140,7 @@ impl ServerCircuit {
                     param1: sid,
                     param2: ioid,
                 };
-                let Some(channel) = self.channels.get(&sid) else { return };
+                let Some((_, channel)) = self.endpoint.book().channel_payload_by_sid(sid) else { return };
                 let (rights, pv) = (channel.rights, channel.pv.clone());
                 let _ = header;
                 // Failures are READ_NOTIFY replies carrying the status and a zeroed value,
@@ -181,8 +171,8 @@ impl ServerCircuit {
                 }
             }
             Command::ReadRequest { data_type, data_count, sid, ioid } => {
-                let Some(channel) = self.channels.get(&sid) else { return };
-                let (cid, rights, pv) = (channel.cid, channel.rights, channel.pv.clone());
+                let Some((info, channel)) = self.endpoint.book().channel_payload_by_sid(sid) else { return };
+                let (cid, rights, pv) = (info.cid, channel.rights, channel.pv.clone());
                 let header = Header {
                     command: code::READ,
                     payload_size: 0,
@@ -211,9 +201,9 @@ impl ServerCircuit {
                 self.write(data_type, data_count, sid, ioid, &data, true);
             }
             Command::EventAddRequest { data_type, data_count, sid, subscription_id, mask, .. } => {
-                let Some(channel) = self.channels.get(&sid) else { return };
-                let pv = channel.pv.clone();
-                if !channel.rights.can_read() {
+                let Some((_, channel)) = self.endpoint.book().channel_payload_by_sid(sid) else { return };
+                let (rights, pv) = (channel.rights, channel.pv.clone());
+                if !rights.can_read() {
                     // As rsrv: one update carrying ECA_NORDACCESS and no value.
                     let count = zeroed_count(data_count, pv.backend.element_count());
                     self.queue(&[Command::EventAddResponse {
@@ -239,21 +229,21 @@ impl ServerCircuit {
                 self.outbox.register(subscription_id);
                 pv.subscribe(&subscription);
                 subscription.send_current(&pv.backend);
-                self.subscriptions.insert(subscription_id, (sid, subscription));
+                // The EVENT_ADD was accepted: the book has the subscription.
+                let _ = self.endpoint.book_mut().attach_subscription(subscription_id, subscription);
             }
             Command::EventCancelRequest { data_type, data_count, sid, subscription_id } => {
-                self.subscriptions.remove(&subscription_id);
+                self.endpoint.book_mut().take_subscription_payload(subscription_id);
                 self.outbox.forget(subscription_id);
                 self.queue(&[Command::EventCancelResponse { data_type, data_count, sid, subscription_id }]);
             }
             Command::EventsOffRequest => self.outbox.set_events(false),
             Command::EventsOnRequest => self.outbox.set_events(true),
             Command::ClearChannelRequest { sid, cid } => {
-                self.channels.remove(&sid);
-                let gone: Vec<u32> =
-                    self.subscriptions.iter().filter(|(_, (s, _))| *s == sid).map(|(id, _)| *id).collect();
-                for id in gone {
-                    self.subscriptions.remove(&id);
+                // The book checked that `sid` is `cid`'s; the reply forgets the channel.
+                let book = self.endpoint.book_mut();
+                book.take_channel_payload(cid);
+                for (id, _) in book.take_subscription_payloads_of(cid) {
                     self.outbox.forget(id);
                 }
                 self.queue(&[Command::ClearChannelResponse { sid, cid }]);
@@ -273,7 +263,8 @@ impl ServerCircuit {
             self.queue(&[Command::CreateChFailResponse { cid }]);
             return;
         };
-        if self.channels.len() >= self.shared.config.max_channels_per_client {
+        // The book holds the channels served, and this one being created.
+        if self.endpoint.book().channel_count().saturating_sub(1) >= self.shared.config.max_channels_per_client {
             let why = format!("more than {} channels", self.shared.config.max_channels_per_client);
             return self.endpoint.close(CloseReason::Protocol(why));
         }
@@ -281,22 +272,25 @@ impl ServerCircuit {
         self.next_sid = self.next_sid.wrapping_add(1).max(1);
         let rights = self.rights_for(&pv);
         let (native, count) = (pv.backend.native_type(), pv.backend.element_count());
-        self.channels.insert(sid, Channel { cid, pv, rights });
         self.queue(&[
             Command::AccessRightsResponse { cid, access_rights: rights },
             Command::CreateChanResponse { data_type: native, data_count: count, cid, sid },
         ]);
+        // The CREATE_CHAN was accepted when it arrived: the book has the channel.
+        let _ = self.endpoint.book_mut().attach_channel(cid, ServedChannel { pv, rights });
     }
 
     fn refresh_rights(&mut self) {
-        let changes: Vec<(u32, u32, AccessRights)> = self
-            .channels
-            .iter()
-            .map(|(sid, c)| (*sid, c.cid, self.rights_for(&c.pv)))
-            .filter(|(sid, _, rights)| self.channels.get(sid).is_some_and(|c| c.rights != *rights))
+        let changes: Vec<(u32, AccessRights)> = self
+            .endpoint
+            .book()
+            .channel_payloads()
+            .map(|(info, c)| (info.cid, c.rights, self.rights_for(&c.pv)))
+            .filter(|(_, old, new)| old != new)
+            .map(|(cid, _, rights)| (cid, rights))
             .collect();
-        for (sid, cid, rights) in changes {
-            if let Some(channel) = self.channels.get_mut(&sid) {
+        for (cid, rights) in changes {
+            if let Some(channel) = self.endpoint.book_mut().channel_payload_mut(cid) {
                 channel.rights = rights;
             }
             self.queue(&[Command::AccessRightsResponse { cid, access_rights: rights }]);
@@ -312,8 +306,8 @@ impl ServerCircuit {
             param1: sid,
             param2: ioid,
         };
-        let Some(channel) = self.channels.get(&sid) else { return };
-        let (cid, rights, pv) = (channel.cid, channel.rights, channel.pv.clone());
+        let Some((info, channel)) = self.endpoint.book().channel_payload_by_sid(sid) else { return };
+        let (cid, rights, pv) = (info.cid, channel.rights, channel.pv.clone());
         let status = if !rights.can_write() {
             ECA_NOWTACCESS
         } else {
@@ -359,10 +353,7 @@ impl StreamApp for ServerCircuit {
         } else {
             tracing::warn!(%peer, host = self.host, user = self.user, "client disconnected: {reason}");
         }
-        for (id, _) in self.subscriptions.drain() {
-            self.outbox.forget(id);
-        }
-        self.channels.clear();
+        // The endpoint's book ended the channels and subscriptions in `handle_closed`.
     }
 }
 
