@@ -15,7 +15,7 @@ use pvloom_ca::proto::constants::ECA_NORMAL;
 use pvloom_ca::proto::{Circuit, Command, DbrData, DbrType, Role, Value};
 use pvloom_ca::server::SearchResponder;
 use pvloom_core::bytes::BytesMut;
-use pvloom_core::endpoint::{CloseReason, StreamEndpoint};
+use pvloom_core::endpoint::{CloseReason, DatagramEndpoint, StreamEndpoint};
 use pvloom_core::harness::{DatagramNet, Side, StreamPair};
 
 /// Test payloads: plain tags.
@@ -583,4 +583,105 @@ fn the_engine_registers_with_the_repeater_and_asks_for_one_when_none_answers() {
     let registrations = net.log.iter().filter(|(_, _, to, _)| to.port() == 5065).count();
     assert_eq!(registrations, 3, "tries at 0, 0.5 and 1.0 s");
     assert_eq!(net.lost, 3, "nobody listened");
+}
+
+/// A hand-made beacon from `server_port`'s server with counter `id`.
+fn beacon(id: u32, server_port: u16) -> Vec<u8> {
+    let command = Command::Beacon { version: 13, server_port, beacon_id: id, address: Some(Ipv4Addr::LOCALHOST) };
+    command.to_bytes().unwrap().to_vec()
+}
+
+#[test]
+fn duplicated_and_lost_beacons_are_no_anomaly_but_a_faster_ramp_is() {
+    let mut net = DatagramNet::new();
+    let start = net.now();
+    let server = server_addr(5064);
+    net.add(client_addr(), engine(start));
+    net.endpoint::<SearchEngine>(client_addr()).add(start, 1, "PV:X".into(), 0);
+    // A steady server, 15 s apart, while the name goes deep into its backoff.
+    for id in 0..20u32 {
+        net.advance(Duration::from_secs(15));
+        net.inject(server, client_addr(), &beacon(id, 5070));
+    }
+    let searches = searches_sent(&net).len();
+    // The same beacon again (a redundant route), then one lost (the counter jumps by 2).
+    net.inject(server, client_addr(), &beacon(19, 5070));
+    net.advance(Duration::from_secs(15));
+    net.inject(server, client_addr(), &beacon(21, 5070));
+    assert!(searches_sent(&net).len() <= searches + 1, "no burst for a duplicate or a lost beacon");
+    let searches = searches_sent(&net).len();
+    // The server restarts: its ramp comes much faster than the average period.
+    net.advance(Duration::from_millis(100));
+    net.inject(server, client_addr(), &beacon(0, 5070));
+    net.advance(Duration::from_millis(20));
+    net.inject(server, client_addr(), &beacon(1, 5070));
+    assert_eq!(searches_sent(&net).len(), searches, "one period of the ramp is not known yet");
+    net.advance(Duration::from_millis(40));
+    net.inject(server, client_addr(), &beacon(2, 5070));
+    let now = net.now();
+    assert_eq!(searches_sent(&net).len(), searches + 1, "searched at once");
+    assert_eq!(*searches_sent(&net).last().unwrap(), now);
+    let next = net.endpoint::<SearchEngine>(client_addr()).next_search(1).unwrap();
+    assert_eq!(next, now + search_delay(7, MAX_PERIOD), "the backoff resumes from 2 s, not 32 ms");
+}
+
+#[test]
+fn a_server_already_running_at_start_is_no_anomaly() {
+    let mut net = DatagramNet::new();
+    let start = net.now();
+    let server = server_addr(5064);
+    net.add(client_addr(), engine(start));
+    net.endpoint::<SearchEngine>(client_addr()).add(start, 1, "PV:Y".into(), 0);
+    net.advance(Duration::from_millis(500));
+    net.inject(server, client_addr(), &beacon(40, 5071));
+    let before = searches_sent(&net).len();
+    let next = net.endpoint::<SearchEngine>(client_addr()).next_search(1).unwrap();
+    net.advance(Duration::from_secs(15));
+    net.inject(server, client_addr(), &beacon(41, 5071));
+    let scheduled = searches_sent(&net).iter().filter(|at| **at >= next).count();
+    assert_eq!(searches_sent(&net).len() - before, scheduled, "only the scheduled searches, no burst");
+    assert!(scheduled <= 5, "the backoff's own searches in 15 s: {scheduled}");
+}
+
+#[test]
+fn a_zero_search_period_cap_cannot_spin() {
+    let start = Instant::now();
+    let config = SearchConfig {
+        destinations: vec![SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5064)],
+        max_period: Duration::ZERO,
+        repeater_port: None,
+    };
+    let mut net = DatagramNet::new();
+    net.add(client_addr(), SearchEngine::new(start, config));
+    net.endpoint::<SearchEngine>(client_addr()).add(start, 1, "PV:Z".into(), 0);
+    net.advance(Duration::from_secs(1));
+    let sent = searches_sent(&net).len();
+    assert!((20..=40).contains(&sent), "one search per 32 ms at most: {sent}");
+}
+
+#[test]
+fn the_beacon_ramp_starts_at_once_doubles_and_never_doubles_up_after_a_stall() {
+    let start = Instant::now();
+    let mut responder = responder(start, 5102, &[], Some(40_000));
+    let mut sent = Vec::new();
+    let mut now = start;
+    while now < start + Duration::from_secs(40) {
+        let at = responder.poll_timeout().unwrap();
+        now = at;
+        responder.handle_timeout(now);
+        while responder.poll_transmit(now).is_some() {
+            sent.push(now - start);
+        }
+    }
+    let ms: Vec<u128> = sent.iter().take(6).map(Duration::as_millis).collect();
+    assert_eq!(ms, vec![0, 20, 60, 140, 300, 620], "rsrv's ramp");
+    let gaps: Vec<Duration> = sent.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(*gaps.last().unwrap(), Duration::from_secs(15), "then the beacon period");
+
+    // A stall: the timer fires 10 s late; the next beacon keeps one interval's gap.
+    let due = responder.poll_timeout().unwrap();
+    let late = due + Duration::from_secs(10);
+    responder.handle_timeout(late);
+    assert!(responder.poll_transmit(late).is_some());
+    assert_eq!(responder.poll_timeout(), Some(late + Duration::from_secs(15)));
 }

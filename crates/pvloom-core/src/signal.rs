@@ -190,7 +190,10 @@ pub fn block_until<W: Wait>(wait: &mut W, deadline: Option<Instant>, spin: Spin)
     loop {
         let signal = ThreadSignal::current();
         if let Some(value) = wait.register(signal.clone()) {
-            wait.unregister();
+            // A wake-up that reached this registration meanwhile is not ours to keep.
+            if !wait.unregister() {
+                wait.pass_on();
+            }
             return Ok(value);
         }
         if signal.park(deadline) {
@@ -232,7 +235,9 @@ impl AsyncWait {
         {
             // Still registered: polled for another reason, or the waker moved.
             if let Some(value) = wait.try_take() {
-                wait.unregister();
+                if !wait.unregister() {
+                    wait.pass_on();
+                }
                 return Poll::Ready(value);
             }
             self.signal = Some(signal);
@@ -244,7 +249,9 @@ impl AsyncWait {
         }
         let signal = WakerSignal::new(cx.waker().clone());
         if let Some(value) = wait.register(signal.clone()) {
-            wait.unregister();
+            if !wait.unregister() {
+                wait.pass_on();
+            }
             return Poll::Ready(value);
         }
         self.signal = Some(signal);

@@ -265,3 +265,23 @@ fn shutdown_closes_connections_with_shutdown() {
     let (_, reason) = wait_closed(&rx);
     assert_eq!(reason, CloseReason::Shutdown);
 }
+
+#[test]
+fn a_panicking_call_closes_the_connection_and_reports_it() {
+    let (_server_runtime, addr, _server) = echo_server(StreamConfig::default(), true);
+    let runtime = Runtime::new().unwrap();
+    let (address, rx) = connect_client(&runtime, addr, Echo::new(false));
+    std::thread::sleep(Duration::from_millis(50));
+    address.exec(|_, _| panic!("a protocol bug"), || {});
+    let (_, reason) = wait_closed(&rx);
+    assert_eq!(reason, CloseReason::Shutdown, "closed as a dropped handler is: {reason}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runtime.callback_failures() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(runtime.callback_failures(), 1, "the panic reached the error hook");
+    let (tx, missing) = channel();
+    address.exec(|_, _| panic!("gone"), move || tx.send(()).unwrap());
+    missing.recv_timeout(Duration::from_secs(5)).expect("later calls find it gone");
+    assert_eq!(runtime.thread_stats().iter().map(|s| s.handlers).sum::<usize>(), 0);
+}

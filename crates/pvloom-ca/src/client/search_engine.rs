@@ -67,10 +67,15 @@ struct Pending {
     due: Instant,
 }
 
+/// How far back in the backoff a beacon anomaly puts an unanswered name (libca's
+/// `beaconAnomalyRetrySetpoint`): searched now, then every 2 s and slower.
+const BEACON_ANOMALY_ATTEMPT: u32 = 6;
+
 struct BeaconSeen {
     id: u32,
     at: Instant,
-    period: Option<Duration>,
+    /// A running average of the beacon period, once two beacons were seen.
+    average: Option<Duration>,
 }
 
 enum Repeater {
@@ -89,11 +94,14 @@ pub struct SearchEngine {
     repeater: Repeater,
     out: VecDeque<Datagram>,
     events: VecDeque<SearchEvent>,
+    started: Instant,
 }
 
 impl SearchEngine {
     /// An engine that registers with the repeater at once (if it has a port).
-    pub fn new(now: Instant, config: SearchConfig) -> Self {
+    pub fn new(now: Instant, mut config: SearchConfig) -> Self {
+        // A zero cap would make every search due again at once, forever.
+        config.max_period = config.max_period.max(MIN_ROUND_TRIP_ESTIMATE);
         let repeater = match config.repeater_port {
             Some(_) => Repeater::Unregistered { next_try: now, tries: 0 },
             None => Repeater::Off,
@@ -107,6 +115,7 @@ impl SearchEngine {
             repeater,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            started: now,
         }
     }
 
@@ -166,7 +175,8 @@ impl SearchEngine {
 
     fn send_due(&mut self, now: Instant) {
         let mut due = Vec::new();
-        while let Some(&(at, cid)) = self.schedule.first() {
+        for _ in 0..self.schedule.len() {
+            let Some(&(at, cid)) = self.schedule.first() else { break };
             if at > now {
                 break;
             }
@@ -214,21 +224,34 @@ impl SearchEngine {
         }
     }
 
-    /// A beacon anomaly: a server not seen before, a restarted one (its beacon
-    /// counter jumped), or beacons suddenly much faster than before (a restart's ramp).
+    /// A beacon anomaly, judged as libca's beacon table does: a server that came up
+    /// after this client (known from its second beacon), a restart (beacons at least
+    /// 20 % faster than the running average: rsrv's start-up ramp), or a server back
+    /// after three or more missing beacons. Duplicated beacons (redundant routes) and
+    /// small jumps of the counter (lost beacons) are ignored.
     fn is_anomaly(&mut self, now: Instant, server: SocketAddrV4, id: u32) -> bool {
-        let seen = self.beacons.get(&server);
-        let anomaly = match seen {
-            None => true,
-            Some(seen) => {
-                let gap = now.saturating_duration_since(seen.at);
-                let restarted = id != seen.id.wrapping_add(1);
-                let faster = seen.period.is_some_and(|p| gap < p / 3);
-                restarted || faster
+        let started = self.started;
+        if let Some(seen) = self.beacons.get_mut(&server) {
+            let advance = id.wrapping_sub(seen.id);
+            seen.id = id;
+            if advance == 0 || advance > u32::MAX - 256 || (2..4).contains(&advance) {
+                return false;
             }
-        };
-        let period = seen.map(|s| now.saturating_duration_since(s.at));
-        if self.beacons.len() >= MAX_TRACKED_SERVERS && !self.beacons.contains_key(&server) {
+            let period = now.saturating_duration_since(seen.at);
+            let anomaly = match seen.average {
+                // The second beacon: a server first heard later than one period after
+                // this client started is new, not one we merely learned of.
+                None => period <= seen.at.saturating_duration_since(started),
+                Some(average) => period >= average.mul_f64(3.25) || period <= average.mul_f64(0.8),
+            };
+            seen.average = Some(match seen.average {
+                None => period,
+                Some(average) => period / 8 + average.mul_f64(0.875),
+            });
+            seen.at = now;
+            return anomaly;
+        }
+        if self.beacons.len() >= MAX_TRACKED_SERVERS {
             // Spoofed beacons from endless addresses must not grow this table: forget
             // servers silent for a minute, or everything if that is not enough.
             self.beacons.retain(|_, seen| now.saturating_duration_since(seen.at) < BEACON_MEMORY);
@@ -236,8 +259,21 @@ impl SearchEngine {
                 self.beacons.clear();
             }
         }
-        self.beacons.insert(server, BeaconSeen { id, at: now, period });
-        anomaly
+        self.beacons.insert(server, BeaconSeen { id, at: now, average: None });
+        false
+    }
+
+    /// After a beacon anomaly: names deep in their backoff are searched now and go
+    /// on from [`BEACON_ANOMALY_ATTEMPT`].
+    fn beacon_anomaly(&mut self, now: Instant) {
+        let cids: Vec<u32> =
+            self.pending.iter().filter(|(_, p)| p.attempt > BEACON_ANOMALY_ATTEMPT).map(|(&cid, _)| cid).collect();
+        for cid in cids {
+            if let Some(pending) = self.pending.get_mut(&cid) {
+                pending.attempt = BEACON_ANOMALY_ATTEMPT;
+            }
+            self.reschedule(cid, now);
+        }
     }
 
     /// Servers whose beacons are tracked now.
@@ -258,7 +294,7 @@ impl SearchEngine {
                 self.events.push_back(SearchEvent::Heard(server));
                 if self.is_anomaly(now, server, beacon_id) && !self.pending.is_empty() {
                     tracing::debug!(%server, "beacon anomaly: searching unanswered names now");
-                    self.search_now(now);
+                    self.beacon_anomaly(now);
                 }
             }
             DatagramEvent::RepeaterConfirm { .. } => {

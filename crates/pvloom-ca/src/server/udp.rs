@@ -50,7 +50,8 @@ impl SearchResponder {
             beacon_destinations,
             beacon_period: beacon_period.max(FIRST_BEACON),
             beacon_interval: FIRST_BEACON,
-            next_beacon: now + FIRST_BEACON,
+            // As rsrv: the first beacon goes out as the server starts.
+            next_beacon: now,
             out: VecDeque::new(),
         }
     }
@@ -105,9 +106,11 @@ impl DatagramEndpoint for SearchResponder {
             return;
         }
         self.beacon();
-        self.beacon_interval = (self.beacon_interval * 2).min(self.beacon_period);
-        // Keep the cadence; after a stall, start again from now.
-        self.next_beacon = (self.next_beacon + self.beacon_interval).max(now);
+        let interval = self.beacon_interval;
+        self.beacon_interval = (interval * 2).min(self.beacon_period);
+        // Keep the cadence, but after a stall never two beacons at once: clients would
+        // take the short gap for a restart.
+        self.next_beacon = (self.next_beacon + interval).max(now + interval);
     }
 
     fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {

@@ -134,7 +134,7 @@ impl<A: DatagramApp> DatagramDriver<A> {
                     tracing::debug!("datagram socket: {e}");
                     errors += 1;
                     if errors > MAX_ERRORS_PER_TURN {
-                        return;
+                        break;
                     }
                 }
             }

@@ -13,7 +13,11 @@ use crate::runtime::{IoCtx, IoHandler, Keep};
 pub struct Listener<F> {
     socket: TcpListener,
     on_accept: F,
+    token: Option<Token>,
 }
+
+/// How long to wait before accepting again after an error such as EMFILE.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl<F> Listener<F>
 where
@@ -21,7 +25,7 @@ where
 {
     /// Serve `socket` (bound and listening) with `on_accept`.
     pub fn new(socket: TcpListener, on_accept: F) -> Self {
-        Listener { socket, on_accept }
+        Listener { socket, on_accept, token: None }
     }
 }
 
@@ -30,18 +34,35 @@ where
     F: FnMut(TcpStream, SocketAddr, &mut IoCtx<'_>) + Send + 'static,
 {
     fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
+        self.token = Some(token);
         registry.register(&mut self.socket, token, Interest::READABLE)
     }
 
     fn ready(&mut self, ctx: &mut IoCtx<'_>, _: Token, _: &mio::event::Event) -> Keep {
+        self.accept_all(ctx)
+    }
+}
+
+impl<F> Listener<F>
+where
+    F: FnMut(TcpStream, SocketAddr, &mut IoCtx<'_>) + Send + 'static,
+{
+    fn accept_all(&mut self, ctx: &mut IoCtx<'_>) -> Keep {
         loop {
             match self.socket.accept() {
                 Ok((stream, peer)) => (self.on_accept)(stream, peer, ctx),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Keep::Yes,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // Out of descriptors and the like: try again on the next readiness.
+                // Out of descriptors and the like: readiness is edge-triggered, so
+                // the connections already queued would wait for a new one; try again
+                // shortly instead.
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
+                    if let Some(token) = self.token {
+                        ctx.call_later(ACCEPT_RETRY, move |ctx| {
+                            ctx.with_handler::<Listener<F>, _>(token, |listener, ctx| ((), listener.accept_all(ctx)));
+                        });
+                    }
                     return Keep::Yes;
                 }
             }

@@ -153,8 +153,22 @@ impl IoCtx<'_> {
             return None;
         }
         let mut handler = slot.take()?;
-        let typed = (handler.as_mut() as &mut dyn Any).downcast_mut::<H>().expect("type checked above");
-        let (result, keep) = f(typed, self);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let typed = (handler.as_mut() as &mut dyn Any).downcast_mut::<H>().expect("type checked above");
+            f(typed, self)
+        }));
+        let (result, keep) = match outcome {
+            Ok(done) => done,
+            Err(panic) => {
+                // The handler's state is unknown: close it as if it returned Keep::No
+                // (its peers and waiters hear of it), then let the caller's containment
+                // report the panic.
+                self.state.handlers.try_remove(token.0);
+                self.state.counters.handlers.store(self.state.handlers.len(), Ordering::Relaxed);
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.closed(self)));
+                std::panic::resume_unwind(panic);
+            }
+        };
         match keep {
             Keep::Yes => {
                 if let Some(slot) = self.state.handlers.get_mut(token.0) {
@@ -247,11 +261,12 @@ pub(crate) fn run_loop(mut state: LoopState, inputs: LoopInputs) {
     let mut window_busy = Duration::ZERO;
     let mut more_tasks = false;
     loop {
-        let now = state.clock.now();
+        // Timers run on the runtime's clock; the stats window always on real time (a
+        // manual clock ahead of it must not make the poll timeout zero).
         let window_end = window_start + STATS_WINDOW;
-        let mut timeout = window_end.saturating_duration_since(now);
+        let mut timeout = window_end.saturating_duration_since(Instant::now());
         if let Some(deadline) = state.timers.next_deadline() {
-            timeout = timeout.min(deadline.saturating_duration_since(now));
+            timeout = timeout.min(deadline.saturating_duration_since(state.clock.now()));
         }
         if more_tasks {
             timeout = Duration::ZERO;

@@ -47,7 +47,21 @@ impl Timers {
             *cancelled = true;
             return true;
         }
-        self.timers.remove(&id.0).is_some()
+        let removed = self.timers.remove(&id.0).is_some();
+        // Heap entries of cancelled timers go lazily, when they reach the top; a thread
+        // that cancels far-off timers fast (re-armed deadlines) compacts the heap
+        // instead of letting it grow with the cancel rate times the horizon.
+        if self.deadlines.len() > 2 * self.timers.len() + 1024 {
+            let live = &self.timers;
+            self.deadlines.retain(|Reverse((_, id))| live.contains_key(id));
+        }
+        removed
+    }
+
+    /// Entries in the deadline heap, cancelled ones included.
+    #[cfg(test)]
+    pub(crate) fn heap_len(&self) -> usize {
+        self.deadlines.len()
     }
 
     pub(crate) fn start_running(&mut self, id: TimerId) {
@@ -91,5 +105,25 @@ impl Timers {
 
     pub(crate) fn len(&self) -> usize {
         self.timers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancelled_far_off_timers_do_not_pile_up() {
+        let mut timers = Timers::default();
+        let far = Instant::now() + Duration::from_secs(300);
+        for _ in 0..100_000 {
+            let id = timers.insert(
+                far,
+                Timer { run: Box::new(|_| {}), period: None, cancelled: Arc::new(AtomicBool::new(false)) },
+            );
+            timers.cancel(id);
+        }
+        assert_eq!(timers.len(), 0);
+        assert!(timers.heap_len() <= 1024 + 1, "heap compacted: {}", timers.heap_len());
     }
 }
