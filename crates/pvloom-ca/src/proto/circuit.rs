@@ -288,7 +288,8 @@ impl<P: BookPayloads> Circuit<P> {
             let command = Command::decode(&frame, self.role(), Transport::Tcp)
                 .map_err(|source| CircuitError::Decode { header: Some(header), source })?;
             match self.book.apply(&command, Direction::Received) {
-                Ok(Verdict::Deliver { command, cid, channel_state, released }) => {
+                Ok(Verdict::Deliver { rewritten, cid, channel_state, released }) => {
+                    let command = rewritten.unwrap_or(command);
                     return Ok(Some(Event { command, cid, channel_state, released }));
                 }
                 Ok(Verdict::Absorb) => {

@@ -226,10 +226,11 @@ pub(crate) enum Direction {
 
 /// How a judged command should be reported.
 pub(crate) enum Verdict<P: BookPayloads> {
-    /// Report it, possibly rewritten (an empty update that is not a cancel
-    /// confirmation becomes an `EventAddResponse` with no elements), with the
-    /// payloads of the entries it ended.
-    Deliver { command: Command, cid: Option<u32>, channel_state: Option<ChannelState>, released: Released<P> },
+    /// Report it (`rewritten`: as another command — an empty update that is not a
+    /// cancel confirmation becomes an `EventAddResponse` with no elements), with
+    /// the payloads of the entries it ended. The judged command itself is not
+    /// copied: the caller owns it.
+    Deliver { rewritten: Option<Command>, cid: Option<u32>, channel_state: Option<ChannelState>, released: Released<P> },
     /// A late cancel confirmation for a subscription that died with its
     /// channel (RSRV sends these); consume it silently.
     Absorb,
@@ -608,7 +609,7 @@ impl<P: BookPayloads> CircuitBook<P> {
     ) -> Result<Verdict<P>, StateError> {
         use Command::*;
         let deliver = |cid: Option<u32>, channel_state: Option<ChannelState>| Verdict::Deliver {
-            command: command.clone(),
+            rewritten: None,
             cid,
             channel_state,
             released: Released::default(),
@@ -840,13 +841,13 @@ impl<P: BookPayloads> CircuitBook<P> {
                         });
                     }
                     return Ok(Verdict::Deliver {
-                        command: EventAddResponse {
+                        rewritten: Some(EventAddResponse {
                             data_type: *data_type,
                             data_count: *data_count,
                             status: *sid,
                             subscription_id: *subscription_id,
                             data: Bytes::new(),
-                        },
+                        }),
                         cid: Some(subscription.cid),
                         channel_state: Some(self.state_of(subscription.cid)),
                         released: Released::default(),
