@@ -1,5 +1,7 @@
 //! `pvloom ca get|put|info|monitor` against EPICS base's server (pythonSoftIOC).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -32,19 +34,6 @@ fn free_port() -> u16 {
     }
 }
 
-fn env(port: u16, repeater: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("EPICS_CA_SERVER_PORT", port.to_string()),
-        ("EPICS_CAS_SERVER_PORT", port.to_string()),
-        ("EPICS_CA_REPEATER_PORT", repeater.to_string()),
-        ("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1".into()),
-        ("EPICS_CAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
-        ("EPICS_CAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
-        ("EPICS_CA_AUTO_ADDR_LIST", "NO".into()),
-        ("EPICS_CA_ADDR_LIST", format!("127.0.0.1:{port}")),
-    ]
-}
-
 fn start_ioc() -> Ioc {
     let python = root().join(".venv/bin/python");
     assert!(python.exists(), "run ./test.sh first: it creates .venv with the real peers");
@@ -52,7 +41,7 @@ fn start_ioc() -> Ioc {
     let mut child = Command::new(python)
         .arg(root().join("tests/peers/softioc_ioc.py"))
         .arg("CLI:")
-        .envs(env(port, repeater))
+        .envs(support::loopback_env(port, repeater))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,7 +56,11 @@ fn start_ioc() -> Ioc {
 }
 
 fn pvloom(ioc: &Ioc, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pvloom")).args(args).envs(env(ioc.port, ioc.repeater)).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pvloom"))
+        .args(args)
+        .envs(support::loopback_env(ioc.port, ioc.repeater))
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -130,7 +123,7 @@ fn ioc_serves_a_db_file_and_reports_bad_lines() {
     assert!(err.contains("bad.db:3:") && err.contains("BOGUS"), "{err}");
 
     let (port, repeater) = (free_port(), free_port());
-    let ioc_env = env(port, repeater);
+    let ioc_env = support::loopback_env(port, repeater);
     let mut ioc = Command::new(env!("CARGO_BIN_EXE_pvloom"))
         .args(["ioc", root().join("tests/data/every_record.db").to_str().unwrap(), "-m", "P=CLI2:", "--seconds", "30"])
         .envs(ioc_env)

@@ -2,6 +2,8 @@
 //! names it lacks, dynamic-size arrays, `.acf` access security, several IOCs on one
 //! host, refused CALC expressions, and plain-text logs.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -31,21 +33,6 @@ fn free_port() -> u16 {
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
-
-/// Loopback only, no automatic address lists: servers and clients see nothing else.
-fn env(port: u16, repeater: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("EPICS_CA_SERVER_PORT", port.to_string()),
-        ("EPICS_CAS_SERVER_PORT", port.to_string()),
-        ("EPICS_CA_REPEATER_PORT", repeater.to_string()),
-        ("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1".into()),
-        ("EPICS_CAS_BEACON_ADDR_LIST", "127.0.0.1".into()),
-        ("EPICS_CAS_AUTO_BEACON_ADDR_LIST", "NO".into()),
-        ("EPICS_CA_AUTO_ADDR_LIST", "NO".into()),
-        ("EPICS_CA_ADDR_LIST", format!("127.0.0.1:{port}")),
-        ("PYTHONUNBUFFERED", "1".into()),
-    ]
 }
 
 /// A scratch directory for one test's files, removed at the end.
@@ -167,7 +154,7 @@ record(ao, "$(P)LOCKED") {
 fn start(test: &str, prefix: &str, args: &[&str]) -> (Scratch, Ioc, Vec<(&'static str, String)>) {
     let scratch = Scratch::new(test);
     let db = scratch.file("test.db", DB);
-    let env = env(free_port(), free_udp_port());
+    let env = support::loopback_env(free_port(), free_udp_port());
     let mut args = args.to_vec();
     let macros = format!("P={prefix}");
     args.extend(["-m", macros.as_str()]);
@@ -393,7 +380,7 @@ fn two_iocs_on_one_port_are_both_found() {
     // Both IOCs configured for the same port, on every interface (a broadcast
     // reaches sockets bound to the wildcard address); clients search by loopback
     // broadcast, as clients on a subnet do.
-    let env: Vec<(&str, String)> = env(port, repeater)
+    let env: Vec<(&str, String)> = support::loopback_env(port, repeater)
         .into_iter()
         .filter(|(k, _)| *k != "EPICS_CAS_INTF_ADDR_LIST")
         .map(|(k, v)| if k == "EPICS_CA_ADDR_LIST" { (k, "127.255.255.255".to_owned()) } else { (k, v) })
@@ -473,7 +460,7 @@ print('OK')
 fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
     let scratch = Scratch::new("logs");
     let db = scratch.file("test.db", DB);
-    let mut env = env(free_port(), free_udp_port());
+    let mut env = support::loopback_env(free_port(), free_udp_port());
     env.push(("RUST_LOG", "info".into()));
     let mut ioc = Ioc::start(&db, &["-m", "P=L:"], &env);
     // A real client connecting and leaving logs too.

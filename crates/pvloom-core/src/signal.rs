@@ -642,4 +642,35 @@ mod tests {
         assert_eq!(permits.list.waiters(), 0, "the wake-up went on to `second`");
         assert!(second.as_mut().poll(&mut cx).is_ready());
     }
+
+    /// A wake-up that reaches a waiter which then finds its value on its own is
+    /// handed on to the next waiter, never lost.
+    #[test]
+    fn a_wake_up_taken_by_a_waiter_that_needed_none_is_passed_on() {
+        let permits = Permits { free: AtomicUsize::new(0), list: WaitList::new() };
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut d = Box::pin(permits.list.wait_async(|| permits.take()));
+        let d_ptr: *mut _ = &mut d;
+        let mut calls = 0;
+        let mut b = Box::pin(permits.list.wait_async(|| {
+            calls += 1;
+            if calls == 1 {
+                return None; // B finds nothing and registers.
+            }
+            // While B registers: X arrives unseen (nobody waited yet), B's re-check takes
+            // it, D registers, and Y's notify_one picks B, the oldest waiter.
+            permits.free.fetch_add(1, Ordering::AcqRel);
+            let got = permits.take();
+            let mut cx2 = Context::from_waker(&waker);
+            // SAFETY: D is a distinct pinned future; nothing else touches it meanwhile.
+            assert!(unsafe { (*d_ptr).as_mut() }.poll(&mut cx2).is_pending());
+            permits.give();
+            got
+        }));
+        assert!(b.as_mut().poll(&mut cx).is_ready());
+        drop(b);
+        assert_eq!(permits.list.waiters(), 0, "B handed Y's wake-up on to D");
+        assert!(d.as_mut().poll(&mut cx).is_ready(), "D takes Y");
+    }
 }
