@@ -7,12 +7,15 @@ use parking_lot::Mutex;
 
 use crate::proto::command::Command;
 
+/// Seeded and fast: every post looks up here (see the circuit book's tables).
+type Ids = foldhash::fast::RandomState;
+
 struct OutboxState {
     order: VecDeque<u32>,
-    latest: HashMap<u32, Command>,
+    latest: HashMap<u32, Command, Ids>,
     /// Subscriptions the client holds: an update posted for one it just cancelled
     /// (the post raced with the cancel) is dropped, never sent after the confirmation.
-    live: HashSet<u32>,
+    live: HashSet<u32, Ids>,
     events_off: bool,
 }
 
@@ -35,8 +38,8 @@ impl Outbox {
         Outbox {
             state: Mutex::new(OutboxState {
                 order: VecDeque::new(),
-                latest: HashMap::new(),
-                live: HashSet::new(),
+                latest: HashMap::default(),
+                live: HashSet::default(),
                 events_off: false,
             }),
             flush_scheduled: AtomicBool::new(false),
@@ -74,17 +77,19 @@ impl Outbox {
         self.flush_scheduled.store(false, Ordering::Release);
     }
 
-    /// Take queued updates until `take` says stop (it returns false when full).
-    pub(crate) fn take(&self, mut take: impl FnMut(Command) -> bool) {
+    /// Move queued updates into `into`, about `budget` bytes of them. The lock is
+    /// held only for the move: posters never wait for the encoding.
+    pub(crate) fn take(&self, budget: usize, into: &mut Vec<Command>) {
         let mut state = self.state.lock();
         if state.events_off {
             return;
         }
-        while let Some(id) = state.order.pop_front() {
-            if let Some(update) = state.latest.remove(&id)
-                && !take(update)
-            {
-                return;
+        let mut taken = 0;
+        while taken < budget {
+            let Some(id) = state.order.pop_front() else { break };
+            if let Some(update) = state.latest.remove(&id) {
+                taken += update_size(&update);
+                into.push(update);
             }
         }
     }
@@ -108,5 +113,13 @@ impl Outbox {
         if on {
             self.schedule_flush();
         }
+    }
+}
+
+/// About what an update takes on the wire.
+fn update_size(update: &Command) -> usize {
+    match update {
+        Command::EventAddResponse { data, .. } => 16 + data.len(),
+        _ => 16,
     }
 }
