@@ -10,7 +10,7 @@
 //! `now` it is given.
 //!
 //! The same endpoint runs on a real socket under [`crate::driver`] and in memory on
-//! virtual time under [`crate::harness`].
+//! virtual time under `pvloom_core::harness` (feature `harness`).
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@
 //! protocol circuit's book, with the application's payload stored in every entry
 //! and handed back in the events; beside it only an index of the operations'
 //! deadlines. It reads no clock and owns no socket:
-//! [`pvloom_core::driver`] runs it on TCP, [`pvloom_core::harness`] on virtual time.
+//! [`pvloom_core::driver`] runs it on TCP, `pvloom_core::harness` on virtual time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;

@@ -10,9 +10,6 @@ use crate::runtime::{IoCtx, IoHandler, Keep, RuntimeHandle};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A call on a driven application, run on its I/O thread.
-pub type AppCall<A> = Box<dyn FnOnce(&mut A, &mut IoCtx<'_>) + Send>;
-
 /// A handler the driver owns: it has an id (tokens are reused, ids never) and pumps
 /// its endpoint after the application was called.
 pub trait Driven: IoHandler + Sized {
@@ -21,7 +18,7 @@ pub trait Driven: IoHandler + Sized {
     /// The id given at creation.
     fn driver_id(&self) -> u64;
     /// Run `f` with the application, then pump; `Keep::No` once closed.
-    fn call(&mut self, ctx: &mut IoCtx<'_>, f: AppCall<Self::App>) -> Keep;
+    fn call(&mut self, ctx: &mut IoCtx<'_>, f: impl FnOnce(&mut Self::App, &mut IoCtx<'_>)) -> Keep;
 }
 
 /// Where a driven connection or socket lives: its runtime, its I/O thread and, once
@@ -97,7 +94,7 @@ impl<H: Driven> Address<H> {
                 return (false, Keep::Yes);
             }
             let f = f.take().expect("called once");
-            (true, handler.call(ctx, Box::new(f)))
+            (true, handler.call(ctx, f))
         }) == Some(true)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
-use super::address::{Address, AppCall, Driven};
+use super::address::{Address, Driven};
 use super::deadline::Deadline;
 use crate::endpoint::{Datagram, DatagramEndpoint};
 use crate::runtime::{IoCtx, IoHandler, Keep};
@@ -183,7 +183,7 @@ impl<A: DatagramApp> Driven for DatagramDriver<A> {
         self.id
     }
 
-    fn call(&mut self, ctx: &mut IoCtx<'_>, f: AppCall<A>) -> Keep {
+    fn call(&mut self, ctx: &mut IoCtx<'_>, f: impl FnOnce(&mut A, &mut IoCtx<'_>)) -> Keep {
         f(&mut self.app, ctx);
         self.pump(ctx)
     }

@@ -9,7 +9,7 @@ use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::address::{Address, AppCall, Driven};
+use super::address::{Address, Driven};
 use super::deadline::Deadline;
 use crate::endpoint::{CloseReason, StreamEndpoint};
 use crate::runtime::{IoCtx, IoHandler, Keep};
@@ -394,7 +394,7 @@ impl<A: StreamApp> Driven for StreamDriver<A> {
         self.id
     }
 
-    fn call(&mut self, ctx: &mut IoCtx<'_>, f: AppCall<A>) -> Keep {
+    fn call(&mut self, ctx: &mut IoCtx<'_>, f: impl FnOnce(&mut A, &mut IoCtx<'_>)) -> Keep {
         if self.phase == Phase::Closed {
             return Keep::No;
         }

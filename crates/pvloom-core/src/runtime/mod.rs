@@ -84,7 +84,7 @@ impl RuntimeBuilder {
     /// The clock timers, drivers and endpoints read (default: the system's). A
     /// [`ManualClock`](crate::clock::ManualClock) here makes timers fire only when
     /// time is advanced and the thread wakes; tests of protocol timing use
-    /// [`harness`](crate::harness) instead.
+    /// `harness` (feature `harness`) instead.
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
