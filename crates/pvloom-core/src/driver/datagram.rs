@@ -143,12 +143,12 @@ impl<A: DatagramApp> DatagramDriver<A> {
     }
 
     fn schedule_receive(&mut self, ctx: &mut IoCtx<'_>) {
-        let (Some(token), Some(runtime)) = (self.token, ctx.runtime()) else { return };
+        let Some(token) = self.token else { return };
         if std::mem::replace(&mut self.read_scheduled, true) {
             return;
         }
         let id = self.id;
-        let _ = runtime.run_on(ctx.thread_index(), move |ctx| {
+        ctx.defer(move |ctx| {
             ctx.with_handler::<DatagramDriver<A>, _>(token, |driver, ctx| {
                 if driver.id != id {
                     return ((), Keep::Yes);

@@ -276,13 +276,13 @@ impl<A: StreamApp> StreamDriver<A> {
     }
 
     fn schedule_read(&mut self, ctx: &mut IoCtx<'_>) {
-        let (Some(token), Some(runtime)) = (self.token, ctx.runtime()) else { return };
+        let Some(token) = self.token else { return };
         if self.read_scheduled {
             return;
         }
         self.read_scheduled = true;
         let id = self.id;
-        let _ = runtime.run_on(ctx.thread_index(), move |ctx| {
+        ctx.defer(move |ctx| {
             ctx.with_handler::<StreamDriver<A>, _>(token, |driver, ctx| {
                 if driver.id != id {
                     return ((), Keep::Yes);

@@ -66,6 +66,8 @@ pub(crate) struct LoopState {
     pub(crate) counters: Arc<IoCounters>,
     pub(crate) runtime: Weak<Shared>,
     pub(crate) clock: SharedClock,
+    /// Work put off to the next loop turn (after the next poll).
+    pub(crate) deferred: Vec<Task>,
 }
 
 /// What an I/O thread offers to the code it runs: its sockets, its timers, its runtime.
@@ -199,6 +201,14 @@ impl IoCtx<'_> {
         )
     }
 
+    /// Run `f` on this thread in the next loop turn, after its sockets were polled
+    /// again: a connection with more input waiting puts its next read here, so one busy
+    /// peer gets one read budget per turn and the thread's other sockets and timers
+    /// their share.
+    pub fn defer(&mut self, f: impl FnOnce(&mut IoCtx<'_>) + Send + 'static) {
+        self.state.deferred.push(Box::new(f));
+    }
+
     /// Run `f` once at `deadline` (by the runtime's clock) on this thread.
     pub fn call_at(&mut self, deadline: Instant, f: impl FnOnce(&mut IoCtx<'_>) + Send + 'static) -> TimerId {
         let mut f = Some(f);
@@ -268,7 +278,7 @@ pub(crate) fn run_loop(mut state: LoopState, inputs: LoopInputs) {
         if let Some(deadline) = state.timers.next_deadline() {
             timeout = timeout.min(deadline.saturating_duration_since(state.clock.now()));
         }
-        if more_tasks {
+        if more_tasks || !state.deferred.is_empty() {
             timeout = Duration::ZERO;
         }
         if let Err(err) = poll.poll(&mut events, Some(timeout))
@@ -284,6 +294,12 @@ pub(crate) fn run_loop(mut state: LoopState, inputs: LoopInputs) {
             }
             state.counters.events.fetch_add(1, Ordering::Relaxed);
             dispatch_event(&mut state, event);
+        }
+
+        for task in std::mem::take(&mut state.deferred) {
+            state.counters.callbacks.fetch_add(1, Ordering::Relaxed);
+            let containment = state.containment.clone();
+            containment.run("runtime.deferred", || task(&mut IoCtx { state: &mut state }));
         }
 
         wake_pending.store(false, Ordering::SeqCst);

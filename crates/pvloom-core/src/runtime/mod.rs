@@ -140,6 +140,7 @@ impl RuntimeBuilder {
                     counters,
                     runtime: std::sync::Weak::new(),
                     clock: self.clock.clone(),
+                    deferred: Vec::new(),
                 },
                 LoopInputs { poll, tasks: rx, wake_pending, shutdown: shutdown.clone() },
             ));
