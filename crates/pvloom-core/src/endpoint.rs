@@ -123,4 +123,9 @@ pub trait DatagramEndpoint: Send + 'static {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     fn poll_timeout(&self) -> Option<Instant>;
+
+    /// True once the endpoint is done: the driver closes the socket.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }

@@ -285,3 +285,70 @@ fn a_panicking_call_closes_the_connection_and_reports_it() {
     missing.recv_timeout(Duration::from_secs(5)).expect("later calls find it gone");
     assert_eq!(runtime.thread_stats().iter().map(|s| s.handlers).sum::<usize>(), 0);
 }
+
+/// Answers one datagram, then is done.
+struct OneShot {
+    reply: Option<pvloom_core::Datagram>,
+    done: bool,
+}
+
+impl pvloom_core::DatagramEndpoint for OneShot {
+    type Event = ();
+    fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, data: &[u8]) {
+        self.reply = Some(pvloom_core::Datagram { to: from, data: bytes::Bytes::copy_from_slice(data) });
+    }
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn poll_transmit(&mut self, _now: Instant) -> Option<pvloom_core::Datagram> {
+        let reply = self.reply.take();
+        self.done |= reply.is_some();
+        reply
+    }
+    fn poll_event(&mut self) -> Option<()> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn is_closed(&self) -> bool {
+        self.done
+    }
+}
+
+struct OneShotApp(OneShot);
+
+impl pvloom_core::driver::DatagramApp for OneShotApp {
+    type Endpoint = OneShot;
+    fn endpoint(&mut self) -> &mut OneShot {
+        &mut self.0
+    }
+    fn on_event(&mut self, (): (), _ctx: &mut IoCtx<'_>) {}
+}
+
+#[test]
+fn a_datagram_endpoint_that_is_done_closes_its_socket_after_its_last_send() {
+    let runtime = Runtime::new().unwrap();
+    let socket = pvloom_core::mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let address = pvloom_core::driver::DatagramAddress::new(runtime.handle(), 0);
+    let opening = address.clone();
+    runtime
+        .run_on(0, move |ctx| {
+            let app = OneShotApp(OneShot { reply: None, done: false });
+            driver::bind_udp(ctx, &opening, socket, app).unwrap();
+        })
+        .unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    peer.send_to(b"ping", addr).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = peer.recv_from(&mut buf).expect("the reply went out before the close");
+    assert_eq!(&buf[..n], b"ping");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runtime.thread_stats().iter().map(|s| s.handlers).sum::<usize>() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(runtime.thread_stats().iter().map(|s| s.handlers).sum::<usize>(), 0, "socket closed");
+    let (tx, missing) = channel();
+    address.exec(|_, _| panic!("closed"), move || tx.send(()).unwrap());
+    missing.recv_timeout(Duration::from_secs(5)).unwrap();
+}

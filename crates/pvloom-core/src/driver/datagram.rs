@@ -84,6 +84,11 @@ impl<A: DatagramApp> DatagramDriver<A> {
             self.app.on_event(event, ctx);
         }
         self.transmit(ctx);
+        if self.app.endpoint().is_closed() {
+            // What it queued last went out above; the socket closes with the handler.
+            self.deadline.cancel(ctx);
+            return Keep::No;
+        }
         let want = self.app.endpoint().poll_timeout();
         self.deadline.rearm::<Self>(ctx, want, self.token, Self::fire, self.id);
         Keep::Yes
