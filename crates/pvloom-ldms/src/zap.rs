@@ -511,6 +511,28 @@ impl Frame {
 /// in: at most [`MAX_FRAME_LEN`] bytes, or `max_bulk_len` for READ_RESP and WRITE_REQ.
 /// Pushing more than `max_buffered` bytes without pulling frames fails. After any error
 /// the decoder stays failed ([`ZapError::Failed`]).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use pvloom_ldms::zap::{Connect, Frame, FrameDecoder, Msg, RailConnMsg};
+///
+/// let mut wire = BytesMut::new();
+/// Frame::new(1, Msg::Connect(Connect::new(&RailConnMsg::new(4242, 1, true)))).encode(&mut wire);
+/// Frame::new(2, Msg::AckAccepted(Default::default())).encode(&mut wire);
+///
+/// let mut dec = FrameDecoder::new();
+/// let mut frames = Vec::new();
+/// for piece in wire.chunks(7) {
+///     dec.push(piece)?;
+///     while let Some(frame) = dec.next_frame()? {
+///         frames.push(frame);
+///     }
+/// }
+/// assert_eq!(frames.len(), 2);
+/// let Msg::Connect(c) = &frames[0].msg else { unreachable!() };
+/// assert_eq!(RailConnMsg::decode(&c.data)?.pid, 4242);
+/// # Ok::<(), pvloom_ldms::zap::ZapError>(())
+/// ```
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: BytesMut,
