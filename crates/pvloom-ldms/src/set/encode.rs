@@ -1,0 +1,1 @@
+//! Layout and encoding of set images.
