@@ -552,3 +552,24 @@ fn ls_l_records() {
     let n = check_ldms_ls("ls-l-records", &sets);
     eprintln!("ls-l-records: {n} values compared with client-output.txt");
 }
+
+/// Every captured image: decode, encode, decode again; the values are unchanged.
+#[test]
+fn captures_reencode() {
+    let mut n = 0;
+    for sc in ["ls-l-meminfo", "ls-l-records", "all-types", "list-record"] {
+        let conns: &[u32] = if sc.starts_with("ls-l") { &[0] } else { &[0, 1] };
+        let (_, sets) = check_scenario(sc, conns, sc.starts_with("a") || sc.starts_with("li"));
+        for (meta, data) in sets {
+            let m2 = SetMeta::decode(&meta.encode().unwrap()).unwrap();
+            assert_eq!(m2, meta);
+            let d2 = SetData::decode(&meta, &data.encode(&meta).unwrap()).unwrap();
+            let strip = |d: &SetData| -> Vec<Option<MetricValue>> {
+                d.values.iter().map(|v| v.as_ref().map(|v| v.without_locations())).collect()
+            };
+            assert_eq!(strip(&d2), strip(&data));
+            n += 1;
+        }
+    }
+    eprintln!("{n} captured images re-encoded");
+}

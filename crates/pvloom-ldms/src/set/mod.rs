@@ -16,8 +16,6 @@
 mod decode;
 mod encode;
 
-// pub use encode::{MetricSpec, Schema, SetInfo};
-
 /// Size of the fixed part of the set header; the dictionary starts here.
 pub const SET_HDR_SIZE: usize = 140;
 /// Size of the data header at the start of the data section.
@@ -579,7 +577,6 @@ pub fn decode_image(img: &[u8]) -> Result<(SetMeta, Option<SetData>), SetError> 
 }
 
 /// Round up to a multiple of 8.
-#[allow(dead_code)]
 pub(crate) fn round8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
