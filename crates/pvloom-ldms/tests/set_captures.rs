@@ -359,7 +359,10 @@ fn render_meta(r: &mut Render<'_>) {
             flag_str(m.flags),
             tname(m.ty, m.count),
             py_str(&m.name),
-            if m.unit.is_empty() { String::new() } else { format!(" unit={}", py_str(&m.unit)) },
+            match m.unit.as_deref() {
+                None | Some("") => String::new(),
+                Some(u) => format!(" unit={}", py_str(u)),
+            },
             if m.is_meta() { "meta" } else { "data" },
             m.data_offset,
             m.count
@@ -374,7 +377,7 @@ fn render_meta(r: &mut Render<'_>) {
                 let mut l = format!(
                     "        member {j}: {} unit={} type={} count={} inst_off={} flags={}",
                     py_str(&mm.name),
-                    py_str(&mm.unit),
+                    py_str(mm.unit.as_deref().unwrap_or("")),
                     tname(mm.ty, mm.count),
                     mm.count,
                     mm.data_offset,
@@ -562,7 +565,12 @@ fn captures_reencode() {
         let (_, sets) = check_scenario(sc, conns, sc.starts_with("a") || sc.starts_with("li"));
         for (meta, data) in sets {
             let m2 = SetMeta::decode(&meta.encode().unwrap()).unwrap();
-            assert_eq!(m2, meta);
+            assert_eq!(meta_hdr(&m2), meta_hdr(&meta), "{sc}");
+            assert_eq!(m2.schema_digest, meta.schema_digest, "{sc}");
+            for (a, b) in m2.metrics.iter().zip(&meta.metrics) {
+                assert_eq!(a, b, "{sc}");
+            }
+            assert!(m2 == meta, "{sc}: re-encoded meta differs");
             let d2 = SetData::decode(&meta, &data.encode(&meta).unwrap()).unwrap();
             let strip = |d: &SetData| -> Vec<Option<MetricValue>> {
                 d.values.iter().map(|v| v.as_ref().map(|v| v.without_locations())).collect()
@@ -572,4 +580,83 @@ fn captures_reencode() {
         }
     }
     eprintln!("{n} captured images re-encoded");
+}
+
+/// Laying out the captured schemas from their descriptors gives ldmsd's offsets and sizes.
+#[test]
+fn layout_matches_captures() {
+    use pvloom_ldms::set::{MetricSpec, Schema, SetInfo};
+    let mut n = 0;
+    for sc in ["ls-l-meminfo", "ls-l-records", "all-types", "list-record"] {
+        let conns: &[u32] = if sc.starts_with("ls-l") { &[0] } else { &[0, 1] };
+        let (_, sets) = check_scenario(sc, conns, !sc.starts_with("ls-l"));
+        for (meta, data) in sets {
+            let spec = |m: &MetricDesc| MetricSpec {
+                name: m.name.clone(),
+                unit: m.unit.clone(),
+                ty: m.ty,
+                count: m.count,
+                meta: m.is_meta(),
+                members: m
+                    .record_type
+                    .as_ref()
+                    .map(|rt| {
+                        rt.members
+                            .iter()
+                            .map(|mm| MetricSpec {
+                                unit: mm.unit.clone(),
+                                ..MetricSpec::new(&mm.name, mm.ty, mm.count, false)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                record_type: match data.values.iter().zip(&meta.metrics).find(|(_, d)| d.name == m.name) {
+                    Some((Some(MetricValue::RecordArray { rec_type, .. }), _)) => Some(*rec_type),
+                    _ => None,
+                },
+            };
+            let schema = Schema {
+                name: meta.schema_name.clone(),
+                metrics: meta.metrics.iter().map(spec).collect(),
+                digest: meta.schema_digest,
+                meta_sz: None,
+                heap_sz: Some(meta.heap_sz),
+            };
+            let info = SetInfo {
+                producer: meta.producer.clone(),
+                instance: meta.instance_name.clone(),
+                uid: meta.uid,
+                gid: meta.gid,
+                perm: meta.perm,
+                meta_gn: meta.meta_gn,
+            };
+            let laid = schema.layout(&info).unwrap();
+            for (a, b) in laid.metrics.iter().zip(&meta.metrics) {
+                if let (Some(x), Some(y)) = (&a.record_type, &b.record_type) {
+                    for (p, q) in x.members.iter().zip(&y.members) {
+                        assert_eq!(p, q, "{sc} {} member", a.name);
+                    }
+                }
+                assert_eq!(a, b, "{sc} {}", meta.instance_name);
+            }
+            // ldmsd's meta_sz is its own estimate, at least the layout's end.
+            assert!(laid.meta_sz <= meta.meta_sz, "{sc}: meta_sz {} vs {}", laid.meta_sz, meta.meta_sz);
+            let laid = Schema { meta_sz: Some(meta.meta_sz), ..schema.clone() }.layout(&info).unwrap();
+            let mut laid = laid;
+            laid.values = meta.values.clone();
+            assert_eq!(meta_hdr(&laid), meta_hdr(&meta), "{sc}");
+            assert_eq!(laid.values, meta.values, "{sc}");
+            assert!(laid == meta, "{sc} {}: header fields differ", meta.instance_name);
+            // And the whole image built from the layout decodes to the captured values.
+            let img = pvloom_ldms::set::encode_image(&laid, &data).unwrap();
+            let (m2, d2) = decode_image(&img).unwrap();
+            assert!(m2 == meta, "{sc}: image from the layout: meta differs");
+            let strip = |d: &SetData| -> Vec<Option<MetricValue>> {
+                d.values.iter().map(|v| v.as_ref().map(|v| v.without_locations())).collect()
+            };
+            assert_eq!(strip(&d2.unwrap()), strip(&data), "{sc}");
+            n += 1;
+        }
+    }
+    eprintln!("{n} layouts match the captures");
 }

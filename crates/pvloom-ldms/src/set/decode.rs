@@ -48,9 +48,11 @@ fn decode_desc(s: Sect<'_>, off: u64, index: usize) -> Result<MetricDesc, SetErr
     let nul = s.u8("value descriptor", off + 26)?;
     let nu = s.bytes("descriptor name and unit", off + 27, nul as u64)?;
     let ty = ValueType::from_code(code).ok_or(SetError::BadTypeCode { index, code })?;
-    let mut parts = nu.splitn(2, |&c| c == 0);
-    let name = cstr(parts.next().unwrap_or(&[]));
-    let unit = cstr(parts.next().unwrap_or(&[]));
+    // "name\0unit\0"; a descriptor may also end right after the name's NUL (no unit).
+    let cut = nu.iter().position(|&c| c == 0).unwrap_or(nu.len());
+    let name = cstr(&nu[..cut]);
+    let rest = nu.get(cut + 1..).unwrap_or(&[]);
+    let unit = if rest.is_empty() { None } else { Some(cstr(rest)) };
     if name.is_empty() {
         return Err(SetError::BadDescriptor { index, reason: "empty name".into() });
     }
@@ -160,7 +162,11 @@ impl SetMeta {
         let instance_name = cstr(s.bytes("instance name", o + 1, il as u64)?);
         o += 1 + il as u64;
         let sl = s.u8("schema name", o)?;
-        let schema_name = cstr(s.bytes("schema name", o + 1, sl as u64)?);
+        let sfield = s.bytes("schema name", o + 1, sl as u64)?;
+        let schema_name = cstr(sfield);
+        let schema_digest = sfield
+            .get(schema_name.len() + 1..schema_name.len() + 33)
+            .map(|d| <[u8; 32]>::try_from(d).expect("32 bytes"));
 
         let mut metrics = Vec::with_capacity(card as usize);
         for i in 0..card as usize {
@@ -207,6 +213,7 @@ impl SetMeta {
             heap_sz,
             instance_name,
             schema_name,
+            schema_digest,
             metrics,
             values,
         })

@@ -72,10 +72,15 @@ fn prim_for(index: usize, d: &MetricDesc, v: &MetricValue) -> Result<Vec<u8>, Se
 }
 
 fn desc_bytes(d: &MetricDesc) -> Result<Vec<u8>, SetError> {
-    let nu = format!("{}\0{}\0", d.name, d.unit);
+    let nu = match &d.unit {
+        Some(u) => format!("{}\0{u}\0", d.name),
+        None => format!("{}\0", d.name),
+    };
     let nl = u8::try_from(nu.len())
         .map_err(|_| SetError::BadDescriptor { index: 0, reason: "name and unit longer than 255 bytes".into() })?;
-    let mut b = vec![0u8; round8(DESC_FIXED_SIZE + nu.len())];
+    // The slot is sizeof(struct ldms_value_desc) (27 rounded to 28 by the 4-byte packing)
+    // plus name and unit, rounded to 8: `component_id` takes 48, `d_d64_array` 48.
+    let mut b = vec![0u8; round8((DESC_FIXED_SIZE + 1) + nu.len()).max(DESC_FIXED_SIZE + nu.len())];
     b[0..8].copy_from_slice(&d.user_data.to_le_bytes());
     b[8..12].copy_from_slice(&d.data_offset.to_le_bytes());
     b[12..16].copy_from_slice(&d.count.to_le_bytes());
@@ -113,10 +118,15 @@ impl SetMeta {
             w.u32("dict", o, m.desc_offset)?;
             o += 4;
         }
-        for name in [&self.instance_name, &self.schema_name] {
-            let l = u8::try_from(name.len() + 1).map_err(|_| SetError::BadSize("name longer than 254 bytes".into()))?;
+        for (k, name) in [&self.instance_name, &self.schema_name].into_iter().enumerate() {
+            let digest = if k == 1 { self.schema_digest } else { None };
+            let l = name.len() + 1 + digest.map_or(0, |_| 33);
+            let l = u8::try_from(l).map_err(|_| SetError::BadSize("name longer than 254 bytes".into()))?;
             w.put("name", o, &[l])?;
             w.put("name", o + 1, name.as_bytes())?;
+            if let Some(d) = digest {
+                w.put("schema digest", o + 2 + name.len() as u64, &d)?;
+            }
             o += 1 + l as u64;
         }
         for (i, m) in self.metrics.iter().enumerate() {
@@ -277,4 +287,243 @@ fn list(
     w.u32("list", off, head)?;
     w.u32("list", off + 4, prev)?;
     w.u32("list", off + 8, l.len() as u32)
+}
+
+/// One metric of a [`Schema`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricSpec {
+    /// Name.
+    pub name: String,
+    /// Unit (`Some("")` for none, as ldmsd writes it; `None` leaves out the unit's NUL).
+    pub unit: Option<String>,
+    /// Type (not LIST_ENTRY or RECORD_INST).
+    pub ty: ValueType,
+    /// Array length; heap bytes reserved for a LIST; elements of a RECORD_ARRAY.
+    pub count: u32,
+    /// A meta metric (primitive types and RECORD_TYPE only; RECORD_TYPE is always meta).
+    pub meta: bool,
+    /// RECORD_TYPE: its members (primitive types).
+    pub members: Vec<MetricSpec>,
+    /// RECORD_ARRAY: metric index of its RECORD_TYPE.
+    pub record_type: Option<u32>,
+}
+
+impl MetricSpec {
+    /// A primitive metric (`count` elements for an array type).
+    pub fn new(name: &str, ty: ValueType, count: u32, meta: bool) -> MetricSpec {
+        MetricSpec {
+            name: name.into(),
+            unit: Some(String::new()),
+            ty,
+            count,
+            meta,
+            members: Vec::new(),
+            record_type: None,
+        }
+    }
+}
+
+/// A schema: the metric list a set is laid out from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schema {
+    /// Schema name.
+    pub name: String,
+    /// Metrics, in index order.
+    pub metrics: Vec<MetricSpec>,
+    /// The schema digest to store after the name (ldmsd stores a 32-byte digest; computing
+    /// it is not done here).
+    pub digest: Option<[u8; 32]>,
+    /// Meta section size to allocate, if larger than what the layout needs. ldmsd's own
+    /// sizing is an estimate made before the instance name is known and often exceeds the
+    /// end of the last meta value (meminfo: 8 bytes, procnetdev2: 904 bytes).
+    pub meta_sz: Option<u32>,
+    /// Heap size; if `None`, the LIST reservations plus one 64-byte grain, rounded to 64.
+    pub heap_sz: Option<u32>,
+}
+
+/// The per-set fields of a set header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetInfo {
+    /// Producer name.
+    pub producer: String,
+    /// Instance name.
+    pub instance: String,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Permissions (e.g. 0o440).
+    pub perm: u32,
+    /// Metadata generation number.
+    pub meta_gn: u64,
+}
+
+fn bad(index: usize, reason: impl Into<String>) -> SetError {
+    SetError::BadDescriptor { index, reason: reason.into() }
+}
+
+fn slot(index: usize, ty: ValueType, count: u32) -> Result<usize, SetError> {
+    let n = ty.value_size(count).ok_or_else(|| bad(index, format!("{ty:?} has no fixed size")))?;
+    Ok(round8(n.max(1)))
+}
+
+impl Schema {
+    /// Lay a set out the way `ldms.c` does: descriptors (8-aligned) after the names, then the
+    /// meta values and record types in metric order, each in 8-byte slots; data values after
+    /// the 96-byte data header (LIST 16 bytes, RECORD_ARRAY `12 + n × inst_sz` rounded), then
+    /// the heap. The returned metadata has no meta values yet (`values` all `None`).
+    pub fn layout(&self, info: &SetInfo) -> Result<SetMeta, SetError> {
+        let card = self.metrics.len();
+        let name_len = |s: &str| {
+            if s.len() > 254 { Err(SetError::BadSize("name longer than 254 bytes".into())) } else { Ok(s.len() + 1) }
+        };
+        let mut o = SET_HDR_SIZE + 4 * card + 1 + name_len(&info.instance)? + 1;
+        o += name_len(&self.name)? + self.digest.map_or(0, |_| 33);
+        o = round8(o);
+        let mut descs = Vec::with_capacity(card);
+        for (i, s) in self.metrics.iter().enumerate() {
+            use ValueType as T;
+            if matches!(s.ty, T::ListEntry | T::RecordInst) {
+                return Err(bad(i, format!("{:?} cannot be a metric", s.ty)));
+            }
+            let meta = s.meta || s.ty == T::RecordType;
+            if meta && !(s.ty.is_primitive() || s.ty == T::RecordType) {
+                return Err(bad(i, format!("{:?} cannot be a meta metric", s.ty)));
+            }
+            let d = MetricDesc {
+                name: s.name.clone(),
+                unit: s.unit.clone(),
+                ty: s.ty,
+                count: if s.ty == T::RecordType { 0 } else { s.count },
+                data_offset: 0,
+                flags: if s.ty == T::RecordType {
+                    FLAG_META | FLAG_RECORD
+                } else if meta {
+                    FLAG_META
+                } else {
+                    FLAG_DATA
+                },
+                user_data: 0,
+                desc_offset: o as u32,
+                record_type: None,
+            };
+            o += desc_bytes(&d)?.len();
+            descs.push(d);
+        }
+        // Meta values and record types.
+        for (i, s) in self.metrics.iter().enumerate() {
+            if s.ty == ValueType::RecordType {
+                let rt_off = o;
+                let n = s.members.len();
+                // Member descriptors follow the dict directly (procnetdev2: 17 members, first at +84).
+                let mut mo = 16 + 4 * n;
+                let mut io = 16usize;
+                let mut members = Vec::with_capacity(n);
+                for (j, m) in s.members.iter().enumerate() {
+                    if !m.ty.is_primitive() {
+                        return Err(bad(i, format!("member {j} has type {:?}", m.ty)));
+                    }
+                    let md = MetricDesc {
+                        name: m.name.clone(),
+                        unit: m.unit.clone(),
+                        ty: m.ty,
+                        count: m.count,
+                        data_offset: io as u32,
+                        flags: FLAG_DATA | FLAG_RECORD,
+                        user_data: RECORD_MEMBER_USER_DATA,
+                        desc_offset: mo as u32,
+                        record_type: None,
+                    };
+                    io += slot(i, m.ty, m.count)?;
+                    mo += desc_bytes(&md)?.len();
+                    members.push(md);
+                }
+                descs[i].data_offset = rt_off as u32;
+                descs[i].record_type = Some(RecordTypeDesc { inst_sz: io as u32, members });
+                o = rt_off + mo;
+            } else if descs[i].is_meta() {
+                descs[i].data_offset = o as u32;
+                o += slot(i, s.ty, s.count)?;
+            }
+        }
+        let meta_sz = round8(o).max(self.meta_sz.unwrap_or(0) as usize);
+        // Data values.
+        let mut d = DATA_HDR_SIZE;
+        let mut reserve = 0usize;
+        for (i, s) in self.metrics.iter().enumerate() {
+            if descs[i].is_meta() {
+                continue;
+            }
+            descs[i].data_offset = d as u32;
+            d += match s.ty {
+                ValueType::List => {
+                    reserve += s.count as usize;
+                    16
+                }
+                ValueType::RecordArray => {
+                    let rt = s.record_type.ok_or_else(|| bad(i, "RECORD_ARRAY without a type"))?;
+                    let inst = descs
+                        .get(rt as usize)
+                        .and_then(|m| m.record_type.as_ref())
+                        .ok_or_else(|| bad(i, format!("metric {rt} is not a RECORD_TYPE")))?
+                        .inst_sz as usize;
+                    round8(12 + inst * s.count as usize)
+                }
+                t => slot(i, t, s.count)?,
+            };
+        }
+        let heap_sz = match self.heap_sz {
+            Some(h) => h as usize,
+            None if reserve > 0 => (reserve + 64).div_ceil(64) * 64,
+            None => 0,
+        };
+        let data_sz = d + heap_sz;
+        let too_big = |_| SetError::BadSize("set larger than 4 GiB".into());
+        Ok(SetMeta {
+            producer: info.producer.clone(),
+            meta_gn: info.meta_gn,
+            version: [4, 2, 0, 0],
+            flags: 2,
+            meta_sz: u32::try_from(meta_sz).map_err(too_big)?,
+            data_sz: u32::try_from(data_sz).map_err(too_big)?,
+            uid: info.uid,
+            gid: info.gid,
+            perm: info.perm,
+            array_card: 1,
+            heap_sz: u32::try_from(heap_sz).map_err(too_big)?,
+            instance_name: info.instance.clone(),
+            schema_name: self.name.clone(),
+            schema_digest: self.digest,
+            values: vec![None; card],
+            metrics: descs,
+        })
+    }
+}
+
+impl SetData {
+    /// A data section for `meta` with no values yet: header fields as ldmsd would have them
+    /// after a completed transaction (set_off = meta_sz, 64-byte heap grains).
+    pub fn empty(meta: &SetMeta, data_gn: u64, trans: Transaction) -> SetData {
+        SetData {
+            trans,
+            set_off: meta.meta_sz,
+            data_gn,
+            size: meta.data_sz as u64,
+            meta_gn: meta.meta_gn,
+            curr_idx: 0,
+            heap: if meta.heap_sz > 0 {
+                HeapInfo { grain_bits: 6, grain: 64, size: meta.heap_sz as u64, gn: 0 }
+            } else {
+                HeapInfo::default()
+            },
+            values: vec![None; meta.metrics.len()],
+        }
+    }
+}
+
+/// Encode a whole set image, meta section then data section.
+pub fn encode_image(meta: &SetMeta, data: &SetData) -> Result<Vec<u8>, SetError> {
+    let mut img = meta.encode()?;
+    img.extend(data.encode(meta)?);
+    Ok(img)
 }

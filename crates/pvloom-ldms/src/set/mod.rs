@@ -16,6 +16,8 @@
 mod decode;
 mod encode;
 
+pub use encode::{MetricSpec, Schema, SetInfo, encode_image};
+
 /// Size of the fixed part of the set header; the dictionary starts here.
 pub const SET_HDR_SIZE: usize = 140;
 /// Size of the data header at the start of the data section.
@@ -186,8 +188,9 @@ impl Timestamp {
 pub struct MetricDesc {
     /// Metric name.
     pub name: String,
-    /// Unit, empty if none.
-    pub unit: String,
+    /// Unit: `Some("")` for an empty unit with its NUL (`"name\0\0"`, the usual form),
+    /// `None` when the descriptor holds only `"name\0"` (procnetdev2's list).
+    pub unit: Option<String>,
     /// Type.
     pub ty: ValueType,
     /// `array_count`: elements of an array, heap bytes reserved for a LIST, elements of a
@@ -255,6 +258,9 @@ pub struct SetMeta {
     pub instance_name: String,
     /// Schema name.
     pub schema_name: String,
+    /// The schema's 32-byte digest, stored after the schema name's NUL (the `digest` that
+    /// DIR_REPLY prints in hex); `None` if the name field is too short to hold one.
+    pub schema_digest: Option<[u8; 32]>,
     /// The value descriptors, in metric index order (card = len).
     pub metrics: Vec<MetricDesc>,
     /// Meta values, by metric index (`None` for data metrics and RECORD_TYPE).
