@@ -498,7 +498,39 @@ fn check_ldms_ls(scenario: &str, sets: &[(SetMeta, SetData)]) -> usize {
         let mut lines = out.lines().skip_while(|l| !l.starts_with(&head));
         assert!(lines.next().is_some(), "{head} not in client-output.txt");
         assert!(data.is_consistent(meta));
+        let mut rows: Vec<String> = Vec::new();
+        let mut list_recs: Option<Vec<pvloom_ldms::set::RecordInst>> = None;
+        let flush = |rows: &mut Vec<String>, recs: &mut Option<Vec<pvloom_ldms::set::RecordInst>>, n: &mut usize| {
+            if let Some(recs) = recs.take() {
+                // ldms_ls prints a record list as a table: a header row, then one row per
+                // record instance: "name" then the u64 members.
+                let body: Vec<&String> = rows.iter().filter(|r| r.trim_start().starts_with('"')).collect();
+                assert_eq!(body.len(), recs.len(), "record rows");
+                for (row, rec) in body.iter().zip(&recs) {
+                    let t: Vec<&str> = row.split_whitespace().collect();
+                    assert_eq!(t.len(), rec.members.len(), "{row}");
+                    for (tok, v) in t.iter().zip(&rec.members) {
+                        let s = match v {
+                            MetricValue::CharArray(raw) => {
+                                let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+                                format!("\"{}\"", String::from_utf8_lossy(&raw[..end]))
+                            }
+                            MetricValue::U64(x) => x.to_string(),
+                            v => panic!("unexpected member {v:?}"),
+                        };
+                        assert_eq!(*tok, s, "{row}");
+                        *n += 1;
+                    }
+                }
+            }
+            rows.clear();
+        };
         for l in lines {
+            if l.starts_with("  ") && list_recs.is_some() {
+                rows.push(l.to_string());
+                continue;
+            }
+            flush(&mut rows, &mut list_recs, &mut n);
             let t: Vec<&str> = l.split_whitespace().collect();
             if t.len() < 3 || !(t[0] == "M" || t[0] == "D") {
                 if l.trim().is_empty() {
@@ -518,10 +550,21 @@ fn check_ldms_ls(scenario: &str, sets: &[(SetMeta, SetData)]) -> usize {
                     assert_eq!(t[3], x.to_string(), "{} {}", meta.instance_name, t[2]);
                     n += 1;
                 }
-                MetricValue::List(_) => assert_eq!(t[1], "list<>"),
+                MetricValue::List(l) => {
+                    assert_eq!(t[1], "list<>");
+                    list_recs = Some(
+                        l.iter()
+                            .map(|e| match &e.value {
+                                MetricValue::RecordInst(r) => r.clone(),
+                                v => panic!("not a record: {v:?}"),
+                            })
+                            .collect(),
+                    );
+                }
                 v => panic!("unexpected {v:?}"),
             }
         }
+        flush(&mut rows, &mut list_recs, &mut n);
     }
     n
 }
