@@ -10,13 +10,16 @@
 //!   inconsistency as a [`SetError`]; they never panic and never read outside the image.
 //! - [`Schema::layout`] computes a set's layout the way `ldms.c` does (8-byte value slots),
 //!   [`SetMeta::encode`] and [`SetData::encode`] write the images back.
+//! - [`LocalSet`] is a set this process produces: its image, written in place.
 //!
 //! Layouts: `ldms/src/core/ldms_core.h`, `ldms.c`, `ldms_heap.h` (commit 279bd1b8).
 
 mod decode;
 mod encode;
+mod local;
 
 pub use encode::{MetricSpec, Schema, SetInfo, encode_image};
+pub use local::{LocalSet, TRANSACTION_BEGIN};
 
 /// Size of the fixed part of the set header; the dictionary starts here.
 pub const SET_HDR_SIZE: usize = 140;
