@@ -1,0 +1,12 @@
+//! pvloom's LDMS daemon (`pvloom ldmsd`): the pieces that make it an `ldmsd`.
+//!
+//! - [`config`]: ldmsd's configuration language (the subset pvloom runs), parsed into
+//!   commands with file and line, so that an unsupported line is a clear error.
+//! - [`sampler`]: samplers that fill sets from `/proc` (meminfo, vmstat, loadavg, procstat,
+//!   procnetdev2), scheduled by interval and offset.
+//! - [`store_csv`]: ldmsd's `store_csv` file layout.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod sampler;
+pub mod store_csv;
