@@ -3,8 +3,10 @@
 //! - [`zap`]: the `sock` transport's framing: the 20-byte header, every message type,
 //!   the 1 MiB frame limit (READ_RESP exempt), and the rail connect message.
 //! - [`set`]: metric set images: the meta and data layouts, every metric type, lists
-//!   and records in the heap.
+//!   and records in the heap; [`set::LocalSet`] for sets this process produces.
+//! - [`session`]: one connection's zap session: handshake, limits, outbound queue.
 #![warn(missing_docs)]
 
+pub mod session;
 pub mod set;
 pub mod zap;

@@ -375,15 +375,36 @@ impl<A: StreamApp> StreamDriver<A> {
         if self.phase == Phase::Closed {
             return;
         }
+        let was_open = self.phase == Phase::Open;
         self.phase = Phase::Closed;
         self.deadline.cancel(ctx);
         let now = ctx.now();
+        if was_open && matches!(reason, CloseReason::Protocol(_) | CloseReason::Local(_) | CloseReason::TimedOut(_)) {
+            self.last_words(now);
+        }
         self.app.endpoint().handle_closed(now, &reason);
         while let Some(event) = self.app.endpoint().poll_event() {
             self.app.on_event(event, ctx);
         }
         self.app.on_closed(&reason, ctx);
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl<A: StreamApp> StreamDriver<A> {
+    /// One non-blocking write of what is still queued before a close this side decided,
+    /// so that a refusal (an error reply, a REJECTED) reaches the peer when the socket
+    /// has room; what does not fit is dropped with the connection.
+    fn last_words(&mut self, now: Instant) {
+        let room = self.config.send_buffer.saturating_sub(self.out.len());
+        if room > 0 {
+            self.app.endpoint().poll_transmit(now, room, &mut self.out);
+        }
+        if !self.out.is_empty()
+            && let Ok(n) = self.socket.write(&self.out)
+        {
+            self.out.advance(n);
+        }
     }
 }
 
