@@ -252,7 +252,7 @@ impl Session {
             return Err(SessionError::Incompatible(why));
         }
         let auth = String::from_utf8_lossy(peer.auth_name()).to_string();
-        if !self.config.accept_auth.iter().any(|a| *a == auth) {
+        if !self.config.accept_auth.contains(&auth) {
             self.reject(&format!("auth {auth:?} is not offered"));
             return Err(SessionError::AuthNotOffered(auth));
         }
