@@ -4,9 +4,14 @@
 //!   the 1 MiB frame limit (READ_RESP exempt), and the rail connect message.
 //! - [`set`]: metric set images: the meta and data layouts, every metric type, lists
 //!   and records in the heap; [`set::LocalSet`] for sets this process produces.
+//! - [`client`]: `Xprt`, the LDMS client on pvloom-core's driver: dir, lookup, update,
+//!   push, from any thread, blocking or with callbacks.
+//! - [`server`]: serves local sets to many peers: dir and dir updates, lookup, reads, push.
 //! - [`session`]: one connection's zap session: handshake, limits, outbound queue.
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod server;
 pub mod session;
 pub mod set;
 pub mod zap;

@@ -1,0 +1,1 @@
+//! The LDMS client: placeholder, filled by the client work.

@@ -1,0 +1,1 @@
+//! The LDMS server: placeholder, filled by the server work.
