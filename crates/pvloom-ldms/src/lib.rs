@@ -4,7 +4,10 @@
 //!   the 1 MiB frame limit (READ_RESP exempt), and the rail connect message.
 //! - [`set`]: metric set images: the meta and data layouts, every metric type, lists
 //!   and records in the heap.
+//! - [`request`]: the LDMS requests and replies inside SENDRECV data, the rendezvous
+//!   messages inside RENDEZVOUS, and the directory JSON.
 #![warn(missing_docs)]
 
+pub mod request;
 pub mod set;
 pub mod zap;
