@@ -77,7 +77,8 @@ pub enum RequestBody {
         msg: Bytes,
     },
     /// Any other command (message service, auth, quota groups, transport-private); the
-    /// parameters are kept as they came.
+    /// parameters are kept as they came. `cmd` is never one of the commands above (such a
+    /// value would decode as that command).
     Other {
         /// The command number.
         cmd: u32,
@@ -277,7 +278,8 @@ pub enum ReplyBody {
         /// Receive time.
         recv_ts: Timespec,
     },
-    /// Any other reply; the body is kept as it came.
+    /// Any other reply; the body is kept as it came. `cmd` is a reply number other than
+    /// those above.
     Other {
         /// The command number.
         cmd: u32,

@@ -14,6 +14,8 @@ pub const SCHEMA_ITEM_PAD: usize = 33;
 
 /// Fixed part of a LOOKUP rendezvous parameter block, before the set_info.
 const LOOKUP_FIXED: usize = 32;
+/// The profiling marker and its two timestamps.
+const PROFILE_LEN: usize = LOOKUP_PROFILE_MARKER.len() + 32;
 /// A PUSH rendezvous parameter block.
 const PUSH_LEN: usize = 20;
 
@@ -145,7 +147,7 @@ impl LookupParam {
 
     fn encoded_len(&self) -> usize {
         let items: usize = self.info.iter().map(|p| 2 + p.key.len() + p.value.len()).sum();
-        let profile = if self.profile.is_some() { LOOKUP_PROFILE_MARKER.len() + 32 } else { 0 };
+        let profile = if self.profile.is_some() { PROFILE_LEN } else { 0 };
         LOOKUP_FIXED + 2 + self.schema.len() + self.instance.len() + items + 1 + profile
     }
 
@@ -186,7 +188,10 @@ impl LookupParam {
         }
         let profile = match r.remaining() {
             0 => None,
-            n if n == LOOKUP_PROFILE_MARKER.len() + 32 && r.take(10, "")? == LOOKUP_PROFILE_MARKER[..] => {
+            PROFILE_LEN => {
+                if r.take(LOOKUP_PROFILE_MARKER.len(), "LOOKUP profile marker")? != LOOKUP_PROFILE_MARKER[..] {
+                    return Err(RequestError::LookupTail(PROFILE_LEN));
+                }
                 let mut ts = || -> Result<Timespec, RequestError> {
                     Ok(Timespec { sec: r.le64("LOOKUP profile")? as i64, nsec: r.le64("LOOKUP profile")? as i64 })
                 };
