@@ -3,7 +3,7 @@
 //! parsed and rendered back byte for byte.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 use pvloom_ldms::request::dir::{self, DirEntry};
@@ -13,30 +13,8 @@ use pvloom_ldms::request::{
 };
 use pvloom_ldms::zap::{Frame, FrameDecoder, Msg};
 
-const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/ldms-captures");
-
-/// The capture root; fails (never skips) when it is missing.
-fn root() -> PathBuf {
-    let p = PathBuf::from(CAPTURES);
-    assert!(
-        p.join("README.md").is_file(),
-        "LDMS captures not found at {} (expected ../shared/ldms-captures next to the repo root)",
-        p.display()
-    );
-    p
-}
-
-/// Scenario directories: those holding a chunks.jsonl (msg-bus has two).
-fn scenarios(dir: &Path, out: &mut Vec<PathBuf>) {
-    if dir.join("chunks.jsonl").is_file() {
-        out.push(dir.to_path_buf());
-    }
-    let mut subs: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    subs.sort();
-    for s in subs {
-        scenarios(&s, out);
-    }
-}
+mod common;
+use common::{root, scenarios};
 
 /// What an LDMS-carrying frame decoded to.
 #[derive(Debug)]
@@ -120,31 +98,25 @@ fn check_dir_json(m: &Message, what: &str) {
     }
 }
 
+/// The messages `f` picks, with their frame offsets.
+fn pick<'a, T>(s: &'a [(usize, Ldms)], f: impl Fn(&'a Ldms) -> Option<T>) -> Vec<(usize, T)> {
+    s.iter().filter_map(|(o, m)| f(m).map(|t| (*o, t))).collect()
+}
+
 fn requests(s: &[(usize, Ldms)]) -> Vec<(usize, &Request)> {
-    s.iter()
-        .filter_map(|(o, m)| match m {
-            Ldms::Msg(Message::Request(q)) => Some((*o, q)),
-            _ => None,
-        })
-        .collect()
+    pick(s, |m| if let Ldms::Msg(Message::Request(q)) = m { Some(q) } else { None })
 }
 
 fn replies(s: &[(usize, Ldms)]) -> Vec<(usize, &Reply)> {
-    s.iter()
-        .filter_map(|(o, m)| match m {
-            Ldms::Msg(Message::Reply(p)) => Some((*o, p)),
-            _ => None,
-        })
-        .collect()
+    pick(s, |m| if let Ldms::Msg(Message::Reply(p)) = m { Some(p) } else { None })
 }
 
+/// LOOKUP rendezvous messages: the lookup's xid and the set.
 fn lookups(s: &[(usize, Ldms)]) -> Vec<(u64, &LookupParam)> {
-    s.iter()
-        .filter_map(|(_, m)| match m {
-            Ldms::Rdv(RendezvousMsg { xid, body: RendezvousBody::Lookup(l) }) => Some((*xid, l)),
-            _ => None,
-        })
-        .collect()
+    let rdv = pick(s, |m| {
+        if let Ldms::Rdv(RendezvousMsg { xid, body: RendezvousBody::Lookup(l) }) = m { Some((*xid, l)) } else { None }
+    });
+    rdv.into_iter().map(|(_, x)| x).collect()
 }
 
 fn dir_entries(r: &Reply) -> Vec<DirEntry> {
@@ -260,13 +232,7 @@ fn python_api_regex_lookup_and_push() {
     let got: Vec<_> = l.iter().map(|(x, l)| (*x, l.more, l.instance_name().to_vec())).collect();
     assert_eq!(got, [(xid, 1, b"localhost1/meminfo".to_vec()), (xid, 0, b"localhost1/vmstat".to_vec())]);
     // The client's push registration: a c2s rendezvous with a big-endian len.
-    let push: Vec<_> = c2s
-        .iter()
-        .filter_map(|(o, m)| match m {
-            Ldms::Rdv(r) => Some((*o, r)),
-            _ => None,
-        })
-        .collect();
+    let push = pick(&c2s, |m| if let Ldms::Rdv(r) = m { Some(r) } else { None });
     assert_eq!(push.len(), 1);
     assert_eq!(push[0].0, 446);
     assert_eq!(

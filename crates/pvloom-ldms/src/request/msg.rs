@@ -135,11 +135,7 @@ impl Request {
     /// # Panics
     /// If the request would be longer than `u32::MAX` bytes.
     pub fn encode(&self, dst: &mut BytesMut) {
-        let len = self.encoded_len();
-        dst.reserve(len);
-        dst.put_u64_le(self.xid);
-        dst.put_u32(self.body.cmd());
-        dst.put_u32(len32(len));
+        put_header(dst, self.xid, self.body.cmd(), self.encoded_len());
         match &self.body {
             RequestBody::Dir { flags } => dst.put_u32(*flags),
             RequestBody::DirCancel => {}
@@ -331,11 +327,7 @@ impl Reply {
     /// # Panics
     /// If the reply would be longer than `u32::MAX` bytes.
     pub fn encode(&self, dst: &mut BytesMut) {
-        let len = self.encoded_len();
-        dst.reserve(len);
-        dst.put_u64_le(self.xid);
-        dst.put_u32(self.body.cmd());
-        dst.put_u32(len32(len));
+        put_header(dst, self.xid, self.body.cmd(), self.encoded_len());
         dst.put_u32(self.rc);
         match &self.body {
             ReplyBody::Dir { dir_type, more, json_data_len, json, .. } => {
@@ -456,6 +448,15 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) {
         Message::Request(q) => q.encode(dst),
         Message::Reply(p) => p.encode(dst),
     }
+}
+
+/// Reserves room for a `len`-byte message and appends the header fields common to
+/// requests and replies.
+fn put_header(dst: &mut BytesMut, xid: u64, cmd: u32, len: usize) {
+    dst.reserve(len);
+    dst.put_u64_le(xid);
+    dst.put_u32(cmd);
+    dst.put_u32(len32(len));
 }
 
 /// Reads the header's `len` and checks it against the message length.
