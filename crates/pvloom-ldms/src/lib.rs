@@ -7,10 +7,13 @@
 //! - [`client`]: `Xprt`, the LDMS client on pvloom-core's driver: dir, lookup, update,
 //!   push, from any thread, blocking or with callbacks.
 //! - [`server`]: serves local sets to many peers: dir and dir updates, lookup, reads, push.
+//! - [`request`]: the LDMS requests and replies inside SENDRECV data, the rendezvous
+//!   messages inside RENDEZVOUS, and the directory JSON.
 //! - [`session`]: one connection's zap session: handshake, limits, outbound queue.
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod request;
 pub mod server;
 pub mod session;
 pub mod set;

@@ -4,35 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::BytesMut;
 use pvloom_ldms::zap::{Frame, FrameDecoder, LDMS_VERSION, Msg, MsgType, RailConnMsg};
 
-const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/ldms-captures");
-
-/// The capture root; fails (never skips) when it is missing.
-fn root() -> PathBuf {
-    let p = PathBuf::from(CAPTURES);
-    assert!(
-        p.join("README.md").is_file(),
-        "LDMS captures not found at {} (expected ../shared/ldms-captures next to the repo root)",
-        p.display()
-    );
-    p
-}
-
-/// Scenario directories: those holding a chunks.jsonl (msg-bus has two).
-fn scenarios(dir: &Path, out: &mut Vec<PathBuf>) {
-    if dir.join("chunks.jsonl").is_file() {
-        out.push(dir.to_path_buf());
-    }
-    let mut subs: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    subs.sort();
-    for s in subs {
-        scenarios(&s, out);
-    }
-}
+mod common;
+use common::{root, scenarios};
 
 fn stream_file(conn: u32, dir: &str) -> String {
     if conn == 0 { format!("{dir}.bin") } else { format!("conn{conn}.{dir}.bin") }
