@@ -1,0 +1,1 @@
+//! `pvloom ldms …`: LDMS client tools (placeholder, filled by the client work).
