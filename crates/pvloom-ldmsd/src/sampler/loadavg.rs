@@ -11,7 +11,7 @@ use pvloom_ldms::set::{LocalSet, MetricSpec, MetricValue, Timestamp, ValueType};
 
 use super::base::{BASE_METRICS, BaseConfig};
 use super::procfile::{ProcFile, f64_field, u64_field};
-use super::{Sampler, SamplerError, end_time};
+use super::{Sampler, SamplerError, check_configured, check_unconfigured, end_time};
 use crate::config::PluginConfig;
 
 /// The six metrics, in file order; the first three are loads.
@@ -65,9 +65,7 @@ impl Sampler for Loadavg {
     }
 
     fn configure(&mut self, cfg: &PluginConfig) -> Result<Vec<LocalSet>, SamplerError> {
-        if self.configured {
-            return Err(SamplerError::State("set already created"));
-        }
+        check_unconfigured(self.configured)?;
         if cfg.get("set").is_some() {
             return Err(SamplerError::Config {
                 plugin: "loadavg",
@@ -97,9 +95,7 @@ impl Sampler for Loadavg {
     }
 
     fn sample(&mut self, set: &mut LocalSet, now: Timestamp) -> Result<(), SamplerError> {
-        if !self.configured {
-            return Err(SamplerError::State("sample before config"));
-        }
+        check_configured(self.configured)?;
         let t0 = Instant::now();
         // Like loadavg.c: a file that cannot be read is skipped without a transaction.
         let Ok(buf) = self.file.read() else { return Ok(()) };

@@ -93,6 +93,16 @@ pub fn sampler_with_root(name: &str, root: &Path) -> Option<Box<dyn Sampler>> {
     })
 }
 
+/// `configure` may run once.
+pub(crate) fn check_unconfigured(configured: bool) -> Result<(), SamplerError> {
+    if configured { Err(SamplerError::State("set already created")) } else { Ok(()) }
+}
+
+/// `sample` needs a configured sampler.
+pub(crate) fn check_configured(configured: bool) -> Result<(), SamplerError> {
+    if configured { Ok(()) } else { Err(SamplerError::State("sample before config")) }
+}
+
 /// The current wall-clock time as a set timestamp.
 pub fn now() -> Timestamp {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

@@ -10,7 +10,7 @@ use pvloom_ldms::set::{ListEntry, LocalSet, MetricSpec, MetricValue, RecordInst,
 
 use super::base::{BASE_METRICS, BaseConfig};
 use super::procfile::{ProcFile, lines, token, u64_field};
-use super::{Sampler, SamplerError, end_time, sizing};
+use super::{Sampler, SamplerError, check_configured, check_unconfigured, end_time, sizing};
 use crate::config::PluginConfig;
 
 /// Most interfaces the heap is sized for (and the most `ifaces=`/`exclude=` entries).
@@ -107,9 +107,7 @@ impl Sampler for Procnetdev2 {
     }
 
     fn configure(&mut self, cfg: &PluginConfig) -> Result<Vec<LocalSet>, SamplerError> {
-        if self.configured {
-            return Err(SamplerError::State("set already created"));
-        }
+        check_unconfigured(self.configured)?;
         self.ifaces = names("procnetdev2", "ifaces", cfg.get("ifaces"))?;
         self.exclude = names("procnetdev2", "exclude", cfg.get("exclude"))?;
         let base = BaseConfig::from_config("procnetdev2", cfg, "procnetdev2")?;
@@ -123,9 +121,7 @@ impl Sampler for Procnetdev2 {
     }
 
     fn sample(&mut self, set: &mut LocalSet, now: Timestamp) -> Result<(), SamplerError> {
-        if !self.configured {
-            return Err(SamplerError::State("sample before config"));
-        }
+        check_configured(self.configured)?;
         let t0 = Instant::now();
         let rec_type = BASE_METRICS as u32;
         let list_idx = BASE_METRICS + 1;

@@ -73,6 +73,14 @@ pub fn header(o: &CsvOptions, meta: &SetMeta, data: &SetData, cols: &[usize]) ->
     Ok(Some(out))
 }
 
+/// `,value` (or `,udata,value`) of a scalar.
+fn scalar(out: &mut String, o: &CsvOptions, udata: u64, v: impl std::fmt::Display) {
+    if o.userdata {
+        let _ = write!(out, ",{udata}");
+    }
+    let _ = write!(out, ",{v}");
+}
+
 /// `,value` (or `,udata,value`) of one value (`store_metric`).
 fn value(out: &mut String, o: &CsvOptions, udata: u64, v: &MetricValue) {
     use MetricValue as V;
@@ -114,53 +122,17 @@ fn value(out: &mut String, o: &CsvOptions, udata: u64, v: &MetricValue) {
             let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
             let _ = write!(out, ",{q}{}{q}", String::from_utf8_lossy(&b[..end]));
         }
-        V::Char(c) => {
-            ud(out);
-            out.push(',');
-            out.push(*c as char);
-        }
-        V::U8(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::S8(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::U16(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::S16(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::U32(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::S32(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::U64(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::S64(x) => {
-            ud(out);
-            let _ = write!(out, ",{x}");
-        }
-        V::F32(x) => {
-            ud(out);
-            out.push(',');
-            f32s(out, *x);
-        }
-        V::D64(x) => {
-            ud(out);
-            out.push(',');
-            d64s(out, *x);
-        }
+        V::Char(c) => scalar(out, o, udata, *c as char),
+        V::U8(x) => scalar(out, o, udata, x),
+        V::S8(x) => scalar(out, o, udata, x),
+        V::U16(x) => scalar(out, o, udata, x),
+        V::S16(x) => scalar(out, o, udata, x),
+        V::U32(x) => scalar(out, o, udata, x),
+        V::S32(x) => scalar(out, o, udata, x),
+        V::U64(x) => scalar(out, o, udata, x),
+        V::S64(x) => scalar(out, o, udata, x),
+        V::F32(x) => scalar(out, o, udata, g(*x as f64, 9)),
+        V::D64(x) => scalar(out, o, udata, g(*x, 17)),
         V::U8Array(xs) => array!(xs, int),
         V::S8Array(xs) => array!(xs, int),
         V::U16Array(xs) => array!(xs, int),
