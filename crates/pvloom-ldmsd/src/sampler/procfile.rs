@@ -1,0 +1,98 @@
+//! A `/proc` file read again and again into one buffer, and the hand-written number parsing
+//! the samplers use (the `sscanf` forms `%s %lu`, `%lg`).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::SamplerError;
+
+/// An open `/proc` file and a reusable buffer holding its latest contents.
+#[derive(Debug)]
+pub struct ProcFile {
+    path: PathBuf,
+    file: Option<File>,
+    buf: Vec<u8>,
+}
+
+impl ProcFile {
+    /// `root` joined with `rel` (`"proc/meminfo"`); nothing is opened yet.
+    pub fn new(root: &Path, rel: &str) -> ProcFile {
+        ProcFile { path: root.join(rel), file: None, buf: Vec::with_capacity(8192) }
+    }
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Read the whole file again (rewinding the open file, as the C samplers `fseek` to 0)
+    /// and return its bytes. Reopens the file if it was closed or a read fails.
+    pub fn read(&mut self) -> Result<&[u8], SamplerError> {
+        let io = |source| SamplerError::Io { path: self.path.clone(), source };
+        self.buf.clear();
+        let ok = match self.file.as_mut() {
+            Some(f) => f.seek(SeekFrom::Start(0)).and_then(|_| f.read_to_end(&mut self.buf)).is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.buf.clear();
+            let mut f = File::open(&self.path).map_err(io)?;
+            f.read_to_end(&mut self.buf).map_err(io)?;
+            self.file = Some(f);
+        }
+        Ok(&self.buf)
+    }
+    /// A parse error for this file.
+    pub fn bad(&self, msg: impl Into<String>) -> SamplerError {
+        SamplerError::Parse { path: self.path.clone(), msg: msg.into() }
+    }
+}
+
+/// Split off the next whitespace-delimited token (`%s`): the token and the rest.
+pub fn token(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let start = s.iter().position(|c| !c.is_ascii_whitespace())?;
+    let s = &s[start..];
+    let end = s.iter().position(u8::is_ascii_whitespace).unwrap_or(s.len());
+    Some((&s[..end], &s[end..]))
+}
+
+/// `%lu`: skip whitespace, read decimal digits (saturating, as `strtoul` does); `None` if
+/// there are none. Returns the value and the rest.
+pub fn u64_field(s: &[u8]) -> Option<(u64, &[u8])> {
+    let start = s.iter().position(|c| !c.is_ascii_whitespace())?;
+    let s = &s[start..];
+    let s = s.strip_prefix(b"+").unwrap_or(s);
+    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 {
+        return None;
+    }
+    let v = s[..n].iter().fold(0u64, |v, &d| v.saturating_mul(10).saturating_add((d - b'0') as u64));
+    Some((v, &s[n..]))
+}
+
+/// `%lg`: a whitespace-delimited decimal floating-point token.
+pub fn f64_field(s: &[u8]) -> Option<(f64, &[u8])> {
+    let (t, rest) = token(s)?;
+    let v = std::str::from_utf8(t).ok()?.parse().ok()?;
+    Some((v, rest))
+}
+
+/// The lines of a buffer (without their `\n`).
+pub fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    buf.split(|&c| c == b'\n').filter(|l| !l.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields() {
+        let (t, r) = token(b"  MemTotal:   24684084 kB").unwrap();
+        assert_eq!(t, b"MemTotal:");
+        assert_eq!(u64_field(r).unwrap().0, 24684084);
+        assert_eq!(u64_field(b" 99999999999999999999999").unwrap().0, u64::MAX);
+        assert!(u64_field(b" kB").is_none());
+        assert_eq!(f64_field(b" 0.25 1").unwrap().0, 0.25);
+        assert_eq!(lines(b"a\nb\n\nc").count(), 3);
+    }
+}
