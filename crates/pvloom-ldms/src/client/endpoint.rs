@@ -1,0 +1,792 @@
+//! [`ClientConn`]: one LDMS client connection, sans-I/O.
+//!
+//! A [`Session`] in [`Role::Active`] carries the zap handshake; above it this endpoint runs
+//! the LDMS operations: DIR (with parts and notify updates), LOOKUP (each RENDEZVOUS
+//! answered by a READ_REQ of the metadata), updates (reads of the set image, re-reading
+//! the metadata when its generation moved), push registration and the server's
+//! SET_DELETE. Every operation has a deadline compared with the `now` it is given.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use pvloom_core::{CloseReason, StreamEndpoint};
+
+use super::types::{ClientEvent, DirPart, LookupResult, OpError, OpId, SetId, SetSnapshot};
+use crate::request::dir::parse_dir;
+use crate::request::{
+    self, LookupParam, Message, PushParam, PushReply, RendezvousBody, RendezvousMsg, Reply, ReplyBody, Request,
+    RequestBody, Timespec,
+};
+use crate::session::{Role, Session, SessionConfig, SessionError, SessionEvent};
+use crate::set::{SetData, SetMeta, decode_image};
+use crate::zap::{ACCESS_READ, ACCESS_WRITE, Frame, Msg, ReadReq, ReadResp, Rendezvous};
+
+/// Settings of a client connection.
+#[derive(Debug, Clone)]
+pub struct ClientConnConfig {
+    /// The zap session (rail connect message, handshake timeout, limits).
+    pub session: SessionConfig,
+    /// Deadline of an operation given no timeout of its own.
+    pub op_timeout: Duration,
+    /// Wall-clock time for SET_DELETE_REPLY's receive stamp (an endpoint reads no clock
+    /// of its own; tests fix it).
+    pub wall_clock: fn() -> Duration,
+}
+
+fn system_wall_clock() -> Duration {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
+}
+
+impl Default for ClientConnConfig {
+    fn default() -> Self {
+        ClientConnConfig {
+            session: SessionConfig::default(),
+            op_timeout: Duration::from_secs(10),
+            wall_clock: system_wall_clock,
+        }
+    }
+}
+
+/// A looked-up set: where it lives on the owner, its metadata, its last good image.
+#[derive(Debug)]
+struct RemoteSet {
+    name: String,
+    owner_id: u64,
+    map_key: u32,
+    addr: u64,
+    map_len: u32,
+    meta: Arc<SetMeta>,
+    last: Option<Arc<SetSnapshot>>,
+    push: Option<PushState>,
+    updating: bool,
+}
+
+#[derive(Debug, Default)]
+struct PushState {
+    /// A push being reassembled: its data_off and the bytes so far.
+    partial: Option<(u32, BytesMut)>,
+    cancelled: bool,
+}
+
+#[derive(Debug)]
+enum Op {
+    Dir { notify: bool, done: bool },
+    Lookup { reads: usize, last_seen: bool },
+    Update { set: SetId, meta_refetches: u8 },
+    DirCancel,
+}
+
+#[derive(Debug)]
+struct Pending {
+    op: Op,
+    deadline: Option<Instant>,
+    timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ReadKind {
+    /// A lookup's metadata read (the set is created once it decodes).
+    LookupMeta { op: OpId, more: bool },
+    /// Metadata and data from offset 0.
+    Whole { op: OpId },
+    /// Metadata only (its generation moved); the data follows.
+    Meta { op: OpId },
+    /// Data only, at meta_sz.
+    Data { op: OpId },
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    kind: ReadKind,
+    /// For lookups, the set not yet created.
+    lookup: Option<Box<(LookupParam, Rendezvous)>>,
+    set: SetId,
+}
+
+/// One LDMS client connection (sans-I/O).
+pub struct ClientConn {
+    session: Session,
+    config: ClientConnConfig,
+    events: VecDeque<ClientEvent>,
+    ops: HashMap<OpId, Pending>,
+    reads: HashMap<u64, PendingRead>,
+    sets: HashMap<SetId, RemoteSet>,
+    /// Ops that timed out: their late answers are dropped, not a protocol error.
+    stale: HashSet<u64>,
+    next_id: u64,
+    close: Option<CloseReason>,
+    connected: bool,
+    closed: bool,
+}
+
+impl std::fmt::Debug for ClientConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConn")
+            .field("connected", &self.connected)
+            .field("ops", &self.ops.len())
+            .field("sets", &self.sets.len())
+            .finish()
+    }
+}
+
+/// Fake region addresses the client gives the owner for its push copy of a set.
+const PUSH_REGION_BASE: u64 = 0x7e00_0000_0000;
+
+impl ClientConn {
+    /// A connection beginning at `now`; its CONNECT is queued at once.
+    pub fn new(now: Instant, config: ClientConnConfig) -> ClientConn {
+        ClientConn {
+            session: Session::new(Role::Active, config.session.clone(), now),
+            config,
+            events: VecDeque::new(),
+            ops: HashMap::new(),
+            reads: HashMap::new(),
+            sets: HashMap::new(),
+            stale: HashSet::new(),
+            next_id: 0x1000,
+            close: None,
+            connected: false,
+            closed: false,
+        }
+    }
+
+    /// True once the handshake finished and until the connection ends.
+    pub fn is_connected(&self) -> bool {
+        self.connected && !self.closed && self.close.is_none()
+    }
+
+    /// Operations in flight.
+    pub fn pending_ops(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The metadata of a looked-up set.
+    pub fn set_meta(&self, set: SetId) -> Option<Arc<SetMeta>> {
+        self.sets.get(&set).map(|s| s.meta.clone())
+    }
+
+    /// The last good snapshot of a set.
+    pub fn set_snapshot(&self, set: SetId) -> Option<Arc<SetSnapshot>> {
+        self.sets.get(&set).and_then(|s| s.last.clone())
+    }
+
+    /// The instance name of a set.
+    pub fn set_name(&self, set: SetId) -> Option<&str> {
+        self.sets.get(&set).map(|s| s.name.as_str())
+    }
+
+    /// Forget a set locally (`ldms_set_delete`); nothing goes on the wire.
+    pub fn forget(&mut self, set: SetId) {
+        self.sets.remove(&set);
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn check_open(&self) -> Result<(), OpError> {
+        if self.is_connected() { Ok(()) } else { Err(OpError::NotConnected) }
+    }
+
+    fn send_request(&mut self, xid: u64, body: RequestBody) {
+        let mut b = BytesMut::new();
+        Request::new(xid, body).encode(&mut b);
+        self.session.send(Msg::SendRecv(b.freeze()));
+    }
+
+    fn add_op(&mut self, now: Instant, id: OpId, op: Op, timeout: Option<Duration>) {
+        let timeout = timeout.unwrap_or(self.config.op_timeout);
+        self.ops.insert(id, Pending { op, deadline: now.checked_add(timeout), timeout });
+    }
+
+    /// Ask for the directory; `flags` may hold [`DIR_F_NOTIFY`](request::DIR_F_NOTIFY).
+    /// Each part comes as a [`ClientEvent::Dir`]; with notify, changes follow as
+    /// [`ClientEvent::DirUpdate`] until [`dir_cancel`](Self::dir_cancel).
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`].
+    pub fn dir(&mut self, now: Instant, flags: u32, timeout: Option<Duration>) -> Result<OpId, OpError> {
+        self.check_open()?;
+        let op = OpId(self.id());
+        self.send_request(op.0, RequestBody::Dir { flags });
+        self.add_op(now, op, Op::Dir { notify: flags & request::DIR_F_NOTIFY != 0, done: false }, timeout);
+        Ok(op)
+    }
+
+    /// Stop directory updates (DIR_CANCEL).
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`].
+    pub fn dir_cancel(&mut self, now: Instant) -> Result<OpId, OpError> {
+        self.check_open()?;
+        let op = OpId(self.id());
+        self.send_request(op.0, RequestBody::DirCancel);
+        self.add_op(now, op, Op::DirCancel, None);
+        Ok(op)
+    }
+
+    /// Look sets up: `flags` [`LOOKUP_BY_INSTANCE`](request::LOOKUP_BY_INSTANCE),
+    /// [`LOOKUP_BY_SCHEMA`](request::LOOKUP_BY_SCHEMA) or [`LOOKUP_RE`](request::LOOKUP_RE).
+    /// Each set comes as a [`ClientEvent::Lookup`] once its metadata was read.
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`].
+    pub fn lookup(&mut self, now: Instant, path: &str, flags: u32, timeout: Option<Duration>) -> Result<OpId, OpError> {
+        self.check_open()?;
+        let op = OpId(self.id());
+        self.send_request(op.0, RequestBody::Lookup { flags, path: Bytes::copy_from_slice(path.as_bytes()) });
+        self.add_op(now, op, Op::Lookup { reads: 0, last_seen: false }, timeout);
+        Ok(op)
+    }
+
+    /// Read the set's current contents: the first update reads metadata and data, later
+    /// ones the data only. Ends with a [`ClientEvent::Update`].
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`], [`OpError::UnknownSet`], [`OpError::Busy`].
+    pub fn update(&mut self, now: Instant, set: SetId, timeout: Option<Duration>) -> Result<OpId, OpError> {
+        self.check_open()?;
+        let rs = self.sets.get_mut(&set).ok_or(OpError::UnknownSet)?;
+        if rs.updating {
+            return Err(OpError::Busy("update"));
+        }
+        rs.updating = true;
+        let whole = rs.last.is_none();
+        let op = OpId(self.id());
+        self.add_op(now, op, Op::Update { set, meta_refetches: 0 }, timeout);
+        let kind = if whole { ReadKind::Whole { op } } else { ReadKind::Data { op } };
+        self.read(set, kind);
+        Ok(op)
+    }
+
+    /// Queue the READ_REQ of `kind` for a known set.
+    fn read(&mut self, set: SetId, kind: ReadKind) {
+        let Some(rs) = self.sets.get(&set) else { return };
+        let (ms, ds) = (rs.meta.meta_sz, rs.meta.data_sz);
+        let (off, len) = match kind {
+            ReadKind::Whole { .. } => (0, ms.saturating_add(ds)),
+            ReadKind::Meta { .. } | ReadKind::LookupMeta { .. } => (0, ms),
+            ReadKind::Data { .. } => (ms, ds),
+        };
+        let req = ReadReq { map_key: rs.map_key, src_ptr: rs.addr.wrapping_add(u64::from(off)), len };
+        let ctxt = self.id();
+        self.reads.insert(ctxt, PendingRead { kind, lookup: None, set });
+        self.session.send_with_ctxt(Msg::ReadReq(req), ctxt);
+    }
+
+    /// Register for pushes of `set`: `flags`
+    /// [`XPRT_PUSH_F_CHANGE`](request::XPRT_PUSH_F_CHANGE) pushes on every change.
+    /// Pushes come as [`ClientEvent::Push`].
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`], [`OpError::UnknownSet`], [`OpError::Busy`].
+    pub fn register_push(&mut self, set: SetId, flags: u32) -> Result<(), OpError> {
+        self.check_open()?;
+        let rs = self.sets.get_mut(&set).ok_or(OpError::UnknownSet)?;
+        if rs.push.is_some() {
+            return Err(OpError::Busy("push registration"));
+        }
+        rs.push = Some(PushState::default());
+        let mut wire_flags = request::RBD_F_PUSH;
+        if flags & request::XPRT_PUSH_F_CHANGE != 0 {
+            wire_flags |= request::RBD_F_PUSH_CHANGE;
+        }
+        let param = PushParam { lookup_set_id: rs.owner_id, push_set_id: set.0, flags: wire_flags };
+        let mut msg = BytesMut::new();
+        // A push message has no variable part, so it always encodes.
+        let _ = RendezvousMsg { xid: 0, body: RendezvousBody::Push(param) }.encode(&mut msg);
+        let rdv = Rendezvous {
+            map_key: set.0 as u32,
+            access: ACCESS_READ | ACCESS_WRITE,
+            addr: PUSH_REGION_BASE + (set.0 << 24),
+            len: rs.map_len,
+            msg: msg.freeze(),
+        };
+        self.session.send(Msg::Rendezvous(rdv));
+        Ok(())
+    }
+
+    /// Cancel pushes of `set` (CANCEL_PUSH); the owner answers with a last push.
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`], [`OpError::UnknownSet`] (also when not registered).
+    pub fn cancel_push(&mut self, set: SetId) -> Result<(), OpError> {
+        self.check_open()?;
+        let rs = self.sets.get_mut(&set).ok_or(OpError::UnknownSet)?;
+        let push = rs.push.as_mut().ok_or(OpError::UnknownSet)?;
+        push.cancelled = true;
+        let owner_id = rs.owner_id;
+        self.send_request(0, RequestBody::CancelPush { set_id: owner_id });
+        Ok(())
+    }
+
+    /// Send an application message (SEND_MSG); the peer sees a RECV event.
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`].
+    pub fn send(&mut self, data: &[u8]) -> Result<(), OpError> {
+        self.check_open()?;
+        self.send_request(0, RequestBody::Send { msg: Bytes::copy_from_slice(data) });
+        Ok(())
+    }
+
+    /// Close the connection from this side.
+    pub fn close(&mut self, why: &str) {
+        if self.close.is_none() && !self.closed {
+            self.close = Some(CloseReason::Local(why.to_string()));
+        }
+    }
+
+    fn protocol_error(&mut self, why: String) {
+        if self.close.is_none() {
+            tracing::warn!("LDMS client closes the connection: {why}");
+            self.close = Some(CloseReason::Protocol(why));
+        }
+    }
+
+    fn on_session_events(&mut self, now: Instant) {
+        while let Some(ev) = self.session.poll_event() {
+            if self.close.is_some() {
+                break;
+            }
+            match ev {
+                SessionEvent::Connected { peer } => {
+                    self.connected = true;
+                    self.events.push_back(ClientEvent::Connected { peer });
+                }
+                SessionEvent::Rejected { reason } => self.events.push_back(ClientEvent::Rejected { reason }),
+                SessionEvent::Frame(f) => self.on_frame(now, f),
+            }
+        }
+        if let Some(e) = self.session.poll_error()
+            && self.close.is_none()
+        {
+            self.close = Some(match e {
+                SessionError::HandshakeTimeout(_) => CloseReason::TimedOut(e.to_string()),
+                SessionError::Rejected(_) => CloseReason::Local(e.to_string()),
+                _ => CloseReason::Protocol(e.to_string()),
+            });
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, f: Frame) {
+        match f.msg {
+            Msg::SendRecv(data) => match request::decode(&data) {
+                Ok(Message::Reply(r)) => self.on_reply(r),
+                Ok(Message::Request(q)) => self.on_request(q),
+                Err(e) => self.protocol_error(format!("bad LDMS message: {e}")),
+            },
+            Msg::Rendezvous(r) => match RendezvousMsg::decode(&r.msg) {
+                Ok(RendezvousMsg { xid, body: RendezvousBody::Lookup(l) }) => self.on_lookup_rendezvous(xid, l, r),
+                Ok(_) => self.protocol_error("a push registration from the server".into()),
+                Err(e) => self.protocol_error(format!("bad rendezvous message: {e}")),
+            },
+            Msg::ReadResp(r) => self.on_read_resp(now, f.ctxt, r),
+            other => self.protocol_error(format!("unexpected {:?} frame", other.msg_type())),
+        }
+    }
+
+    fn on_request(&mut self, q: Request) {
+        match q.body {
+            RequestBody::SetDelete { inst_name } => {
+                let name = String::from_utf8_lossy(&inst_name).into_owned();
+                let set = self.sets.iter().find(|(_, s)| s.name == name).map(|(id, _)| *id);
+                if let Some(id) = set {
+                    self.sets.remove(&id);
+                }
+                let t = (self.config.wall_clock)();
+                let recv_ts = Timespec { sec: t.as_secs() as i64, nsec: i64::from(t.subsec_nanos()) };
+                let mut b = BytesMut::new();
+                Reply::new(q.xid, 0, ReplyBody::SetDelete { recv_ts }).encode(&mut b);
+                self.session.send(Msg::SendRecv(b.freeze()));
+                self.events.push_back(ClientEvent::SetDelete { set, name });
+            }
+            RequestBody::SendQuota { quota, rc } => self.events.push_back(ClientEvent::SendQuota { quota, rc }),
+            RequestBody::Send { msg } => self.events.push_back(ClientEvent::Recv { data: msg }),
+            other => self.protocol_error(format!("unexpected request command {:#x}", other.cmd())),
+        }
+    }
+
+    /// A reply whose xid names no pending operation: dropped if the op timed out.
+    fn unknown_xid(&mut self, what: &str, xid: u64) {
+        if self.stale.contains(&xid) {
+            tracing::debug!("late {what} for a timed-out operation dropped");
+        } else {
+            self.protocol_error(format!("{what} for unknown xid {xid:#x}"));
+        }
+    }
+
+    fn on_reply(&mut self, r: Reply) {
+        let op = OpId(r.xid);
+        match r.body {
+            ReplyBody::Dir { update, dir_type, more, json, .. } => {
+                let Some(p) = self.ops.get_mut(&op) else { return self.unknown_xid("DIR reply", r.xid) };
+                let Op::Dir { notify, done } = &mut p.op else {
+                    return self.protocol_error("DIR reply to a non-DIR request".into());
+                };
+                let notify = *notify;
+                if r.rc != 0 {
+                    self.ops.remove(&op);
+                    let e = OpError::Remote(r.rc as i32);
+                    return self.events.push_back(ClientEvent::Dir { op, result: Err(e) });
+                }
+                let entries = match parse_dir(&json) {
+                    Ok(e) => e,
+                    Err(e) => return self.protocol_error(format!("bad directory JSON: {e}")),
+                };
+                if update {
+                    if !*done {
+                        return self.protocol_error("DIR_UPDATE_REPLY before the directory".into());
+                    }
+                    self.events.push_back(ClientEvent::DirUpdate { op, kind: dir_type, entries });
+                    return;
+                }
+                if *done {
+                    return self.protocol_error("DIR_REPLY after the last part".into());
+                }
+                if more == 0 {
+                    *done = true;
+                    if notify {
+                        p.deadline = None;
+                    } else {
+                        self.ops.remove(&op);
+                    }
+                }
+                self.events.push_back(ClientEvent::Dir { op, result: Ok(DirPart { entries, more: more != 0 }) });
+            }
+            ReplyBody::DirCancel => {
+                if self.ops.remove(&op).is_none() {
+                    return self.unknown_xid("DIR_CANCEL reply", r.xid);
+                }
+                self.ops.retain(|_, p| !matches!(p.op, Op::Dir { notify: true, done: true }));
+            }
+            ReplyBody::Lookup => match self.ops.get(&op) {
+                Some(Pending { op: Op::Lookup { .. }, .. }) => {
+                    self.ops.remove(&op);
+                    let rc = if r.rc == 0 { super::types::ENOENT } else { r.rc as i32 };
+                    self.events.push_back(ClientEvent::Lookup { op, result: Err(OpError::Remote(rc)) });
+                }
+                Some(_) => self.protocol_error("LOOKUP_REPLY to a non-LOOKUP request".into()),
+                None => self.unknown_xid("LOOKUP_REPLY", r.xid),
+            },
+            ReplyBody::Push(p) => self.on_push(p),
+            other => self.protocol_error(format!("unexpected reply command {:#x}", other.cmd())),
+        }
+    }
+
+    fn on_lookup_rendezvous(&mut self, xid: u64, l: LookupParam, r: Rendezvous) {
+        let op = OpId(xid);
+        let more = l.more != 0;
+        let Some(p) = self.ops.get_mut(&op) else { return self.unknown_xid("lookup rendezvous", xid) };
+        let Op::Lookup { reads, last_seen } = &mut p.op else {
+            return self.protocol_error("lookup rendezvous for a non-LOOKUP request".into());
+        };
+        if *last_seen {
+            return self.protocol_error("lookup rendezvous after the last one".into());
+        }
+        *reads += 1;
+        *last_seen = !more;
+        let req = ReadReq { map_key: r.map_key, src_ptr: r.addr, len: l.meta_len };
+        let ctxt = self.id();
+        let set = SetId(self.id());
+        self.reads
+            .insert(ctxt, PendingRead { kind: ReadKind::LookupMeta { op, more }, lookup: Some(Box::new((l, r))), set });
+        self.session.send_with_ctxt(Msg::ReadReq(req), ctxt);
+    }
+
+    fn on_read_resp(&mut self, now: Instant, ctxt: u64, r: ReadResp) {
+        let Some(pr) = self.reads.remove(&ctxt) else { return self.unknown_xid("READ_RESP", ctxt) };
+        let op = match pr.kind {
+            ReadKind::LookupMeta { op, .. }
+            | ReadKind::Whole { op }
+            | ReadKind::Meta { op }
+            | ReadKind::Data { op } => op,
+        };
+        if !self.ops.contains_key(&op) {
+            // The operation timed out or the set went away meanwhile.
+            return;
+        }
+        if let ReadKind::LookupMeta { more, .. } = pr.kind {
+            return self.on_lookup_meta(op, more, pr, r);
+        }
+        let result =
+            if r.status != 0 { Err(OpError::ReadFailed(r.status)) } else { self.apply_read(pr.set, pr.kind, &r.data) };
+        match result {
+            Ok(Some(snap)) => self.finish_update(op, pr.set, Ok(snap)),
+            Ok(None) => {
+                // The metadata moved: read it again, then the data.
+                let Some(Pending { op: Op::Update { meta_refetches, .. }, .. }) = self.ops.get_mut(&op) else { return };
+                *meta_refetches += 1;
+                if *meta_refetches > 3 {
+                    let e = OpError::BadImage("metadata keeps changing".into());
+                    return self.finish_update(op, pr.set, Err(e));
+                }
+                let next = match pr.kind {
+                    ReadKind::Meta { .. } => ReadKind::Data { op },
+                    _ => ReadKind::Meta { op },
+                };
+                let _ = now;
+                self.read(pr.set, next);
+            }
+            Err(e) => self.finish_update(op, pr.set, Err(e)),
+        }
+    }
+
+    /// Apply a read to the set: `Some(snapshot)` when the update is complete, `None` when
+    /// another read is needed.
+    fn apply_read(&mut self, set: SetId, kind: ReadKind, data: &Bytes) -> Result<Option<Arc<SetSnapshot>>, OpError> {
+        let rs = self.sets.get_mut(&set).ok_or(OpError::UnknownSet)?;
+        let bad = |e: crate::set::SetError| OpError::BadImage(e.to_string());
+        match kind {
+            ReadKind::Whole { .. } => {
+                let (meta, d) = decode_image(data).map_err(bad)?;
+                let d = d.ok_or_else(|| OpError::BadImage("no data section".into()))?;
+                let meta = Arc::new(meta);
+                if d.meta_gn != meta.meta_gn {
+                    rs.meta = meta;
+                    return Ok(None);
+                }
+                let ms = meta.meta_sz as usize;
+                let bytes = data.slice(ms..ms + meta.data_sz as usize);
+                rs.meta = meta;
+                Ok(Some(snapshot(rs, d, bytes)))
+            }
+            ReadKind::Meta { .. } | ReadKind::LookupMeta { .. } => {
+                let meta = SetMeta::decode(data).map_err(bad)?;
+                rs.meta = Arc::new(meta);
+                Ok(None)
+            }
+            ReadKind::Data { .. } => {
+                let d = SetData::decode(&rs.meta, data).map_err(bad)?;
+                if d.meta_gn != rs.meta.meta_gn {
+                    return Ok(None);
+                }
+                Ok(Some(snapshot(rs, d, data.clone())))
+            }
+        }
+    }
+
+    fn finish_update(&mut self, op: OpId, set: SetId, result: Result<Arc<SetSnapshot>, OpError>) {
+        self.ops.remove(&op);
+        if let Some(rs) = self.sets.get_mut(&set) {
+            rs.updating = false;
+        }
+        self.events.push_back(ClientEvent::Update { op, set, result });
+    }
+
+    fn on_lookup_meta(&mut self, op: OpId, more: bool, pr: PendingRead, r: ReadResp) {
+        let Some((l, rdv)) = pr.lookup.map(|b| *b) else { return };
+        let meta = if r.status != 0 {
+            Err(OpError::ReadFailed(r.status))
+        } else {
+            SetMeta::decode(&r.data).map_err(|e| OpError::BadImage(e.to_string()))
+        };
+        let Some(Pending { op: Op::Lookup { reads, last_seen }, .. }) = self.ops.get_mut(&op) else { return };
+        *reads -= 1;
+        let finished = *reads == 0 && *last_seen;
+        if finished {
+            self.ops.remove(&op);
+        }
+        let result = meta.map(|meta| {
+            let meta = Arc::new(meta);
+            let info = l
+                .info
+                .iter()
+                .map(|p| {
+                    (String::from_utf8_lossy(p.key()).into_owned(), String::from_utf8_lossy(p.value()).into_owned())
+                })
+                .collect();
+            let name = String::from_utf8_lossy(l.instance_name()).into_owned();
+            self.sets.insert(
+                pr.set,
+                RemoteSet {
+                    name: name.clone(),
+                    owner_id: l.set_id,
+                    map_key: rdv.map_key,
+                    addr: rdv.addr,
+                    map_len: rdv.len,
+                    meta: meta.clone(),
+                    last: None,
+                    push: None,
+                    updating: false,
+                },
+            );
+            LookupResult {
+                set: pr.set,
+                name,
+                schema: String::from_utf8_lossy(l.schema_name()).into_owned(),
+                info,
+                meta,
+                more: more || !finished,
+            }
+        });
+        self.events.push_back(ClientEvent::Lookup { op, result });
+    }
+
+    fn on_push(&mut self, p: PushReply) {
+        let set = SetId(p.set_id);
+        let Some(rs) = self.sets.get_mut(&set) else {
+            // A push for a set forgotten or deleted here: nothing to update.
+            tracing::debug!("push for unknown set id {:#x} dropped", p.set_id);
+            return;
+        };
+        let Some(push) = rs.push.as_mut() else {
+            let why = format!("push for set {:?} that is not registered", rs.name);
+            return self.protocol_error(why);
+        };
+        let more = p.flags & request::PUSH_REPLY_F_MORE != 0;
+        let (off, buf) = push.partial.get_or_insert_with(|| (p.data_off, BytesMut::new()));
+        let (off, _) = (*off, ());
+        buf.extend_from_slice(&p.data);
+        if more {
+            return;
+        }
+        let (_, buf) = push.partial.take().unwrap_or_default();
+        let flags = p.flags & !request::PUSH_REPLY_F_MORE;
+        let last = flags & request::UPD_F_PUSH_LAST != 0;
+        if last {
+            rs.push = None;
+        }
+        let data = buf.freeze();
+        let result = if data.is_empty() {
+            rs.last.clone().ok_or(OpError::BadImage("empty push before any data".into()))
+        } else {
+            push_snapshot(rs, off, &data)
+        };
+        self.events.push_back(ClientEvent::Push { set, flags, result });
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let due: Vec<OpId> =
+            self.ops.iter().filter(|(_, p)| p.deadline.is_some_and(|d| now >= d)).map(|(id, _)| *id).collect();
+        for op in due {
+            let Some(p) = self.ops.remove(&op) else { continue };
+            self.stale.insert(op.0);
+            let e = OpError::TimedOut(p.timeout);
+            tracing::debug!("LDMS operation {op:?} timed out");
+            self.fail_op(op, p, e);
+        }
+        // Reads of expired ops are dropped with them.
+        let ops = &self.ops;
+        let stale = &mut self.stale;
+        self.reads.retain(|ctxt, r| {
+            let op = match r.kind {
+                ReadKind::LookupMeta { op, .. }
+                | ReadKind::Whole { op }
+                | ReadKind::Meta { op }
+                | ReadKind::Data { op } => op,
+            };
+            let keep = ops.contains_key(&op);
+            if !keep {
+                stale.insert(*ctxt);
+            }
+            keep
+        });
+    }
+
+    fn fail_op(&mut self, op: OpId, p: Pending, e: OpError) {
+        match p.op {
+            Op::Dir { .. } => self.events.push_back(ClientEvent::Dir { op, result: Err(e) }),
+            Op::Lookup { .. } => self.events.push_back(ClientEvent::Lookup { op, result: Err(e) }),
+            Op::Update { set, .. } => {
+                if let Some(rs) = self.sets.get_mut(&set) {
+                    rs.updating = false;
+                }
+                self.events.push_back(ClientEvent::Update { op, set, result: Err(e) });
+            }
+            Op::DirCancel => {}
+        }
+    }
+}
+
+fn snapshot(rs: &mut RemoteSet, data: SetData, bytes: Bytes) -> Arc<SetSnapshot> {
+    let prev = rs.last.as_ref().map(|s| s.data.data_gn);
+    let snap = Arc::new(SetSnapshot { meta: rs.meta.clone(), data, data_bytes: bytes, prev_data_gn: prev });
+    rs.last = Some(snap.clone());
+    snap
+}
+
+fn push_snapshot(rs: &mut RemoteSet, off: u32, data: &Bytes) -> Result<Arc<SetSnapshot>, OpError> {
+    let bad = |e: crate::set::SetError| OpError::BadImage(e.to_string());
+    if off == 0 {
+        let (meta, d) = decode_image(data).map_err(bad)?;
+        let d = d.ok_or_else(|| OpError::BadImage("push without a data section".into()))?;
+        let ms = meta.meta_sz as usize;
+        let bytes = data.slice(ms..ms + meta.data_sz as usize);
+        rs.meta = Arc::new(meta);
+        Ok(snapshot(rs, d, bytes))
+    } else if off == rs.meta.meta_sz {
+        let d = SetData::decode(&rs.meta, data).map_err(bad)?;
+        if d.meta_gn != rs.meta.meta_gn {
+            return Err(OpError::BadImage("pushed data belongs to newer metadata".into()));
+        }
+        Ok(snapshot(rs, d, data.clone()))
+    } else {
+        Err(OpError::BadImage(format!("push at offset {off}, neither 0 nor meta_sz {}", rs.meta.meta_sz)))
+    }
+}
+
+impl StreamEndpoint for ClientConn {
+    type Event = ClientEvent;
+
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.closed || self.close.is_some() {
+            return;
+        }
+        self.session.handle_input(now, data);
+        self.on_session_events(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.session.handle_timeout(now);
+        self.on_session_events(now);
+        self.expire(now);
+    }
+
+    fn poll_transmit(&mut self, _now: Instant, room: usize, out: &mut BytesMut) {
+        self.session.poll_transmit(room, out);
+    }
+
+    fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        self.ops.values().filter_map(|p| p.deadline).chain(self.session.poll_timeout()).min()
+    }
+
+    fn poll_close(&mut self) -> Option<CloseReason> {
+        self.close.clone()
+    }
+
+    fn handle_closed(&mut self, _now: Instant, reason: &CloseReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let why = reason.to_string();
+        let mut ops: Vec<(OpId, Pending)> = self.ops.drain().collect();
+        ops.sort_by_key(|(id, _)| *id);
+        for (op, p) in ops {
+            self.fail_op(op, p, OpError::Disconnected(why.clone()));
+        }
+        self.reads.clear();
+        let pushes: Vec<SetId> = self.sets.iter().filter(|(_, s)| s.push.is_some()).map(|(id, _)| *id).collect();
+        for set in pushes {
+            let e = OpError::Disconnected(why.clone());
+            let flags = request::UPD_F_PUSH | request::UPD_F_PUSH_LAST | (e.errno() as u32 & request::UPD_ERROR_MASK);
+            self.events.push_back(ClientEvent::Push { set, flags, result: Err(e) });
+        }
+        self.events.push_back(ClientEvent::Closed { reason: reason.clone(), was_connected: self.connected });
+    }
+}
