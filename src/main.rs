@@ -3,6 +3,7 @@
 mod ca_cmd;
 mod demo;
 mod ioc_cmd;
+mod ldmsd_cmd;
 
 use std::io::IsTerminal as _;
 
@@ -30,6 +31,14 @@ enum Command {
     /// EPICS Channel Access tools: get, put, monitor, info, repeater.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// An LDMS daemon (samplers, aggregator, store_csv) taking ldmsd's flags and config
+    /// files: `pvloom ldmsd -x sock:PORT[:ADDR] -c FILE -F -v LEVEL`.
+    #[command(disable_help_flag = true)]
+    Ldmsd {
+        /// ldmsd's flags (see `pvloom ldmsd --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn init_logging(verbose: u8) {
@@ -46,11 +55,20 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // ldmsd's flags are its own getopt letters (`-v LEVEL` among them): parsed apart.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "ldmsd") {
+        return ldmsd_cmd::main(&argv[1..]);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Ca(command) => ca_cmd::run(command),
         Command::Ioc(args) => ioc_cmd::run(&args),
+        Command::Ldmsd { args } => {
+            let argv: Vec<_> = std::iter::once("ldmsd".into()).chain(args).collect();
+            ldmsd_cmd::main(&argv)
+        }
     }
 }

@@ -5,8 +5,11 @@
 //! - [`sampler`]: samplers that fill sets from `/proc` (meminfo, vmstat, loadavg, procstat,
 //!   procnetdev2), scheduled by interval and offset.
 //! - [`store_csv`]: ldmsd's `store_csv` file layout.
+//! - [`daemon`]: the running daemon: commands applied in order, the set server, the
+//!   sampler thread, and aggregation (producers, updaters, storage policies).
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod daemon;
 pub mod sampler;
 pub mod store_csv;

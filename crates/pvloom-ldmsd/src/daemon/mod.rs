@@ -182,9 +182,9 @@ impl Daemon {
                     Err(fail(format!("no sampler plugin named {name:?} is loaded")))
                 }
             }
-            Cmd::Stop { name } => self.samplers.with(|p| match p.get_mut(name) {
-                Some(plugin) if plugin.schedule.take().is_some() => Ok(()),
-                Some(_) => Err(fail(format!("sampler {name:?} is not running"))),
+            Cmd::Stop { name } => self.samplers.with(|p| match p.get_mut(name).map(|plugin| plugin.schedule.take()) {
+                Some(Some(_)) => Ok(()),
+                Some(None) => Err(fail(format!("sampler {name:?} is not running"))),
                 None => Err(fail(format!("no sampler plugin named {name:?} is loaded"))),
             }),
             Cmd::Term { name } => {

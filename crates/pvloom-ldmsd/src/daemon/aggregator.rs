@@ -1,0 +1,663 @@
+//! Aggregator mode: producers (daemons this one connects to), updaters (which of their
+//! sets to pull, how often, or by push) and storage policies (which updated sets go to
+//! which store), as ldmsd's `prdcr_*`, `updtr_*` and `strgp_*` commands configure them.
+//!
+//! Every set pulled from a producer is also served again under its own name, as an ldmsd
+//! aggregator does, so aggregators stack. A producer that goes away is reconnected every
+//! `reconnect` interval; its sets are withdrawn while it is gone and come back with it.
+//!
+//! Threads: connection events and update completions arrive as runtime callbacks (worker
+//! threads); updater ticks are runtime timers. All of them take the one aggregator lock
+//! for bookkeeping only, never across a blocking call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use pvloom_core::{RuntimeHandle, TimerHandle};
+use pvloom_ldms::client::{DirReply, Set, SetSnapshot, Xprt, XprtConfig, XprtEvent, XprtEventKind};
+use pvloom_ldms::request::{DIR_ADD, DIR_DEL, DIR_F_NOTIFY, LOOKUP_BY_INSTANCE, XPRT_PUSH_F_CHANGE};
+use pvloom_ldms::server::{SetHandle, SetRegistry};
+use pvloom_ldms::set::LocalSet;
+use regex::Regex;
+
+use super::Daemon;
+use crate::config::{Cmd, MatchSel, PrdcrType, Push};
+use crate::sampler::next_sample_us;
+use crate::store_csv::CsvStore;
+
+/// A producer's connection state (`prdcr_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerState {
+    /// Added, not started.
+    Stopped,
+    /// Connecting (or waiting to reconnect).
+    Connecting,
+    /// Connected; its sets are being pulled.
+    Connected,
+}
+
+/// One producer as `prdcr_status` reports it.
+#[derive(Debug, Clone)]
+pub struct ProducerStatus {
+    /// Its name.
+    pub name: String,
+    /// `host:port`.
+    pub addr: String,
+    /// Connection state.
+    pub state: ProducerState,
+    /// Sets pulled from it now.
+    pub sets: Vec<String>,
+    /// Connections made so far (reconnects included).
+    pub connects: u64,
+}
+
+struct Mirror {
+    remote: Set,
+    local: Option<SetHandle>,
+    last_gn: Option<u64>,
+    pushing: bool,
+}
+
+struct Producer {
+    host: String,
+    port: u16,
+    reconnect: Duration,
+    state: ProducerState,
+    xprt: Option<Xprt>,
+    /// Bumped on every connect and stop: callbacks of an older connection are ignored.
+    epoch: u64,
+    sets: BTreeMap<String, Mirror>,
+    connects: u64,
+    retry: Option<TimerHandle>,
+}
+
+struct Updater {
+    interval_us: u64,
+    offset_us: i64,
+    push: Push,
+    prdcr_res: Vec<Regex>,
+    matches: Vec<(Regex, MatchSel)>,
+    timer: Option<TimerHandle>,
+    running: bool,
+}
+
+struct Strgp {
+    plugin: String,
+    container: String,
+    schema: Option<String>,
+    regex: Option<Regex>,
+    prdcr_res: Vec<Regex>,
+    metrics: Vec<String>,
+    running: bool,
+    /// One CSV file per schema (a regex policy can store several).
+    stores: HashMap<String, CsvStore>,
+}
+
+#[derive(Default)]
+struct State {
+    producers: BTreeMap<String, Producer>,
+    updaters: BTreeMap<String, Updater>,
+    strgps: BTreeMap<String, Strgp>,
+    /// Store options by store plugin name, copied at strgp_start.
+    store_options: HashMap<String, crate::store_csv::CsvOptions>,
+}
+
+struct Inner {
+    rt: RuntimeHandle,
+    registry: Arc<SetRegistry>,
+    state: Mutex<State>,
+}
+
+/// The aggregator half of a daemon.
+pub(crate) struct Aggregator {
+    inner: Arc<Inner>,
+}
+
+fn regex(re: &str) -> Result<Regex, String> {
+    Regex::new(re).map_err(|e| format!("bad regex {re:?}: {e}"))
+}
+
+fn wall_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+}
+
+impl Aggregator {
+    pub fn new(rt: RuntimeHandle, registry: Arc<SetRegistry>) -> Aggregator {
+        Aggregator { inner: Arc::new(Inner { rt, registry, state: Mutex::new(State::default()) }) }
+    }
+
+    pub fn status(&self) -> Vec<ProducerStatus> {
+        let st = self.inner.state.lock();
+        st.producers
+            .iter()
+            .map(|(name, p)| ProducerStatus {
+                name: name.clone(),
+                addr: format!("{}:{}", p.host, p.port),
+                state: p.state,
+                sets: p.sets.keys().cloned().collect(),
+                connects: p.connects,
+            })
+            .collect()
+    }
+
+    pub fn apply(&self, cmd: &Cmd, daemon: &Daemon) -> Result<(), String> {
+        let mut st = self.inner.state.lock();
+        let missing = |what: &str, name: &str| format!("no {what} named {name:?}");
+        match cmd {
+            Cmd::PrdcrAdd { name, host, port, xprt, ty, reconnect_us, auth, .. } => {
+                super::check_xprt(xprt)?;
+                if *ty != PrdcrType::Active {
+                    return Err("only type=active producers are supported".into());
+                }
+                if let Some(a) = auth.as_deref().filter(|a| *a != "none") {
+                    return Err(format!("auth {a:?} is not supported (only none)"));
+                }
+                if st.producers.contains_key(name) {
+                    return Err(format!("producer {name:?} exists"));
+                }
+                let reconnect = Duration::from_micros(u64::try_from(*reconnect_us).unwrap_or(0).max(100_000));
+                st.producers.insert(
+                    name.clone(),
+                    Producer {
+                        host: host.clone(),
+                        port: *port,
+                        reconnect,
+                        state: ProducerState::Stopped,
+                        xprt: None,
+                        epoch: 0,
+                        sets: BTreeMap::new(),
+                        connects: 0,
+                        retry: None,
+                    },
+                );
+                Ok(())
+            }
+            Cmd::PrdcrStart { name, reconnect_us } => {
+                let p = st.producers.get_mut(name).ok_or_else(|| missing("producer", name))?;
+                if let Some(us) = reconnect_us {
+                    p.reconnect = Duration::from_micros(u64::try_from(*us).unwrap_or(0).max(100_000));
+                }
+                drop(st);
+                connect(&self.inner, name);
+                Ok(())
+            }
+            Cmd::PrdcrStartRegex { regex: re, .. } => {
+                let re = regex(re)?;
+                let names: Vec<_> = st.producers.keys().filter(|n| re.is_match(n)).cloned().collect();
+                drop(st);
+                names.iter().for_each(|n| connect(&self.inner, n));
+                Ok(())
+            }
+            Cmd::PrdcrStop { name } => {
+                st.producers.get(name).ok_or_else(|| missing("producer", name))?;
+                stop_producer(&mut st, name);
+                Ok(())
+            }
+            Cmd::PrdcrStopRegex { regex: re } => {
+                let re = regex(re)?;
+                let names: Vec<_> = st.producers.keys().filter(|n| re.is_match(n)).cloned().collect();
+                names.iter().for_each(|n| stop_producer(&mut st, n));
+                Ok(())
+            }
+            Cmd::PrdcrDel { name } => {
+                st.producers.get(name).ok_or_else(|| missing("producer", name))?;
+                stop_producer(&mut st, name);
+                st.producers.remove(name);
+                Ok(())
+            }
+            Cmd::UpdtrAdd { name, interval_us, offset_us, push, .. } => {
+                if st.updaters.contains_key(name) {
+                    return Err(format!("updater {name:?} exists"));
+                }
+                let interval_us = interval_us.map_or(Ok(2_000_000), |i| u64::try_from(i).map_err(|_| "bad interval"))?;
+                st.updaters.insert(
+                    name.clone(),
+                    Updater {
+                        interval_us: interval_us.max(1),
+                        offset_us: offset_us.unwrap_or(0),
+                        push: *push,
+                        prdcr_res: Vec::new(),
+                        matches: Vec::new(),
+                        timer: None,
+                        running: false,
+                    },
+                );
+                Ok(())
+            }
+            Cmd::UpdtrPrdcrAdd { name, regex: re } => {
+                let re = regex(re)?;
+                st.updaters.get_mut(name).ok_or_else(|| missing("updater", name))?.prdcr_res.push(re);
+                Ok(())
+            }
+            Cmd::UpdtrPrdcrDel { name, regex: re } => {
+                let u = st.updaters.get_mut(name).ok_or_else(|| missing("updater", name))?;
+                u.prdcr_res.retain(|r| r.as_str() != re);
+                Ok(())
+            }
+            Cmd::UpdtrMatchAdd { name, regex: re, sel } => {
+                let re = regex(re)?;
+                st.updaters.get_mut(name).ok_or_else(|| missing("updater", name))?.matches.push((re, *sel));
+                Ok(())
+            }
+            Cmd::UpdtrStart { name, interval_us, offset_us, .. } => {
+                let u = st.updaters.get_mut(name).ok_or_else(|| missing("updater", name))?;
+                if let Some(i) = interval_us {
+                    u.interval_us = u64::try_from(*i).map_err(|_| "bad interval")?.max(1);
+                }
+                if let Some(o) = offset_us {
+                    u.offset_us = *o;
+                }
+                u.running = true;
+                let push = u.push;
+                drop(st);
+                if push == Push::Off {
+                    schedule_updater(&self.inner, name);
+                } else {
+                    // Sets already pulled start pushing now; later ones when looked up.
+                    let mut st = self.inner.state.lock();
+                    start_pushes(&self.inner, &mut st);
+                }
+                Ok(())
+            }
+            Cmd::UpdtrStop { name } | Cmd::UpdtrDel { name } => {
+                let u = st.updaters.get_mut(name).ok_or_else(|| missing("updater", name))?;
+                u.running = false;
+                if let Some(t) = u.timer.take() {
+                    t.cancel();
+                }
+                if matches!(cmd, Cmd::UpdtrDel { .. }) {
+                    st.updaters.remove(name);
+                }
+                Ok(())
+            }
+            Cmd::StrgpAdd { name, plugin, container, schema, regex: re, .. } => {
+                if st.strgps.contains_key(name) {
+                    return Err(format!("storage policy {name:?} exists"));
+                }
+                let re = re.as_deref().map(regex).transpose()?;
+                st.strgps.insert(
+                    name.clone(),
+                    Strgp {
+                        plugin: plugin.clone(),
+                        container: container.clone(),
+                        schema: schema.clone(),
+                        regex: re,
+                        prdcr_res: Vec::new(),
+                        metrics: Vec::new(),
+                        running: false,
+                        stores: HashMap::new(),
+                    },
+                );
+                Ok(())
+            }
+            Cmd::StrgpPrdcrAdd { name, regex: re } => {
+                let re = regex(re)?;
+                st.strgps.get_mut(name).ok_or_else(|| missing("storage policy", name))?.prdcr_res.push(re);
+                Ok(())
+            }
+            Cmd::StrgpMetricAdd { name, metric } => {
+                st.strgps.get_mut(name).ok_or_else(|| missing("storage policy", name))?.metrics.push(metric.clone());
+                Ok(())
+            }
+            Cmd::StrgpStart { name } => {
+                let plugin = st.strgps.get(name).ok_or_else(|| missing("storage policy", name))?.plugin.clone();
+                let opts = daemon
+                    .store_options(&plugin)
+                    .ok_or_else(|| format!("store plugin {plugin:?} is not loaded and configured"))?;
+                st.store_options.insert(plugin, opts);
+                st.strgps.get_mut(name).expect("checked").running = true;
+                Ok(())
+            }
+            Cmd::StrgpStop { name } | Cmd::StrgpDel { name } => {
+                let s = st.strgps.get_mut(name).ok_or_else(|| missing("storage policy", name))?;
+                s.running = false;
+                for store in s.stores.values_mut() {
+                    let _ = store.flush();
+                }
+                if matches!(cmd, Cmd::StrgpDel { .. }) {
+                    st.strgps.remove(name);
+                }
+                Ok(())
+            }
+            other => Err(format!("{other:?} is not supported")),
+        }
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        let mut st = self.inner.state.lock();
+        let names: Vec<_> = st.producers.keys().cloned().collect();
+        names.iter().for_each(|n| stop_producer(&mut st, n));
+        for u in st.updaters.values_mut() {
+            if let Some(t) = u.timer.take() {
+                t.cancel();
+            }
+        }
+        for s in st.strgps.values_mut() {
+            for store in s.stores.values_mut() {
+                let _ = store.flush();
+            }
+        }
+    }
+}
+
+fn stop_producer(st: &mut State, name: &str) {
+    let Some(p) = st.producers.get_mut(name) else { return };
+    p.epoch += 1;
+    p.state = ProducerState::Stopped;
+    if let Some(t) = p.retry.take() {
+        t.cancel();
+    }
+    if let Some(x) = p.xprt.take() {
+        x.close();
+    }
+    for (_, m) in std::mem::take(&mut p.sets) {
+        if let Some(h) = m.local {
+            h.unpublish();
+        }
+    }
+}
+
+fn connect(inner: &Arc<Inner>, name: &str) {
+    let (addr, epoch) = {
+        let mut st = inner.state.lock();
+        let Some(p) = st.producers.get_mut(name) else { return };
+        if p.state != ProducerState::Stopped && p.retry.is_none() && p.xprt.is_some() {
+            return;
+        }
+        p.epoch += 1;
+        p.retry = None;
+        p.state = ProducerState::Connecting;
+        (super::resolve(&p.host, p.port), p.epoch)
+    };
+    let addr = match addr {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(producer = name, "{e}");
+            return retry_later(inner, name, epoch);
+        }
+    };
+    let weak = Arc::downgrade(inner);
+    let pname = name.to_string();
+    let on_event = move |x: &Xprt, ev: &XprtEvent| {
+        if let Some(inner) = weak.upgrade() {
+            on_xprt_event(&inner, &pname, epoch, x, ev);
+        }
+    };
+    let xprt = Xprt::connect_cb(&inner.rt, addr, XprtConfig::default(), on_event);
+    let mut st = inner.state.lock();
+    if let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) {
+        p.xprt = Some(xprt);
+    } else {
+        xprt.close();
+    }
+}
+
+fn retry_later(inner: &Arc<Inner>, name: &str, epoch: u64) {
+    let mut st = inner.state.lock();
+    let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
+    p.state = ProducerState::Connecting;
+    let weak = Arc::downgrade(inner);
+    let pname = name.to_string();
+    p.retry = Some(inner.rt.call_later(p.reconnect, move || {
+        if let Some(inner) = weak.upgrade() {
+            connect(&inner, &pname);
+        }
+    }));
+}
+
+fn on_xprt_event(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, ev: &XprtEvent) {
+    match ev.kind {
+        XprtEventKind::Connected => {
+            {
+                let mut st = inner.state.lock();
+                let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
+                p.state = ProducerState::Connected;
+                p.connects += 1;
+            }
+            tracing::info!(producer = name, peer = %x.peer_addr(), "producer connected");
+            let weak = Arc::downgrade(inner);
+            let pname = name.to_string();
+            x.dir_cb(DIR_F_NOTIFY, move |x, r| {
+                if let Some(inner) = weak.upgrade() {
+                    on_dir(&inner, &pname, epoch, x, r);
+                }
+            });
+        }
+        XprtEventKind::Rejected | XprtEventKind::Error | XprtEventKind::Disconnected => {
+            {
+                let mut st = inner.state.lock();
+                let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
+                p.xprt = None;
+                for (_, m) in std::mem::take(&mut p.sets) {
+                    if let Some(h) = m.local {
+                        h.unpublish();
+                    }
+                }
+            }
+            tracing::info!(producer = name, reason = ?ev.reason, "producer {:?}; reconnecting", ev.kind);
+            retry_later(inner, name, epoch);
+        }
+        XprtEventKind::SetDelete => {
+            if let Some(set) = &ev.set_name {
+                forget_set(inner, name, epoch, set);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn forget_set(inner: &Arc<Inner>, name: &str, epoch: u64, set: &str) {
+    let mut st = inner.state.lock();
+    let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
+    if let Some(m) = p.sets.remove(set)
+        && let Some(h) = m.local
+    {
+        h.unpublish();
+    }
+}
+
+fn on_dir(
+    inner: &Arc<Inner>,
+    name: &str,
+    epoch: u64,
+    x: &Xprt,
+    r: Result<DirReply, pvloom_ldms::client::OpError>,
+) {
+    let (added, deleted): (Vec<String>, Vec<String>) = match r {
+        Ok(DirReply::Part(part)) => (part.entries.iter().map(|e| e.name.clone()).collect(), vec![]),
+        Ok(DirReply::Update { kind, entries }) if kind == DIR_ADD => {
+            (entries.iter().map(|e| e.name.clone()).collect(), vec![])
+        }
+        Ok(DirReply::Update { kind, entries }) if kind == DIR_DEL => {
+            (vec![], entries.iter().map(|e| e.name.clone()).collect())
+        }
+        Ok(DirReply::Update { .. }) => return,
+        Err(e) => {
+            tracing::debug!(producer = name, "dir failed: {e}");
+            return;
+        }
+    };
+    for set in deleted {
+        forget_set(inner, name, epoch, &set);
+    }
+    for set in added {
+        if !wanted(&inner.state.lock(), name, &set, None) {
+            continue;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let pname = name.to_string();
+        x.lookup_cb(&set, LOOKUP_BY_INSTANCE, move |_, r, _| {
+            let Some(inner) = weak.upgrade() else { return };
+            match r {
+                Ok(remote) => adopt(&inner, &pname, epoch, remote),
+                Err(e) => tracing::debug!(producer = pname, "lookup failed: {e}"),
+            }
+        });
+    }
+}
+
+/// Is this set of producer `prdcr` pulled by some updater? (`schema` when known.)
+fn wanted(st: &State, prdcr: &str, set: &str, schema: Option<&str>) -> bool {
+    st.updaters.values().any(|u| updater_wants(u, prdcr, set, schema))
+}
+
+fn updater_wants(u: &Updater, prdcr: &str, set: &str, schema: Option<&str>) -> bool {
+    u.prdcr_res.iter().any(|r| r.is_match(prdcr))
+        && (u.matches.is_empty()
+            || u.matches.iter().any(|(r, sel)| match sel {
+                MatchSel::Inst => r.is_match(set),
+                // Unknown before the lookup: look it up and decide with the schema.
+                MatchSel::Schema => schema.is_none_or(|s| r.is_match(s)),
+            }))
+}
+
+fn adopt(inner: &Arc<Inner>, prdcr: &str, epoch: u64, remote: Set) {
+    let mut st = inner.state.lock();
+    if !wanted(&st, prdcr, remote.name(), Some(remote.schema())) {
+        return;
+    }
+    let Some(p) = st.producers.get_mut(prdcr).filter(|p| p.epoch == epoch) else { return };
+    p.sets.insert(remote.name().to_string(), Mirror { remote, local: None, last_gn: None, pushing: false });
+    start_pushes(inner, &mut st);
+}
+
+/// Register push for every pulled set some running push updater wants.
+fn start_pushes(inner: &Arc<Inner>, st: &mut State) {
+    let State { producers, updaters, .. } = st;
+    for (pname, p) in producers.iter_mut() {
+        for m in p.sets.values_mut().filter(|m| !m.pushing) {
+            let push = updaters.values().find(|u| {
+                u.running && u.push != Push::Off && updater_wants(u, pname, m.remote.name(), Some(m.remote.schema()))
+            });
+            if push.is_some() {
+                m.pushing = true;
+                let weak = Arc::downgrade(inner);
+                let (pname, epoch) = (pname.clone(), p.epoch);
+                m.remote.register_push(XPRT_PUSH_F_CHANGE, move |set, r, _flags| {
+                    if let (Some(inner), Ok(snap)) = (weak.upgrade(), r) {
+                        updated(&inner, &pname, epoch, set, &snap);
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn schedule_updater(inner: &Arc<Inner>, name: &str) {
+    let mut st = inner.state.lock();
+    let Some(u) = st.updaters.get_mut(name).filter(|u| u.running) else { return };
+    let now = wall_us();
+    let at = next_sample_us(now, u.interval_us, u.offset_us);
+    let weak = Arc::downgrade(inner);
+    let uname = name.to_string();
+    u.timer = Some(inner.rt.call_later(Duration::from_micros(at - now), move || {
+        if let Some(inner) = weak.upgrade() {
+            tick(&inner, &uname);
+            schedule_updater(&inner, &uname);
+        }
+    }));
+}
+
+/// One updater interval: update every set it pulls.
+fn tick(inner: &Arc<Inner>, updater: &str) {
+    let sets: Vec<(String, u64, Set)> = {
+        let st = inner.state.lock();
+        let Some(u) = st.updaters.get(updater) else { return };
+        st.producers
+            .iter()
+            .filter(|(_, p)| p.state == ProducerState::Connected)
+            .flat_map(|(pname, p)| {
+                p.sets
+                    .values()
+                    .filter(|m| updater_wants(u, pname, m.remote.name(), Some(m.remote.schema())))
+                    .map(|m| (pname.clone(), p.epoch, m.remote.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    for (pname, epoch, set) in sets {
+        let weak = Arc::downgrade(inner);
+        set.update_cb(move |set, r, _flags| {
+            let Some(inner) = weak.upgrade() else { return };
+            match r {
+                Ok(snap) => updated(&inner, &pname, epoch, set, &snap),
+                Err(e) => tracing::debug!(producer = pname, set = set.name(), "update failed: {e}"),
+            }
+        });
+    }
+}
+
+/// A pulled set has new data: serve it again and store it.
+fn updated(inner: &Arc<Inner>, prdcr: &str, epoch: u64, set: &Set, snap: &SetSnapshot) {
+    let mut st = inner.state.lock();
+    let State { producers, strgps, store_options, .. } = &mut *st;
+    let Some(p) = producers.get_mut(prdcr).filter(|p| p.epoch == epoch) else { return };
+    let Some(m) = p.sets.get_mut(set.name()) else { return };
+    mirror(&inner.registry, m, snap);
+    if !snap.is_consistent() || m.last_gn == Some(snap.data.data_gn) {
+        return;
+    }
+    m.last_gn = Some(snap.data.data_gn);
+    for (sname, s) in strgps.iter_mut().filter(|(_, s)| s.running) {
+        let schema = &snap.meta.schema_name;
+        let by_schema = s.schema.as_deref() == Some(schema.as_str());
+        let by_regex = s.regex.as_ref().is_some_and(|r| r.is_match(schema));
+        if !(by_schema || by_regex) || !(s.prdcr_res.is_empty() || s.prdcr_res.iter().any(|r| r.is_match(prdcr))) {
+            continue;
+        }
+        let Some(opts) = store_options.get(&s.plugin) else { continue };
+        if !s.stores.contains_key(schema) {
+            match CsvStore::open(opts, &s.container, schema, &s.metrics) {
+                Ok(store) => {
+                    s.stores.insert(schema.clone(), store);
+                }
+                Err(e) => {
+                    tracing::error!(strgp = sname, "cannot open the store: {e}");
+                    s.running = false;
+                    continue;
+                }
+            }
+        }
+        if let Some(store) = s.stores.get_mut(schema)
+            && let Err(e) = store.store(&snap.meta, &snap.data)
+        {
+            tracing::error!(strgp = sname, "store failed: {e}");
+        }
+    }
+}
+
+/// Serve the pulled set's latest image under its own name.
+fn mirror(registry: &Arc<SetRegistry>, m: &mut Mirror, snap: &SetSnapshot) {
+    if let Some(h) = &m.local {
+        let same_meta = h.read(|s| s.meta_gn() == snap.meta.meta_gn && s.data_bytes().len() == snap.data_bytes.len());
+        if same_meta {
+            h.update(|s| s.replace_data(&snap.data_bytes)).unwrap_or_else(|e| tracing::warn!("mirror: {e}"));
+            return;
+        }
+        h.unpublish();
+        m.local = None;
+    }
+    let image = match snap.meta.encode() {
+        Ok(mut img) => {
+            img.extend_from_slice(&snap.data_bytes);
+            img
+        }
+        Err(e) => return tracing::warn!(set = m.remote.name(), "cannot re-encode the meta: {e}"),
+    };
+    match LocalSet::from_image(image) {
+        Ok(mut local) => {
+            for (k, v) in m.remote.info() {
+                local.set_info(k, v);
+            }
+            match registry.publish(local) {
+                Ok(h) => m.local = Some(h),
+                Err(e) => tracing::warn!(set = m.remote.name(), "cannot serve the pulled set: {e}"),
+            }
+        }
+        Err(e) => tracing::warn!(set = m.remote.name(), "pulled image refused: {e}"),
+    }
+}

@@ -1,0 +1,147 @@
+//! `pvloom ldmsd`: an LDMS daemon that takes ldmsd's flags and configuration files.
+//!
+//! Its flags follow ldmsd's getopt letters, so they are parsed apart from the rest of the
+//! command line (ldmsd's `-v LEVEL` would clash with pvloom's global `-v` count).
+
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use pvloom_ldmsd::daemon::{Daemon, DaemonOptions, parse_listen_flag};
+use tracing_subscriber::EnvFilter;
+
+/// An LDMS daemon (sampler and aggregator) speaking ldmsd 4.x's wire protocol.
+#[derive(Debug, Parser)]
+#[command(name = "pvloom ldmsd", version)]
+pub struct LdmsdArgs {
+    /// Listen for LDMS peers: XPRT:PORT[:ADDR] (only `sock`; all addresses unless ADDR).
+    #[arg(short = 'x', value_name = "XPRT:PORT[:ADDR]")]
+    listen: Vec<String>,
+    /// Configuration file in ldmsd's language (load/config/start, prdcr_*, updtr_*, strgp_*).
+    #[arg(short = 'c', value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// Stay in the foreground (without it the daemon detaches, as ldmsd does).
+    #[arg(short = 'F')]
+    foreground: bool,
+    /// Log level: DEBUG, INFO, WARNING, ERROR, CRITICAL or QUIET.
+    #[arg(short = 'v', value_name = "LEVEL", default_value = "ERROR")]
+    verbosity: String,
+    /// Log to this file instead of stderr.
+    #[arg(short = 'l', value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Write the process id to this file.
+    #[arg(short = 'r', value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Set memory size (accepted for compatibility: sets are allocated one by one).
+    #[arg(short = 'm', value_name = "SIZE")]
+    memory: Option<String>,
+    /// I/O threads (ldmsd's -P).
+    #[arg(short = 'P', value_name = "N", default_value_t = 2)]
+    threads: usize,
+    /// Stop after this many seconds (tests and benchmarks; default: run until signalled).
+    #[arg(long, value_name = "S")]
+    run_for: Option<f64>,
+}
+
+fn level_filter(level: &str) -> anyhow::Result<&'static str> {
+    Ok(match level.to_ascii_uppercase().as_str() {
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARN" | "WARNING" => "warn",
+        "ERROR" | "CRITICAL" => "error",
+        "QUIET" => "off",
+        other => bail!("unknown log level {other:?} (DEBUG, INFO, WARNING, ERROR, CRITICAL, QUIET)"),
+    })
+}
+
+fn init_logging(args: &LdmsdArgs) -> anyhow::Result<()> {
+    let level = level_filter(&args.verbosity)?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    match &args.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(file).with_ansi(false).init();
+        }
+        None => {
+            let ansi = std::io::stderr().is_terminal();
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+        }
+    }
+    Ok(())
+}
+
+/// Detach as ldmsd does without `-F`: the same command runs again in the foreground in a
+/// new session with its standard streams closed, and this process exits.
+fn detach(argv: &[OsString]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().context("cannot find the pvloom executable")?;
+    let child = Command::new(exe)
+        .args(argv)
+        .arg("-F")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the detached daemon")?;
+    println!("pvloom ldmsd detached, pid {}", child.id());
+    Ok(())
+}
+
+/// Run `pvloom ldmsd` with `argv` (from `ldmsd` on).
+pub fn main(argv: &[OsString]) -> anyhow::Result<()> {
+    let args = LdmsdArgs::parse_from(argv);
+    if !args.foreground {
+        return detach(&argv[1..]);
+    }
+    init_logging(&args)?;
+    if let Some(m) = &args.memory {
+        tracing::debug!("-m {m}: sets are allocated one by one");
+    }
+    let daemon = Daemon::new(DaemonOptions { io_threads: args.threads.max(1), ..DaemonOptions::default() })?;
+    // Configuration first: `msg_enable` and `listen` lines shape the listeners.
+    for file in &args.config {
+        daemon.apply_file(file)?;
+    }
+    for spec in &args.listen {
+        let addr = parse_listen_flag(spec).map_err(anyhow::Error::msg).with_context(|| format!("-x {spec}"))?;
+        daemon.listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    }
+    if daemon.listen_addrs().is_empty() && daemon.producers().is_empty() {
+        tracing::warn!("no listener (-x or listen) and no producer: nothing can reach this daemon's sets");
+    }
+    if let Some(path) = &args.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tracing::info!(sets = daemon.registry().len(), addrs = ?daemon.listen_addrs(), "pvloom ldmsd running");
+    wait_for_stop(args.run_for);
+    tracing::info!("pvloom ldmsd stopping");
+    if let Some(path) = &args.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Block until SIGINT or SIGTERM (or `run_for` seconds).
+fn wait_for_stop(run_for: Option<f64>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let deadline = run_for.map(|s| std::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
