@@ -260,7 +260,7 @@ impl Sampler for ListSampler {
 
 /// `record_sampler`: after the common metrics `round` (U32, +1 per sample), the record type
 /// `device_record` (every primitive type, unit `unit`, arrays of 8; with `with_name=1` also
-/// `name`, char[16]), `device_list` (a LIST of 3 records holding `round + i`, named `list<i>`)
+/// `name`, `char[16]`), `device_list` (a LIST of 3 records holding `round + i`, named `list<i>`)
 /// and `device_array` (a RECORD_ARRAY of 3 holding `round + i + 3`, named `arr<i>`).
 #[derive(Debug, Default)]
 pub struct RecordSampler {
