@@ -1,5 +1,6 @@
-//! Samplers: plugins that fill sets from `/proc`, as ldmsd's meminfo, vmstat, loadavg and
-//! procnetdev2 do, with sampler_base's common part ([`base`]), ldmsd's schema sizing and
+//! Samplers: plugins that fill sets from `/proc`, as ldmsd's meminfo, vmstat, loadavg,
+//! procstat and procnetdev2 do, the configuration-driven `test_sampler` and the example
+//! samplers (`array_example`, `list_sampler`, `record_sampler`), with sampler_base's common part ([`base`]), ldmsd's schema sizing and
 //! digest ([`sizing`]) and the wall-clock schedule ([`schedule`]).
 //!
 //! A sampler is configured once (`config name=...`), which reads its `/proc` file to decide
@@ -8,13 +9,17 @@
 
 pub mod base;
 mod digest;
+pub mod examples;
 pub mod keyvalue;
 pub mod loadavg;
 pub mod meminfo;
 pub mod procfile;
 pub mod procnetdev2;
+pub mod procstat;
 pub mod schedule;
 pub mod sizing;
+pub mod test_sampler;
+pub mod values;
 pub mod vmstat;
 
 use std::path::{Path, PathBuf};
@@ -73,7 +78,17 @@ pub trait Sampler: Send {
 }
 
 /// The plugins [`sampler_by_name`] knows.
-pub const SAMPLERS: [&str; 4] = ["meminfo", "vmstat", "loadavg", "procnetdev2"];
+pub const SAMPLERS: [&str; 9] = [
+    "meminfo",
+    "vmstat",
+    "loadavg",
+    "procnetdev2",
+    "procstat",
+    "test_sampler",
+    "array_example",
+    "list_sampler",
+    "record_sampler",
+];
 
 /// A new, unconfigured sampler reading the real `/proc`.
 pub fn sampler_by_name(name: &str) -> Option<Box<dyn Sampler>> {
@@ -89,6 +104,11 @@ pub fn sampler_with_root(name: &str, root: &Path) -> Option<Box<dyn Sampler>> {
         "vmstat" => Box::new(vmstat::new(root)),
         "loadavg" => Box::new(loadavg::Loadavg::new(root)),
         "procnetdev2" => Box::new(procnetdev2::Procnetdev2::new(root)),
+        "procstat" => Box::new(procstat::Procstat::new(root)),
+        "test_sampler" => Box::new(test_sampler::TestSampler::new()),
+        "array_example" => Box::new(examples::ArrayExample::new()),
+        "list_sampler" => Box::new(examples::ListSampler::new()),
+        "record_sampler" => Box::new(examples::RecordSampler::new()),
         _ => return None,
     })
 }
