@@ -75,7 +75,7 @@ fn aggregator_conf(port: u16, csv: &Path) -> String {
     let text = std::fs::read_to_string(captures().join("aggregator/aggregator.conf")).unwrap();
     let text = text.replace("port=10441", &format!("port={port}"));
     format!(
-        "{text}load name=store_csv\nconfig name=store_csv path={}\n\
+        "{text}load name=store_csv\nconfig name=store_csv path={} buffer=0\n\
          strgp_add name=s1 plugin=store_csv container=csv schema=meminfo\nstrgp_prdcr_add name=s1 regex=.*\n\
          strgp_start name=s1\n",
         csv.display()
@@ -115,4 +115,34 @@ fn an_aggregator_pulls_serves_stores_and_follows_a_restart() {
     assert!(agg.producers()[0].connects >= 2);
     drop(agg);
     let _ = std::fs::remove_dir_all(&csv);
+}
+
+#[test]
+fn every_captured_conf_runs_unchanged() {
+    let root = captures();
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        let conf = dir.join("sampler.conf");
+        if !conf.is_file() {
+            continue;
+        }
+        let d = daemon(Path::new("/"));
+        d.apply_file(&conf).unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+        assert!(!d.registry().is_empty(), "{} made no set", conf.display());
+        if dir.ends_with("aggregator") {
+            // The run-time additions the capture made through ldmsd_controller, in order.
+            let n = d.registry().len();
+            d.apply_file(&dir.join("ctl-add-vmstat.conf")).unwrap();
+            assert_eq!(d.registry().len(), n + 1);
+            d.apply_file(&dir.join("ctl-del-vmstat.conf")).unwrap();
+            assert_eq!(d.registry().len(), n);
+            // The aggregator's own file: its producer is not there, so it keeps retrying.
+            let agg = daemon(Path::new("/"));
+            agg.apply_file(&dir.join("aggregator.conf")).unwrap();
+            assert_eq!(agg.producers().len(), 1);
+        }
+        ran += 1;
+    }
+    assert!(ran >= 8, "only {ran} sampler.conf files found");
 }

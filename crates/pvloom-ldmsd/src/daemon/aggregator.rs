@@ -211,7 +211,8 @@ impl Aggregator {
                 if st.updaters.contains_key(name) {
                     return Err(format!("updater {name:?} exists"));
                 }
-                let interval_us = interval_us.map_or(Ok(2_000_000), |i| u64::try_from(i).map_err(|_| "bad interval"))?;
+                let interval_us =
+                    interval_us.map_or(Ok(2_000_000), |i| u64::try_from(i).map_err(|_| "bad interval"))?;
                 st.updaters.insert(
                     name.clone(),
                     Updater {
@@ -460,13 +461,7 @@ fn forget_set(inner: &Arc<Inner>, name: &str, epoch: u64, set: &str) {
     }
 }
 
-fn on_dir(
-    inner: &Arc<Inner>,
-    name: &str,
-    epoch: u64,
-    x: &Xprt,
-    r: Result<DirReply, pvloom_ldms::client::OpError>,
-) {
+fn on_dir(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, r: Result<DirReply, pvloom_ldms::client::OpError>) {
     let (added, deleted): (Vec<String>, Vec<String>) = match r {
         Ok(DirReply::Part(part)) => (part.entries.iter().map(|e| e.name.clone()).collect(), vec![]),
         Ok(DirReply::Update { kind, entries }) if kind == DIR_ADD => {

@@ -89,11 +89,8 @@ impl Daemon {
     /// # Errors
     /// The runtime or the sampler thread could not start.
     pub fn new(options: DaemonOptions) -> Result<Daemon, DaemonError> {
-        let runtime = Runtime::builder()
-            .io_threads(options.io_threads)
-            .name("ldmsd")
-            .build()
-            .map_err(DaemonError::Runtime)?;
+        let runtime =
+            Runtime::builder().io_threads(options.io_threads).name("ldmsd").build().map_err(DaemonError::Runtime)?;
         let registry = SetRegistry::new();
         let aggregator = aggregator::Aggregator::new(runtime.handle(), registry.clone());
         Ok(Daemon {
