@@ -3,6 +3,7 @@
 mod ca_cmd;
 mod demo;
 mod ioc_cmd;
+mod ldms_cmd;
 
 use std::io::IsTerminal as _;
 
@@ -30,6 +31,9 @@ enum Command {
     /// EPICS Channel Access tools: get, put, monitor, info, repeater.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// LDMS tools: ls.
+    #[command(subcommand)]
+    Ldms(ldms_cmd::LdmsCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -46,11 +50,18 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `ldms ls` takes ldms_ls's own options (-h host, -v verbose): not clap's.
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 3 && args[1] == "ldms" && args[2] == "ls" && !args[3..].iter().any(|a| a == "--help") {
+        init_logging(0);
+        return ldms_cmd::ls(&args[3..]);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Ca(command) => ca_cmd::run(command),
         Command::Ioc(args) => ioc_cmd::run(&args),
+        Command::Ldms(command) => ldms_cmd::run(command),
     }
 }
