@@ -59,8 +59,7 @@ fn parse(args: &[String]) -> anyhow::Result<LsOptions> {
             o.names.push(a.clone());
             continue;
         };
-        let mut chars = flags.char_indices();
-        while let Some((i, c)) = chars.next() {
+        for (i, c) in flags.char_indices() {
             let mut value = || -> anyhow::Result<String> {
                 let rest = &flags[i + 1..];
                 if rest.is_empty() {
