@@ -3,6 +3,7 @@
 mod ca_cmd;
 mod demo;
 mod ioc_cmd;
+mod ldms_cmd;
 mod ldmsd_cmd;
 
 use std::io::IsTerminal as _;
@@ -31,6 +32,9 @@ enum Command {
     /// EPICS Channel Access tools: get, put, monitor, info, repeater.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// LDMS tools: ls.
+    #[command(subcommand)]
+    Ldms(ldms_cmd::LdmsCommand),
     /// An LDMS daemon (samplers, aggregator, store_csv) taking ldmsd's flags and config
     /// files: `pvloom ldmsd -x sock:PORT[:ADDR] -c FILE -F -v LEVEL`.
     #[command(disable_help_flag = true)]
@@ -60,12 +64,19 @@ fn main() -> anyhow::Result<()> {
     if argv.get(1).is_some_and(|a| a == "ldmsd") {
         return ldmsd_cmd::main(&argv[1..]);
     }
+    // `ldms ls` takes ldms_ls's own options (-h host, -v verbose): not clap's.
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 3 && args[1] == "ldms" && args[2] == "ls" && !args[3..].iter().any(|a| a == "--help") {
+        init_logging(0);
+        return ldms_cmd::ls(&args[3..]);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Ca(command) => ca_cmd::run(command),
         Command::Ioc(args) => ioc_cmd::run(&args),
+        Command::Ldms(command) => ldms_cmd::run(command),
         Command::Ldmsd { args } => {
             let argv: Vec<_> = std::iter::once("ldmsd".into()).chain(args).collect();
             ldmsd_cmd::main(&argv)

@@ -591,16 +591,22 @@ impl SetHandle {
     }
 
     /// Writes the set under its lock; readers never see it half-written. Afterwards, if
-    /// a transaction ended in `f` (the data gn moved and the set is consistent), every
+    /// a transaction ended in `f` (the set is consistent with a new gn and a new
+    /// transaction timestamp, or was inside a transaction before), every
     /// peer registered for push-on-change gets the new image; if the set info changed,
     /// directory watchers hear DIR UPD.
     pub fn update<R>(&self, f: impl FnOnce(&mut LocalSet) -> R) -> R {
         let (r, pushes, info_changed) = {
             let mut st = self.entry.state.lock();
-            let gn = st.set.data_gn();
+            let (gn, trans) = (st.set.data_gn(), st.set.transaction());
             let info = st.set.info().to_vec();
             let r = f(&mut st.set);
-            let ended = st.set.data_gn() != gn && st.set.transaction().flags == TRANSACTION_END;
+            let after = st.set.transaction();
+            // A transaction ended: the set is consistent again with a new gn and a new
+            // transaction record (plain writes outside a transaction move only the gn).
+            let ended = st.set.data_gn() != gn
+                && after.flags == TRANSACTION_END
+                && (trans.flags != TRANSACTION_END || after != trans);
             let pushes = if ended && st.live { push_notes(&self.entry, &mut st, RBD_F_PUSH_CHANGE) } else { vec![] };
             (r, pushes, st.live && st.set.info() != info.as_slice())
         };
