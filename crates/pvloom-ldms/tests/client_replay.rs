@@ -8,9 +8,11 @@
 
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+mod replay_util;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use replay_util::{Capture, Ids, be32, load, scenario};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,81 +26,13 @@ use pvloom_ldms::zap::RailConnMsg;
 
 type Step = Box<dyn FnOnce(&mut ClientConn, Instant, &[ClientEvent])>;
 
-struct Capture {
-    c2s: Vec<Vec<u8>>,
-    /// Each server frame, with the number of client frames recorded before it, and its time.
-    s2c: Vec<(Vec<u8>, usize, f64)>,
-}
-
-fn frames(stream: &[u8]) -> Vec<(usize, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 8 <= stream.len() {
-        let len = u32::from_be_bytes(stream[off + 4..off + 8].try_into().unwrap()) as usize;
-        out.push((off, stream[off..off + len].to_vec()));
-        off += len;
-    }
-    assert_eq!(off, stream.len(), "whole frames");
-    out
-}
-
-fn scenario(name: &str) -> PathBuf {
-    common::root().join(name)
-}
-
-/// Loads connection `conn` of a scenario, ordering server frames after the client frames
-/// that the proxy saw first.
-fn load(name: &str, conn: u64) -> Capture {
-    let dir = scenario(name);
-    let prefix = if conn == 0 { String::new() } else { format!("conn{conn}.") };
-    let c2s_bin = std::fs::read(dir.join(format!("{prefix}c2s.bin"))).unwrap();
-    let s2c_bin = std::fs::read(dir.join(format!("{prefix}s2c.bin"))).unwrap();
-    // Per direction: (byte offset reached, time) after each chunk.
-    let mut marks: HashMap<&str, Vec<(usize, f64)>> = HashMap::new();
-    let text = std::fs::read_to_string(dir.join("chunks.jsonl")).unwrap();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if v["conn"].as_u64() != Some(conn) || v.get("hex").is_none() {
-            continue;
-        }
-        let d = if v["dir"] == "c2s" { "c2s" } else { "s2c" };
-        let m = marks.entry(d).or_default();
-        let start = m.last().map_or(0, |x| x.0);
-        m.push((start + v["len"].as_u64().unwrap() as usize, v["t"].as_f64().unwrap()));
-    }
-    let time_of = |d: &str, byte: usize| marks[d].iter().find(|(end, _)| *end > byte).map(|x| x.1).unwrap();
-    let c2s = frames(&c2s_bin);
-    let c2s_end_times: Vec<f64> = c2s.iter().map(|(off, f)| time_of("c2s", off + f.len() - 1)).collect();
-    let s2c = frames(&s2c_bin)
-        .into_iter()
-        .map(|(off, f)| {
-            let t = time_of("s2c", off);
-            let before = c2s_end_times.iter().filter(|&&ct| ct < t).count();
-            (f, before, t)
-        })
-        .collect();
-    Capture { c2s: c2s.into_iter().map(|x| x.1).collect(), s2c }
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-fn put_le64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
-}
-
 struct Replay {
     conn: ClientConn,
     t0: Instant,
     cap: Capture,
     mine: Vec<Vec<u8>>,
     pending_out: BytesMut,
-    xids: HashMap<u64, u64>,
-    ctxts: HashMap<u64, u64>,
-    push_ids: HashMap<u64, u64>,
+    ids: Ids,
     events: Vec<ClientEvent>,
 }
 
@@ -116,9 +50,7 @@ impl Replay {
             cap,
             mine: Vec::new(),
             pending_out: BytesMut::new(),
-            xids: HashMap::new(),
-            ctxts: HashMap::new(),
-            push_ids: HashMap::new(),
+            ids: Ids::default(),
             events: Vec::new(),
         }
     }
@@ -152,14 +84,11 @@ impl Replay {
                 b[k] = 0;
             }
         };
+        self.ids.learn(&rec, mine);
         mask(8..20); // zap xid (a process-wide counter) and ctxt
         match ty {
             2 => {
                 let cmd = be32(&rec, 32);
-                let (rx, mx) = (le64(&rec, 24), le64(mine, 24));
-                if rx != 0 {
-                    self.xids.insert(rx, mx);
-                }
                 mask(24..32);
                 if cmd == request::CMD_SET_DELETE_REPLY {
                     mask(44..60); // receive time stamp
@@ -168,47 +97,11 @@ impl Replay {
             3 => {
                 mask(20..24); // the client's map key
                 mask(28..36); // and region address
-                self.push_ids.insert(le64(&rec, 64), le64(mine, 64));
-                mask(64..72);
-            }
-            4 => {
-                self.ctxts.insert(le64(&rec, 12), le64(mine, 12));
+                mask(64..72); // and push set id
             }
             _ => {}
         }
         assert_eq!(a, b, "client frame #{i} (type {ty}) differs from the recorded one");
-    }
-
-    fn rewrite(&self, mut f: Vec<u8>) -> Vec<u8> {
-        let ty = be32(&f, 0) >> 16;
-        let map = |m: &HashMap<u64, u64>, v: u64| m.get(&v).copied().unwrap_or(v);
-        match ty {
-            2 if f.len() >= 36 => {
-                let cmd = be32(&f, 32);
-                if request::is_reply_cmd(cmd) {
-                    {
-                        let v = map(&self.xids, le64(&f, 24));
-                        put_le64(&mut f, 24, v)
-                    };
-                }
-                if cmd == request::CMD_PUSH_REPLY {
-                    {
-                        let v = map(&self.push_ids, le64(&f, 44));
-                        put_le64(&mut f, 44, v)
-                    };
-                }
-            }
-            3 => {
-                let v = map(&self.xids, le64(&f, 40));
-                put_le64(&mut f, 40, v)
-            }
-            5 => {
-                let v = map(&self.ctxts, le64(&f, 12));
-                put_le64(&mut f, 12, v)
-            }
-            _ => {}
-        }
-        f
     }
 
     /// Feed every server frame, running `next` whenever the recorded client had sent
@@ -228,7 +121,7 @@ impl Replay {
                     self.mine.len()
                 );
             }
-            let f = self.rewrite(f);
+            let f = self.ids.rewrite(f);
             self.conn.handle_input(now, &f);
             self.drain();
             assert!(self.conn.poll_close().is_none(), "closed after server frame #{k}: {:?}", self.conn.poll_close());

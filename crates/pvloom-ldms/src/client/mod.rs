@@ -4,7 +4,7 @@
 //!   updates, pushes, SET_DELETE, with a deadline on every operation.
 //! - [`Xprt`] and [`Set`]: the API on pvloom-core's driver, from any thread, each
 //!   operation blocking or with a callback on one code path.
-//! - [`format`]: what `ldms_ls` prints, on decoded sets.
+//! - [`format`](mod@format): what `ldms_ls` prints, on decoded sets.
 
 mod endpoint;
 pub mod format;
