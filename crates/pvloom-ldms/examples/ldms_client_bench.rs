@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             l.store(1, Ordering::Relaxed);
         }
         if let Ok(snap) = r {
-            println!("push flags={flags:#x} data_gn={} ({})", snap.data.data_gn, s.name());
+            println!("push flags={flags:#x} data_gn={} ({})", snap.data_gn(), s.name());
         }
     });
     std::thread::sleep(Duration::from_millis(3100));

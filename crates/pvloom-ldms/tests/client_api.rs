@@ -78,7 +78,7 @@ fn blocking_dir_lookup_update_over_tcp() {
     assert_eq!(s.info_get("updt_hint_us"), Some("1000000:0"));
     let snap = s.update().unwrap();
     assert!(s.is_consistent() && snap.is_consistent());
-    assert_eq!(s.data_gn(), snap.data.data_gn);
+    assert_eq!(s.data_gn(), snap.data_gn());
     assert_eq!(s.metric_by_name("MemTotal"), Some(MetricValue::U64(24684084)));
     assert_eq!(s.metric(0), Some(MetricValue::U64(1)), "component_id, a meta metric");
     assert_eq!(s.producer(), "localhost1");
@@ -120,7 +120,7 @@ fn callbacks_cannot_block_and_panics_are_contained() {
     assert!(panicked.load(Ordering::SeqCst));
     assert_eq!(handle.callback_failures(), failures_before + 1);
     let sets = x.lookup("localhost1/meminfo", 0).unwrap();
-    assert_eq!(sets[0].update().unwrap().data.data_gn, sets[0].data_gn());
+    assert_eq!(sets[0].update().unwrap().data_gn(), sets[0].data_gn());
     x.close();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !events.lock().contains(&XprtEventKind::Disconnected) && Instant::now() < deadline {

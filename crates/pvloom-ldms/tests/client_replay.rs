@@ -324,7 +324,7 @@ fn python_updates(name: &str) -> Vec<(String, u64, bool)> {
 fn check_python_updates(r: &Replay, name: &str) {
     let got: Vec<(String, u64, bool)> = updates(&r.events)
         .into_iter()
-        .map(|(s, snap)| (r.conn.set_name(s).unwrap().to_string(), snap.data.data_gn, snap.is_consistent()))
+        .map(|(s, snap)| (r.conn.set_name(s).unwrap().to_string(), snap.data_gn(), snap.is_consistent()))
         .collect();
     assert_eq!(got, python_updates(name));
 }
@@ -372,7 +372,7 @@ fn python_api() {
         .events
         .iter()
         .filter_map(|e| match e {
-            ClientEvent::Push { flags, result, .. } => Some((*flags, result.as_ref().ok().map(|s| s.data.data_gn))),
+            ClientEvent::Push { flags, result, .. } => Some((*flags, result.as_ref().ok().map(|s| s.data_gn()))),
             _ => None,
         })
         .collect();

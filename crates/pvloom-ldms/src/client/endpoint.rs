@@ -20,7 +20,7 @@ use crate::request::{
     RequestBody, Timespec,
 };
 use crate::session::{Role, Session, SessionConfig, SessionError, SessionEvent};
-use crate::set::{SetData, SetMeta, decode_image};
+use crate::set::{DataHeader, SetMeta};
 use crate::zap::{ACCESS_READ, ACCESS_WRITE, Frame, Msg, ReadReq, ReadResp, Rendezvous};
 
 /// Settings of a client connection.
@@ -543,17 +543,13 @@ impl ClientConn {
         let bad = |e: crate::set::SetError| OpError::BadImage(e.to_string());
         match kind {
             ReadKind::Whole { .. } => {
-                let (meta, d) = decode_image(data).map_err(bad)?;
-                let d = d.ok_or_else(|| OpError::BadImage("no data section".into()))?;
-                let meta = Arc::new(meta);
-                if d.meta_gn != meta.meta_gn {
-                    rs.meta = meta;
+                let (meta, bytes) = split_image(data).map_err(bad)?;
+                let stale = DataHeader::decode(&meta, &bytes).map_err(bad)?.meta_gn != meta.meta_gn;
+                rs.meta = meta;
+                if stale {
                     return Ok(None);
                 }
-                let ms = meta.meta_sz as usize;
-                let bytes = data.slice(ms..ms + meta.data_sz as usize);
-                rs.meta = meta;
-                Ok(Some(snapshot(rs, d, bytes)))
+                snapshot(rs, bytes).map(Some)
             }
             ReadKind::Meta { .. } | ReadKind::LookupMeta { .. } => {
                 let meta = SetMeta::decode(data).map_err(bad)?;
@@ -561,11 +557,10 @@ impl ClientConn {
                 Ok(None)
             }
             ReadKind::Data { .. } => {
-                let d = SetData::decode(&rs.meta, data).map_err(bad)?;
-                if d.meta_gn != rs.meta.meta_gn {
+                if DataHeader::decode(&rs.meta, data).map_err(bad)?.meta_gn != rs.meta.meta_gn {
                     return Ok(None);
                 }
-                Ok(Some(snapshot(rs, d, data.clone())))
+                snapshot(rs, data.clone()).map(Some)
             }
         }
     }
@@ -703,28 +698,36 @@ impl ClientConn {
     }
 }
 
-fn snapshot(rs: &mut RemoteSet, data: SetData, bytes: Bytes) -> Arc<SetSnapshot> {
-    let prev = rs.last.as_ref().map(|s| s.data.data_gn);
-    let snap = Arc::new(SetSnapshot { meta: rs.meta.clone(), data, data_bytes: bytes, prev_data_gn: prev });
+fn snapshot(rs: &mut RemoteSet, bytes: Bytes) -> Result<Arc<SetSnapshot>, OpError> {
+    let prev = rs.last.as_ref().map(|s| s.data_gn());
+    let snap = SetSnapshot::new(rs.meta.clone(), bytes, prev).map_err(|e| OpError::BadImage(e.to_string()))?;
+    let snap = Arc::new(snap);
     rs.last = Some(snap.clone());
-    snap
+    Ok(snap)
+}
+
+/// A read at offset 0 of meta and data: the decoded meta and the data section's bytes
+/// (values are decoded when a reader asks for them).
+fn split_image(data: &Bytes) -> Result<(Arc<SetMeta>, Bytes), crate::set::SetError> {
+    let meta = SetMeta::decode(data)?;
+    let ms = meta.meta_sz as usize;
+    let end = ms.checked_add(meta.data_sz as usize).filter(|&e| e <= data.len()).ok_or_else(|| {
+        crate::set::SetError::BadSize(format!("image of {} bytes, meta_sz + data_sz is larger", data.len()))
+    })?;
+    Ok((Arc::new(meta), data.slice(ms..end)))
 }
 
 fn push_snapshot(rs: &mut RemoteSet, off: u32, data: &Bytes) -> Result<Arc<SetSnapshot>, OpError> {
     let bad = |e: crate::set::SetError| OpError::BadImage(e.to_string());
     if off == 0 {
-        let (meta, d) = decode_image(data).map_err(bad)?;
-        let d = d.ok_or_else(|| OpError::BadImage("push without a data section".into()))?;
-        let ms = meta.meta_sz as usize;
-        let bytes = data.slice(ms..ms + meta.data_sz as usize);
-        rs.meta = Arc::new(meta);
-        Ok(snapshot(rs, d, bytes))
+        let (meta, bytes) = split_image(data).map_err(bad)?;
+        rs.meta = meta;
+        snapshot(rs, bytes)
     } else if off == rs.meta.meta_sz {
-        let d = SetData::decode(&rs.meta, data).map_err(bad)?;
-        if d.meta_gn != rs.meta.meta_gn {
+        if DataHeader::decode(&rs.meta, data).map_err(bad)?.meta_gn != rs.meta.meta_gn {
             return Err(OpError::BadImage("pushed data belongs to newer metadata".into()));
         }
-        Ok(snapshot(rs, d, data.clone()))
+        snapshot(rs, data.clone())
     } else {
         Err(OpError::BadImage(format!("push at offset {off}, neither 0 nor meta_sz {}", rs.meta.meta_sz)))
     }

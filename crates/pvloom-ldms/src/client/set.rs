@@ -113,7 +113,7 @@ impl Set {
     }
     /// Data generation of the last snapshot (0 before any).
     pub fn data_gn(&self) -> u64 {
-        self.snapshot().map_or(0, |s| s.data.data_gn)
+        self.snapshot().map_or(0, |s| s.data_gn())
     }
     /// Whether the last snapshot's transaction had ended (false before any).
     pub fn is_consistent(&self) -> bool {

@@ -1,13 +1,13 @@
 //! What the client endpoint hands up: ids, errors, directory parts, lookup results and
 //! set snapshots. Everything here is immutable once made, so a callback may keep it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::request::dir::DirEntry;
-use crate::set::{MetricValue, SetData, SetMeta, Timestamp};
+use crate::set::{DataHeader, MetricValue, SetData, SetError, SetMeta, Timestamp};
 
 /// One operation in flight on a connection (a DIR, LOOKUP or update).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,37 +100,56 @@ pub struct LookupResult {
     pub more: bool,
 }
 
-/// A consistent view of a remote set at one update: metadata, decoded data and the raw
-/// data section. Never changed once made; the next update makes a new one.
-#[derive(Debug, Clone)]
+/// A consistent view of a remote set at one update: metadata, the data header and the raw
+/// data section, whose values are decoded on first access. Never changed once made; the
+/// next update makes a new one.
+#[derive(Debug)]
 pub struct SetSnapshot {
     /// The metadata the data belongs to.
     pub meta: Arc<SetMeta>,
-    /// The decoded data section.
-    pub data: SetData,
+    /// The data section's header (transaction, generation numbers).
+    pub header: DataHeader,
     /// The data section as read.
     pub data_bytes: Bytes,
     /// The data generation of the previous snapshot (`None` for the first).
     pub prev_data_gn: Option<u64>,
+    decoded: OnceLock<Result<SetData, SetError>>,
 }
 
 impl SetSnapshot {
+    /// A snapshot of `data_bytes` (a whole data section of `meta`).
+    ///
+    /// # Errors
+    /// The section is shorter than `data_sz` or its header.
+    pub fn new(meta: Arc<SetMeta>, data_bytes: Bytes, prev_data_gn: Option<u64>) -> Result<SetSnapshot, SetError> {
+        let header = DataHeader::decode(&meta, &data_bytes)?;
+        Ok(SetSnapshot { meta, header, data_bytes, prev_data_gn, decoded: OnceLock::new() })
+    }
+    /// The decoded data section (decoded once, on the first call).
+    ///
+    /// # Errors
+    /// The image is inconsistent (a value outside the section, a broken list).
+    pub fn data(&self) -> Result<&SetData, SetError> {
+        self.decoded.get_or_init(|| SetData::decode(&self.meta, &self.data_bytes)).as_ref().map_err(Clone::clone)
+    }
+    /// The data generation number.
+    pub fn data_gn(&self) -> u64 {
+        self.header.data_gn
+    }
     /// True when the data changed since the previous snapshot (or there was none).
     pub fn changed(&self) -> bool {
-        self.prev_data_gn != Some(self.data.data_gn)
+        self.prev_data_gn != Some(self.header.data_gn)
     }
     /// `ldms_set_is_consistent`: the last transaction ended.
     pub fn is_consistent(&self) -> bool {
-        self.data.trans.flags == crate::set::TRANSACTION_END
+        self.header.is_consistent()
     }
     /// The value of metric `index` (meta values from the metadata, data values from the
-    /// data section).
+    /// data section); `None` for no such metric or an image that does not decode.
     pub fn value(&self, index: usize) -> Option<&MetricValue> {
-        self.data
-            .values
-            .get(index)
-            .and_then(Option::as_ref)
-            .or_else(|| self.meta.values.get(index).and_then(Option::as_ref))
+        self.meta.values.get(index).and_then(Option::as_ref).or_else(|| {
+            self.data().ok().and_then(|d| d.values.get(index)).and_then(Option::as_ref)
+        })
     }
     /// The value of the metric called `name`.
     pub fn value_by_name(&self, name: &str) -> Option<&MetricValue> {
@@ -138,11 +157,11 @@ impl SetSnapshot {
     }
     /// The transaction end time.
     pub fn timestamp(&self) -> Timestamp {
-        self.data.trans.ts
+        self.header.trans.ts
     }
     /// The transaction duration.
     pub fn duration(&self) -> Timestamp {
-        self.data.trans.dur
+        self.header.trans.dur
     }
 }
 

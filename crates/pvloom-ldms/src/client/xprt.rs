@@ -67,7 +67,7 @@ impl Default for XprtConfig {
     fn default() -> Self {
         XprtConfig {
             conn: ClientConnConfig::default(),
-            stream: StreamConfig { read_chunk: 256 * 1024, ..StreamConfig::default() },
+            stream: StreamConfig { read_chunk: 256 * 1024, quickack: true, ..StreamConfig::default() },
             timeout: Duration::from_secs(10),
         }
     }

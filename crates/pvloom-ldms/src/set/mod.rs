@@ -341,6 +341,46 @@ pub struct SetData {
     pub values: Vec<Option<MetricValue>>,
 }
 
+/// The fields of a data section's header a reader needs on every update, decoded without
+/// touching the values (those are decoded on demand).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataHeader {
+    /// Transaction timestamps and flags.
+    pub trans: Transaction,
+    /// Data generation number.
+    pub data_gn: u64,
+    /// Data section size.
+    pub size: u64,
+    /// The meta_gn this data belongs to.
+    pub meta_gn: u64,
+}
+
+impl DataHeader {
+    /// Decode the header of a data section of `meta` (`data` must hold the whole section).
+    pub fn decode(meta: &SetMeta, data: &[u8]) -> Result<DataHeader, SetError> {
+        if data.len() < meta.data_sz as usize || data.len() < DATA_HDR_SIZE {
+            return Err(SetError::BadSize(format!(
+                "data section of {} bytes, data_sz is {}",
+                data.len(),
+                meta.data_sz
+            )));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().expect("4 bytes"));
+        let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"));
+        let ts = |o| Timestamp { sec: u32_at(o), usec: u32_at(o + 4) };
+        Ok(DataHeader {
+            trans: Transaction { ts: ts(0), dur: ts(8), flags: u32_at(16) },
+            data_gn: u64_at(24),
+            size: u64_at(32),
+            meta_gn: u64_at(40),
+        })
+    }
+    /// `ldms_set_is_consistent`: the last transaction ended.
+    pub fn is_consistent(&self) -> bool {
+        self.trans.flags == TRANSACTION_END
+    }
+}
+
 impl SetData {
     /// Consistent: the last transaction ended and the data belongs to this metadata.
     pub fn is_consistent(&self, meta: &SetMeta) -> bool {

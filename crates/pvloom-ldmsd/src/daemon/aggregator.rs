@@ -593,10 +593,10 @@ fn updated(inner: &Arc<Inner>, prdcr: &str, epoch: u64, set: &Set, snap: &SetSna
     let Some(p) = producers.get_mut(prdcr).filter(|p| p.epoch == epoch) else { return };
     let Some(m) = p.sets.get_mut(set.name()) else { return };
     mirror(&inner.registry, m, snap);
-    if !snap.is_consistent() || m.last_gn == Some(snap.data.data_gn) {
+    if !snap.is_consistent() || m.last_gn == Some(snap.data_gn()) {
         return;
     }
-    m.last_gn = Some(snap.data.data_gn);
+    m.last_gn = Some(snap.data_gn());
     for (sname, s) in strgps.iter_mut().filter(|(_, s)| s.running) {
         let schema = &snap.meta.schema_name;
         let by_schema = s.schema.as_deref() == Some(schema.as_str());
@@ -617,8 +617,15 @@ fn updated(inner: &Arc<Inner>, prdcr: &str, epoch: u64, set: &Set, snap: &SetSna
                 }
             }
         }
+        let data = match snap.data() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(strgp = sname, set = set.name(), "pulled data does not decode: {e}");
+                continue;
+            }
+        };
         if let Some(store) = s.stores.get_mut(schema)
-            && let Err(e) = store.store(&snap.meta, &snap.data)
+            && let Err(e) = store.store(&snap.meta, data)
         {
             tracing::error!(strgp = sname, "store failed: {e}");
         }
