@@ -236,9 +236,9 @@ impl ServerBuilder {
 /// and beacons name it; the UDP port is shared (SO_REUSEADDR, as rsrv binds it), so
 /// every server on the host sees broadcast searches.
 fn bind_sockets(interface: Ipv4Addr, port: u16) -> std::io::Result<(TcpListener, UdpSocket)> {
-    let listener = match TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(interface, port))) {
+    let listener = match pvloom_core::driver::bind_tcp(SocketAddr::V4(SocketAddrV4::new(interface, port))) {
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && port != 0 => {
-            let listener = TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(interface, 0)))?;
+            let listener = pvloom_core::driver::bind_tcp(SocketAddr::V4(SocketAddrV4::new(interface, 0)))?;
             tracing::info!(
                 port,
                 actual = listener.local_addr()?.port(),

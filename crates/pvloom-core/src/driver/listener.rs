@@ -16,6 +16,26 @@ pub struct Listener<F> {
     token: Option<Token>,
 }
 
+/// Listen backlog: the kernel caps it at `net.core.somaxconn`. A shallow queue (std's 128)
+/// overflows under connection churn (a port scan, clients reconnecting in a loop) even
+/// when every connection is accepted at once, and each dropped SYN costs its client a
+/// one-second retransmit.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A non-blocking TCP listener on `addr` with `SO_REUSEADDR` (a restarted server rebinds
+/// its port at once) and a [`LISTEN_BACKLOG`] deep accept queue.
+///
+/// # Errors
+/// The socket, bind or listen error.
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 /// How long to wait before accepting again after an error such as EMFILE.
 const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 

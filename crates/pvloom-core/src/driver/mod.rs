@@ -29,5 +29,5 @@ mod stream;
 
 pub use address::Address;
 pub use datagram::{DatagramAddress, DatagramApp, DatagramDriver, bind_udp};
-pub use listener::Listener;
+pub use listener::{LISTEN_BACKLOG, Listener, bind_tcp};
 pub use stream::{StreamAddress, StreamApp, StreamConfig, StreamDriver, adopt, connect};

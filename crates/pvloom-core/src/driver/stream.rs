@@ -88,7 +88,6 @@ pub struct StreamDriver<A: StreamApp> {
     registry: Option<Registry>,
     phase: Phase,
     out: BytesMut,
-    read_buf: Box<[u8]>,
     write_interest: bool,
     read_paused: bool,
     /// The endpoint held back decoded input (it wanted none): deliver again once it
@@ -153,7 +152,6 @@ fn open<A: StreamApp>(
         registry: None,
         phase,
         out: BytesMut::with_capacity(4096),
-        read_buf: vec![0; config.read_chunk.max(512)].into_boxed_slice(),
         write_interest: true,
         read_paused: false,
         input_held: false,
@@ -255,33 +253,52 @@ impl<A: StreamApp> StreamDriver<A> {
     }
 
     fn read(&mut self, ctx: &mut IoCtx<'_>) {
+        let mut buf = ctx.take_read_buf(self.config.read_chunk.max(512));
+        let more = self.read_into(ctx, &mut buf);
+        ctx.return_read_buf(buf);
+        if more {
+            // More may wait, and readiness is edge-triggered: come back for it after the
+            // thread's other sockets had their turn.
+            self.schedule_read(ctx);
+        }
+    }
+
+    /// Reads up to the per-turn budget; true if the budget ran out with more to read.
+    fn read_into(&mut self, ctx: &mut IoCtx<'_>, buf: &mut [u8]) -> bool {
         for _ in 0..self.config.reads_per_turn.max(1) {
             if !self.app.endpoint().wants_input() {
                 self.read_paused = true;
-                return;
+                return false;
             }
-            match self.socket.read(&mut self.read_buf) {
-                Ok(0) => return self.close(ctx, CloseReason::PeerClosed),
+            match self.socket.read(buf) {
+                Ok(0) => {
+                    self.close(ctx, CloseReason::PeerClosed);
+                    return false;
+                }
                 Ok(n) => {
                     if self.config.quickack {
                         quickack(&self.socket);
                     }
                     let now = ctx.now();
-                    self.app.endpoint().handle_input(now, &self.read_buf[..n]);
+                    self.app.endpoint().handle_input(now, &buf[..n]);
                     self.deliver(ctx);
                     if self.phase == Phase::Closed {
-                        return;
+                        return false;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return self.close(ctx, CloseReason::PeerClosed),
-                Err(e) => return self.close(ctx, CloseReason::Io(format!("receive failed: {e}"))),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                    self.close(ctx, CloseReason::PeerClosed);
+                    return false;
+                }
+                Err(e) => {
+                    self.close(ctx, CloseReason::Io(format!("receive failed: {e}")));
+                    return false;
+                }
             }
         }
-        // More may wait, and readiness is edge-triggered: come back for it after the
-        // thread's other sockets had their turn.
-        self.schedule_read(ctx);
+        true
     }
 
     fn schedule_read(&mut self, ctx: &mut IoCtx<'_>) {

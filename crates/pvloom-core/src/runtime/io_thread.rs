@@ -68,6 +68,8 @@ pub(crate) struct LoopState {
     pub(crate) clock: SharedClock,
     /// Work put off to the next loop turn (after the next poll).
     pub(crate) deferred: Vec<Task>,
+    /// The thread's one socket read buffer, lent to whichever connection reads.
+    pub(crate) read_buf: Vec<u8>,
 }
 
 /// What an I/O thread offers to the code it runs: its sockets, its timers, its runtime.
@@ -76,6 +78,25 @@ pub struct IoCtx<'a> {
 }
 
 impl IoCtx<'_> {
+    /// Borrow the thread's read buffer (at least `len` bytes): connections read into one
+    /// buffer per thread instead of holding a buffer each, so ten thousand idle peers
+    /// cost no read buffers. Give it back with [`return_read_buf`](Self::return_read_buf);
+    /// a nested borrow gets a fresh buffer.
+    pub fn take_read_buf(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.state.read_buf);
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf
+    }
+
+    /// Return the buffer from [`take_read_buf`](Self::take_read_buf).
+    pub fn return_read_buf(&mut self, buf: Vec<u8>) {
+        if buf.len() > self.state.read_buf.len() {
+            self.state.read_buf = buf;
+        }
+    }
+
     /// The index of this I/O thread in its runtime.
     pub fn thread_index(&self) -> usize {
         self.state.index

@@ -141,6 +141,7 @@ impl RuntimeBuilder {
                     runtime: std::sync::Weak::new(),
                     clock: self.clock.clone(),
                     deferred: Vec::new(),
+                    read_buf: Vec::new(),
                 },
                 LoopInputs { poll, tasks: rx, wake_pending, shutdown: shutdown.clone() },
             ));

@@ -147,9 +147,11 @@ impl SetSnapshot {
     /// The value of metric `index` (meta values from the metadata, data values from the
     /// data section); `None` for no such metric or an image that does not decode.
     pub fn value(&self, index: usize) -> Option<&MetricValue> {
-        self.meta.values.get(index).and_then(Option::as_ref).or_else(|| {
-            self.data().ok().and_then(|d| d.values.get(index)).and_then(Option::as_ref)
-        })
+        self.meta
+            .values
+            .get(index)
+            .and_then(Option::as_ref)
+            .or_else(|| self.data().ok().and_then(|d| d.values.get(index)).and_then(Option::as_ref))
     }
     /// The value of the metric called `name`.
     pub fn value_by_name(&self, name: &str) -> Option<&MetricValue> {

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use pvloom_core::driver::{self, Listener, StreamAddress, StreamApp, StreamConfig};
 use pvloom_core::endpoint::CloseReason;
 use pvloom_core::mio::Token;
-use pvloom_core::mio::net::{TcpListener, TcpStream};
+use pvloom_core::mio::net::TcpStream;
 use pvloom_core::{IoCtx, RuntimeHandle};
 
 use super::endpoint::{ServerConfig, ServerConn, ServerEvent};
@@ -135,7 +135,7 @@ impl LdmsServer {
         registry: Arc<SetRegistry>,
         config: ServerConfig,
     ) -> std::io::Result<LdmsServer> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = pvloom_core::driver::bind_tcp(addr)?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             registry,
