@@ -133,7 +133,7 @@ class ldms_value_type(_enum.IntEnum):
 
 # The enums' members as module constants, with their LDMS_ aliases, as the real API has.
 for _cls in (ldms_xprt_event_type, ldms_dir_type, ldms_lookup_flags, ldms_lookup_status, ldms_value_type):
-    for _m in _cls:
+    for _m in _cls.__members__.values():
         globals()[_m.name] = _m
         globals()["LDMS_" + ("XPRT_" if _cls is ldms_xprt_event_type else "") + _m.name] = _m
 V_FIRST = LDMS_V_FIRST = ldms_value_type.V_CHAR  # noqa: F821
