@@ -440,13 +440,16 @@ def test_connect_refused_and_recv_timeout(served, xprt):
 
 
 def pvloom_binary():
-    env = os.environ.get("PVLOOM_BIN")
-    candidates = [env] if env else []
+    """$PVLOOM_BIN, else the newest debug `pvloom` of the cargo target dirs in use
+    (`$CARGO_TARGET_DIR`, its per-worktree `-wt-<name>` variant, `target/`) or on PATH."""
+    if os.environ.get("PVLOOM_BIN"):
+        return os.environ["PVLOOM_BIN"]
+    candidates = [str(REPO / "target" / "debug" / "pvloom"), shutil.which("pvloom")]
     target = os.environ.get("CARGO_TARGET_DIR")
     if target:
-        candidates.append(os.path.join(target, "debug", "pvloom"))
-    candidates += [str(REPO / "target" / "debug" / "pvloom"), shutil.which("pvloom")]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+        candidates += [os.path.join(target, "debug", "pvloom"), f"{target}-wt-{REPO.name.removeprefix('wt-')}/debug/pvloom"]
+    found = [c for c in candidates if c and os.access(c, os.X_OK)]
+    return max(found, key=os.path.getmtime) if found else None
 
 
 @pytest.fixture(scope="module")
