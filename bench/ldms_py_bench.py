@@ -81,13 +81,21 @@ def free_port() -> int:
 
 
 def ldms_env() -> dict:
+    """This environment plus the real LDMS's library and Python paths under
+    `$LDMS_PREFIX` (when it is there; variables already set are kept in front)."""
     env = dict(os.environ)
-    lib = f"{PREFIX}/lib:{PREFIX}/lib/ovis-ldms"
-    env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
-    env["ZAP_LIBPATH"] = env["LDMSD_PLUGIN_LIBPATH"] = f"{PREFIX}/lib/ovis-ldms"
+    if not PREFIX.exists():
+        return env
+
+    def prepend(name, value):
+        env[name] = value + (":" + env[name] if env.get(name) else "")
+
+    prepend("LD_LIBRARY_PATH", f"{PREFIX}/lib:{PREFIX}/lib/ovis-ldms")
+    env.setdefault("ZAP_LIBPATH", f"{PREFIX}/lib/ovis-ldms")
+    env.setdefault("LDMSD_PLUGIN_LIBPATH", f"{PREFIX}/lib/ovis-ldms")
     site = next(PREFIX.glob("lib/python3*/site-packages"), None)
     if site:
-        env["PYTHONPATH"] = str(site) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        prepend("PYTHONPATH", str(site))
     return env
 
 
