@@ -7,6 +7,7 @@
 
 mod ca;
 mod errors;
+mod ldms;
 mod outcome;
 mod runtime;
 mod sync;
@@ -33,6 +34,7 @@ fn _pvloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::PyThreadContext>()?;
     m.add_class::<sync::PyThreadResource>()?;
     ca::register(m)?;
+    ldms::register(m)?;
     m.add_function(pyo3::wrap_pyfunction!(runtime::_shutdown_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -39,7 +39,7 @@ fn parse_overflow(name: &str) -> PyResult<Overflow> {
 
 /// The Rust-side hook: reports a Rust panic in a callback to the Python hook, or to
 /// stderr when there is none.
-fn rust_failure_hook(hook: PyHook) -> pvloom_core::ErrorHook {
+pub(crate) fn rust_failure_hook(hook: PyHook) -> pvloom_core::ErrorHook {
     Arc::new(move |failure: &CallbackFailure<'_>| {
         Python::attach(|py| {
             let user_hook = hook.lock().as_ref().map(|h| h.clone_ref(py));
@@ -243,6 +243,12 @@ impl Drop for PyRuntime {
 /// before finalization, since their threads would otherwise take the GIL of a dying
 /// interpreter.
 static LIVE_RUNTIMES: Mutex<Vec<std::sync::Weak<Mutex<Option<Runtime>>>>> = Mutex::new(Vec::new());
+
+/// Have `runtime` shut down by [`_shutdown_all`] at interpreter exit (for runtimes made
+/// by other modules, such as `pvloom.ldms`'s).
+pub(crate) fn register_live(runtime: &Arc<Mutex<Option<Runtime>>>) {
+    LIVE_RUNTIMES.lock().push(Arc::downgrade(runtime));
+}
 
 /// Shut down every runtime and stop every `pvloom.sync.Thread` still running
 /// (registered with `atexit` by the `pvloom` package).
