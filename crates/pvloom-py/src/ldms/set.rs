@@ -607,7 +607,7 @@ impl PySet {
     fn data_gn(&self) -> u64 {
         match &self.kind {
             Kind::Local(l) => Self::read_local(&l.lock(), LocalSet::data_gn),
-            Kind::Remote { view, .. } => view.lock().as_ref().map_or(0, |s| s.data.data_gn),
+            Kind::Remote { view, .. } => view.lock().as_ref().map_or(0, |s| s.data_gn()),
         }
     }
 
@@ -653,7 +653,7 @@ impl PySet {
     fn transaction(&self) -> pvloom_ldms::set::Transaction {
         match &self.kind {
             Kind::Local(l) => Self::read_local(&l.lock(), LocalSet::transaction),
-            Kind::Remote { view, .. } => view.lock().as_ref().map(|s| s.data.trans).unwrap_or_default(),
+            Kind::Remote { view, .. } => view.lock().as_ref().map(|s| s.header.trans).unwrap_or_default(),
         }
     }
 }
