@@ -35,7 +35,8 @@ impl LocalSet {
         let meta = schema.layout(info)?;
         let trans = Transaction { flags: TRANSACTION_END, ..Transaction::default() };
         let data = SetData::empty(&meta, 0, trans);
-        let image = encode_image(&meta, &data)?;
+        let mut image = encode_image(&meta, &data)?;
+        lay_out_record_arrays(schema, &meta, &mut image);
         Ok(LocalSet { meta, image, info: Vec::new() })
     }
 
@@ -268,6 +269,31 @@ impl LocalSet {
         self.image[ms..].copy_from_slice(&bytes);
         debug_assert_eq!(self.data_u32(HEAP_GN_OFF), data.heap.gn);
         Ok(())
+    }
+}
+
+/// Give every RECORD_ARRAY its header and its instances their record headers (members
+/// stay zero), as `ldms_set_new` does: an all-zero array is not a valid record array.
+fn lay_out_record_arrays(schema: &Schema, meta: &SetMeta, image: &mut [u8]) {
+    let ms = meta.meta_sz as usize;
+    let mut put = |at: usize, v: u32| image[ms + at..ms + at + 4].copy_from_slice(&v.to_le_bytes());
+    for (spec, desc) in schema.metrics.iter().zip(&meta.metrics) {
+        let Some(rt) = spec.record_type.filter(|_| spec.ty == ValueType::RecordArray) else { continue };
+        let Some(inst_sz) = meta.metrics.get(rt as usize).and_then(|m| m.record_type.as_ref()).map(|r| r.inst_sz)
+        else {
+            continue;
+        };
+        let off = desc.data_offset as usize;
+        put(off, inst_sz);
+        put(off + 4, rt);
+        put(off + 8, spec.count);
+        for k in 0..spec.count as usize {
+            let at = off + 12 + k * inst_sz as usize;
+            put(at, RECORD_F_INST);
+            put(at + 4, 0);
+            put(at + 8, at as u32);
+            put(at + 12, rt);
+        }
     }
 }
 

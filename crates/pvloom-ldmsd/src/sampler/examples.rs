@@ -334,8 +334,7 @@ impl Sampler for RecordSampler {
                 ..MetricSpec::new("device_array", ValueType::RecordArray, ITEM_COUNT as u32, false)
             },
         ];
-        let mut set = base.create_set(BaseConfig::metrics(specs))?;
-        init_record_array(&mut set, BASE_METRICS + 3, rec_type)?;
+        let set = base.create_set(BaseConfig::metrics(specs))?;
         self.configured = true;
         Ok(vec![set])
     }
@@ -368,27 +367,4 @@ impl Sampler for RecordSampler {
         set.transaction_end(end_time(now, t0));
         Ok(r?)
     }
-}
-
-/// Write the headers `ldms_set_new` gives a RECORD_ARRAY metric (`{inst_sz, rec_type, len}`)
-/// and each of its instances (`{flags INST, pad, set_data_off, rec_type}`), which a fresh
-/// [`LocalSet`] leaves zero; `rec_type` is the metric index of its record type.
-fn init_record_array(set: &mut LocalSet, index: usize, rec_type: u32) -> Result<(), SamplerError> {
-    let d = &set.meta().metrics[index];
-    let (off, len) = (d.data_offset as usize, d.count as usize);
-    let inst_sz = set.meta().metrics[rec_type as usize].record_type.as_ref().map_or(0, |r| r.inst_sz) as usize;
-    let mut data = set.data_bytes().to_vec();
-    let mut put = |at: usize, v: u32| data[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    put(off, inst_sz as u32);
-    put(off + 4, rec_type);
-    put(off + 8, len as u32);
-    for k in 0..len {
-        let at = off + 12 + k * inst_sz;
-        put(at, pvloom_ldms::set::RECORD_F_INST);
-        put(at + 4, 0);
-        put(at + 8, at as u32);
-        put(at + 12, rec_type);
-    }
-    set.replace_data(&data)?;
-    Ok(())
 }

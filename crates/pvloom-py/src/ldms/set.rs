@@ -251,8 +251,7 @@ impl PySet {
         let uid = if uid != 0 { uid } else { os.call_method0("geteuid")?.extract()? };
         let gid = if gid != 0 { gid } else { os.call_method0("getegid")?.extract()? };
         let info = SetInfo { producer: producer.unwrap_or_default(), instance: name, uid, gid, perm, meta_gn: 1 };
-        let mut set = LocalSet::new(&schema, &info).map_err(set_err)?;
-        init_record_arrays(&schema, &mut set)?;
+        let set = LocalSet::new(&schema, &info).map_err(set_err)?;
         Ok(PySet { kind: Kind::Local(Box::new(Mutex::new(Local { schema, info, owned: Some(set), handle: None }))) })
     }
 
@@ -656,36 +655,6 @@ impl PySet {
             Kind::Remote { view, .. } => view.lock().as_ref().map(|s| s.header.trans).unwrap_or_default(),
         }
     }
-}
-
-/// Lay out every RECORD_ARRAY of a new set (header and zeroed instances), as
-/// `ldms_set_new` does: a fresh [`LocalSet`] leaves them all zero.
-fn init_record_arrays(schema: &Schema, set: &mut LocalSet) -> PyResult<()> {
-    let mut arrays = Vec::new();
-    for (i, spec) in schema.metrics.iter().enumerate() {
-        let Some(rt) = spec.record_type.filter(|_| spec.ty == ValueType::RecordArray) else { continue };
-        let desc = set.meta().metrics.get(rt as usize).and_then(|m| m.record_type.as_ref());
-        let Some(desc) = desc else { return Err(PyValueError::new_err(format!("metric {rt} is not a record type"))) };
-        let members = desc
-            .members
-            .iter()
-            .map(|m| values::zero(m.ty, m.count).ok_or_else(|| PyValueError::new_err("bad record member type")))
-            .collect::<PyResult<Vec<_>>>()?;
-        let inst = pvloom_ldms::set::RecordInst { set_data_off: 0, rec_type: rt, members };
-        let value =
-            MetricValue::RecordArray { rec_type: rt, inst_sz: desc.inst_sz, elems: vec![inst; spec.count as usize] };
-        arrays.push((i, value));
-    }
-    if arrays.is_empty() {
-        return Ok(());
-    }
-    // Encoded afresh: the zeroed arrays do not decode, so `update_values` cannot start.
-    let mut data = pvloom_ldms::set::SetData::empty(set.meta(), set.data_gn(), set.transaction());
-    for (i, v) in arrays {
-        data.values[i] = Some(v);
-    }
-    let bytes = data.encode(set.meta()).map_err(set_err)?;
-    set.replace_data(&bytes).map_err(set_err)
 }
 
 fn ts_dict(py: Python<'_>, t: Timestamp) -> PyResult<Bound<'_, PyDict>> {
