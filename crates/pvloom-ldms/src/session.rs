@@ -176,6 +176,11 @@ impl Session {
         Frame { reserved: 0, xid, ctxt, msg }.encode(&mut self.out);
     }
 
+    /// Queue a READ_RESP for the request `xid`/`ctxt` with `data` copied straight in.
+    pub fn reply_read(&mut self, xid: u32, ctxt: u64, status: u16, data: &[u8]) {
+        Frame::encode_read_resp(xid, ctxt, status, data, &mut self.out);
+    }
+
     /// Bytes received at `now`.
     pub fn handle_input(&mut self, _now: Instant, data: &[u8]) {
         if self.error.is_some() || self.state == State::Closing {

@@ -438,6 +438,24 @@ impl Frame {
         }
     }
 
+    /// Appends a READ_RESP carrying `data`, byte for byte what encoding a
+    /// [`Msg::ReadResp`] frame gives, without first copying `data` into a frame (a
+    /// server answers reads straight from a set's image).
+    ///
+    /// # Panics
+    /// If the frame would be longer than `u32::MAX` bytes.
+    pub fn encode_read_resp(xid: u32, ctxt: u64, status: u16, data: &[u8], dst: &mut BytesMut) {
+        let len = MsgType::ReadResp.fixed_len() + data.len();
+        let len32 = u32::try_from(len).expect("zap frame longer than u32::MAX");
+        dst.reserve(len);
+        Header { msg_type: MsgType::ReadResp, reserved: 0, len: len32, xid, ctxt }.encode(dst);
+        dst.put_u16(status);
+        dst.put_slice(&[0; 2]);
+        dst.put_u64(0);
+        dst.put_u32(data.len() as u32);
+        dst.put_slice(data);
+    }
+
     /// Decodes one whole frame; `buf` must hold exactly the frame's length (the header's
     /// length field) or more, and the rest is ignored. Payloads are slices of `buf`.
     /// No size limit applies here; [`FrameDecoder`] enforces them.

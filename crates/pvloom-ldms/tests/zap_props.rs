@@ -205,3 +205,20 @@ fn connect_new_matches_the_wire_form() {
     assert_eq!(&b[20..36], b"\x01\x03\x01\x00SOCKET\0\0\0\0\0\x40");
     assert_eq!(&b[36..44], b"\x04\x02\x00\x00none");
 }
+
+proptest! {
+    #[test]
+    fn direct_read_resp_is_the_encoded_frame(xid: u32, ctxt: u64, status: u16, data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut direct = BytesMut::new();
+        Frame::encode_read_resp(xid, ctxt, status, &data, &mut direct);
+        let frame = Frame {
+            reserved: 0,
+            xid,
+            ctxt,
+            msg: Msg::ReadResp(ReadResp { status, pad: [0; 2], dst_ptr: 0, data: Bytes::from(data) }),
+        };
+        let mut encoded = BytesMut::new();
+        frame.encode(&mut encoded);
+        prop_assert_eq!(direct, encoded);
+    }
+}

@@ -20,7 +20,7 @@ use crate::request::{
     UPD_F_PUSH, UPD_F_PUSH_LAST, name_item, schema_item,
 };
 use crate::session::{Role, Session, SessionConfig, SessionError, SessionEvent};
-use crate::zap::{self, Frame, Msg, RailConnMsg, ReadResp, Rendezvous, WriteResp};
+use crate::zap::{self, Frame, Msg, RailConnMsg, Rendezvous, WriteResp};
 
 /// zap status: the map key names no region (`ZAP_ERR_REMOTE_MAP`).
 pub const ZAP_ERR_REMOTE_MAP: u16 = 17;
@@ -137,6 +137,8 @@ pub struct ServerConn {
     /// Decoded frames wait in the session because the outbound queue was full.
     backlog: bool,
     stats: ConnStats,
+    /// Map keys this peer read, with their sets.
+    maps: HashMap<u32, Arc<Entry>>,
 }
 
 impl std::fmt::Debug for ServerConn {
@@ -167,6 +169,7 @@ impl ServerConn {
             close: None,
             closed: false,
             backlog: false,
+            maps: HashMap::new(),
             stats: ConnStats::default(),
         }
     }
@@ -285,27 +288,35 @@ impl ServerConn {
     }
 
     fn read(&mut self, xid: u32, ctxt: u64, key: u32, addr: u64, len: u32) {
-        let result = match self.registry.by_key(key) {
-            Some(e) => e.read(addr, len, &self.config.credentials),
+        // A peer reads the few maps it looked up over and over: keep them at hand rather
+        // than in the registry's shared table.
+        let entry = match self.maps.get(&key) {
+            Some(e) => Some(e.clone()),
+            None => self.registry.by_key(key).inspect(|e| {
+                self.maps.insert(key, e.clone());
+            }),
+        };
+        let session = &mut self.session;
+        let result = match entry {
+            Some(e) => e.read_with(addr, len, &self.config.credentials, |data| session.reply_read(xid, ctxt, 0, data)),
             None => Err(ReadError::NoMap),
         };
-        let (status, data) = match result {
-            Ok(data) => {
-                self.stats.reads += 1;
-                (0, data)
-            }
+        match result {
+            Ok(()) => self.stats.reads += 1,
             Err(e) => {
                 self.stats.read_errors += 1;
                 tracing::debug!(conn = self.inbox.id(), key, addr, len, "READ_REQ refused: {e:?}");
                 let s = match e {
-                    ReadError::NoMap => ZAP_ERR_REMOTE_MAP,
+                    ReadError::NoMap => {
+                        self.maps.remove(&key);
+                        ZAP_ERR_REMOTE_MAP
+                    }
                     ReadError::Range => ZAP_ERR_REMOTE_LEN,
                     ReadError::Access => ZAP_ERR_REMOTE_PERMISSION,
                 };
-                (s, Bytes::new())
+                self.session.reply_read(xid, ctxt, s, &[]);
             }
-        };
-        self.session.reply(xid, ctxt, Msg::ReadResp(ReadResp { status, pad: [0; 2], dst_ptr: 0, data }));
+        }
     }
 
     fn on_request(&mut self, req: Request) {

@@ -226,7 +226,15 @@ impl Entry {
 
     /// Copies `[addr, addr + len)` of the image if it lies inside the region and `creds`
     /// may read the set.
-    pub(crate) fn read(&self, addr: u64, len: u32, creds: &Credentials) -> Result<Bytes, ReadError> {
+    /// Hands `[addr, addr + len)` of the image to `out`, under the set's lock (a reader
+    /// never sees a half-written transaction), after the bounds and access checks.
+    pub(crate) fn read_with<R>(
+        &self,
+        addr: u64,
+        len: u32,
+        creds: &Credentials,
+        out: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, ReadError> {
         let st = self.state.lock();
         if !st.live {
             return Err(ReadError::NoMap);
@@ -241,7 +249,7 @@ impl Entry {
         if !creds.may_read(uid, gid, perm) {
             return Err(ReadError::Access);
         }
-        Ok(Bytes::copy_from_slice(&img[start as usize..end as usize]))
+        Ok(out(&img[start as usize..end as usize]))
     }
 }
 
