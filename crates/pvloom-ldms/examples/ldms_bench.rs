@@ -92,8 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => "-".into(),
     };
     println!(
-        "sets={} lookup_ms={:.1} updates={n} errors={} rate={:.0} client_cpu_us={} server_cpu_us={}",
+        "sets={} set_bytes={} lookup_ms={:.1} updates={n} errors={} rate={:.0} client_cpu_us={} server_cpu_us={}",
         run.sets.len(),
+        run.sets[0].meta().meta_sz + run.sets[0].meta().data_sz,
         lookup_s * 1e3,
         run.errors.load(Ordering::Relaxed),
         n as f64 / dt,

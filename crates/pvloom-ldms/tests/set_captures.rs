@@ -610,7 +610,7 @@ fn captures_reencode() {
             let m2 = SetMeta::decode(&meta.encode().unwrap()).unwrap();
             assert_eq!(meta_hdr(&m2), meta_hdr(&meta), "{sc}");
             assert_eq!(m2.schema_digest, meta.schema_digest, "{sc}");
-            for (a, b) in m2.metrics.iter().zip(&meta.metrics) {
+            for (a, b) in m2.metrics.iter().zip(meta.metrics.iter()) {
                 assert_eq!(a, b, "{sc}");
             }
             assert!(m2 == meta, "{sc}: re-encoded meta differs");
@@ -653,7 +653,7 @@ fn layout_matches_captures() {
                             .collect()
                     })
                     .unwrap_or_default(),
-                record_type: match data.values.iter().zip(&meta.metrics).find(|(_, d)| d.name == m.name) {
+                record_type: match data.values.iter().zip(meta.metrics.iter()).find(|(_, d)| d.name == m.name) {
                     Some((Some(MetricValue::RecordArray { rec_type, .. }), _)) => Some(*rec_type),
                     _ => None,
                 },
@@ -674,7 +674,7 @@ fn layout_matches_captures() {
                 meta_gn: meta.meta_gn,
             };
             let laid = schema.layout(&info).unwrap();
-            for (a, b) in laid.metrics.iter().zip(&meta.metrics) {
+            for (a, b) in laid.metrics.iter().zip(meta.metrics.iter()) {
                 if let (Some(x), Some(y)) = (&a.record_type, &b.record_type) {
                     for (p, q) in x.members.iter().zip(&y.members) {
                         assert_eq!(p, q, "{sc} {} member", a.name);

@@ -65,7 +65,7 @@ fn configured(plugin: &str, scenario: &str, fixture: &str) -> (Box<dyn Sampler>,
 fn assert_same_meta(set: &LocalSet, real: &SetMeta) {
     let ours = &SetMeta::decode(set.meta_bytes()).unwrap();
     assert_eq!(ours.card(), real.card());
-    for (a, b) in ours.metrics.iter().zip(&real.metrics) {
+    for (a, b) in ours.metrics.iter().zip(real.metrics.iter()) {
         assert_eq!(a, b, "descriptor of {}", b.name);
     }
     assert_eq!(

@@ -214,7 +214,7 @@ impl SetMeta {
             instance_name,
             schema_name,
             schema_digest,
-            metrics,
+            metrics: intern_descs(metrics),
             values,
         })
     }
@@ -350,7 +350,7 @@ impl SetData {
         };
         let mut ctx = DataCtx { s, meta, heap_base: meta.heap_base() as u64, visited: Default::default() };
         let mut values = Vec::with_capacity(meta.metrics.len());
-        for m in &meta.metrics {
+        for m in meta.metrics.iter() {
             if m.is_meta() {
                 values.push(None);
                 continue;

@@ -114,7 +114,7 @@ impl SetMeta {
         w.u32("set header", 104, self.array_card)?;
         w.u32("set header", 108, self.heap_sz)?;
         let mut o = SET_HDR_SIZE as u64;
-        for m in &self.metrics {
+        for m in self.metrics.iter() {
             w.u32("dict", o, m.desc_offset)?;
             o += 4;
         }
@@ -495,7 +495,7 @@ impl Schema {
             schema_name: self.name.clone(),
             schema_digest: self.digest,
             values: vec![None; card],
-            metrics: descs,
+            metrics: intern_descs(descs),
         })
     }
 }

@@ -32,17 +32,20 @@ impl LocalSet {
     /// Lay out a new set from `schema` with every value zero, as `ldms_set_new` leaves it:
     /// data gn 0, no transaction begun yet (flags END, so an untouched set reads consistent).
     pub fn new(schema: &Schema, info: &SetInfo) -> Result<LocalSet, SetError> {
-        let meta = schema.layout(info)?;
+        let mut meta = schema.layout(info)?;
         let trans = Transaction { flags: TRANSACTION_END, ..Transaction::default() };
         let data = SetData::empty(&meta, 0, trans);
         let mut image = encode_image(&meta, &data)?;
         lay_out_record_arrays(schema, &meta, &mut image);
+        // The image holds the values; a copy per set would cost more than the image.
+        meta.values = Vec::new();
         Ok(LocalSet { meta, image, info: Vec::new() })
     }
 
     /// Adopt an image read from a peer (an aggregator's copy of a remote set).
     pub fn from_image(image: Vec<u8>) -> Result<LocalSet, SetError> {
-        let meta = SetMeta::decode(&image)?;
+        let mut meta = SetMeta::decode(&image)?;
+        meta.values = Vec::new();
         let want = meta.meta_sz as usize + meta.data_sz as usize;
         if image.len() != want {
             return Err(SetError::BadSize(format!("image of {} bytes, meta_sz + data_sz is {want}", image.len())));
@@ -277,7 +280,7 @@ impl LocalSet {
 fn lay_out_record_arrays(schema: &Schema, meta: &SetMeta, image: &mut [u8]) {
     let ms = meta.meta_sz as usize;
     let mut put = |at: usize, v: u32| image[ms + at..ms + at + 4].copy_from_slice(&v.to_le_bytes());
-    for (spec, desc) in schema.metrics.iter().zip(&meta.metrics) {
+    for (spec, desc) in schema.metrics.iter().zip(meta.metrics.iter()) {
         let Some(rt) = spec.record_type.filter(|_| spec.ty == ValueType::RecordArray) else { continue };
         let Some(inst_sz) = meta.metrics.get(rt as usize).and_then(|m| m.record_type.as_ref()).map(|r| r.inst_sz)
         else {

@@ -14,6 +14,8 @@
 //!
 //! Layouts: `ldms/src/core/ldms_core.h`, `ldms.c`, `ldms_heap.h` (commit 279bd1b8).
 
+use std::sync::Arc;
+
 mod decode;
 mod encode;
 mod local;
@@ -187,7 +189,7 @@ impl Timestamp {
 }
 
 /// A value descriptor (`struct ldms_value_desc`), for a metric or a record member.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MetricDesc {
     /// Metric name.
     pub name: String,
@@ -224,7 +226,7 @@ impl MetricDesc {
 }
 
 /// A record type (`struct ldms_record_type`), stored in the meta section.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RecordTypeDesc {
     /// Size of one record instance, header included.
     pub inst_sz: u32,
@@ -264,8 +266,10 @@ pub struct SetMeta {
     /// The schema's 32-byte digest, stored after the schema name's NUL (the `digest` that
     /// DIR_REPLY prints in hex); `None` if the name field is too short to hold one.
     pub schema_digest: Option<[u8; 32]>,
-    /// The value descriptors, in metric index order (card = len).
-    pub metrics: Vec<MetricDesc>,
+    /// The value descriptors, in metric index order (card = len). Shared between sets
+    /// with the same layout (see [`intern_descs`]): a thousand sets of one schema hold
+    /// one descriptor list.
+    pub metrics: Arc<[MetricDesc]>,
     /// Meta values, by metric index (`None` for data metrics and RECORD_TYPE).
     pub values: Vec<Option<MetricValue>>,
 }
@@ -623,6 +627,33 @@ pub fn decode_image(img: &[u8]) -> Result<(SetMeta, Option<SetData>), SetError> 
     }
     let data = SetData::decode(&meta, &img[ms..end])?;
     Ok((meta, Some(data)))
+}
+
+/// One shared copy of a descriptor list: sets laid out alike (same schema, instance names
+/// of the same length) share it instead of each holding a copy. The table holds weak
+/// references, so lists no set uses any more are dropped.
+pub fn intern_descs(descs: Vec<MetricDesc>) -> Arc<[MetricDesc]> {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Mutex, Weak};
+    type Buckets = HashMap<u64, Vec<Weak<[MetricDesc]>>>;
+    static TABLE: Mutex<Option<Buckets>> = Mutex::new(None);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    descs.hash(&mut h);
+    let key = h.finish();
+    let mut guard = TABLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let table = guard.get_or_insert_with(HashMap::new);
+    let bucket = table.entry(key).or_default();
+    bucket.retain(|w| w.strong_count() > 0);
+    if let Some(found) = bucket.iter().filter_map(Weak::upgrade).find(|a| **a == *descs) {
+        return found;
+    }
+    let shared: Arc<[MetricDesc]> = descs.into();
+    bucket.push(Arc::downgrade(&shared));
+    if table.len() > 64 && table.len().is_power_of_two() {
+        table.retain(|_, b| b.iter().any(|w| w.strong_count() > 0));
+    }
+    shared
 }
 
 /// Round up to a multiple of 8.
