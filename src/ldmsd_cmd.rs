@@ -17,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "pvloom ldmsd", version)]
 pub struct LdmsdArgs {
-    /// Listen for LDMS peers: XPRT:PORT[:ADDR] (only `sock`; all addresses unless ADDR).
+    /// Listen for LDMS peers: `XPRT:PORT[:ADDR]` (only `sock`; all addresses unless ADDR).
     #[arg(short = 'x', value_name = "XPRT:PORT[:ADDR]")]
     listen: Vec<String>,
     /// Configuration file in ldmsd's language (load/config/start, prdcr_*, updtr_*, strgp_*).

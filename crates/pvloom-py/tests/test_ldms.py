@@ -436,6 +436,131 @@ def test_connect_refused_and_recv_timeout(served, xprt):
     xprt.send(b"hello server")  # served sets' server takes application messages
 
 
+# --- the server side: listen(cb=...) and accept() ---------------------------------
+
+
+def test_listen_cb_connected_recv_disconnected_same_xprt():
+    events = []
+    got = {}
+    disconnected = threading.Event()
+
+    def on_event(x, ev, arg):
+        events.append((x, ev.type, ev.data, arg))
+        if ev.type == ldms.EVENT_CONNECTED:
+            got["connected"] = x.is_connected
+        if ev.type == ldms.EVENT_RECV:
+            x.send(b"echo:" + ev.data)
+        if ev.type == ldms.EVENT_DISCONNECTED:
+            disconnected.set()
+
+    lx = ldms.Xprt()
+    lx.listen("127.0.0.1", 0, cb=on_event, cb_arg="the arg")
+    port = lx.get_addr()[0][1]
+    c = ldms.Xprt()
+    c.connect("127.0.0.1", port)
+    c.send(b"hello listener")
+    assert c.recv(timeout=5) == b"echo:hello listener"
+    local = c.get_addr()
+    c.close()
+    assert disconnected.wait(5)
+    types = [t for _, t, _, _ in events]
+    assert types == [ldms.EVENT_CONNECTED, ldms.EVENT_RECV, ldms.EVENT_DISCONNECTED]
+    assert events[1][2] == b"hello listener"
+    accepted = events[0][0]
+    assert all(x is accepted for x, _, _, _ in events)
+    assert all(a == "the arg" for _, _, _, a in events)
+    assert accepted is not lx and isinstance(accepted, ldms.Xprt)
+    assert got["connected"] is True and not accepted.is_connected
+    (lhost, lport), (rhost, rport) = accepted.get_addr()
+    assert (lhost, lport) == ("127.0.0.1", port)
+    assert rhost == "127.0.0.1" and rport not in (0, port)
+    assert local[1] == ("127.0.0.1", port)
+    with pytest.raises(ValueError):
+        accepted.recv(timeout=0.1)  # the callback gets the messages
+    with pytest.raises(ValueError):
+        lx.accept(timeout=0.1)  # ... and the connections
+    lx.close()
+
+
+def test_accept_recv_send_close():
+    import queue
+
+    lx = ldms.Xprt()
+    lx.listen("127.0.0.1", 0)
+    port = lx.get_addr()[0][1]
+    with pytest.raises(queue.Empty):
+        lx.accept(timeout=0.05)
+    c = ldms.Xprt()
+    c.connect("127.0.0.1", port)
+    a = lx.accept(timeout=5)
+    assert isinstance(a, ldms.Xprt) and a.is_connected
+    assert "accepted" in repr(a)
+    c.send(b"to the server")
+    c.send(b"second")
+    assert a.recv(timeout=5) == b"to the server"
+    assert a.recv(timeout=5) == b"second"
+    a.send(b"to the client")
+    assert c.recv(timeout=5) == b"to the client"
+    with pytest.raises(queue.Empty):
+        a.recv(timeout=0.05)
+    with pytest.raises(ConnectionError) as e:
+        a.dir()
+    assert e.value.errno == errno.ENOTSUP
+    with pytest.raises(ConnectionError):
+        a.lookup("anything")
+    # The server closes: the client sees the end, the accepted side's recv() too.
+    a.close()
+    assert c.recv(timeout=5) is None
+    assert a.recv(timeout=5) is None
+    assert wait_until(lambda: not a.is_connected)
+    with pytest.raises(ConnectionError) as e:
+        a.send(b"late")
+    assert e.value.errno == errno.ENOTCONN
+    lx.close()
+
+
+def test_accept_in_callback_raises_would_deadlock():
+    seen = {}
+    done = threading.Event()
+    lx = ldms.Xprt()
+
+    def on_event(x, ev, arg):
+        if ev.type != ldms.EVENT_CONNECTED:
+            return
+        for name, call in [("accept", lambda: lx.accept(timeout=5)), ("recv", lambda: x.recv(timeout=5))]:
+            try:
+                call()
+                seen[name] = "returned"
+            except pvloom.WouldDeadlock:
+                seen[name] = "WouldDeadlock"
+            except ValueError:
+                seen[name] = "ValueError"
+        done.set()
+
+    lx.listen("127.0.0.1", 0, cb=on_event)
+    c = ldms.Xprt()
+    c.connect("127.0.0.1", lx.get_addr()[0][1])
+    assert done.wait(5)
+    # accept() checks for the deadlock first; recv() on a callback-driven xprt refuses.
+    assert seen == {"accept": "WouldDeadlock", "recv": "ValueError"}
+    c.close()
+    lx.close()
+
+
+def test_listener_still_serves_sets_with_a_callback(served):
+    events = []
+    lx = ldms.Xprt()
+    lx.listen("127.0.0.1", 0, cb=lambda x, ev, arg: events.append(ev.type))
+    c = ldms.Xprt()
+    c.connect("127.0.0.1", lx.get_addr()[0][1])
+    s = c.lookup("h/simple_1")
+    s.update()
+    assert s["x"] == 1
+    c.close()
+    assert wait_until(lambda: events == [ldms.EVENT_CONNECTED, ldms.EVENT_DISCONNECTED])
+    lx.close()
+
+
 # --- a pvloom ldmsd subprocess running test_sampler -----------------------------------
 
 

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,8 +17,8 @@ use crate::request::{
     self, CMD_AUTH, CMD_AUTH_MSG, CMD_MSG, CMD_MSG_SUB, CMD_MSG_SUB_REPLY, CMD_MSG_UNSUB, CMD_MSG_UNSUB_REPLY,
     CMD_QGROUP_ASK, CMD_QGROUP_DONATE, CMD_QGROUP_DONATE_BACK, CMD_QUOTA_RECONFIG, CMD_RATE_RECONFIG, LDMS_MSG_MAX,
     LOOKUP_BY_SCHEMA, LOOKUP_RE, LookupParam, LookupProfile, Message, PUSH_REPLY_F_MORE, PUSH_REPLY_MAX_DATA,
-    PushReply, RendezvousBody, RendezvousMsg, Reply, ReplyBody, Request, RequestBody, SetInfoPair, Timespec,
-    UPD_F_PUSH, UPD_F_PUSH_LAST, name_item, schema_item,
+    PushReply, REQUEST_HDR_LEN, RendezvousBody, RendezvousMsg, Reply, ReplyBody, Request, RequestBody, SetInfoPair,
+    Timespec, UPD_F_PUSH, UPD_F_PUSH_LAST, name_item, schema_item,
 };
 use crate::session::{Role, Session, SessionConfig, SessionError, SessionEvent};
 use crate::zap::{self, Frame, Msg, RailConnMsg, Rendezvous, WriteResp};
@@ -37,6 +38,52 @@ pub const EACCES: u32 = 13;
 pub const EINVAL: u32 = 22;
 /// `ENOTSUP`: message-service requests while it is disabled.
 pub const ENOTSUP: u32 = 95;
+
+/// `ENOTCONN`: a message for a peer whose connection is not open.
+pub const ENOTCONN: u32 = 107;
+/// `EMSGSIZE`: a message longer than [`SEND_MSG_MAX`].
+pub const EMSGSIZE: u32 = 90;
+/// `ENOBUFS`: the connection's outbound queue is at [`ServerConfig::max_queued`].
+pub const ENOBUFS: u32 = 105;
+
+/// The longest application message (SEND_MSG) one SENDRECV frame carries: the frame's
+/// payload less the request header and the 4-byte `msg_len`.
+pub const SEND_MSG_MAX: usize = crate::zap::MAX_SENDRECV_DATA - REQUEST_HDR_LEN - 4;
+
+/// Why a message for a peer (SEND_MSG) was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The connection is not open (handshake not finished, or closed).
+    #[error("not connected")]
+    NotConnected,
+    /// The message does not fit one frame.
+    #[error("message of {len} bytes, longer than {max}")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// [`SEND_MSG_MAX`].
+        max: usize,
+    },
+    /// The connection's outbound queue is full (the peer reads slowly).
+    #[error("{queued} bytes queued for the peer, the limit is {limit}")]
+    QueueFull {
+        /// Bytes queued (or about to be).
+        queued: usize,
+        /// [`ServerConfig::max_queued`].
+        limit: usize,
+    },
+}
+
+impl SendError {
+    /// The errno `ldms_xprt_send` would return for it.
+    pub fn errno(&self) -> u32 {
+        match self {
+            SendError::NotConnected => ENOTCONN,
+            SendError::TooLong { .. } => EMSGSIZE,
+            SendError::QueueFull { .. } => ENOBUFS,
+        }
+    }
+}
 
 /// The text ldmsd puts in MSG_SUB_REPLY and MSG_UNSUB_REPLY while its message service is off.
 const MSG_DISABLED: &str = "LDMS Message Service disabled";
@@ -93,7 +140,7 @@ pub enum ServerEvent {
         /// The instance name.
         name: String,
     },
-    /// An application message (`ldms_xprt_send`).
+    /// An application message from the peer (`ldms_xprt_send`, SEND_MSG).
     Message {
         /// The message bytes.
         data: Bytes,
@@ -139,6 +186,8 @@ pub struct ServerConn {
     stats: ConnStats,
     /// Map keys this peer read, with their sets.
     maps: HashMap<u32, Arc<Entry>>,
+    /// `session.queued()` as of the last call, for other threads ([`ServerConn::queue_gauge`]).
+    gauge: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for ServerConn {
@@ -171,6 +220,7 @@ impl ServerConn {
             backlog: false,
             maps: HashMap::new(),
             stats: ConnStats::default(),
+            gauge: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -182,6 +232,44 @@ impl ServerConn {
     /// Bytes queued for the peer.
     pub fn queued(&self) -> usize {
         self.session.queued()
+    }
+
+    /// [`queued`](Self::queued) as of the endpoint's last call (input, timeout, transmit,
+    /// [`send_msg`](Self::send_msg)), readable from any thread: how a handle elsewhere
+    /// bounds what it hands to the connection.
+    pub fn queue_gauge(&self) -> Arc<AtomicUsize> {
+        self.gauge.clone()
+    }
+
+    /// True once the handshake finished and until the connection closes.
+    pub fn is_open(&self) -> bool {
+        self.live() && self.session.is_open()
+    }
+
+    /// Queues an application message for the peer (SEND_MSG, as `ldms_xprt_send`): the
+    /// peer gets an `LDMS_XPRT_EVENT_RECV` with `data`.
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`] before the handshake or after close,
+    /// [`SendError::TooLong`] beyond [`SEND_MSG_MAX`], [`SendError::QueueFull`] while
+    /// [`ServerConfig::max_queued`] bytes wait for the peer.
+    pub fn send_msg(&mut self, data: Bytes) -> Result<(), SendError> {
+        if !self.is_open() {
+            return Err(SendError::NotConnected);
+        }
+        if data.len() > SEND_MSG_MAX {
+            return Err(SendError::TooLong { len: data.len(), max: SEND_MSG_MAX });
+        }
+        if self.full() {
+            return Err(SendError::QueueFull { queued: self.session.queued(), limit: self.config.max_queued });
+        }
+        self.send_request(&Request::new(0, RequestBody::Send { msg: data }));
+        self.update_gauge();
+        Ok(())
+    }
+
+    fn update_gauge(&self) {
+        self.gauge.store(self.session.queued(), Ordering::Release);
     }
 
     /// A process-unique id of this connection.
@@ -593,11 +681,13 @@ impl StreamEndpoint for ServerConn {
         }
         self.session.handle_input(now, data);
         self.pump();
+        self.update_gauge();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.session.handle_timeout(now);
         self.pump();
+        self.update_gauge();
     }
 
     fn poll_transmit(&mut self, _now: Instant, room: usize, out: &mut BytesMut) {
@@ -608,6 +698,7 @@ impl StreamEndpoint for ServerConn {
         if self.live() {
             self.pump();
         }
+        self.update_gauge();
     }
 
     fn poll_event(&mut self) -> Option<ServerEvent> {

@@ -5,7 +5,9 @@
 //! - [`ServerConn`]: one peer, sans-I/O ([`pvloom_core::endpoint::StreamEndpoint`]):
 //!   DIR with updates, LOOKUP (name, schema, regex), READ_REQ bounded to the sets' regions,
 //!   push, SET_DELETE, access checks with the peer's [`Credentials`], bounded memory.
-//! - [`LdmsServer`]: the listener and the connections on pvloom-core's runtime.
+//! - [`LdmsServer`]: the listener and the connections on pvloom-core's runtime; each
+//!   connection's [`Peer`] handle sends it application messages, and
+//!   [`LdmsServer::bind_with_events`] reports its [`PeerEvent`]s.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -25,8 +27,8 @@ mod tcp;
 
 pub use access::{ACCESS_READ, Credentials};
 pub use endpoint::{
-    ConnStats, EACCES, EINVAL, ENOENT, ENOTSUP, ServerConfig, ServerConn, ServerEvent, ZAP_ERR_REMOTE_LEN,
-    ZAP_ERR_REMOTE_MAP, ZAP_ERR_REMOTE_PERMISSION,
+    ConnStats, EACCES, EINVAL, EMSGSIZE, ENOBUFS, ENOENT, ENOTCONN, ENOTSUP, SEND_MSG_MAX, SendError, ServerConfig,
+    ServerConn, ServerEvent, ZAP_ERR_REMOTE_LEN, ZAP_ERR_REMOTE_MAP, ZAP_ERR_REMOTE_PERMISSION,
 };
 pub use registry::{PublishOptions, RegistryError, SetHandle, SetRegistry};
-pub use tcp::LdmsServer;
+pub use tcp::{LdmsServer, Peer, PeerEvent, PeerEventCb};

@@ -28,10 +28,17 @@ What callbacks receive, and how long it stays valid:
 * a blocking ``Set.update()`` keeps the values until the next update. Values are
   converted to Python only when read (``set[i]``), so an update allocates nothing.
 
+The server side is LDMS's too: ``Xprt.listen(cb=, cb_arg=)`` serves the published
+sets and hands each accepted connection to ``cb`` as an ``Xprt`` of its own (the same
+object for its EVENT_CONNECTED, EVENT_RECV and EVENT_DISCONNECTED); without ``cb``,
+``Xprt.accept()`` returns it. An accepted ``Xprt`` can ``send``, ``recv``, ``close``,
+``get_addr``; ``dir``/``lookup`` on it raise ``ConnectionError`` (``ENOTSUP``): pvloom's
+accepted side is a set-server connection.
+
 pvloom's additions: :func:`update_all` (many updates in one native call),
 ``Set.subscribe_push(cb=, cb_arg=)``, ``Xprt.get_addr()`` for a ``listen(port=0)``.
 Not offered: transports other than ``sock``, authentication other than ``none``,
-``Xprt.accept()`` and the server side's transport events, message channels.
+``dir``/``lookup`` from the accepting side, message channels.
 """
 
 from __future__ import annotations

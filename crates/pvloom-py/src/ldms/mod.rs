@@ -1,8 +1,8 @@
 //! `pvloom.ldms`'s native half: the LDMS Python API (`ovis_ldms.ldms`'s names and
 //! signatures) on pvloom's Rust LDMS client and set server.
 //!
-//! - [`xprt`]: `Xprt` (connect, listen, dir, lookup, send, recv, close), `XprtEvent`,
-//!   `DirSet`, `DirData`.
+//! - [`xprt`]: `Xprt` (connect, listen with the accepted connections' events, accept,
+//!   dir, lookup, send, recv, close), `XprtEvent`, `DirSet`, `DirData`.
 //! - [`set`]: `Set`, for looked-up sets (update, push) and sets this process serves
 //!   (transactions, writes, publish); `update_all`, many updates in one native call.
 //! - [`values`]: metric values between Python and [`MetricValue`](pvloom_ldms::set::MetricValue).

@@ -1,5 +1,9 @@
 //! `ldms.Xprt` and what its callbacks receive: `XprtEvent`, `DirData`, `DirSet`.
 //!
+//! An `Xprt` is one of three things: a client connection (`connect`), a listener
+//! (`listen`: pvloom's set server), or a connection that listener accepted (handed to
+//! `listen`'s callback or returned by `accept()`, wrapping a server [`Peer`]).
+//!
 //! Everything handed to a callback is a plain Python object made from owned Rust
 //! values, safe to keep after the callback returns.
 
@@ -11,8 +15,8 @@ use parking_lot::{Condvar, Mutex};
 use pvloom_ldms::client::{self, DirReply, XprtConfig, XprtEvent, XprtEventKind};
 use pvloom_ldms::request::dir::DirEntry;
 use pvloom_ldms::request::{DIR_LIST, LOOKUP_BY_SCHEMA, LOOKUP_RE};
-use pvloom_ldms::server::{LdmsServer, ServerConfig};
-use pyo3::exceptions::{PyNotImplementedError, PyValueError};
+use pvloom_ldms::server::{LdmsServer, Peer, PeerEvent, ServerConfig};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -25,35 +29,55 @@ type HostPort = (String, u16);
 
 /// `ENOTCONN`.
 const ENOTCONN: i32 = 107;
+/// `ENOTSUP`.
+const ENOTSUP: i32 = 95;
 
-/// Messages for the blocking `recv()`; `None` marks the end of the connection.
-#[derive(Default)]
-struct RecvQueue {
-    q: Mutex<VecDeque<Option<Vec<u8>>>>,
+/// What a blocking call (`recv()`, `accept()`) waits for, filled by the event handler.
+struct WaitQueue<T> {
+    q: Mutex<VecDeque<T>>,
     cv: Condvar,
 }
 
-impl RecvQueue {
-    fn push(&self, item: Option<Vec<u8>>) {
+impl<T> Default for WaitQueue<T> {
+    fn default() -> Self {
+        WaitQueue { q: Mutex::new(VecDeque::new()), cv: Condvar::new() }
+    }
+}
+
+impl<T> WaitQueue<T> {
+    fn push(&self, item: T) {
         self.q.lock().push_back(item);
         self.cv.notify_all();
     }
 }
 
+/// Messages for the blocking `recv()`; `None` marks the end of the connection.
+type RecvQueue = WaitQueue<Option<Vec<u8>>>;
+/// Accepted connections for the blocking `accept()`.
+type AcceptQueue = WaitQueue<Py<PyXprt>>;
+
 #[derive(Default)]
 struct XState {
     conn: Option<client::Xprt>,
     server: Option<LdmsServer>,
+    /// An accepted connection: the server's handle on it.
+    peer: Option<Peer>,
     has_cb: bool,
     ended: bool,
 }
 
 /// An LDMS transport (`ovis_ldms.ldms.Xprt`): `Xprt(name="sock", auth="none")`, then
-/// `connect` to a peer or `listen` to serve this process's published sets.
+/// `connect` to a peer or `listen` to serve this process's published sets. A listener
+/// hands each connection it accepts to `listen`'s callback or to `accept()` as an
+/// `Xprt` of its own, which can `send`, `recv`, `close`, `get_addr` and tell
+/// `is_connected`. (LDMS lets either end `dir` and `lookup`; pvloom's accepted side is a
+/// set-server connection, so `dir`/`lookup` on it raise `ConnectionError` `ENOTSUP`.)
 #[pyclass(name = "Xprt", module = "pvloom.ldms", frozen)]
 pub struct PyXprt {
     state: Mutex<XState>,
     recv: Arc<RecvQueue>,
+    /// A listener's connections for `accept()`.
+    accepts: Arc<AcceptQueue>,
     /// Sets looked up here, by instance name (for SET_DELETE's `set`).
     looked_up: Mutex<HashMap<String, Py<PySet>>>,
     /// An application context attached to the transport.
@@ -82,8 +106,90 @@ fn port_of(port: &Bound<'_, PyAny>) -> PyResult<u16> {
 }
 
 impl PyXprt {
+    fn blank(state: XState) -> PyXprt {
+        PyXprt {
+            state: Mutex::new(state),
+            recv: Arc::new(RecvQueue::default()),
+            accepts: Arc::new(AcceptQueue::default()),
+            looked_up: Mutex::new(HashMap::new()),
+            ctxt: Mutex::new(None),
+        }
+    }
+
     fn conn(&self) -> PyResult<client::Xprt> {
-        self.state.lock().conn.clone().ok_or_else(|| connection_error(ENOTCONN, "not connected"))
+        let st = self.state.lock();
+        if st.peer.is_some() {
+            return Err(connection_error(
+                ENOTSUP,
+                "dir()/lookup() on an accepted Xprt (pvloom's accepted side is a set-server connection; \
+                 connect() to the peer to query it)",
+            ));
+        }
+        st.conn.clone().ok_or_else(|| connection_error(ENOTCONN, "not connected"))
+    }
+
+    fn peer(&self) -> Option<Peer> {
+        self.state.lock().peer.clone()
+    }
+
+    /// The listener's handler of its connections' events: each connection becomes one
+    /// Python `Xprt` (made at CONNECTED, forgotten after DISCONNECTED) handed to `cb`
+    /// with every event, or, without `cb`, to `accept()` (and its messages to that
+    /// `Xprt`'s `recv()`).
+    fn on_peer_event(
+        cb: Option<(Py<PyAny>, Py<PyAny>)>,
+        accepts: Arc<AcceptQueue>,
+        env: Arc<LdmsEnv>,
+    ) -> impl Fn(&Peer, PeerEvent) + Send + Sync + 'static {
+        let accepted: Mutex<HashMap<u64, Py<PyXprt>>> = Mutex::new(HashMap::new());
+        move |peer, ev| {
+            let (kind, data, reason, set_name) = match ev {
+                PeerEvent::Connected => (XprtEventKind::Connected, None, None, None),
+                PeerEvent::Recv(d) => (XprtEventKind::Recv, Some(d), None, None),
+                PeerEvent::Disconnected(why) => (XprtEventKind::Disconnected, None, Some(why), None),
+                PeerEvent::PeerSetDeleted { name } => (XprtEventKind::SetDelete, None, None, Some(name)),
+                // LDMS completes its own SET_DELETE quietly.
+                PeerEvent::SetDeleteAcked { .. } => return,
+            };
+            let ev = XprtEvent { kind, data, reason, set_name, quota: 0 };
+            let end = kind == XprtEventKind::Disconnected;
+            Python::attach(|py| {
+                let x = {
+                    let mut map = accepted.lock();
+                    let known = if end { map.remove(&peer.id()) } else { map.get(&peer.id()).map(|x| x.clone_ref(py)) };
+                    match known {
+                        Some(x) => x,
+                        None => {
+                            let state = XState { peer: Some(peer.clone()), has_cb: cb.is_some(), ..XState::default() };
+                            match Py::new(py, PyXprt::blank(state)) {
+                                Ok(x) => {
+                                    if !end {
+                                        map.insert(peer.id(), x.clone_ref(py));
+                                    }
+                                    x
+                                }
+                                Err(err) => return err.write_unraisable(py, None),
+                            }
+                        }
+                    }
+                };
+                if end {
+                    x.get().state.lock().ended = true;
+                }
+                match &cb {
+                    Some((func, arg)) => match PyXprtEvent::new(py, &ev, x.get()) {
+                        Ok(event) => env.call(py, "ldms.xprt_event", func, (x, event, arg.clone_ref(py))),
+                        Err(err) => err.write_unraisable(py, Some(func.bind(py))),
+                    },
+                    None => match (kind, ev.data) {
+                        (XprtEventKind::Connected, _) => accepts.push(x),
+                        (XprtEventKind::Recv, Some(d)) => x.get().recv.push(Some(d.to_vec())),
+                        (XprtEventKind::Disconnected, _) => x.get().recv.push(None),
+                        _ => {}
+                    },
+                }
+            })
+        }
     }
 
     fn remember(&self, py: Python<'_>, set: &Py<PySet>) {
@@ -139,12 +245,7 @@ impl PyXprt {
         if !matches!(auth, None | Some("none")) {
             return Err(connection_error(95, &format!("auth {auth:?} (pvloom offers \"none\")")));
         }
-        Ok(PyXprt {
-            state: Mutex::new(XState::default()),
-            recv: Arc::new(RecvQueue::default()),
-            looked_up: Mutex::new(HashMap::new()),
-            ctxt: Mutex::new(None),
-        })
+        Ok(PyXprt::blank(XState::default()))
     }
 
     /// An application context attached to the transport.
@@ -208,7 +309,12 @@ impl PyXprt {
 
     /// Listen on `host:port` (`host=None`: every address; `port=0`: a free one, see
     /// `get_addr()`) and serve every published `Set` to the peers that connect.
-    /// (`cb` is accepted; pvloom does not report the server side's transport events.)
+    ///
+    /// With `cb`, `cb(xprt, event, cb_arg)` gets each accepted connection's events:
+    /// EVENT_CONNECTED with `xprt` the newly accepted connection (an `Xprt`), then its
+    /// EVENT_RECV (`event.data`), EVENT_SET_DELETE and finally EVENT_DISCONNECTED, all
+    /// with that same `Xprt` object. Without `cb`, `accept()` returns each connection
+    /// and its `recv()` its messages.
     #[pyo3(signature = (host=None, port=None, cb=None, cb_arg=None))]
     fn listen(
         &self,
@@ -218,40 +324,77 @@ impl PyXprt {
         cb: Option<Py<PyAny>>,
         cb_arg: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        let _ = (cb, cb_arg);
         may_block()?;
         let port = port.map(port_of).transpose()?.unwrap_or(411);
         let addr = resolve(py, host.unwrap_or("0.0.0.0"), port)?;
         let env = env()?;
+        let has_cb = cb.is_some();
+        let cb = cb.map(|f| (f, cb_arg.unwrap_or_else(|| py.None())));
+        let handler = Self::on_peer_event(cb, self.accepts.clone(), env.clone());
+        let (handle, registry) = (env.handle.clone(), env.registry.clone());
         let server = py
-            .detach(|| LdmsServer::bind(env.handle.clone(), addr, env.registry.clone(), ServerConfig::default()))
+            .detach(move || LdmsServer::bind_with_events(handle, addr, registry, ServerConfig::default(), handler))
             .map_err(|e| connection_error(e.raw_os_error().unwrap_or(5), "ldms_xprt_listen_by_name() error"))?;
-        self.state.lock().server = Some(server);
+        let mut st = self.state.lock();
+        st.server = Some(server);
+        st.has_cb = has_cb;
         Ok(())
     }
 
-    /// Not offered: pvloom's set server does not hand accepted connections to Python.
+    /// The next connection this listener accepted, as an `Xprt` (blocks, the GIL
+    /// released); raises `queue.Empty` after `timeout` seconds, `pvloom.WouldDeadlock`
+    /// inside a callback. Only for a `listen()` without `cb` (with one, connections go
+    /// to it: `ValueError`).
     #[pyo3(signature = (timeout=None))]
-    fn accept(&self, timeout: Option<f64>) -> PyResult<()> {
-        let _ = timeout;
-        Err(PyNotImplementedError::new_err("Xprt.accept(): pvloom serves published sets without accepting"))
+    fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyXprt>> {
+        may_block()?;
+        {
+            let st = self.state.lock();
+            if st.server.is_none() {
+                return Err(PyValueError::new_err("Bad `Xprt.accept()` call: the Xprt is not listening."));
+            }
+            if st.has_cb {
+                return Err(PyValueError::new_err(
+                    "Bad `Xprt.accept()` call. The callback has been supplied to `listen()`; connections go to it.",
+                ));
+            }
+        }
+        let accepts = self.accepts.clone();
+        let got = wait_sliced(py, deadline(timeout), move |slice_end| {
+            let mut q = accepts.q.lock();
+            loop {
+                if let Some(x) = q.pop_front() {
+                    return Ok(Some(x));
+                }
+                if accepts.cv.wait_until(&mut q, slice_end).timed_out() {
+                    return Ok(None);
+                }
+            }
+        })?;
+        got.ok_or_else(|| queue_empty(py))
     }
 
     /// `((host, port) local, (host, port) remote)`; `None` for an end that is unknown.
     fn get_addr(&self) -> (Option<HostPort>, Option<HostPort>) {
         let st = self.state.lock();
         let pair = |a: SocketAddr| (a.ip().to_string(), a.port());
+        if let Some(p) = &st.peer {
+            return (p.local_addr().map(pair), Some(pair(p.remote_addr())));
+        }
         (st.server.as_ref().map(|s| pair(s.local_addr())), st.conn.as_ref().map(|c| pair(c.peer_addr())))
     }
 
     /// Close the connection (DISCONNECTED follows) or stop listening.
     fn close(&self, py: Python<'_>) {
-        let (conn, server) = {
+        let (conn, server, peer) = {
             let mut st = self.state.lock();
-            (st.conn.clone(), st.server.take())
+            (st.conn.clone(), st.server.take(), st.peer.clone())
         };
         if let Some(c) = conn {
             c.close();
+        }
+        if let Some(p) = peer {
+            p.close();
         }
         py.detach(move || drop(server));
     }
@@ -374,20 +517,26 @@ impl PyXprt {
         Ok(py.None())
     }
 
-    /// Send `data` to the peer (it gets an EVENT_RECV).
+    /// Send `data` to the peer (it gets an EVENT_RECV); does not wait. On an accepted
+    /// `Xprt`, raises `ConnectionError` (`ENOTCONN`, `EMSGSIZE`, `ENOBUFS` while the
+    /// connection's outbound queue is full).
     fn send(&self, data: &[u8]) -> PyResult<()> {
+        if let Some(p) = self.peer() {
+            return p.send(data.to_vec()).map_err(|e| connection_error(e.errno() as i32, "ldms_xprt_send() error"));
+        }
         self.conn()?.send(data);
         Ok(())
     }
 
     /// Wait for a message from the peer (`bytes`; `None` once disconnected); raises
-    /// `queue.Empty` after `timeout` seconds. Only without a `connect` callback (with
-    /// one, messages go to it).
+    /// `queue.Empty` after `timeout` seconds. Only without a `connect` (or `listen`,
+    /// for an accepted `Xprt`) callback; with one, messages go to it.
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyBytes>>> {
         if self.state.lock().has_cb {
             return Err(PyValueError::new_err(
-                "Bad `Xprt.recv()` call. The callback has been supplied to `connect()`; messages go to it.",
+                "Bad `Xprt.recv()` call. The callback has been supplied to `connect()` or `listen()`; \
+                 messages go to it.",
             ));
         }
         may_block()?;
@@ -410,23 +559,35 @@ impl PyXprt {
         match got {
             Some(Some(data)) => Ok(Some(PyBytes::new(py, &data).unbind())),
             Some(None) => Ok(None),
-            None => Err(PyErr::from_value(py.import("queue")?.getattr("Empty")?.call0()?)),
+            None => Err(queue_empty(py)),
         }
     }
 
     /// True while connected.
     #[getter]
     fn is_connected(&self) -> bool {
-        self.state.lock().conn.as_ref().is_some_and(client::Xprt::is_connected)
+        let st = self.state.lock();
+        st.peer.as_ref().is_some_and(Peer::is_connected) || st.conn.as_ref().is_some_and(client::Xprt::is_connected)
     }
 
     fn __repr__(&self) -> String {
         let st = self.state.lock();
+        if let Some(p) = &st.peer {
+            return format!("<pvloom.ldms.Xprt accepted from {}>", p.remote_addr());
+        }
         match (&st.conn, &st.server) {
             (Some(c), _) => format!("<pvloom.ldms.Xprt to {}>", c.peer_addr()),
             (None, Some(s)) => format!("<pvloom.ldms.Xprt listening on {}>", s.local_addr()),
             _ => "<pvloom.ldms.Xprt>".into(),
         }
+    }
+}
+
+/// `queue.Empty()`, what the real API's blocking `recv()`/`accept()` raise on timeout.
+fn queue_empty(py: Python<'_>) -> PyErr {
+    match py.import("queue").and_then(|q| q.getattr("Empty")).and_then(|e| e.call0()) {
+        Ok(e) => PyErr::from_value(e),
+        Err(e) => e,
     }
 }
 
