@@ -1,6 +1,8 @@
 //! `pvloom demo`: an embedded soft IOC (random walk, ramp, waveform, a setpoint) served
-//! over Channel Access on loopback, watched live through pvloom's own CA client.
-//! Needs nothing but cargo: server, client and repeater all run in this process.
+//! over Channel Access on loopback, watched live through pvloom's own CA client; and an
+//! embedded LDMS daemon (meminfo and loadavg samplers, plus a set the CA monitors feed)
+//! read live through pvloom's LDMS client. Needs nothing but cargo: servers, clients and
+//! repeater all run in this process.
 
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -13,6 +15,8 @@ use parking_lot::Mutex;
 use pvloom_ca::client::{ClientConfig, Context, DbrClass, ReadOptions, Response, SubscribeOptions};
 use pvloom_ca::proto::Value;
 use pvloom_ca::server::{PvHandle, PvSpec, Server, ServerConfig};
+
+use crate::demo_ldms::{LdmsDemo, MIRROR, mirror_value};
 
 /// Options of `pvloom demo`.
 #[derive(Debug, clap::Args)]
@@ -136,18 +140,27 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ..ClientConfig::default()
     };
     let ctx = Context::builder().config(config).build().context("starting the CA client")?;
+    let ldms = LdmsDemo::start().context("starting the embedded LDMS daemon")?;
     let names: Vec<String> =
         ["RANDOM_WALK", "RAMP", "WAVEFORM", "SETPOINT"].iter().map(|n| format!("{}{n}", args.prefix)).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let pvs = ctx.get_pvs(&refs);
     let mut handles = Vec::new();
     let seen: Vec<Arc<Seen>> = pvs.iter().map(|_| Arc::new(Seen::default())).collect();
-    for (pv, seen) in pvs.iter().zip(&seen) {
+    for (i, (pv, seen)) in pvs.iter().zip(&seen).enumerate() {
         pv.wait_for_connection(Some(Duration::from_secs(5))).with_context(|| format!("connecting {}", pv.name()))?;
         let sub = pv.subscribe(SubscribeOptions { class: DbrClass::Time, ..Default::default() });
         let seen = seen.clone();
+        let mirror = ldms.mirror_handle();
         handles.push(sub.add_callback(move |update| {
             seen.updates.fetch_add(1, Ordering::Relaxed);
+            // CA monitors of the walk and the ramp feed the LDMS mirror set.
+            let v = update.as_f64s().and_then(|v| v.first().copied());
+            match i {
+                0 => mirror_value(&mirror, v, None),
+                1 => mirror_value(&mirror, None, v.map(|r| r as i32)),
+                _ => {}
+            }
             *seen.latest.lock() = Some(update);
         }));
     }
@@ -157,11 +170,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "pvloom demo: soft IOC on 127.0.0.1:{} ({} PVs, {:.0} Hz), watched through pvloom's CA client",
+        "pvloom demo: soft IOC on 127.0.0.1:{} ({} PVs, {:.0} Hz), watched through pvloom's CA client;\n             LDMS daemon on {} (meminfo, loadavg, and {MIRROR} fed by the CA monitors), read through pvloom's LDMS client",
         server.port(),
         server.registry().len(),
-        args.rate
+        args.rate,
+        ldms.addr,
     )?;
+    let ldms_lines = ldms.lines().len();
     let start = Instant::now();
     let run_for = Duration::try_from_secs_f64(args.seconds.max(0.5)).unwrap_or(Duration::from_secs(3600));
     let mut wrote_setpoint = false;
@@ -175,8 +190,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             wrote_setpoint = true;
         }
         if tty && frame > 0 {
-            write!(out, "\x1b[{}A", names.len() + 1)?;
+            write!(out, "\x1b[{}A", names.len() + 1 + ldms_lines)?;
         }
+        ldms.poll();
         frame += 1;
         let clear = if tty { "\x1b[2K" } else { "" };
         for ((name, seen), pv) in names.iter().zip(&seen).zip(&pvs) {
@@ -192,8 +208,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| format!("{} {:>4.1}%", s.name, s.busy_fraction * 100.0))
             .collect();
+        for line in ldms.lines() {
+            writeln!(out, "{clear}{line}")?;
+        }
         writeln!(out, "{clear}  t={secs:4.1}s  client I/O threads: {}", busy.join("  "))?;
     }
+    ldms.close();
     stop.store(true, Ordering::Relaxed);
     let _ = scan.join();
     let total: u64 = seen.iter().map(|s| s.updates.load(Ordering::Relaxed)).sum();
@@ -203,8 +223,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     writeln!(
         out,
-        "done: {total} monitor updates received over CA; setpoint written once; walk units '{units_text}'; {} callback failures",
-        ctx.runtime().callback_failures()
+        "done: {total} monitor updates received over CA; setpoint written once; walk units '{units_text}'; {} callback failures;\n      LDMS: {} samples taken; {}",
+        ctx.runtime().callback_failures(),
+        ldms.samples(),
+        ldms.summary(),
     )?;
     drop(handles);
     Ok(())

@@ -2,6 +2,7 @@
 
 mod ca_cmd;
 mod demo;
+mod demo_ldms;
 mod ioc_cmd;
 mod ldms_cmd;
 mod ldmsd_cmd;
@@ -25,7 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The main job on an embedded default: a soft IOC watched live through pvloom's CA client.
+    /// The main job on an embedded default: a soft IOC and an LDMS daemon, watched live through
+    /// pvloom's CA and LDMS clients.
     Demo(demo::DemoArgs),
     /// A soft IOC: serve EPICS database files over Channel Access.
     Ioc(ioc_cmd::IocArgs),

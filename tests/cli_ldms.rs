@@ -1,0 +1,126 @@
+//! The LDMS commands end to end: `pvloom ldmsd` started with ldmsd's flags on a captured
+//! sampler.conf, read with `pvloom ldms ls`; a bad configuration line reported with its
+//! file and line; SIGTERM ends the daemon cleanly; `pvloom demo` serves and reads its LDMS
+//! sets. Every process started is killed by PID.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PVLOOM: &str = env!("CARGO_BIN_EXE_pvloom");
+
+fn captures() -> &'static Path {
+    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ldms-captures"));
+    assert!(p.is_dir(), "the LDMS captures are missing at {}", p.display());
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(port: u16, conf: &Path) -> Daemon {
+    let child = Command::new(PVLOOM)
+        .args(["ldmsd", "-x", &format!("sock:{port}:127.0.0.1"), "-c"])
+        .arg(conf)
+        .args(["-F", "-v", "ERROR"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pvloom ldmsd");
+    let d = Daemon(child);
+    let end = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "pvloom ldmsd did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d
+}
+
+fn ls(port: u16, extra: &[&str]) -> Output {
+    Command::new(PVLOOM)
+        .args(["ldms", "ls", "-x", "sock", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(extra)
+        .output()
+        .expect("pvloom ldms ls")
+}
+
+#[test]
+fn ldmsd_runs_a_captured_conf_and_ldms_ls_reads_it() {
+    let port = free_port();
+    let _d = start(port, &captures().join("ls-l-two-samplers/sampler.conf"));
+    let out = ls(port, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(),
+        ["localhost1/meminfo", "localhost1/vmstat"]
+    );
+    // After a sample, -l shows the set consistent with its metrics, as ldms_ls does.
+    std::thread::sleep(Duration::from_millis(1200));
+    let out = ls(port, &["-l", "localhost1/meminfo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("localhost1/meminfo: consistent, last update: "), "{text}");
+    assert!(text.contains("M u64          component_id                               1"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("D u64          MemTotal ")), "{text}");
+}
+
+#[test]
+fn a_bad_line_stops_the_start_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("pvloom-cli-ldms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("bad.conf");
+    std::fs::write(&conf, "load name=meminfo\nconfig name=meminfo producer=p instance=p/m\nfrobnicate now=1\n")
+        .unwrap();
+    let out = Command::new(PVLOOM)
+        .args(["ldmsd", "-x", &format!("sock:{}:127.0.0.1", free_port()), "-c"])
+        .arg(&conf)
+        .args(["-F", "--run-for", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.conf:3") && err.contains("frobnicate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_ends_the_daemon_cleanly() {
+    let port = free_port();
+    let d = start(port, &captures().join("ls-l-meminfo/sampler.conf"));
+    let pid = d.0.id();
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut d = d;
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = d.0.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < end, "pvloom ldmsd ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_demo_serves_and_reads_ldms_sets() {
+    let out = Command::new(PVLOOM).args(["demo", "--seconds", "2"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for set in ["pvloom-demo/ca", "pvloom-demo/loadavg", "pvloom-demo/meminfo"] {
+        assert!(text.contains(&format!("LDMS {set}")), "{text}");
+    }
+    let summary = text.lines().last().unwrap_or_default();
+    assert!(summary.contains("LDMS: ") && !summary.contains("pvloom-demo/ca 0 pushes"), "{text}");
+    assert!(text.contains("0 callback failures"), "{text}");
+}
