@@ -5,6 +5,24 @@
 //! - [`Xprt`] and [`Set`]: the API on pvloom-core's driver, from any thread, each
 //!   operation blocking or with a callback on one code path.
 //! - [`format`](mod@format): what `ldms_ls` prints, on decoded sets.
+//!
+//! ```no_run
+//! use pvloom_ldms::client::{Xprt, XprtConfig};
+//! use pvloom_ldms::request::{LOOKUP_RE, XPRT_PUSH_F_CHANGE};
+//!
+//! let rt = pvloom_core::Runtime::new()?;
+//! let xprt = Xprt::connect(&rt.handle(), "127.0.0.1:10444".parse()?, XprtConfig::default())?;
+//! for entry in xprt.dir()? {                                  // blocking; dir_cb(...) does not block
+//!     println!("{} ({})", entry.name, entry.schema);
+//! }
+//! let set = xprt.lookup(".*/meminfo", LOOKUP_RE)?.remove(0);   // or lookup_cb(name, flags, cb)
+//! let snap = set.update()?;                                     // or update_cb(cb)
+//! println!("MemFree {:?} consistent {}", snap.value_by_name("MemFree"), snap.is_consistent());
+//! set.register_push(XPRT_PUSH_F_CHANGE, |set, snap, flags| {   // the seed's subscribe_push
+//!     println!("{} pushed (flags {flags:#x}): {:?}", set.name(), snap.map(|s| s.data_gn()));
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod endpoint;
 pub mod format;
