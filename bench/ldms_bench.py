@@ -166,23 +166,15 @@ def serve(args, tmp: pathlib.Path) -> None:
         print("  (no real ldmsd: set LDMS_PREFIX to an LDMS build to compare)")
 
 
-SAMPLER_CONF = """\
-load name=meminfo
-config name=meminfo producer=h instance=h/meminfo component_id=1
-start name=meminfo interval={i} offset=0
-load name=vmstat
-config name=vmstat producer=h instance=h/vmstat component_id=1
-start name=vmstat interval={i} offset=0
-load name=loadavg
-config name=loadavg producer=h instance=h/loadavg component_id=1
-start name=loadavg interval={i} offset=0
-load name=procstat
-config name=procstat producer=h instance=h/procstat component_id=1
-start name=procstat interval={i} offset=0
-load name=procnetdev2
-config name=procnetdev2 producer=h instance=h/procnetdev2 component_id=1
-start name=procnetdev2 interval={i} offset=0
-"""
+SAMPLERS = ["meminfo", "vmstat", "loadavg", "procstat", "procnetdev2"]
+
+
+def sampler_conf(interval_us: int) -> str:
+    return "".join(
+        f"load name={p}\nconfig name={p} producer=h instance=h/{p} component_id=1\n"
+        f"start name={p} interval={interval_us} offset=0\n"
+        for p in SAMPLERS
+    )
 
 
 def samplers(args, tmp: pathlib.Path) -> None:
@@ -190,7 +182,7 @@ def samplers(args, tmp: pathlib.Path) -> None:
     print(f"== samplers: meminfo, vmstat, loadavg, procstat, procnetdev2 every {interval_us // 1000} ms ==")
     per = {}
     for kind in kinds():
-        d = Daemon(kind, SAMPLER_CONF.format(i=interval_us), tmp)
+        d = Daemon(kind, sampler_conf(interval_us), tmp)
         try:
             time.sleep(1.0)
             c0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
@@ -198,7 +190,7 @@ def samplers(args, tmp: pathlib.Path) -> None:
             c1, t1 = cpu_seconds(d.proc.pid), time.monotonic()
         finally:
             d.stop()
-        samples = 5 * (t1 - t0) / (interval_us / 1e6)
+        samples = len(SAMPLERS) * (t1 - t0) / (interval_us / 1e6)
         per[kind] = (c1 - c0) * 1e6 / samples
         print(f"  {kind:7} ldmsd: {per[kind]:6.1f} us CPU per sample (daemon total, {samples:,.0f} samples)")
     if "real" in per:
