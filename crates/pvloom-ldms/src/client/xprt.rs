@@ -315,12 +315,9 @@ impl Xprt {
         );
     }
 
-    /// The whole directory, waiting for every part.
-    ///
-    /// # Errors
-    /// The DIR's failure, a timeout, or `WouldDeadlock` on an I/O thread.
-    pub fn dir(&self) -> Result<Vec<DirEntry>, LdmsError> {
-        pvloom_core::ensure_may_block()?;
+    /// The whole directory, every part collected, as a completion (the blocking
+    /// [`dir`](Self::dir) waits on it; bindings wait on it their own way).
+    pub fn dir_all(&self) -> Completion<Result<Vec<DirEntry>, OpError>> {
         let (done, wait) = pvloom_core::completion::<Result<Vec<DirEntry>, OpError>>();
         let mut done = Some(done);
         let mut all = Vec::new();
@@ -340,7 +337,16 @@ impl Xprt {
                 }
             }
         });
-        Ok(wait.wait_timeout(self.wait_time())??)
+        wait
+    }
+
+    /// The whole directory, waiting for every part.
+    ///
+    /// # Errors
+    /// The DIR's failure, a timeout, or `WouldDeadlock` on an I/O thread.
+    pub fn dir(&self) -> Result<Vec<DirEntry>, LdmsError> {
+        pvloom_core::ensure_may_block()?;
+        Ok(self.dir_all().wait_timeout(self.wait_time())??)
     }
 
     /// Stop directory updates.
@@ -385,13 +391,9 @@ impl Xprt {
         );
     }
 
-    /// Look sets up and wait for all of them.
-    ///
-    /// # Errors
-    /// The lookup's failure (`ENOENT` when nothing matched), a timeout, or
-    /// `WouldDeadlock` on an I/O thread.
-    pub fn lookup(&self, name: &str, flags: u32) -> Result<Vec<Set>, LdmsError> {
-        pvloom_core::ensure_may_block()?;
+    /// Every set a lookup matches, as a completion (the blocking
+    /// [`lookup`](Self::lookup) waits on it).
+    pub fn lookup_all(&self, name: &str, flags: u32) -> Completion<Result<Vec<Set>, OpError>> {
         let (done, wait) = pvloom_core::completion::<Result<Vec<Set>, OpError>>();
         let mut done = Some(done);
         let mut all = Vec::new();
@@ -408,7 +410,17 @@ impl Xprt {
                 }
             }
         });
-        Ok(wait.wait_timeout(self.wait_time())??)
+        wait
+    }
+
+    /// Look sets up and wait for all of them.
+    ///
+    /// # Errors
+    /// The lookup's failure (`ENOENT` when nothing matched), a timeout, or
+    /// `WouldDeadlock` on an I/O thread.
+    pub fn lookup(&self, name: &str, flags: u32) -> Result<Vec<Set>, LdmsError> {
+        pvloom_core::ensure_may_block()?;
+        Ok(self.lookup_all(name, flags).wait_timeout(self.wait_time())??)
     }
 
     /// Send an application message (LDMS SEND_MSG); the peer gets a RECV event.

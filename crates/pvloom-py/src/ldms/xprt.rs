@@ -408,25 +408,7 @@ impl PyXprt {
         let x = slf.get().conn()?;
         let Some(cb) = cb else {
             may_block()?;
-            let (done, wait) = pvloom_core::completion::<Result<Vec<DirEntry>, client::OpError>>();
-            let mut done = Some(done);
-            let mut all = Vec::new();
-            x.dir_cb(0, move |_, r| match r {
-                Ok(DirReply::Part(p)) => {
-                    all.extend(p.entries);
-                    if !p.more
-                        && let Some(d) = done.take()
-                    {
-                        d.succeed(Ok(std::mem::take(&mut all)));
-                    }
-                }
-                Ok(DirReply::Update { .. }) => {}
-                Err(e) => {
-                    if let Some(d) = done.take() {
-                        d.succeed(Err(e));
-                    }
-                }
-            });
+            let wait = x.dir_all();
             let entries =
                 wait_for(py, wait, None, "dir")?.map_err(|e| connection_error(e.errno(), "dir callback status"))?;
             let list = entries.iter().map(|e| Py::new(py, PyDirSet::from(e))).collect::<PyResult<Vec<_>>>()?;
@@ -469,22 +451,7 @@ impl PyXprt {
         let x = me.conn()?;
         let Some(cb) = cb else {
             may_block()?;
-            let (done, wait) = pvloom_core::completion::<Result<Vec<client::Set>, client::OpError>>();
-            let mut done = Some(done);
-            let mut all = Vec::new();
-            x.lookup_cb(name, flags, move |_, r, more| match r {
-                Ok(s) => {
-                    all.push(s);
-                    if !more && let Some(d) = done.take() {
-                        d.succeed(Ok(std::mem::take(&mut all)));
-                    }
-                }
-                Err(e) => {
-                    if let Some(d) = done.take() {
-                        d.succeed(Err(e));
-                    }
-                }
-            });
+            let wait = x.lookup_all(name, flags);
             let found = wait_for(py, wait, None, "lookup")?
                 .map_err(|e| connection_error(e.errno(), "lookup callback status"))?;
             let sets = found.into_iter().map(|s| Py::new(py, PySet::remote(s))).collect::<PyResult<Vec<_>>>()?;
