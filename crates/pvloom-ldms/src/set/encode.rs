@@ -523,7 +523,10 @@ impl SetData {
 
 /// Encode a whole set image, meta section then data section.
 pub fn encode_image(meta: &SetMeta, data: &SetData) -> Result<Vec<u8>, SetError> {
-    let mut img = meta.encode()?;
+    // Exactly sized: a served set lives as this buffer, and growing it by appending
+    // would leave up to twice the image allocated for every set.
+    let mut img = Vec::with_capacity(meta.meta_sz as usize + meta.data_sz as usize);
+    img.extend(meta.encode()?);
     img.extend(data.encode(meta)?);
     Ok(img)
 }

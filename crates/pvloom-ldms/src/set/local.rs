@@ -43,7 +43,8 @@ impl LocalSet {
     }
 
     /// Adopt an image read from a peer (an aggregator's copy of a remote set).
-    pub fn from_image(image: Vec<u8>) -> Result<LocalSet, SetError> {
+    pub fn from_image(mut image: Vec<u8>) -> Result<LocalSet, SetError> {
+        image.shrink_to_fit();
         let mut meta = SetMeta::decode(&image)?;
         meta.values = Vec::new();
         let want = meta.meta_sz as usize + meta.data_sz as usize;
