@@ -11,7 +11,8 @@ looks every set up, then updates each in turn for ``$BENCH_SECONDS`` seconds (bl
 Environment: ``LDMS_PREFIX`` (default /tmp/ldms-install), ``LDMS_PYTHON`` (the
 interpreter the real API works with; default /usr/bin/python3), ``PVLOOM_PYTHON``
 (default: this interpreter), ``PVLOOM_BIN``, ``NSETS`` (100), ``BENCH_SECONDS`` (5),
-``PORT`` (a free one in 11400-11499). Every process started is killed by PID.
+``PORT`` (a free one in 11400-11499), ``SERVER`` (``real``, the default when a real
+ldmsd exists, or ``pvloom``). Every process started is killed by PID.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def main() -> int:
     conf.write("\n".join(conf_lines) + "\n")
     conf.close()
 
-    if real_ldmsd.exists():
+    if real_ldmsd.exists() and os.environ.get("SERVER", "real") == "real":
         server = [str(real_ldmsd), "-x", f"sock:{port}:127.0.0.1", "-c", conf.name, "-F", "-v", "ERROR"]
         server_name = f"real ldmsd ({real_ldmsd})"
     else:
@@ -164,7 +165,8 @@ def main() -> int:
             print("neither a real ldmsd nor a pvloom binary: nothing to measure against")
             return 1
         server = [binary, "ldmsd", "-x", f"sock:{port}:127.0.0.1", "-c", conf.name, "-F", "-v", "ERROR"]
-        server_name = f"pvloom ldmsd ({binary}); NO REAL LDMS at {PREFIX}"
+        note = "" if real_ldmsd.exists() else f"; NO REAL LDMS at {PREFIX}"
+        server_name = f"pvloom ldmsd ({binary}){note}"
     print(f"server: {server_name}, {NSETS} sets x 65 metrics, port {port}; {SECONDS:g} s per run")
     proc = subprocess.Popen(server, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -10,8 +10,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::types::{LookupResult, OpError, SetId, SetSnapshot};
-use super::xprt::{LdmsError, PushCb, Xprt, error_flags};
+use super::xprt::{LdmsError, PushCb, UpdateWaiter, Xprt, error_flags};
 use crate::set::{MetricDesc, MetricValue, SetMeta, Timestamp, ValueType};
+use pvloom_core::Completion;
 
 pub(super) struct SetInner {
     xprt: Xprt,
@@ -154,7 +155,15 @@ impl Set {
     /// Update without waiting: `cb(set, snapshot, flags)` once the read completed
     /// (`flags` carries the errno, `LDMS_UPD_ERROR`, on failure).
     pub fn update_cb(&self, cb: impl FnOnce(&Set, Result<Arc<SetSnapshot>, OpError>, u32) + Send + 'static) {
-        self.inner.xprt.update_set(self, Box::new(cb));
+        self.inner.xprt.update_set(self, UpdateWaiter::Callback(Box::new(cb)));
+    }
+
+    /// Update without waiting, as a completion (completed on the I/O thread, with no
+    /// callback delivery in between: what the blocking forms wait on).
+    pub fn update_async(&self) -> Completion<Result<Arc<SetSnapshot>, OpError>> {
+        let (done, wait) = pvloom_core::completion::<Result<Arc<SetSnapshot>, OpError>>();
+        self.inner.xprt.update_set(self, UpdateWaiter::Completion(done));
+        wait
     }
 
     /// Update and wait; returns the new snapshot (also kept as the set's current one).
@@ -163,10 +172,8 @@ impl Set {
     /// The read's failure, a timeout, or `WouldDeadlock` on an I/O thread.
     pub fn update(&self) -> Result<Arc<SetSnapshot>, LdmsError> {
         pvloom_core::ensure_may_block()?;
-        let (done, wait) = pvloom_core::completion::<Result<Arc<SetSnapshot>, OpError>>();
-        self.update_cb(move |_, r, _| done.succeed(r));
         let t = self.inner.xprt.inner.config.timeout + Duration::from_secs(1);
-        Ok(wait.wait_timeout(t)??)
+        Ok(self.update_async().wait_timeout(t)??)
     }
 
     /// Register for pushes (`flags`: [`XPRT_PUSH_F_CHANGE`](crate::request::XPRT_PUSH_F_CHANGE)

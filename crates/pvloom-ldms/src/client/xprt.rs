@@ -134,6 +134,23 @@ type Shared<F> = Arc<Mutex<F>>;
 type DirCb = Shared<Box<dyn FnMut(&Xprt, Result<DirReply, OpError>) + Send>>;
 type LookupCb = Shared<Box<dyn FnMut(&Xprt, Result<Set, OpError>, bool) + Send>>;
 type UpdateCb = Box<dyn FnOnce(&Set, Result<Arc<SetSnapshot>, OpError>, u32) + Send>;
+
+/// Who hears an update's outcome: a callback (delivered as every callback is), or a
+/// completion someone waits on, completed on the I/O thread itself: a blocking update
+/// then wakes its caller directly instead of through a delivery worker.
+pub(super) enum UpdateWaiter {
+    Callback(UpdateCb),
+    Completion(Completer<Result<Arc<SetSnapshot>, OpError>>),
+}
+
+impl UpdateWaiter {
+    fn finish(self, xprt: &Xprt, set: Set, result: Result<Arc<SetSnapshot>, OpError>, flags: u32) {
+        match self {
+            UpdateWaiter::Callback(cb) => xprt.deliver("ldms.update", move || cb(&set, result, flags)),
+            UpdateWaiter::Completion(done) => done.succeed(result),
+        }
+    }
+}
 pub(super) type PushCb = Shared<Box<dyn FnMut(&Set, Result<Arc<SetSnapshot>, OpError>, u32) + Send>>;
 
 pub(super) struct XprtInner {
@@ -172,7 +189,7 @@ pub(super) struct XprtApp {
     connect: Option<Completer<Result<(), LdmsError>>>,
     dirs: HashMap<OpId, (DirCb, bool)>,
     lookups: HashMap<OpId, LookupCb>,
-    updates: HashMap<OpId, UpdateCb>,
+    updates: HashMap<OpId, UpdateWaiter>,
     pub(super) pushes: HashMap<SetId, PushCb>,
     sets: HashMap<SetId, Weak<super::set::SetInner>>,
 }
@@ -440,34 +457,34 @@ impl Xprt {
     }
 
     /// Update `set` (the [`Set`] API calls this).
-    pub(super) fn update_set(&self, set: &Set, cb: UpdateCb) {
+    pub(super) fn update_set(&self, set: &Set, waiter: UpdateWaiter) {
         let id = set.id();
         let timeout = self.inner.config.timeout;
         let me = self.clone();
         let s = set.clone();
-        let slot = Arc::new(Mutex::new(Some(cb)));
+        let slot = Arc::new(Mutex::new(Some(waiter)));
         let on_missing = slot.clone();
         let s2 = set.clone();
         self.exec(
             move |app, ctx| {
-                let Some(cb) = slot.lock().take() else { return };
+                let Some(waiter) = slot.lock().take() else { return };
                 match app.conn.update(ctx.now(), id, Some(timeout)) {
                     Ok(op) => {
-                        app.updates.insert(op, cb);
+                        app.updates.insert(op, waiter);
                     }
                     Err(e) => {
                         let flags = error_flags(&e);
-                        me.deliver("ldms.update", move || cb(&s, Err(e), flags));
+                        waiter.finish(&me, s, Err(e), flags);
                     }
                 }
             },
             {
                 let me = self.clone();
                 move || {
-                    if let Some(cb) = on_missing.lock().take() {
+                    if let Some(waiter) = on_missing.lock().take() {
                         let e = OpError::NotConnected;
                         let flags = error_flags(&e);
-                        me.deliver("ldms.update", move || cb(&s2, Err(e), flags));
+                        waiter.finish(&me, s2, Err(e), flags);
                     }
                 }
             },
@@ -563,13 +580,13 @@ impl StreamApp for XprtApp {
                 xprt.deliver("ldms.lookup", move || (cb.lock())(&x, result, more));
             }
             ClientEvent::Update { op, set, result } => {
-                let Some(cb) = self.updates.remove(&op) else { return };
+                let Some(waiter) = self.updates.remove(&op) else { return };
                 let Some(s) = self.set(&xprt, set) else { return };
                 if let Ok(snap) = &result {
                     s.store(snap.clone());
                 }
                 let flags = result.as_ref().err().map_or(0, error_flags);
-                xprt.deliver("ldms.update", move || cb(&s, result, flags));
+                waiter.finish(&xprt, s, result, flags);
             }
             ClientEvent::Push { set, flags, result } => {
                 let last = flags & crate::request::UPD_F_PUSH_LAST != 0;

@@ -264,9 +264,7 @@ impl PySet {
         let (set, view) = me.remote_parts()?;
         let Some(cb) = cb else {
             may_block()?;
-            let (done, wait) = pvloom_core::completion();
-            set.update_cb(move |_, r, _| done.succeed(r));
-            return match wait_for(slf.py(), wait, None, "update")? {
+            return match wait_for(slf.py(), set.update_async(), None, "update")? {
                 Ok(snap) => {
                     Self::store(view, snap);
                     Ok(())
