@@ -251,7 +251,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--sets", type=int, default=1000)
-    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--producers", type=int, default=100)
     ap.add_argument("--skip", default="")
     args = ap.parse_args()

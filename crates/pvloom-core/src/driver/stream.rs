@@ -94,6 +94,8 @@ pub struct StreamDriver<A: StreamApp> {
     /// wants input.
     input_held: bool,
     read_scheduled: bool,
+    /// A pump (flush, interest, timer) is queued for the end of this loop turn.
+    pump_scheduled: bool,
     stalled_since: Option<Instant>,
     deadline: Deadline,
 }
@@ -156,6 +158,7 @@ fn open<A: StreamApp>(
         read_paused: false,
         input_held: false,
         read_scheduled: false,
+        pump_scheduled: false,
         stalled_since: None,
         deadline: Deadline::default(),
     };
@@ -299,6 +302,27 @@ impl<A: StreamApp> StreamDriver<A> {
             }
         }
         true
+    }
+
+    fn schedule_pump(&mut self, ctx: &mut IoCtx<'_>) {
+        let Some(token) = self.token else {
+            self.pump(ctx);
+            return;
+        };
+        if self.pump_scheduled {
+            return;
+        }
+        self.pump_scheduled = true;
+        let id = self.id;
+        ctx.defer(move |ctx| {
+            ctx.with_handler::<StreamDriver<A>, _>(token, |driver, ctx| {
+                if driver.id != id {
+                    return ((), Keep::Yes);
+                }
+                driver.pump_scheduled = false;
+                ((), driver.pump(ctx))
+            });
+        });
     }
 
     fn schedule_read(&mut self, ctx: &mut IoCtx<'_>) {
@@ -446,7 +470,16 @@ impl<A: StreamApp> Driven for StreamDriver<A> {
             return Keep::No;
         }
         f(&mut self.app, ctx);
-        self.pump(ctx)
+        // Calls come in bursts: a callback chain sends the next request for each reply a
+        // read brought, other threads queue operations. Events go out now; the socket
+        // write waits for the end of the burst (later in this loop turn), so a burst
+        // leaves as one write instead of one small write (and one peer wake-up) per call.
+        self.deliver(ctx);
+        if self.phase == Phase::Closed {
+            return Keep::No;
+        }
+        self.schedule_pump(ctx);
+        self.keep()
     }
 }
 
