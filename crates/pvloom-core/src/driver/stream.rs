@@ -234,6 +234,11 @@ impl<A: StreamApp> StreamDriver<A> {
             }
             if self.out.is_empty() {
                 self.stalled_since = None;
+                // A burst (a large directory, a thousand lookups) grew the buffer; an idle
+                // connection should not keep it.
+                if self.out.capacity() > self.config.send_buffer {
+                    self.out = BytesMut::new();
+                }
                 return;
             }
             match self.socket.write(&self.out) {
