@@ -77,7 +77,7 @@ fn init_logging(args: &LdmsdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Detach as ldmsd does without `-F`: the same command runs again in the foreground in a
+/// Detach as ldmsd does without `-F`: the same command (`argv`, from `ldmsd` on) runs again in the foreground in a
 /// new session with its standard streams closed, and this process exits.
 fn detach(argv: &[OsString]) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
@@ -100,7 +100,7 @@ fn detach(argv: &[OsString]) -> anyhow::Result<()> {
 pub fn main(argv: &[OsString]) -> anyhow::Result<()> {
     let args = LdmsdArgs::parse_from(argv);
     if !args.foreground {
-        return detach(&argv[1..]);
+        return detach(argv);
     }
     init_logging(&args)?;
     if let Some(m) = &args.memory {

@@ -124,3 +124,38 @@ fn the_demo_serves_and_reads_ldms_sets() {
     assert!(summary.contains("LDMS: ") && !summary.contains("pvloom-demo/ca 0 pushes"), "{text}");
     assert!(text.contains("0 callback failures"), "{text}");
 }
+
+#[test]
+fn without_f_the_daemon_detaches_and_keeps_serving() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("pvloom-cli-detach-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("ldmsd.pid");
+    let out = Command::new(PVLOOM)
+        .args(["ldmsd", "-x", &format!("sock:{port}:127.0.0.1"), "-c"])
+        .arg(captures().join("ls-l-meminfo/sampler.conf"))
+        .arg("-r")
+        .arg(&pid_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let end = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file)
+            && let Ok(pid) = text.trim().parse::<u32>()
+        {
+            break pid;
+        }
+        assert!(Instant::now() < end, "the detached daemon wrote no pid file");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let listed = ls(port, &[]);
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "localhost1/meminfo", "{listed:?}");
+    let end = Instant::now() + Duration::from_secs(10);
+    while pid_file.exists() {
+        assert!(Instant::now() < end, "the detached daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
