@@ -49,9 +49,10 @@ pub enum MsgError {
     /// A message too large for the 32-bit length fields.
     #[error("message of {0} bytes is too large for msg_len")]
     TooLarge(usize),
-    /// A part size of zero given to [`super::split_message`].
-    #[error("max_part must be at least 1")]
-    ZeroPart,
+    /// A part size given to [`super::split_message`] that cannot hold the message header
+    /// in the first part (receivers read the message length from it).
+    #[error("max_part {0} is smaller than the {min}-byte message header", min = super::MSG_HDR_LEN)]
+    PartTooSmall(usize),
 }
 
 /// Why the [`super::Reassembler`] refused a part. The part is dropped, and so is any

@@ -9,10 +9,12 @@ use super::{LdmsAddr, MSG_HDR_LEN, Msg, MsgError, MsgHeader, MsgPart, PART_PAYLO
 /// The parts a sender emits for a message: the encoded [`Msg`] (header, `name\0`, data)
 /// cut into pieces of at most `max_part` bytes (capped at [`PART_PAYLOAD_MAX`], so each
 /// MSG request fits a SENDRECV frame). The first part has `first` set, all but the last
-/// have `more`; `src` and `msg_gn` come from the header.
+/// have `more`; `src` and `msg_gn` come from the header. `max_part` must be at least
+/// [`MSG_HDR_LEN`]: the first part carries the whole header, as receivers (ldmsd and
+/// [`Reassembler`]) read the message length from it.
 pub fn split_message(header: &MsgHeader, name: &[u8], data: &[u8], max_part: usize) -> Result<Vec<MsgPart>, MsgError> {
-    if max_part == 0 {
-        return Err(MsgError::ZeroPart);
+    if max_part < MSG_HDR_LEN {
+        return Err(MsgError::PartTooSmall(max_part));
     }
     let max = max_part.min(PART_PAYLOAD_MAX);
     let msg = Msg { header: header.clone(), name: Bytes::copy_from_slice(name), data: Bytes::copy_from_slice(data) };
