@@ -44,8 +44,10 @@ fn stream(path: &Path) -> Vec<(usize, Item)> {
             request::encode(&w.to_message().unwrap(), &mut re);
             assert_eq!(&re[..], &data[..], "{what}: re-encoded");
             match w {
-                MsgWire::Part(p) => {
+                MsgWire::Part { xid, part: p } => {
+                    assert_eq!(xid, 0, "{what}: MSG xid");
                     assert!(p.first && !p.more, "{what}: every captured message is one part");
+                    assert_eq!(p.reserved, 0, "{what}: reserved bits");
                     assert_eq!(p.src, LdmsAddr::default(), "{what}: loopback leaves src zero");
                     let m = reasm.push(&p).unwrap_or_else(|e| panic!("{what}: {e}")).expect("single part");
                     assert_eq!(m.header.msg_gn, p.msg_gn, "{what}: msg_gn in both headers");
@@ -127,8 +129,8 @@ fn quotas(items: &[(usize, Item)]) -> Vec<u32> {
     items
         .iter()
         .filter_map(|(_, i)| match i {
-            Item::Other(MsgWire::SendQuota { quota, rc }) => {
-                assert_eq!(*rc, 0);
+            Item::Other(MsgWire::SendQuota { xid, quota, rc }) => {
+                assert_eq!((*xid, *rc), (0, 0));
                 Some(*quota)
             }
             _ => None,

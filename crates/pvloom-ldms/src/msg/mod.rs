@@ -45,7 +45,12 @@ use crate::request::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsgWire {
     /// MSG (11): one part of a message.
-    Part(MsgPart),
+    Part {
+        /// The request's xid (0 from ldmsd).
+        xid: u64,
+        /// The part.
+        part: MsgPart,
+    },
     /// MSG_SUB (12).
     Sub {
         /// The request's xid (echoed by the reply).
@@ -73,6 +78,8 @@ pub enum MsgWire {
     },
     /// SEND_QUOTA (10): credit returned for consumed messages.
     SendQuota {
+        /// The request's xid (0 from ldmsd).
+        xid: u64,
         /// Bytes of credit (a message's `msg_len`).
         quota: u32,
         /// Status (0, or ENOTSUP when the peer's message service is off).
@@ -84,14 +91,16 @@ pub enum MsgWire {
 pub fn interpret(m: &Message) -> Option<Result<MsgWire, MsgError>> {
     match m {
         Message::Request(Request { xid, body }) => match body {
-            RequestBody::Other { cmd: CMD_MSG, body } => Some(MsgPart::decode(body).map(MsgWire::Part)),
+            RequestBody::Other { cmd: CMD_MSG, body } => {
+                Some(MsgPart::decode(body).map(|part| MsgWire::Part { xid: *xid, part }))
+            }
             RequestBody::Other { cmd: CMD_MSG_SUB, body } => {
                 Some(MsgSub::decode(body).map(|sub| MsgWire::Sub { xid: *xid, sub }))
             }
             RequestBody::Other { cmd: CMD_MSG_UNSUB, body } => {
                 Some(MsgSub::decode(body).map(|sub| MsgWire::Unsub { xid: *xid, sub }))
             }
-            RequestBody::SendQuota { quota, rc } => Some(Ok(MsgWire::SendQuota { quota: *quota, rc: *rc })),
+            RequestBody::SendQuota { quota, rc } => Some(Ok(MsgWire::SendQuota { xid: *xid, quota: *quota, rc: *rc })),
             _ => None,
         },
         Message::Reply(Reply { xid, rc, body: ReplyBody::Other { cmd, body } })
@@ -109,11 +118,11 @@ impl MsgWire {
     /// a subscription pattern that holds a NUL.
     pub fn to_message(&self) -> Result<Message, MsgError> {
         Ok(match self {
-            MsgWire::Part(p) => Message::Request(p.to_request()),
+            MsgWire::Part { xid, part } => Message::Request(Request { xid: *xid, ..part.to_request() }),
             MsgWire::Sub { xid, sub } => Message::Request(sub.to_request(*xid, false)?),
             MsgWire::Unsub { xid, sub } => Message::Request(sub.to_request(*xid, true)?),
             MsgWire::SubReply { unsub, xid, rc, reply } => Message::Reply(reply.to_reply(*xid, *rc, *unsub)),
-            MsgWire::SendQuota { quota, rc } => Message::Request(send_quota(*quota, *rc)),
+            MsgWire::SendQuota { xid, quota, rc } => Message::Request(Request { xid: *xid, ..send_quota(*quota, *rc) }),
         })
     }
 }

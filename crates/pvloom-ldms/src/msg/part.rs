@@ -62,13 +62,16 @@ pub struct MsgPart {
     pub more: bool,
     /// This is the first part.
     pub first: bool,
+    /// The bitfield's other 30 bits as sent, in place (bits 2..32). ldmsd never
+    /// initialises them (its request buffer comes from `malloc`), nothing reads them, and
+    /// pvloom sends 0; kept so that a decoded part re-encodes to its bytes.
+    pub reserved: u32,
     /// The part's bytes.
     pub payload: Bytes,
 }
 
 impl MsgPart {
-    /// Decodes an MSG body (everything after the request header). The 30 reserved bits
-    /// of the bitfield are ignored (ldmsd never initialises them).
+    /// Decodes an MSG body (everything after the request header).
     pub fn decode(body: &Bytes) -> Result<MsgPart, MsgError> {
         if body.len() < PART_HDR_LEN {
             return Err(MsgError::Truncated { what: "MSG part header", need: PART_HDR_LEN, have: body.len() });
@@ -82,6 +85,7 @@ impl MsgPart {
             msg_gn: u64::from_be_bytes(gn),
             more: bits & F_MORE != 0,
             first: bits & F_FIRST != 0,
+            reserved: bits & !(F_MORE | F_FIRST),
             payload: body.slice(PART_HDR_LEN..),
         })
     }
@@ -91,12 +95,14 @@ impl MsgPart {
         PART_HDR_LEN + self.payload.len()
     }
 
-    /// Appends the encoded body (reserved bits zero).
+    /// Appends the encoded body.
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.reserve(self.encoded_len());
         self.src.encode(dst);
         dst.put_u64(self.msg_gn);
-        let bits = if self.more { F_MORE } else { 0 } | if self.first { F_FIRST } else { 0 };
+        let bits = if self.more { F_MORE } else { 0 }
+            | if self.first { F_FIRST } else { 0 }
+            | (self.reserved & !(F_MORE | F_FIRST));
         dst.put_u32_le(bits);
         dst.put_slice(&self.payload);
     }

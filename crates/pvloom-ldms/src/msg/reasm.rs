@@ -28,6 +28,7 @@ pub fn split_message(header: &MsgHeader, name: &[u8], data: &[u8], max_part: usi
             msg_gn: header.msg_gn,
             more: i + 1 < n,
             first: i == 0,
+            reserved: 0,
             payload: all.slice(i * max..((i + 1) * max).min(all.len())),
         })
         .collect())
