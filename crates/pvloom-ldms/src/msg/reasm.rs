@@ -12,6 +12,11 @@ use super::{LdmsAddr, MSG_HDR_LEN, Msg, MsgError, MsgHeader, MsgPart, PART_PAYLO
 /// have `more`; `src` and `msg_gn` come from the header. `max_part` must be at least
 /// [`MSG_HDR_LEN`]: the first part carries the whole header, as receivers (ldmsd and
 /// [`Reassembler`]) read the message length from it.
+///
+/// ldmsd 4.2 itself neither sends nor reassembles multi-part messages correctly (it
+/// repeats the first chunk, and its reassembly key compares the part's flag bits), so a
+/// message meant for ldmsd must fit one part: [`MSG_HDR_LEN`] + name + NUL + data at most
+/// [`PART_PAYLOAD_MAX`].
 pub fn split_message(header: &MsgHeader, name: &[u8], data: &[u8], max_part: usize) -> Result<Vec<MsgPart>, MsgError> {
     if max_part < MSG_HDR_LEN {
         return Err(MsgError::PartTooSmall(max_part));
@@ -65,7 +70,9 @@ struct Pending {
 /// A message's length is known from its first part's header, and is reserved against
 /// [`Limits::max_buffered`] until the message completes or fails; memory grows only with
 /// the bytes actually received. Any error drops the part and the message in progress
-/// under its key.
+/// under its key. Parts of any size are accepted (ldmsd fills them to its own limit).
+/// The completed message keeps the `src` of its own header; ldmsd instead overwrites it
+/// with the part's, which it fills from the peer's address unless that is loopback.
 #[derive(Debug, Default)]
 pub struct Reassembler {
     limits: Limits,
