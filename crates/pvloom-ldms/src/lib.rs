@@ -9,10 +9,13 @@
 //! - [`server`]: serves local sets to many peers: dir and dir updates, lookup, reads, push.
 //! - [`request`]: the LDMS requests and replies inside SENDRECV data, the rendezvous
 //!   messages inside RENDEZVOUS, and the directory JSON.
+//! - [`msg`]: the message service (message bus): MSG parts and whole messages,
+//!   subscribe parameters and replies, splitting and reassembly.
 //! - [`session`]: one connection's zap session: handshake, limits, outbound queue.
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod msg;
 pub mod request;
 pub mod server;
 pub mod session;
