@@ -607,7 +607,7 @@ impl SetHandle {
         let (r, pushes, info_changed) = {
             let mut st = self.entry.state.lock();
             let (gn, trans) = (st.set.data_gn(), st.set.transaction());
-            let info = st.set.info().to_vec();
+            let info_gn = st.set.info_gn();
             let r = f(&mut st.set);
             let after = st.set.transaction();
             // A transaction ended: the set is consistent again with a new gn and a new
@@ -616,7 +616,7 @@ impl SetHandle {
                 && after.flags == TRANSACTION_END
                 && (trans.flags != TRANSACTION_END || after != trans);
             let pushes = if ended && st.live { push_notes(&self.entry, &mut st, RBD_F_PUSH_CHANGE) } else { vec![] };
-            (r, pushes, st.live && st.set.info() != info.as_slice())
+            (r, pushes, st.live && st.set.info_gn() != info_gn)
         };
         deliver(pushes);
         if info_changed {

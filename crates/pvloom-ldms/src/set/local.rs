@@ -16,6 +16,8 @@ pub struct LocalSet {
     meta: SetMeta,
     image: Vec<u8>,
     info: Vec<(String, String)>,
+    /// Bumped by every set info change, so a watcher can tell without comparing copies.
+    info_gn: u64,
 }
 
 const META_GN_OFF: usize = 64;
@@ -39,7 +41,7 @@ impl LocalSet {
         lay_out_record_arrays(schema, &meta, &mut image);
         // The image holds the values; a copy per set would cost more than the image.
         meta.values = Vec::new();
-        Ok(LocalSet { meta, image, info: Vec::new() })
+        Ok(LocalSet { meta, image, info: Vec::new(), info_gn: 0 })
     }
 
     /// Adopt an image read from a peer (an aggregator's copy of a remote set).
@@ -52,7 +54,7 @@ impl LocalSet {
             return Err(SetError::BadSize(format!("image of {} bytes, meta_sz + data_sz is {want}", image.len())));
         }
         SetData::decode(&meta, &image[meta.meta_sz as usize..])?;
-        Ok(LocalSet { meta, image, info: Vec::new() })
+        Ok(LocalSet { meta, image, info: Vec::new(), info_gn: 0 })
     }
 
     /// The layout (descriptors, names, sizes). Its `values` are not kept: read them with
@@ -97,15 +99,24 @@ impl LocalSet {
     /// Set or replace one set info pair.
     pub fn set_info(&mut self, key: &str, value: &str) {
         match self.info.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) if kv.1 == value => return,
             Some(kv) => kv.1 = value.to_string(),
             None => self.info.push((key.to_string(), value.to_string())),
         }
+        self.info_gn += 1;
+    }
+
+    /// Changes of the set info so far (a counter, compared before and after a write).
+    pub fn info_gn(&self) -> u64 {
+        self.info_gn
     }
     /// Remove one set info pair; true if it was there.
     pub fn unset_info(&mut self, key: &str) -> bool {
         let n = self.info.len();
         self.info.retain(|(k, _)| k != key);
-        n != self.info.len()
+        let removed = n != self.info.len();
+        self.info_gn += u64::from(removed);
+        removed
     }
 
     fn data_u32(&self, off: usize) -> u32 {
