@@ -12,6 +12,7 @@
 
 #[allow(dead_code)]
 mod common;
+mod replay_frames;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,13 +21,14 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use pvloom_core::endpoint::StreamEndpoint;
-use pvloom_ldms::request::dir::{DirEntry, parse_dir};
+use pvloom_ldms::request::dir::parse_dir;
 use pvloom_ldms::request::{
     self, Message, RendezvousBody, RendezvousMsg, ReplyBody, Request, RequestBody, UPD_F_PUSH_LAST,
 };
 use pvloom_ldms::server::{PublishOptions, ServerConfig, ServerConn, ServerEvent, SetHandle, SetRegistry};
 use pvloom_ldms::set::LocalSet;
 use pvloom_ldms::zap::{Frame, FrameDecoder, Msg, RailConnMsg};
+use replay_frames::{mask, patch_to_dir, sendrecv};
 
 /// A frame and when (capture seconds) it was seen complete / begun.
 #[derive(Clone, Debug)]
@@ -74,13 +76,6 @@ fn conns(dir: &Path) -> Vec<u64> {
     c.sort();
     c.dedup();
     c
-}
-
-fn sendrecv(f: &Frame) -> Option<Message> {
-    match &f.msg {
-        Msg::SendRecv(d) => request::decode(d).ok(),
-        _ => None,
-    }
 }
 
 #[derive(Default, Clone)]
@@ -144,30 +139,6 @@ fn gather(dir: &Path) -> BTreeMap<u32, SetFacts> {
     sets
 }
 
-const TS: usize = 0;
-const DUR: usize = 8;
-const FLAGS: usize = 16;
-const GN: usize = 24;
-
-fn put32(d: &mut [u8], at: usize, v: u32) {
-    d[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-/// Brings the set's data header to what a directory entry shows.
-fn patch_to_dir(s: &mut LocalSet, e: &DirEntry) {
-    let mut d = s.data_bytes().to_vec();
-    put32(&mut d, TS, e.timestamp.sec);
-    put32(&mut d, TS + 4, e.timestamp.usec);
-    put32(&mut d, DUR, e.duration.sec);
-    put32(&mut d, DUR + 4, e.duration.usec);
-    put32(&mut d, FLAGS, if e.is_consistent() { 2 } else { 1 });
-    d[GN..GN + 8].copy_from_slice(&e.data_gn.to_le_bytes());
-    s.replace_data(&d).unwrap();
-    for i in &e.info {
-        s.set_info(&i.key, &i.value);
-    }
-}
-
 struct Replay {
     registry: Arc<SetRegistry>,
     handles: HashMap<String, SetHandle>,
@@ -203,33 +174,6 @@ fn publish(registry: &Arc<SetRegistry>, f: &SetFacts) -> SetHandle {
     }
     let opts = PublishOptions { set_id: Some(f.set_id), map_key: Some(f.key), base: Some(f.base) };
     registry.publish_with(set, opts).unwrap()
-}
-
-/// Masks varying bytes of an s2c frame (given raw bytes) in place.
-fn mask(raw: &mut [u8], f: &Frame) {
-    match &f.msg {
-        Msg::ReadResp(_) | Msg::WriteResp(_) => {}
-        _ => raw[8..12].fill(0),
-    }
-    match &f.msg {
-        Msg::Accepted(_) => raw[24 + 48..24 + 52].fill(0), // pid
-        Msg::Rendezvous(r) => {
-            if let Ok(RendezvousMsg { body: RendezvousBody::Lookup(l), .. }) = RendezvousMsg::decode(&r.msg)
-                && l.profile.is_some()
-            {
-                let n = raw.len();
-                raw[n - 32..].fill(0);
-            }
-        }
-        Msg::SendRecv(d) => {
-            if let Ok(Message::Request(q)) = request::decode(d)
-                && matches!(q.body, RequestBody::SetDelete { .. })
-            {
-                raw[24..32].fill(0); // LDMS xid (ldmsd: a pointer)
-            }
-        }
-        _ => {}
-    }
 }
 
 fn describe(f: &Frame) -> String {

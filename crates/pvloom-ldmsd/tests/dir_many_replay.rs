@@ -17,19 +17,23 @@
 //! README), so READ_RESPs are compared as their own sequence, matched by the READ_REQ's
 //! xid, and everything else in order.
 
+#[path = "../../pvloom-ldms/tests/replay_frames/mod.rs"]
+mod replay_frames;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use pvloom_core::endpoint::StreamEndpoint;
-use pvloom_ldms::request::dir::{DirEntry, parse_dir};
-use pvloom_ldms::request::{self, Message, RendezvousBody, RendezvousMsg, ReplyBody};
+use pvloom_ldms::request::dir::parse_dir;
+use pvloom_ldms::request::{Message, RendezvousBody, RendezvousMsg, ReplyBody};
 use pvloom_ldms::server::{PublishOptions, ServerConfig, ServerConn, SetRegistry};
 use pvloom_ldms::set::LocalSet;
 use pvloom_ldms::zap::{Frame, FrameDecoder, Msg, RailConnMsg};
 use pvloom_ldmsd::config::{Cmd, Owner, parse_str};
 use pvloom_ldmsd::sampler::sampler_by_name;
+use replay_frames::{mask, patch_to_dir, sendrecv};
 
 const SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/ldms-captures/dir-many");
 
@@ -53,13 +57,6 @@ fn split(stream: &[u8]) -> Vec<(Vec<u8>, Frame)> {
     out
 }
 
-fn sendrecv(f: &Frame) -> Option<Message> {
-    match &f.msg {
-        Msg::SendRecv(d) => request::decode(d).ok(),
-        _ => None,
-    }
-}
-
 /// A RENDEZVOUS of a lookup: (map key, base, set id, instance name, info, more).
 type Rdv = (u32, u64, u64, String, Vec<(String, String)>, bool);
 
@@ -71,42 +68,6 @@ fn rendezvous(f: &Frame) -> Option<Rdv> {
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let info = l.info.iter().map(|p| (s(p.key()), s(p.value()))).collect();
     Some((r.map_key, r.addr, l.set_id, s(l.instance_name()), info, l.more != 0))
-}
-
-/// Masks the bytes of an s2c frame that vary from run to run (see the file comment).
-fn mask(raw: &mut [u8], f: &Frame) {
-    if !matches!(f.msg, Msg::ReadResp(_)) {
-        raw[8..12].fill(0); // zap xid the server chose
-    }
-    match &f.msg {
-        Msg::Accepted(_) => raw[24 + 48..24 + 52].fill(0), // pid
-        Msg::Rendezvous(r) => {
-            if let Ok(RendezvousMsg { body: RendezvousBody::Lookup(l), .. }) = RendezvousMsg::decode(&r.msg)
-                && l.profile.is_some()
-            {
-                let n = raw.len();
-                raw[n - 32..].fill(0); // lookup profiling timespecs
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Brings the set's data header to what a directory entry shows.
-fn patch_to_dir(s: &mut LocalSet, e: &DirEntry) {
-    const TS: usize = 0;
-    const DUR: usize = 8;
-    const FLAGS: usize = 16;
-    const GN: usize = 24;
-    let put32 = |d: &mut [u8], at: usize, v: u32| d[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let mut d = s.data_bytes().to_vec();
-    put32(&mut d, TS, e.timestamp.sec);
-    put32(&mut d, TS + 4, e.timestamp.usec);
-    put32(&mut d, DUR, e.duration.sec);
-    put32(&mut d, DUR + 4, e.duration.usec);
-    put32(&mut d, FLAGS, if e.is_consistent() { 2 } else { 1 });
-    d[GN..GN + 8].copy_from_slice(&e.data_gn.to_le_bytes());
-    s.replace_data(&d).unwrap();
 }
 
 /// The 2 640 sets from the capture's config, in creation order, with the `start` line's
