@@ -106,8 +106,10 @@ fn an_aggregator_pulls_serves_stores_and_follows_a_restart() {
 
     // The producer goes away: its sets are withdrawn; it comes back on the same port.
     drop(sampler);
-    wait_until("the sets to be withdrawn", Duration::from_secs(10), || agg.registry().is_empty());
-    assert_eq!(agg.producers()[0].state, ProducerState::Connecting);
+    // SET_DELETE may empty the registry before the disconnect arrives: wait for both.
+    wait_until("the sets to be withdrawn and the producer to be retried", Duration::from_secs(10), || {
+        agg.registry().is_empty() && agg.producers()[0].state == ProducerState::Connecting
+    });
     let sampler = daemon(Path::new("/"));
     sampler.apply_file(&conf).unwrap();
     sampler.listen(sampler_addr).expect("the same port again");

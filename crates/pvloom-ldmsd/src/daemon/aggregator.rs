@@ -433,6 +433,8 @@ fn on_xprt_event(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, ev: &Xprt
                 let mut st = inner.state.lock();
                 let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
                 p.xprt = None;
+                // Before the sets go, so no one sees a producer without sets still Connected.
+                p.state = ProducerState::Connecting;
                 for (_, m) in std::mem::take(&mut p.sets) {
                     if let Some(h) = m.local {
                         h.unpublish();
