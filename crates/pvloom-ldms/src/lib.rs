@@ -14,6 +14,7 @@
 //! - [`session`]: one connection's zap session: handshake, limits, outbound queue.
 #![warn(missing_docs)]
 
+pub mod bus;
 pub mod client;
 pub mod msg;
 pub mod request;

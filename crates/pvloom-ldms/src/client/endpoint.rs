@@ -13,12 +13,15 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use pvloom_core::{CloseReason, StreamEndpoint};
 
-use super::types::{ClientEvent, DirPart, LookupResult, OpError, OpId, SetId, SetSnapshot};
+use super::types::{ClientEvent, DirPart, LookupResult, MsgSubStatus, OpError, OpId, SetId, SetSnapshot};
+use crate::bus::{Link, MsgBus, MsgConn};
+use crate::msg::{MsgSub, SubReply};
 use crate::request::dir::parse_dir;
 use crate::request::{
     self, LookupParam, Message, PushParam, PushReply, RendezvousBody, RendezvousMsg, Reply, ReplyBody, Request,
     RequestBody, Timespec,
 };
+use crate::server::Credentials;
 use crate::session::{Role, Session, SessionConfig, SessionError, SessionEvent};
 use crate::set::{DataHeader, SetMeta};
 use crate::zap::{ACCESS_READ, ACCESS_WRITE, Frame, Msg, ReadReq, ReadResp, Rendezvous};
@@ -33,6 +36,12 @@ pub struct ClientConnConfig {
     /// Wall-clock time for SET_DELETE_REPLY's receive stamp (an endpoint reads no clock
     /// of its own; tests fix it).
     pub wall_clock: fn() -> Duration,
+    /// Where messages the peer forwards go (`None`: [`MsgBus::global`], the process's).
+    pub bus: Option<Arc<MsgBus>>,
+    /// Largest message accepted from the peer, header included.
+    pub max_msg: usize,
+    /// Close when messages waited this long for the peer's credit.
+    pub credit_timeout: Duration,
 }
 
 fn system_wall_clock() -> Duration {
@@ -45,6 +54,9 @@ impl Default for ClientConnConfig {
             session: SessionConfig::default(),
             op_timeout: Duration::from_secs(10),
             wall_clock: system_wall_clock,
+            bus: None,
+            max_msg: 16 << 20,
+            credit_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -76,6 +88,7 @@ enum Op {
     Lookup { reads: usize, last_seen: bool },
     Update { set: SetId, meta_refetches: u8 },
     DirCancel,
+    MsgSub { pattern: String, is_regex: bool, unsub: bool },
 }
 
 #[derive(Debug)]
@@ -119,6 +132,8 @@ pub struct ClientConn {
     close: Option<CloseReason>,
     connected: bool,
     closed: bool,
+    msg: MsgConn,
+    now: Instant,
 }
 
 impl std::fmt::Debug for ClientConn {
@@ -131,15 +146,23 @@ impl std::fmt::Debug for ClientConn {
     }
 }
 
+/// Bytes of published messages the session may hold before they wait in the link.
+const MSG_MAX_QUEUED: usize = 4 << 20;
+
 /// Fake region addresses the client gives the owner for its push copy of a set.
 const PUSH_REGION_BASE: u64 = 0x7e00_0000_0000;
 
 impl ClientConn {
     /// A connection beginning at `now`; its CONNECT is queued at once.
     pub fn new(now: Instant, config: ClientConnConfig) -> ClientConn {
+        Self::with_link(now, config, Link::new(Credentials::root()))
+    }
+
+    /// As [`new`](Self::new), publishing what is posted on `link`.
+    pub fn with_link(now: Instant, config: ClientConnConfig, link: Arc<Link>) -> ClientConn {
         ClientConn {
             session: Session::new(Role::Active, config.session.clone(), now),
-            config,
+            config: config.clone(),
             events: VecDeque::new(),
             ops: HashMap::new(),
             reads: HashMap::new(),
@@ -149,6 +172,13 @@ impl ClientConn {
             close: None,
             connected: false,
             closed: false,
+            msg: MsgConn::new(
+                config.bus.clone().unwrap_or_else(|| MsgBus::global().clone()),
+                link,
+                config.max_msg,
+                false,
+            ),
+            now,
         }
     }
 
@@ -334,9 +364,59 @@ impl ClientConn {
         Ok(())
     }
 
-    /// Close the connection from this side.
+    /// The connection's side of the message bus: post a message on it to publish.
+    pub fn link(&self) -> &Arc<Link> {
+        self.msg.link()
+    }
+
+    /// The bus messages from the peer go to.
+    pub fn bus(&self) -> &Arc<MsgBus> {
+        self.msg.bus()
+    }
+
+    /// True while published messages wait (for room or the peer's credit).
+    pub fn msgs_pending(&self) -> bool {
+        self.msg.has_pending()
+    }
+
+    /// Ask the peer to forward messages whose name is `pattern` (or matches it, with
+    /// `is_regex`), at most `rate` bytes per second (≤ 0: unlimited); with `unsub`,
+    /// stop. The answer comes as a [`ClientEvent::MsgSubStatus`].
+    ///
+    /// # Errors
+    /// [`OpError::NotConnected`]; a pattern with a NUL is `OpError::Remote(EINVAL)`.
+    pub fn msg_subscribe(
+        &mut self,
+        now: Instant,
+        pattern: &str,
+        is_regex: bool,
+        rate: i64,
+        unsub: bool,
+        timeout: Option<Duration>,
+    ) -> Result<OpId, OpError> {
+        self.check_open()?;
+        let sub = MsgSub { is_regex, pattern: Bytes::copy_from_slice(pattern.as_bytes()), rate };
+        let op = OpId(self.id());
+        let req = sub.to_request(op.0, unsub).map_err(|_| OpError::Remote(super::types::EINVAL))?;
+        let mut b = BytesMut::new();
+        req.encode(&mut b);
+        self.session.send(Msg::SendRecv(b.freeze()));
+        self.add_op(now, op, Op::MsgSub { pattern: pattern.to_string(), is_regex, unsub }, timeout);
+        Ok(op)
+    }
+
+    fn pump_msgs(&mut self) {
+        if self.is_connected() {
+            let wall = SystemTime::UNIX_EPOCH + (self.config.wall_clock)();
+            self.msg.pump(&mut self.session, MSG_MAX_QUEUED, self.now, wall);
+        }
+    }
+
+    /// Close the connection from this side (what was published goes out first, as far
+    /// as the peer's credit allows).
     pub fn close(&mut self, why: &str) {
         if self.close.is_none() && !self.closed {
+            self.pump_msgs();
             self.close = Some(CloseReason::Local(why.to_string()));
         }
     }
@@ -356,6 +436,7 @@ impl ClientConn {
             match ev {
                 SessionEvent::Connected { peer } => {
                     self.connected = true;
+                    self.msg.set_peer_quota(peer.recv_quota);
                     self.events.push_back(ClientEvent::Connected { peer });
                 }
                 SessionEvent::Rejected { reason } => self.events.push_back(ClientEvent::Rejected { reason }),
@@ -405,7 +486,16 @@ impl ClientConn {
                 self.session.send(Msg::SendRecv(b.freeze()));
                 self.events.push_back(ClientEvent::SetDelete { set, name });
             }
-            RequestBody::SendQuota { quota, rc } => self.events.push_back(ClientEvent::SendQuota { quota, rc }),
+            RequestBody::SendQuota { quota, rc } => {
+                self.msg.on_send_quota(quota);
+                self.events.push_back(ClientEvent::SendQuota { quota, rc });
+            }
+            RequestBody::Other { cmd: request::CMD_MSG, body } => {
+                let wall = SystemTime::UNIX_EPOCH + (self.config.wall_clock)();
+                if let Err(why) = self.msg.on_part(&mut self.session, &body, self.now, wall) {
+                    self.protocol_error(why);
+                }
+            }
             RequestBody::Send { msg } => self.events.push_back(ClientEvent::Recv { data: msg }),
             other => self.protocol_error(format!("unexpected request command {:#x}", other.cmd())),
         }
@@ -474,6 +564,22 @@ impl ClientConn {
                 None => self.unknown_xid("LOOKUP_REPLY", r.xid),
             },
             ReplyBody::Push(p) => self.on_push(p),
+            ReplyBody::Other { cmd, body }
+                if cmd == request::CMD_MSG_SUB_REPLY || cmd == request::CMD_MSG_UNSUB_REPLY =>
+            {
+                let Some(Pending { op: Op::MsgSub { .. }, .. }) = self.ops.get(&op) else {
+                    return self.unknown_xid("MSG_SUB reply", r.xid);
+                };
+                let Some(Pending { op: Op::MsgSub { pattern, is_regex, unsub }, .. }) = self.ops.remove(&op) else {
+                    return;
+                };
+                let text = match SubReply::decode(&body) {
+                    Ok(t) => String::from_utf8_lossy(&t.text).into_owned(),
+                    Err(e) => return self.protocol_error(format!("bad MSG_SUB reply: {e}")),
+                };
+                let status = MsgSubStatus { pattern, is_regex, unsubscribe: unsub, status: r.rc as i32, text };
+                self.events.push_back(ClientEvent::MsgSubStatus { op, status });
+            }
             other => self.protocol_error(format!("unexpected reply command {:#x}", other.cmd())),
         }
     }
@@ -694,6 +800,11 @@ impl ClientConn {
                 self.events.push_back(ClientEvent::Update { op, set, result: Err(e) });
             }
             Op::DirCancel => {}
+            Op::MsgSub { pattern, is_regex, unsub } => {
+                let status =
+                    MsgSubStatus { pattern, is_regex, unsubscribe: unsub, status: e.errno(), text: e.to_string() };
+                self.events.push_back(ClientEvent::MsgSubStatus { op, status });
+            }
         }
     }
 }
@@ -737,24 +848,44 @@ impl StreamEndpoint for ClientConn {
     type Event = ClientEvent;
 
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.now = now;
         if self.closed || self.close.is_some() {
             return;
         }
         self.session.handle_input(now, data);
         self.on_session_events(now);
+        self.pump_msgs();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         if self.closed {
             return;
         }
         self.session.handle_timeout(now);
         self.on_session_events(now);
         self.expire(now);
+        if let Some(t) = self.msg.credit_deadline(self.config.credit_timeout)
+            && now >= t
+        {
+            let why = format!("the peer returned no message credit for {:?}", self.config.credit_timeout);
+            self.protocol_error(why);
+        }
     }
 
-    fn poll_transmit(&mut self, _now: Instant, room: usize, out: &mut BytesMut) {
+    fn poll_transmit(&mut self, now: Instant, room: usize, out: &mut BytesMut) {
+        self.now = now;
+        if !self.closed && self.close.is_none() {
+            self.pump_msgs();
+        }
         self.session.poll_transmit(room, out);
+        if !self.closed && self.close.is_none() {
+            self.pump_msgs();
+        }
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.msg.held_up()
     }
 
     fn poll_event(&mut self) -> Option<ClientEvent> {
@@ -765,7 +896,12 @@ impl StreamEndpoint for ClientConn {
         if self.closed {
             return None;
         }
-        self.ops.values().filter_map(|p| p.deadline).chain(self.session.poll_timeout()).min()
+        self.ops
+            .values()
+            .filter_map(|p| p.deadline)
+            .chain(self.session.poll_timeout())
+            .chain(self.msg.credit_deadline(self.config.credit_timeout))
+            .min()
     }
 
     fn poll_close(&mut self) -> Option<CloseReason> {
@@ -777,6 +913,7 @@ impl StreamEndpoint for ClientConn {
             return;
         }
         self.closed = true;
+        self.msg.forget();
         let why = reason.to_string();
         let mut ops: Vec<(OpId, Pending)> = self.ops.drain().collect();
         ops.sort_by_key(|(id, _)| *id);

@@ -26,14 +26,16 @@
 
 mod endpoint;
 pub mod format;
+mod msg;
 mod set;
 mod types;
 mod xprt;
 
 pub use endpoint::{ClientConn, ClientConnConfig};
+pub use msg::{MsgOwner, PublishError};
 pub use set::Set;
 pub use types::{
-    ClientEvent, DirPart, EBUSY, EINVAL, EIO, ENOENT, ENOTCONN, ETIMEDOUT, LookupResult, OpError, OpId, SetId,
-    SetSnapshot,
+    ClientEvent, DirPart, EBUSY, EINVAL, EIO, ENOENT, ENOTCONN, ETIMEDOUT, LookupResult, MsgSubStatus, OpError, OpId,
+    SetId, SetSnapshot,
 };
 pub use xprt::{DirReply, LdmsError, Xprt, XprtConfig, XprtEvent, XprtEventKind};

@@ -242,6 +242,13 @@ pub enum ClientEvent {
         /// The message.
         data: Bytes,
     },
+    /// The answer to a MSG_SUB or MSG_UNSUB (`MsgStatusEvent`).
+    MsgSubStatus {
+        /// The request.
+        op: OpId,
+        /// The status, as [`MsgSubStatus`].
+        status: MsgSubStatus,
+    },
     /// The peer returned send credit.
     SendQuota {
         /// Bytes of credit.
@@ -249,4 +256,19 @@ pub enum ClientEvent {
         /// Status.
         rc: i32,
     },
+}
+
+/// What a peer answered to a remote (un)subscription (the real API's `MsgStatusEvent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MsgSubStatus {
+    /// The name or regex.
+    pub pattern: String,
+    /// Whether it is a regex.
+    pub is_regex: bool,
+    /// True for MSG_UNSUB.
+    pub unsubscribe: bool,
+    /// 0, or the peer's errno (`ENOTSUP`: its message service is off).
+    pub status: i32,
+    /// The peer's text ("OK", or why not).
+    pub text: String,
 }

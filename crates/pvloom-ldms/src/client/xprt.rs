@@ -61,6 +61,9 @@ pub struct XprtConfig {
     pub stream: StreamConfig,
     /// How long the blocking forms wait (each operation also has this deadline).
     pub timeout: Duration,
+    /// Bytes of published messages that may wait for the peer before a publisher waits
+    /// (or fails, when it asked not to wait).
+    pub msg_queue: usize,
 }
 
 impl Default for XprtConfig {
@@ -69,6 +72,7 @@ impl Default for XprtConfig {
             conn: ClientConnConfig::default(),
             stream: StreamConfig { read_chunk: 256 * 1024, quickack: true, ..StreamConfig::default() },
             timeout: Duration::from_secs(10),
+            msg_queue: 8 << 20,
         }
     }
 }
@@ -107,11 +111,13 @@ pub struct XprtEvent {
     pub set_name: Option<String>,
     /// SEND_QUOTA_DEPOSITED: the credit.
     pub quota: u32,
+    /// SEND_QUOTA_DEPOSITED: the peer's status (an errno when it refused a message).
+    pub rc: i32,
 }
 
 impl XprtEvent {
     fn new(kind: XprtEventKind) -> Self {
-        XprtEvent { kind, data: None, reason: None, set_name: None, quota: 0 }
+        XprtEvent { kind, data: None, reason: None, set_name: None, quota: 0, rc: 0 }
     }
 }
 
@@ -159,14 +165,18 @@ pub(super) struct XprtInner {
     deliverer: Deliverer,
     pub(super) config: XprtConfig,
     peer: SocketAddr,
-    state: Mutex<XprtState>,
+    pub(super) state: Mutex<XprtState>,
+    /// What this connection publishes goes out through it.
+    pub(super) link: Arc<crate::bus::Link>,
 }
 
 #[derive(Default)]
-struct XprtState {
-    connected: bool,
-    closed: bool,
+pub(super) struct XprtState {
+    pub(super) connected: bool,
+    pub(super) closed: bool,
     on_event: Option<EventCb>,
+    /// The last errno a peer refused a published message with.
+    pub(super) refused: Option<i32>,
 }
 
 /// An LDMS connection to one peer. Cheap to clone; every method may be called from any
@@ -192,6 +202,7 @@ pub(super) struct XprtApp {
     updates: HashMap<OpId, UpdateWaiter>,
     pub(super) pushes: HashMap<SetId, PushCb>,
     sets: HashMap<SetId, Weak<super::set::SetInner>>,
+    pub(super) msg_subs: HashMap<OpId, super::msg::MsgSubCb>,
 }
 
 impl Xprt {
@@ -205,7 +216,15 @@ impl Xprt {
         on_event: Option<EventCb>,
     ) -> (Xprt, Completion<Result<(), LdmsError>>) {
         let address = StreamAddress::new(rt.clone(), rt.least_loaded_thread());
+        let link = crate::bus::Link::new(crate::server::Credentials::root());
+        let waker = Arc::downgrade(&address);
+        link.set_waker(move || {
+            if let Some(a) = waker.upgrade() {
+                a.exec(|_, _| {}, || {});
+            }
+        });
         let inner = Arc::new(XprtInner {
+            link: link.clone(),
             rt: rt.clone(),
             address: address.clone(),
             deliverer: rt.deliverer(),
@@ -219,7 +238,7 @@ impl Xprt {
         let stream = config.stream;
         let sent = rt.run_on(address.thread(), move |ctx| {
             let app = XprtApp {
-                conn: ClientConn::new(ctx.now(), config.conn.clone()),
+                conn: ClientConn::with_link(ctx.now(), config.conn.clone(), link),
                 xprt: weak,
                 connect: Some(done),
                 dirs: HashMap::new(),
@@ -227,6 +246,7 @@ impl Xprt {
                 updates: HashMap::new(),
                 pushes: HashMap::new(),
                 sets: HashMap::new(),
+                msg_subs: HashMap::new(),
             };
             // On failure the app is dropped with its completer: the wait sees Abandoned.
             if let Err(e) = driver::connect(ctx, &address, addr, stream, app) {
@@ -612,10 +632,20 @@ impl StreamApp for XprtApp {
                 ev.data = Some(data);
                 self.event(&xprt, ev);
             }
-            ClientEvent::SendQuota { quota, .. } => {
+            ClientEvent::SendQuota { quota, rc } => {
+                if rc != 0 {
+                    xprt.note_refusal(rc);
+                }
                 let mut ev = XprtEvent::new(XprtEventKind::SendQuotaDeposited);
                 ev.quota = quota;
+                ev.rc = rc;
                 self.event(&xprt, ev);
+            }
+            ClientEvent::MsgSubStatus { op, status } => {
+                if let Some(cb) = self.msg_subs.remove(&op) {
+                    let x = xprt.clone();
+                    xprt.deliver("ldms.msg_subscribe", move || cb(&x, status));
+                }
             }
         }
     }
@@ -646,6 +676,18 @@ impl XprtApp {
             let (x, e) = (xprt.clone(), OpError::Disconnected(why.clone()));
             xprt.deliver("ldms.dir", move || (cb.lock())(&x, Err(e)));
         }
+        for (_, cb) in self.msg_subs.drain() {
+            let x = xprt.clone();
+            let status = super::types::MsgSubStatus {
+                pattern: String::new(),
+                is_regex: false,
+                unsubscribe: false,
+                status: super::types::ENOTCONN,
+                text: why.clone(),
+            };
+            xprt.deliver("ldms.msg_subscribe", move || cb(&x, status));
+        }
+        xprt.inner.link.clear();
         for (_, cb) in self.lookups.drain() {
             let (x, e) = (xprt.clone(), OpError::Disconnected(why.clone()));
             xprt.deliver("ldms.lookup", move || (cb.lock())(&x, Err(e), false));

@@ -12,6 +12,8 @@ use pvloom_core::endpoint::{CloseReason, StreamEndpoint};
 
 use super::access::Credentials;
 use super::registry::{ConnInbox, Entry, Note, ReadError, SetRegistry};
+use crate::bus::{Link, MsgBus, MsgConn};
+use crate::msg::{MsgSub, SubReply};
 use crate::request::dir::dir_replies;
 use crate::request::{
     self, CMD_AUTH, CMD_AUTH_MSG, CMD_MSG, CMD_MSG_SUB, CMD_MSG_SUB_REPLY, CMD_MSG_UNSUB, CMD_MSG_UNSUB_REPLY,
@@ -107,6 +109,14 @@ pub struct ServerConfig {
     pub stall_timeout: Option<Duration>,
     /// Connections accepted at most at once (TCP); further ones are closed at once.
     pub max_connections: usize,
+    /// The message bus (`msg_enable`); `None`: the message service is off, and its
+    /// requests are answered ENOTSUP as ldmsd does.
+    pub bus: Option<Arc<MsgBus>>,
+    /// Close a subscriber that holds messages waiting for its credit (SEND_QUOTA) this
+    /// long: it would hold up every publisher of what it subscribed to.
+    pub credit_timeout: Duration,
+    /// Largest message (whole, header included) a peer may publish; more closes it.
+    pub max_msg: usize,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +128,9 @@ impl Default for ServerConfig {
             wall_clock: SystemTime::now,
             stall_timeout: Some(Duration::from_secs(60)),
             max_connections: 4096,
+            bus: None,
+            credit_timeout: Duration::from_secs(60),
+            max_msg: 16 << 20,
         }
     }
 }
@@ -188,6 +201,9 @@ pub struct ServerConn {
     maps: HashMap<u32, Arc<Entry>>,
     /// `session.queued()` as of the last call, for other threads ([`ServerConn::queue_gauge`]).
     gauge: Arc<AtomicUsize>,
+    /// The message service's state on this connection (with a bus).
+    msg: Option<MsgConn>,
+    now: Instant,
 }
 
 impl std::fmt::Debug for ServerConn {
@@ -208,7 +224,6 @@ impl ServerConn {
             session: Session::new(Role::Passive, config.session.clone(), now),
             registry,
             inbox: ConnInbox::new(),
-            config,
             dir_xid: None,
             pushes: HashMap::new(),
             notify: HashSet::new(),
@@ -221,7 +236,18 @@ impl ServerConn {
             maps: HashMap::new(),
             stats: ConnStats::default(),
             gauge: Arc::new(AtomicUsize::new(0)),
+            msg: config
+                .bus
+                .clone()
+                .map(|bus| MsgConn::new(bus, Link::new(config.credentials.clone()), config.max_msg, true)),
+            now,
+            config,
         }
+    }
+
+    /// The connection's side of the message bus (with one).
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        self.msg.as_ref().map(MsgConn::link)
     }
 
     /// The connection's counters.
@@ -280,7 +306,12 @@ impl ServerConn {
     /// Called from any thread after registry notifications were queued for this
     /// connection; the driver must then pump it (TCP: an `Address::exec`).
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
-        self.inbox.set_waker(Box::new(waker));
+        let waker = Arc::new(waker);
+        if let Some(m) = &self.msg {
+            let w = waker.clone();
+            m.link().set_waker(move || w());
+        }
+        self.inbox.set_waker(Box::new(move || waker()));
     }
 
     /// Closes the connection with `reason` (e.g. server shutdown).
@@ -301,12 +332,62 @@ impl ServerConn {
         self.session.queued() >= self.config.max_queued
     }
 
+    /// Too many of this peer's messages are still held in the bus: read no more.
+    fn held_up(&self) -> bool {
+        self.msg.as_ref().is_some_and(MsgConn::held_up)
+    }
+
+    fn pump_msgs(&mut self) {
+        if let Some(m) = self.msg.as_mut() {
+            m.pump(&mut self.session, self.config.max_queued, self.now, (self.config.wall_clock)());
+        }
+    }
+
+    fn credit_deadline(&self) -> Option<Instant> {
+        self.msg.as_ref()?.credit_deadline(self.config.credit_timeout)
+    }
+
+    /// A MSG part: collect it; a whole message goes to the bus.
+    fn on_msg_part(&mut self, body: &Bytes) {
+        let Some(m) = self.msg.as_mut() else { return };
+        if let Err(why) = m.on_part(&mut self.session, body, self.now, (self.config.wall_clock)()) {
+            self.fail(why);
+        }
+    }
+
+    /// MSG_SUB / MSG_UNSUB with the bus on.
+    fn on_msg_sub(&mut self, xid: u64, unsub: bool, body: &Bytes) {
+        let Some(m) = self.msg.as_ref() else { return };
+        let (bus, link) = (m.bus(), m.link());
+        let sub = match MsgSub::decode(body) {
+            Ok(s) => s,
+            Err(e) => return self.fail(format!("bad MSG_SUB: {e}")),
+        };
+        let pattern = String::from_utf8_lossy(&sub.pattern).into_owned();
+        let result = if !bus.is_enabled() {
+            Err(crate::bus::BusError::Disabled)
+        } else if unsub {
+            bus.unsubscribe_link(link.id(), &pattern, sub.is_regex)
+        } else {
+            bus.subscribe_link(link, &pattern, sub.is_regex, sub.rate)
+        };
+        let (rc, text) = match result {
+            Ok(()) => (0, "OK".to_string()),
+            Err(e) => (e.errno() as u32, e.to_string()),
+        };
+        let reply = SubReply { text: Bytes::from(text) }.to_reply(xid, rc, unsub);
+        self.send_reply(&reply);
+    }
+
     fn live(&self) -> bool {
         self.close.is_none() && !self.closed
     }
 
     /// Everything that can move: registry notes, then held frames, while there is room.
     fn pump(&mut self) {
+        if self.live() {
+            self.pump_msgs();
+        }
         while self.live() && self.session.is_open() && !self.full() {
             let Some(note) = self.inbox.take() else { break };
             self.on_note(note);
@@ -319,7 +400,12 @@ impl ServerConn {
             }
             let Some(ev) = self.session.poll_event() else { break };
             match ev {
-                SessionEvent::Connected { peer } => self.events.push_back(ServerEvent::Connected { peer }),
+                SessionEvent::Connected { peer } => {
+                    if let Some(m) = self.msg.as_mut() {
+                        m.set_peer_quota(peer.recv_quota);
+                    }
+                    self.events.push_back(ServerEvent::Connected { peer });
+                }
                 SessionEvent::Rejected { .. } => {}
                 SessionEvent::Frame(f) => self.on_frame(f),
             }
@@ -434,7 +520,11 @@ impl ServerConn {
                 self.send_reply(&Reply::new(xid, 0, ReplyBody::SetDelete { recv_ts }));
                 self.events.push_back(ServerEvent::PeerSetDeleted { name });
             }
-            RequestBody::SendQuota { .. } => {}
+            RequestBody::SendQuota { quota, .. } => {
+                if let Some(m) = self.msg.as_mut() {
+                    m.on_send_quota(quota);
+                }
+            }
             RequestBody::Send { msg } => self.events.push_back(ServerEvent::Message { data: msg }),
             RequestBody::Other { cmd, body } => self.other_request(xid, cmd, &body),
         }
@@ -442,6 +532,8 @@ impl ServerConn {
 
     fn other_request(&mut self, xid: u64, cmd: u32, body: &Bytes) {
         match cmd {
+            CMD_MSG_SUB | CMD_MSG_UNSUB if self.msg.is_some() => self.on_msg_sub(xid, cmd == CMD_MSG_UNSUB, body),
+            CMD_MSG if self.msg.is_some() => self.on_msg_part(body),
             CMD_MSG_SUB | CMD_MSG_UNSUB => {
                 let reply_cmd = if cmd == CMD_MSG_SUB { CMD_MSG_SUB_REPLY } else { CMD_MSG_UNSUB_REPLY };
                 let mut b = BytesMut::new();
@@ -672,10 +764,21 @@ impl ServerConn {
     }
 }
 
+impl ServerConn {
+    /// The connection is gone: its subscriptions end, what waited for it is dropped (its
+    /// senders get their credit back) and collected parts are freed.
+    fn forget_msgs(&mut self) {
+        if let Some(m) = self.msg.as_mut() {
+            m.forget();
+        }
+    }
+}
+
 impl StreamEndpoint for ServerConn {
     type Event = ServerEvent;
 
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.now = now;
         if !self.live() {
             return;
         }
@@ -685,12 +788,20 @@ impl StreamEndpoint for ServerConn {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(t) = self.credit_deadline()
+            && now >= t
+        {
+            let why = format!("the subscriber returned no credit for {:?}", self.config.credit_timeout);
+            self.fail(why);
+        }
         self.session.handle_timeout(now);
         self.pump();
         self.update_gauge();
     }
 
-    fn poll_transmit(&mut self, _now: Instant, room: usize, out: &mut BytesMut) {
+    fn poll_transmit(&mut self, now: Instant, room: usize, out: &mut BytesMut) {
+        self.now = now;
         if self.live() {
             self.pump();
         }
@@ -706,7 +817,10 @@ impl StreamEndpoint for ServerConn {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.session.poll_timeout()
+        match (self.session.poll_timeout(), self.credit_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn poll_close(&mut self) -> Option<CloseReason> {
@@ -714,7 +828,7 @@ impl StreamEndpoint for ServerConn {
     }
 
     fn wants_input(&self) -> bool {
-        self.live() && !self.backlog && !self.full()
+        self.live() && !self.backlog && !self.full() && !self.held_up()
     }
 
     fn handle_closed(&mut self, _now: Instant, reason: &CloseReason) {
@@ -722,6 +836,7 @@ impl StreamEndpoint for ServerConn {
         self.closed = true;
         self.registry.forget_conn(self.inbox.id());
         self.inbox.clear();
+        self.forget_msgs();
     }
 }
 
@@ -729,5 +844,6 @@ impl Drop for ServerConn {
     fn drop(&mut self) {
         self.registry.forget_conn(self.inbox.id());
         self.inbox.clear();
+        self.forget_msgs();
     }
 }

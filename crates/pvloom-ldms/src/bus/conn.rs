@@ -1,0 +1,199 @@
+//! [`MsgConn`]: the message service on one connection, either side — parts collected into
+//! messages for the bus, credit returned for them, and what the bus routed to the peer
+//! sent as the peer's credit and the socket's room allow. Sans-I/O: it is given the
+//! session and `now`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{BusError, BusMsg, Link, MsgBus, Taken, check_identity, timespec};
+use crate::msg::{Limits, Msg, MsgPart, Reassembler};
+use crate::request::{REQUEST_HDR_LEN, Request, RequestBody};
+use crate::session::Session;
+use crate::zap;
+
+/// What a MSG part came to.
+#[derive(Debug)]
+pub enum PartOutcome {
+    /// More parts are needed.
+    Partial,
+    /// A whole message, handed to the bus.
+    Routed,
+    /// A whole message refused; the peer was told (SEND_QUOTA with an errno).
+    Refused(BusError),
+}
+
+/// The message service's state on one connection.
+pub struct MsgConn {
+    bus: Arc<MsgBus>,
+    link: Arc<Link>,
+    reasm: Reassembler,
+    /// Messages taken from the link, waiting for room or the peer's credit.
+    out: VecDeque<Arc<BusMsg>>,
+    taken: Taken,
+    /// Credit the peer granted (its recv_quota; `u64::MAX`: unlimited) less what is used.
+    credit: u64,
+    /// Since when messages wait for credit.
+    starved_since: Option<Instant>,
+    /// Whether this side checks a publisher's claimed identity (the passive side).
+    check_identity: bool,
+    sent: u64,
+}
+
+impl std::fmt::Debug for MsgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MsgConn").field("link", &self.link.id()).field("out", &self.out.len()).finish()
+    }
+}
+
+impl MsgConn {
+    /// The service for a connection on `bus`, its peer's identity in `link`.
+    pub fn new(bus: Arc<MsgBus>, link: Arc<Link>, max_msg: usize, check_identity: bool) -> MsgConn {
+        MsgConn {
+            reasm: Reassembler::new(Limits { max_msg, ..Default::default() }),
+            bus,
+            link,
+            out: VecDeque::new(),
+            taken: Taken::default(),
+            credit: u64::MAX,
+            starved_since: None,
+            check_identity,
+            sent: 0,
+        }
+    }
+
+    /// The connection's link.
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &Arc<MsgBus> {
+        &self.bus
+    }
+
+    /// Messages sent to the peer.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// The peer's handshake told its recv_quota: this side's credit for sending to it.
+    pub fn set_peer_quota(&mut self, quota: u64) {
+        self.credit = quota;
+    }
+
+    /// Credit the peer returned (SEND_QUOTA).
+    pub fn on_send_quota(&mut self, quota: u32) {
+        if self.credit != u64::MAX {
+            self.credit = self.credit.saturating_add(u64::from(quota));
+        }
+    }
+
+    /// Too many of the peer's messages are still held in the bus: read no more input.
+    pub fn held_up(&self) -> bool {
+        self.link.in_flight() > self.bus.config().link_in_flight
+    }
+
+    /// When the peer will have held messages waiting for its credit for `timeout`.
+    pub fn credit_deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.starved_since.and_then(|t| t.checked_add(timeout))
+    }
+
+    /// True while messages wait for the peer.
+    pub fn has_pending(&self) -> bool {
+        !self.out.is_empty() || self.link.has_out()
+    }
+
+    /// Sends returned credit, then routed messages while the session holds less than
+    /// `max_queued` bytes and the peer's credit lasts.
+    pub fn pump(&mut self, session: &mut Session, max_queued: usize, now: Instant, wall: std::time::SystemTime) {
+        if !session.is_open() {
+            return;
+        }
+        let wall = timespec(wall);
+        loop {
+            if self.out.is_empty() {
+                self.link.take(256, &mut self.taken);
+                for q in self.taken.credit.drain(..) {
+                    let mut b = BytesMut::with_capacity(REQUEST_HDR_LEN + 8);
+                    Request::new(0, RequestBody::SendQuota { quota: q, rc: 0 }).encode(&mut b);
+                    session.send(zap::Msg::SendRecv(b.freeze()));
+                }
+                self.out.extend(self.taken.out.drain(..));
+                if self.out.is_empty() {
+                    self.starved_since = None;
+                    return;
+                }
+            }
+            while let Some(msg) = self.out.front() {
+                if session.queued() >= max_queued {
+                    return;
+                }
+                let len = msg.msg_len() as u64;
+                if self.credit != u64::MAX {
+                    if self.credit < len {
+                        self.starved_since.get_or_insert(now);
+                        return;
+                    }
+                    self.credit -= len;
+                }
+                self.starved_since = None;
+                for part in msg.wire(wall).iter() {
+                    session.send(zap::Msg::SendRecv(part.clone()));
+                }
+                self.sent += 1;
+                self.out.pop_front();
+            }
+        }
+    }
+
+    /// A MSG part from the peer. A whole message goes to the bus (credit returns when the
+    /// bus is done with it), or is refused with a SEND_QUOTA carrying the errno.
+    ///
+    /// # Errors
+    /// The part or the message is malformed or over the limit: close the connection.
+    pub fn on_part(
+        &mut self,
+        session: &mut Session,
+        body: &Bytes,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) -> Result<PartOutcome, String> {
+        let part = MsgPart::decode(body).map_err(|e| format!("bad MSG part: {e}"))?;
+        let msg: Msg = match self.reasm.push(&part) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Ok(PartOutcome::Partial),
+            Err(e) => return Err(format!("bad message: {e}")),
+        };
+        let quota = msg.msg_len() as u32;
+        let refused = if !self.bus.is_enabled() {
+            Some(BusError::Disabled)
+        } else if self.check_identity {
+            check_identity(self.link.credentials(), msg.header.uid, msg.header.gid).err()
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            tracing::debug!(link = self.link.id(), "message refused: {e}");
+            let mut b = BytesMut::with_capacity(REQUEST_HDR_LEN + 8);
+            Request::new(0, RequestBody::SendQuota { quota, rc: e.errno() }).encode(&mut b);
+            session.send(zap::Msg::SendRecv(b.freeze()));
+            return Ok(PartOutcome::Refused(e));
+        }
+        let bm = BusMsg::received(msg, timespec(wall), Some((self.link.clone(), quota)));
+        self.bus.route(Arc::new(bm), Some(self.link.id()), now);
+        Ok(PartOutcome::Routed)
+    }
+
+    /// The connection is gone: its subscriptions end, what waited for it is dropped
+    /// (its senders get their credit back), collected parts are freed.
+    pub fn forget(&mut self) {
+        self.bus.forget_link(self.link.id());
+        self.out.clear();
+        self.link.clear();
+        self.reasm.clear();
+    }
+}

@@ -1,0 +1,182 @@
+//! Counters of the bus: per channel (message name) with per source, and per client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::BusMsg;
+use crate::msg::LdmsAddr;
+
+/// Messages and bytes, and when the first and the last came (seconds since the epoch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Counter {
+    /// Messages.
+    pub count: u64,
+    /// Bytes (`msg_len`: name, NUL and data).
+    pub bytes: u64,
+    /// The first message's time (0 before any).
+    pub first_ts: f64,
+    /// The last message's time.
+    pub last_ts: f64,
+}
+
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl Counter {
+    fn add(&mut self, bytes: usize, at: SystemTime) {
+        let t = secs(at);
+        if self.count == 0 {
+            self.first_ts = t;
+        }
+        self.count += 1;
+        self.bytes += bytes as u64;
+        self.last_ts = t;
+    }
+}
+
+/// One channel's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChannelStats {
+    /// The name.
+    pub name: String,
+    /// Every message published or received under it.
+    pub rx: Counter,
+    /// The same, per source address (`"family:addr:port"`, `"local"` for this process).
+    pub sources: Vec<(String, Counter)>,
+}
+
+/// One subscription's counters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientStats {
+    /// Its id on the bus.
+    pub id: u64,
+    /// The name or regex.
+    pub pattern: String,
+    /// Whether `pattern` is a regex.
+    pub is_regex: bool,
+    /// True for a remote peer's subscription (MSG_SUB), false for a local client.
+    pub remote: bool,
+    /// The connection it belongs to (remote).
+    pub link: Option<u64>,
+    /// Messages delivered to it.
+    pub tx: Counter,
+    /// Messages it did not get because of its rate limit.
+    pub drops: u64,
+}
+
+/// A snapshot of every counter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BusStats {
+    /// Per channel, by name.
+    pub channels: Vec<ChannelStats>,
+    /// Per client.
+    pub clients: Vec<ClientStats>,
+}
+
+impl BusStats {
+    /// As JSON (`pvloom ldms msg-stats`, the `msg_stats` request).
+    pub fn to_json(&self) -> serde_json::Value {
+        let channels: Vec<_> = self
+            .channels
+            .iter()
+            .map(|c| {
+                let sources: serde_json::Map<String, serde_json::Value> =
+                    c.sources.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+                serde_json::json!({"name": c.name, "rx": c.rx, "sources": sources})
+            })
+            .collect();
+        serde_json::json!({"channels": channels, "clients": self.clients})
+    }
+}
+
+#[derive(Default)]
+struct Channel {
+    rx: Counter,
+    sources: HashMap<(LdmsAddr, bool), Counter>,
+}
+
+/// The channel table behind the bus's lock.
+#[derive(Default)]
+pub(super) struct StatsTable {
+    channels: HashMap<Bytes, Channel>,
+}
+
+/// Bounds the table: a peer publishing endless distinct names cannot grow it forever.
+const MAX_CHANNELS: usize = 65_536;
+const MAX_SOURCES: usize = 1024;
+
+fn source_name((s, received): (LdmsAddr, bool)) -> String {
+    if s == LdmsAddr::default() {
+        return if received { "remote".into() } else { "local".into() };
+    }
+    match s.family {
+        2 => format!("{}.{}.{}.{}:{}", s.addr[0], s.addr[1], s.addr[2], s.addr[3], s.port),
+        10 => format!("[{}]:{}", std::net::Ipv6Addr::from(s.addr), s.port),
+        f => format!("family{f}:{}", s.port),
+    }
+}
+
+impl StatsTable {
+    pub(super) fn record(&mut self, m: &BusMsg, len: usize, at: SystemTime) {
+        if !self.channels.contains_key(&m.name) && self.channels.len() >= MAX_CHANNELS {
+            return;
+        }
+        let ch = self.channels.entry(m.name.clone()).or_default();
+        ch.rx.add(len, at);
+        let src = (m.header.src, m.received.is_some());
+        if let Some(c) = ch.sources.get_mut(&src) {
+            c.add(len, at);
+        } else if ch.sources.len() < MAX_SOURCES {
+            ch.sources.entry(src).or_default().add(len, at);
+        }
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.channels.clear();
+    }
+
+    pub(super) fn snapshot(&self, clients: Vec<ClientStats>) -> BusStats {
+        let mut channels: Vec<_> = self
+            .channels
+            .iter()
+            .map(|(k, v)| {
+                let mut sources: Vec<_> = v.sources.iter().map(|(k, c)| (source_name(*k), *c)).collect();
+                sources.sort_by(|a, b| a.0.cmp(&b.0));
+                ChannelStats { name: String::from_utf8_lossy(k).into_owned(), rx: v.rx, sources }
+            })
+            .collect();
+        channels.sort_by(|a, b| a.name.cmp(&b.name));
+        BusStats { channels, clients }
+    }
+}
+
+/// A subscription's counters, updated without the bus's lock.
+#[derive(Default)]
+pub(super) struct ClientCounters {
+    tx: Mutex<Counter>,
+    drops: AtomicU64,
+}
+
+impl ClientCounters {
+    pub(super) fn count(&self, bytes: usize, at: SystemTime) {
+        self.tx.lock().add(bytes, at);
+    }
+
+    pub(super) fn drop_one(&self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn snapshot(&self) -> Counter {
+        *self.tx.lock()
+    }
+
+    pub(super) fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+}
