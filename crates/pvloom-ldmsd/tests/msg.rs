@@ -320,7 +320,7 @@ impl Seen {
 /// One subscriber session: its own runtime (a process of its own, in effect: its
 /// callbacks do not queue behind the publishers' work), bus, client and connection.
 struct Subscriber {
-    _xprt: Xprt,
+    xprt: Xprt,
     client: MsgClient,
     seen: Arc<Mutex<Seen>>,
     _rt: Runtime,
@@ -335,7 +335,7 @@ fn load_subscriber(addr: SocketAddr) -> Subscriber {
     let c = MsgClient::new(&bus, &rt.handle(), "load", false, move |m| s.lock().record(m.data())).unwrap();
     let xprt = client(rt, addr, &bus);
     assert_eq!(xprt.msg_subscribe("load", false, -1).unwrap().status, 0);
-    Subscriber { _xprt: xprt, client: c, seen, _rt: runtime }
+    Subscriber { xprt: xprt, client: c, seen, _rt: runtime }
 }
 
 #[test]
@@ -386,7 +386,10 @@ fn many_publishers_reach_every_subscriber_once_and_in_order_across_a_resubscript
     });
     let old = subs.pop().unwrap();
     old.client.close();
-    drop(old._xprt);
+    old.xprt.close();
+    wait_until("the daemon to drop the old subscription", Duration::from_secs(30), || {
+        d.bus().stats().clients.len() == SUBSCRIBERS - 1
+    });
     let first_session = std::mem::replace(&mut *old.seen.lock(), Seen::new());
     std::thread::sleep(Duration::from_millis(30));
     let again = load_subscriber(addr);
