@@ -184,7 +184,9 @@ pub enum Cmd {
     /// `prdcr_subscribe regex= message_channel= [rx_rate=]`: the producers whose names
     /// match `regex` forward the messages named `channel` (a regex when it holds one of
     /// `$()*+.:?[\]^{|}`, as ldmsd guesses) to this daemon, at most `rx_rate` bytes/s
-    /// (-1: unlimited). `message_tag=` and the older `stream=` name the channel too.
+    /// (-1: unlimited). `message_tag=` and the older `stream=` name the channel too. As in
+    /// ldmsd it applies to the producers added before it; a later `prdcr_add` is not
+    /// subscribed.
     PrdcrSubscribe { regex: String, channel: String, rx_rate: i64 },
     /// `prdcr_unsubscribe regex= message_channel=`: undo a `prdcr_subscribe`.
     PrdcrUnsubscribe { regex: String, channel: String },

@@ -235,6 +235,9 @@ impl Aggregator {
                 let re = regex(re)?;
                 let sub = MsgSub { channel: channel.clone(), is_regex: looks_like_regex(channel), rate: *rx_rate };
                 let mut now = Vec::new();
+                if !st.producers.keys().any(|n| re.is_match(n)) {
+                    tracing::warn!(regex = re.as_str(), "prdcr_subscribe matches no producer (yet): it does nothing");
+                }
                 for (pname, p) in st.producers.iter_mut().filter(|(n, _)| re.is_match(n)) {
                     // A channel a producer already forwards stays as it is (ldmsd: EEXIST).
                     if p.msg_subs.iter().any(|m| m.channel == sub.channel) {
