@@ -107,7 +107,8 @@ pub fn main(argv: &[OsString]) -> anyhow::Result<()> {
         tracing::debug!("-m {m}: sets are allocated one by one");
     }
     let daemon = Daemon::new(DaemonOptions { io_threads: args.threads.max(1), ..DaemonOptions::default() })?;
-    // Configuration first: `msg_enable` and `listen` lines shape the listeners.
+    // Configuration first, then the -x listeners. `msg_enable` may come anywhere: each
+    // listener advertises the message service as it is when a peer connects.
     for file in &args.config {
         daemon.apply_file(file)?;
     }

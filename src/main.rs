@@ -34,7 +34,7 @@ enum Command {
     /// EPICS Channel Access tools: get, put, monitor, info, repeater.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
-    /// LDMS tools: ls.
+    /// LDMS tools: ls, publish, subscribe, msg-stats.
     #[command(subcommand)]
     Ldms(ldms_cmd::LdmsCommand),
     /// An LDMS daemon (samplers, aggregator, store_csv) taking ldmsd's flags and config

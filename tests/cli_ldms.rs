@@ -159,3 +159,115 @@ fn without_f_the_daemon_detaches_and_keeps_serving() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn pvloom_ldms(args: &[&str], port: u16) -> Command {
+    let mut c = Command::new(PVLOOM);
+    c.args(["ldms"]).args(&args[..1]).args(["-x", "sock", "-h", "127.0.0.1", "-p", &port.to_string()]);
+    c.args(&args[1..]);
+    c
+}
+
+fn msg_stats(port: u16) -> serde_json::Value {
+    let out = pvloom_ldms(&["msg-stats"], port).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A running child killed by PID when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn publish_a_file_and_stdin_lines_through_ldmsd_to_subscribe() {
+    let dir = std::env::temp_dir().join(format!("pvloom-cli-msg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("msg.conf");
+    std::fs::write(&conf, "msg_enable\n").unwrap();
+    let port = free_port();
+    let _d = start(port, &conf);
+
+    let sub = pvloom_ldms(&["subscribe", "-m", "cli", "-c", "4", "--timeout", "30"], port)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sub = Running(sub);
+    // Subscribed once the daemon counts a remote client.
+    let end = Instant::now() + Duration::from_secs(20);
+    while msg_stats(port)["clients"].as_array().is_none_or(|c| c.is_empty()) {
+        assert!(Instant::now() < end, "the subscriber never subscribed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let file = dir.join("msg.txt");
+    std::fs::write(&file, "hello\nworld\n").unwrap();
+    let out = pvloom_ldms(&["publish", "-m", "cli", "-t", "string", "-f"], port).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut p = pvloom_ldms(&["publish", "-m", "cli", "-t", "json", "-l"], port)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = p.stdin.take().unwrap();
+        stdin.write_all(b"{\"n\": 1}\n{\"n\": 2}\n{\"n\": 3}\n").unwrap();
+    }
+    let out = p.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = sub.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "subscribe -c 4 did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut text = String::new();
+    {
+        use std::io::Read as _;
+        sub.0.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    }
+    assert!(status.success(), "{status:?}: {text}");
+    assert_eq!(
+        text,
+        "msg_tag: cli\nhop : 1\ntype: LDMS_MSG_STRING\ndata: hello\nworld\n\n{\"n\": 1}\n{\"n\": 2}\n{\"n\": 3}\n"
+    );
+
+    let stats = msg_stats(port);
+    assert_eq!(stats["enabled"], true);
+    let ch = stats["channels"].as_array().unwrap().iter().find(|c| c["name"] == "cli").expect("the channel").clone();
+    assert_eq!(ch["rx"]["count"], 4);
+    // name + NUL + data + NUL, as ldms_msg_publish sends them.
+    let bytes = (4 + 12 + 1) + 3 * (4 + 9 + 1);
+    assert_eq!(ch["rx"]["bytes"], bytes, "{ch}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn publish_to_a_daemon_without_msg_enable_fails_with_enotsup() {
+    let dir = std::env::temp_dir().join(format!("pvloom-cli-nomsg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("plain.conf");
+    std::fs::write(&conf, "# no msg_enable\n").unwrap();
+    let port = free_port();
+    let _d = start(port, &conf);
+    let file = dir.join("m.txt");
+    std::fs::write(&file, "x\n").unwrap();
+    let out = pvloom_ldms(&["publish", "-m", "cli", "-f"], port).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error 95"), "{err}");
+    let out = pvloom_ldms(&["subscribe", "-m", "cli", "-c", "1", "--timeout", "5"], port).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(msg_stats(port)["enabled"], false);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,7 +1,10 @@
 //! `pvloom ldms …`: LDMS client tools.
 //!
 //! `pvloom ldms ls` takes ldms_ls's options (`-h` is the host and `-v` verbose, as there),
-//! so its arguments are parsed here, not by clap.
+//! so its arguments are parsed here, not by clap. `publish`, `subscribe` and `msg-stats`
+//! ([`msg`]) take ldms_msg_publish's letters through clap, help being `--help` only.
+
+mod msg;
 
 use std::io::Write as _;
 use std::net::ToSocketAddrs;
@@ -21,12 +24,30 @@ pub enum LdmsCommand {
         #[arg(allow_hyphen_values = true, trailing_var_arg = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Publish messages to a daemon, as ldms_msg_publish does:
+    /// `publish -x sock -h HOST -p PORT -m NAME [-t string|json] [-f FILE] [-l]`.
+    /// Without -f it reads standard input; -l publishes one message per line.
+    Publish(msg::PublishArgs),
+    /// Subscribe at a daemon and print what it forwards, in ldms_msg_subscribe's format:
+    /// `subscribe -x sock -h HOST -p PORT [-m NAME [-r]] [-f OUT] [-c COUNT] [--timeout S]`.
+    /// Unlike ldms_msg_subscribe (which listens for publishers), it connects and sends
+    /// MSG_SUB, as an ldmsd aggregator's prdcr_subscribe does.
+    Subscribe(msg::SubscribeArgs),
+    /// Print a pvloom ldmsd's message counters (per channel, per source, per client) as
+    /// JSON: `msg-stats -x sock -h HOST -p PORT`. This is pvloom's own request (a SEND_MSG
+    /// of `{"request":"msg_stats"}`), answered by `pvloom ldmsd` only; for a C ldmsd use
+    /// `ldmsd_controller`'s `msg_stats`.
+    #[command(name = "msg-stats")]
+    MsgStats(msg::MsgStatsArgs),
 }
 
 /// Run an LDMS command.
 pub fn run(command: LdmsCommand) -> anyhow::Result<()> {
     match command {
         LdmsCommand::Ls { args } => ls(&args),
+        LdmsCommand::Publish(args) => msg::publish(&args),
+        LdmsCommand::Subscribe(args) => msg::subscribe(&args),
+        LdmsCommand::MsgStats(args) => msg::msg_stats(&args),
     }
 }
 

@@ -220,8 +220,14 @@ fn timespec(t: SystemTime) -> Timespec {
 impl ServerConn {
     /// A connection accepted at `now`, serving `registry`'s sets.
     pub fn new(registry: Arc<SetRegistry>, config: ServerConfig, now: Instant) -> ServerConn {
+        let mut session = config.session.clone();
+        if let Some(bus) = &config.bus {
+            // As ldmsd builds its rail connect message at accept time: the service's state
+            // now (`msg_enable` / `msg_disable`), which a peer's publish checks first.
+            session.conn_msg.msg_enabled = u32::from(bus.is_enabled());
+        }
         ServerConn {
-            session: Session::new(Role::Passive, config.session.clone(), now),
+            session: Session::new(Role::Passive, session, now),
             registry,
             inbox: ConnInbox::new(),
             dir_xid: None,

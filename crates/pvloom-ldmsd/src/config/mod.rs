@@ -177,8 +177,19 @@ pub enum Cmd {
     Term { name: String },
     /// `listen xprt= port= [host=] [auth=]`.
     Listen { xprt: String, port: u16, host: Option<String>, auth: Option<String> },
-    /// `msg_enable`.
+    /// `msg_enable`: the message service on.
     MsgEnable,
+    /// `msg_disable`: the message service off (ldmsd's state at start).
+    MsgDisable,
+    /// `prdcr_subscribe regex= message_channel= [rx_rate=]`: the producers whose names
+    /// match `regex` forward the messages named `channel` (a regex when it holds one of
+    /// `$()*+.:?[\]^{|}`, as ldmsd guesses) to this daemon, at most `rx_rate` bytes/s
+    /// (-1: unlimited). `message_tag=` and the older `stream=` name the channel too. As in
+    /// ldmsd it applies to the producers added before it; a later `prdcr_add` is not
+    /// subscribed.
+    PrdcrSubscribe { regex: String, channel: String, rx_rate: i64 },
+    /// `prdcr_unsubscribe regex= message_channel=`: undo a `prdcr_subscribe`.
+    PrdcrUnsubscribe { regex: String, channel: String },
     /// `env NAME=value ...`: also applied to the `${NAME}` expansion of later lines.
     Env { vars: Vec<(String, String)> },
     /// `set_memory size=` (bytes, `ovis_get_mem_size` suffixes).

@@ -121,6 +121,22 @@ fn mem_size(v: &str) -> Result<u64, K> {
     num.checked_mul(mul).ok_or_else(|| bad("size", v, "too large"))
 }
 
+/// The channel of `prdcr_subscribe` / `prdcr_unsubscribe`: `message_channel=` (or its
+/// other name `message_tag=`), or the older `stream=`; exactly one.
+fn channel(t: &mut Take<'_>) -> Result<String, K> {
+    let mut given = Vec::new();
+    for name in ["message_channel", "message_tag", "stream"] {
+        if let Some(v) = t.opt(name)? {
+            given.push((name, v));
+        }
+    }
+    match given.len() {
+        1 => Ok(given.pop().expect("one").1),
+        0 => Err(K::Missing { verb: t.verb.into(), attr: "message_channel".into() }),
+        _ => Err(bad(given[1].0, &given[1].1, format!("only one of message_channel and stream (got {}=)", given[0].0))),
+    }
+}
+
 /// `start` checks the offset as `ldmsd_sampler_start` does.
 fn check_offset(attr: &str, interval: i64, offset: Option<i64>) -> Result<(), K> {
     if let Some(o) = offset
@@ -189,6 +205,20 @@ pub(super) fn command(raw: &RawCommand) -> Result<Cmd, K> {
             Cmd::Listen { xprt, port, host: t.opt("host")?, auth: t.opt("auth")? }
         }
         "msg_enable" => Cmd::MsgEnable,
+        "msg_disable" => Cmd::MsgDisable,
+        "prdcr_subscribe" => {
+            let regex = t.req("regex")?;
+            let channel = channel(&mut t)?;
+            let rx_rate = match t.opt("rx_rate")? {
+                None => -1,
+                Some(v) => v.trim().parse().map_err(|_| bad("rx_rate", &v, "bytes per second, or -1"))?,
+            };
+            Cmd::PrdcrSubscribe { regex, channel, rx_rate }
+        }
+        "prdcr_unsubscribe" => {
+            let regex = t.req("regex")?;
+            Cmd::PrdcrUnsubscribe { regex, channel: channel(&mut t)? }
+        }
         "set_memory" => {
             let v = t.req("size")?;
             Cmd::SetMemory { bytes: mem_size(&v)? }
@@ -306,5 +336,27 @@ mod tests {
         assert_eq!(owner("uid", "root"), Ok(Owner::Name("root".into())));
         assert_eq!(mem_size("512M"), Ok(512 << 20));
         assert_eq!(mem_size("4096"), Ok(4096));
+    }
+
+    fn cmd(line: &str) -> Result<Cmd, K> {
+        let raw = super::super::lex::split(1, line, &|_| None)?;
+        command(&raw)
+    }
+
+    #[test]
+    fn message_service_commands() {
+        assert_eq!(cmd("msg_disable"), Ok(Cmd::MsgDisable));
+        let sub = |channel: &str, rx_rate| Cmd::PrdcrSubscribe { regex: ".*".into(), channel: channel.into(), rx_rate };
+        assert_eq!(cmd("prdcr_subscribe regex=.* message_channel=foo"), Ok(sub("foo", -1)));
+        assert_eq!(cmd("prdcr_subscribe regex=.* message_tag=a.* rx_rate=1000"), Ok(sub("a.*", 1000)));
+        assert_eq!(cmd("prdcr_subscribe regex=.* stream=old"), Ok(sub("old", -1)));
+        assert!(matches!(cmd("prdcr_subscribe regex=.*"), Err(K::Missing { .. })));
+        assert!(matches!(cmd("prdcr_subscribe regex=.* stream=a message_channel=b"), Err(K::BadValue { .. })));
+        assert!(matches!(cmd("prdcr_subscribe message_channel=b"), Err(K::Missing { .. })));
+        assert!(matches!(cmd("prdcr_subscribe regex=x message_channel=b rx_rate=fast"), Err(K::BadValue { .. })));
+        assert_eq!(
+            cmd("prdcr_unsubscribe regex=^p$ message_channel=foo"),
+            Ok(Cmd::PrdcrUnsubscribe { regex: "^p$".into(), channel: "foo".into() })
+        );
     }
 }

@@ -6,6 +6,10 @@
 //! aggregator does, so aggregators stack. A producer that goes away is reconnected every
 //! `reconnect` interval; its sets are withdrawn while it is gone and come back with it.
 //!
+//! `prdcr_subscribe` asks the matching producers to forward messages (MSG_SUB on their
+//! connection, again after every reconnect); what they forward lands on the daemon's bus,
+//! whose own subscribers get it with one more hop counted.
+//!
 //! Threads: connection events and update completions arrive as runtime callbacks (worker
 //! threads); updater ticks are runtime timers. All of them take the one aggregator lock
 //! for bookkeeping only, never across a blocking call.
@@ -16,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use pvloom_core::{RuntimeHandle, TimerHandle};
+use pvloom_ldms::bus::MsgBus;
 use pvloom_ldms::client::{DirReply, Set, SetSnapshot, Xprt, XprtConfig, XprtEvent, XprtEventKind};
 use pvloom_ldms::request::{DIR_ADD, DIR_DEL, DIR_F_NOTIFY, LOOKUP_BY_INSTANCE, XPRT_PUSH_F_CHANGE};
 use pvloom_ldms::server::{SetHandle, SetRegistry};
@@ -51,6 +56,21 @@ pub struct ProducerStatus {
     pub sets: Vec<String>,
     /// Connections made so far (reconnects included).
     pub connects: u64,
+    /// The message channels it is asked to forward (`prdcr_subscribe`).
+    pub subscriptions: Vec<String>,
+}
+
+/// One `prdcr_subscribe` of one producer.
+#[derive(Clone)]
+struct MsgSub {
+    channel: String,
+    is_regex: bool,
+    rate: i64,
+}
+
+/// ldmsd's guess whether a channel name is a regex: it holds one of `$()*+.:?[\]^{|}`.
+fn looks_like_regex(s: &str) -> bool {
+    s.chars().any(|c| "$()*+.:?[\\]^{|}".contains(c))
 }
 
 struct Mirror {
@@ -71,6 +91,7 @@ struct Producer {
     sets: BTreeMap<String, Mirror>,
     connects: u64,
     retry: Option<TimerHandle>,
+    msg_subs: Vec<MsgSub>,
 }
 
 struct Updater {
@@ -107,6 +128,7 @@ struct State {
 struct Inner {
     rt: RuntimeHandle,
     registry: Arc<SetRegistry>,
+    bus: Arc<MsgBus>,
     state: Mutex<State>,
 }
 
@@ -124,8 +146,8 @@ fn wall_us() -> u64 {
 }
 
 impl Aggregator {
-    pub fn new(rt: RuntimeHandle, registry: Arc<SetRegistry>) -> Aggregator {
-        Aggregator { inner: Arc::new(Inner { rt, registry, state: Mutex::new(State::default()) }) }
+    pub fn new(rt: RuntimeHandle, registry: Arc<SetRegistry>, bus: Arc<MsgBus>) -> Aggregator {
+        Aggregator { inner: Arc::new(Inner { rt, registry, bus, state: Mutex::new(State::default()) }) }
     }
 
     pub fn status(&self) -> Vec<ProducerStatus> {
@@ -138,6 +160,7 @@ impl Aggregator {
                 state: p.state,
                 sets: p.sets.keys().cloned().collect(),
                 connects: p.connects,
+                subscriptions: p.msg_subs.iter().map(|m| m.channel.clone()).collect(),
             })
             .collect()
     }
@@ -170,6 +193,7 @@ impl Aggregator {
                         sets: BTreeMap::new(),
                         connects: 0,
                         retry: None,
+                        msg_subs: Vec::new(),
                     },
                 );
                 Ok(())
@@ -205,6 +229,49 @@ impl Aggregator {
                 st.producers.get(name).ok_or_else(|| missing("producer", name))?;
                 stop_producer(&mut st, name);
                 st.producers.remove(name);
+                Ok(())
+            }
+            Cmd::PrdcrSubscribe { regex: re, channel, rx_rate } => {
+                let re = regex(re)?;
+                let sub = MsgSub { channel: channel.clone(), is_regex: looks_like_regex(channel), rate: *rx_rate };
+                let mut now = Vec::new();
+                if !st.producers.keys().any(|n| re.is_match(n)) {
+                    tracing::warn!(regex = re.as_str(), "prdcr_subscribe matches no producer (yet): it does nothing");
+                }
+                for (pname, p) in st.producers.iter_mut().filter(|(n, _)| re.is_match(n)) {
+                    // A channel a producer already forwards stays as it is (ldmsd: EEXIST).
+                    if p.msg_subs.iter().any(|m| m.channel == sub.channel) {
+                        continue;
+                    }
+                    p.msg_subs.push(sub.clone());
+                    if let Some(x) = p.xprt.as_ref().filter(|_| p.state == ProducerState::Connected) {
+                        now.push((pname.clone(), x.clone()));
+                    }
+                }
+                drop(st);
+                for (pname, x) in now {
+                    msg_subscribe(&pname, &x, &sub);
+                }
+                Ok(())
+            }
+            Cmd::PrdcrUnsubscribe { regex: re, channel } => {
+                let re = regex(re)?;
+                let mut now = Vec::new();
+                for (pname, p) in st.producers.iter_mut().filter(|(n, _)| re.is_match(n)) {
+                    let Some(i) = p.msg_subs.iter().position(|m| &m.channel == channel) else { continue };
+                    let sub = p.msg_subs.remove(i);
+                    if let Some(x) = p.xprt.as_ref().filter(|_| p.state == ProducerState::Connected) {
+                        now.push((pname.clone(), x.clone(), sub));
+                    }
+                }
+                drop(st);
+                for (pname, x, sub) in now {
+                    x.msg_unsubscribe_cb(&sub.channel, sub.is_regex, move |_, st| {
+                        if st.status != 0 {
+                            tracing::warn!(producer = pname, channel = st.pattern, "unsubscribe refused: {}", st.text);
+                        }
+                    });
+                }
                 Ok(())
             }
             Cmd::UpdtrAdd { name, interval_us, offset_us, push, .. } => {
@@ -345,6 +412,18 @@ impl Drop for Aggregator {
     }
 }
 
+/// Ask a connected producer to forward `sub`'s messages (its answer is logged).
+fn msg_subscribe(producer: &str, x: &Xprt, sub: &MsgSub) {
+    let pname = producer.to_string();
+    x.msg_subscribe_cb(&sub.channel, sub.is_regex, sub.rate, move |_, st| {
+        if st.status == 0 {
+            tracing::debug!(producer = pname, channel = st.pattern, "producer forwards the channel");
+        } else {
+            tracing::warn!(producer = pname, channel = st.pattern, "message subscription refused: {}", st.text);
+        }
+    });
+}
+
 fn stop_producer(st: &mut State, name: &str) {
     let Some(p) = st.producers.get_mut(name) else { return };
     p.epoch += 1;
@@ -388,7 +467,12 @@ fn connect(inner: &Arc<Inner>, name: &str) {
             on_xprt_event(&inner, &pname, epoch, x, ev);
         }
     };
-    let xprt = Xprt::connect_cb(&inner.rt, addr, XprtConfig::default(), on_event);
+    let mut config = XprtConfig::default();
+    // What the producer forwards goes to the daemon's bus; the rail connect message says
+    // whether this daemon's service is on (a C ldmsd refuses MSG_SUB from one that is off).
+    config.conn.bus = Some(inner.bus.clone());
+    config.conn.session.conn_msg.msg_enabled = u32::from(inner.bus.is_enabled());
+    let xprt = Xprt::connect_cb(&inner.rt, addr, config, on_event);
     let mut st = inner.state.lock();
     if let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) {
         p.xprt = Some(xprt);
@@ -413,13 +497,20 @@ fn retry_later(inner: &Arc<Inner>, name: &str, epoch: u64) {
 fn on_xprt_event(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, ev: &XprtEvent) {
     match ev.kind {
         XprtEventKind::Connected => {
-            {
+            let subs = {
                 let mut st = inner.state.lock();
                 let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
                 p.state = ProducerState::Connected;
                 p.connects += 1;
-            }
+                // Set here too: a `prdcr_subscribe` seeing Connected must find the xprt.
+                p.xprt.get_or_insert_with(|| x.clone());
+                p.msg_subs.clone()
+            };
             tracing::info!(producer = name, peer = %x.peer_addr(), "producer connected");
+            // As ldmsd: the message subscriptions first, then the directory.
+            for sub in &subs {
+                msg_subscribe(name, x, sub);
+            }
             let weak = Arc::downgrade(inner);
             let pname = name.to_string();
             x.dir_cb(DIR_F_NOTIFY, move |x, r| {

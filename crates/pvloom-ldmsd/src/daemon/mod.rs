@@ -6,6 +6,14 @@
 //! its producers; a sampler thread runs the sampler plugins. Commands come from the `-c`
 //! file (and `-x` flags) in order, as ldmsd processes them: the first command that fails
 //! stops the start with an error naming its file and line.
+//!
+//! The daemon owns one message bus ([`Daemon::bus`]), off until `msg_enable` as in ldmsd:
+//! every listener carries it (publishers and MSG_SUB subscribers of this daemon), and
+//! the aggregator's producer connections deliver what they forward to it
+//! (`prdcr_subscribe`), so messages travel sampler → aggregator → subscriber with a hop
+//! counted at each daemon. A peer's SEND_MSG of exactly `{"request":"msg_stats"}` is
+//! answered with a SEND_MSG carrying the bus's counters as JSON (pvloom's own request,
+//! read by `pvloom ldms msg-stats`; ldmsd answers `msg_stats` through ldmsd_controller).
 
 mod aggregator;
 mod samplers;
@@ -17,7 +25,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pvloom_core::Runtime;
-use pvloom_ldms::server::{LdmsServer, ServerConfig, SetRegistry};
+use pvloom_ldms::bus::{BusConfig, MsgBus};
+use pvloom_ldms::server::{LdmsServer, Peer, PeerEvent, ServerConfig, SetRegistry};
 
 use crate::config::{Cmd, Command, ConfigError, PluginConfig};
 use crate::sampler::{SamplerError, sampler_with_root};
@@ -33,7 +42,9 @@ pub struct DaemonOptions {
     pub proc_root: PathBuf,
     /// I/O threads of the runtime.
     pub io_threads: usize,
-    /// Settings of every listener (its session's `msg_enabled` follows `msg_enable`).
+    /// Settings of every listener. Its `bus` is the daemon's bus (a new one when `None`),
+    /// turned off at start; the rail connect message's `msg_enabled` follows
+    /// `msg_enable` / `msg_disable` at each accept.
     pub server: ServerConfig,
 }
 
@@ -75,6 +86,7 @@ pub struct Daemon {
     samplers: Samplers,
     stores: Mutex<BTreeMap<String, StorePlugin>>,
     aggregator: aggregator::Aggregator,
+    bus: Arc<MsgBus>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -88,12 +100,16 @@ impl Daemon {
     ///
     /// # Errors
     /// The runtime or the sampler thread could not start.
-    pub fn new(options: DaemonOptions) -> Result<Daemon, DaemonError> {
+    pub fn new(mut options: DaemonOptions) -> Result<Daemon, DaemonError> {
         let runtime =
             Runtime::builder().io_threads(options.io_threads).name("ldmsd").build().map_err(DaemonError::Runtime)?;
         let registry = SetRegistry::new();
-        let aggregator = aggregator::Aggregator::new(runtime.handle(), registry.clone());
+        let bus = options.server.bus.get_or_insert_with(|| MsgBus::new(BusConfig::default())).clone();
+        // ldmsd starts with the service off; `msg_enable` turns it on.
+        bus.set_enabled(false);
+        let aggregator = aggregator::Aggregator::new(runtime.handle(), registry.clone(), bus.clone());
         Ok(Daemon {
+            bus,
             runtime,
             registry,
             options: Mutex::new(options),
@@ -107,6 +123,12 @@ impl Daemon {
     /// The sets this daemon serves (its samplers' and, as an aggregator, its producers').
     pub fn registry(&self) -> &Arc<SetRegistry> {
         &self.registry
+    }
+
+    /// The message bus: its publishers' and subscribers' (local and remote), and where
+    /// the producers' forwarded messages land.
+    pub fn bus(&self) -> &Arc<MsgBus> {
+        &self.bus
     }
 
     /// The runtime carrying its connections.
@@ -152,7 +174,14 @@ impl Daemon {
     /// The bind error.
     pub fn listen(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let config = self.options.lock().server.clone();
-        let server = LdmsServer::bind(self.runtime.handle(), addr, self.registry.clone(), config)?;
+        let bus = self.bus.clone();
+        let on_event = move |peer: &Peer, ev: PeerEvent| {
+            if let PeerEvent::Recv(data) = ev {
+                answer_request(&bus, peer, &data);
+            }
+        };
+        let server =
+            LdmsServer::bind_with_events(self.runtime.handle(), addr, self.registry.clone(), config, on_event)?;
         let local = server.local_addr();
         tracing::info!(%local, "listening for LDMS peers (sock)");
         self.servers.lock().push(server);
@@ -204,7 +233,11 @@ impl Daemon {
                 self.listen(addr).map(drop).map_err(|e| fail(format!("cannot listen on {addr}: {e}")))
             }
             Cmd::MsgEnable => {
-                self.options.lock().server.session.conn_msg.msg_enabled = 1;
+                self.bus.set_enabled(true);
+                Ok(())
+            }
+            Cmd::MsgDisable => {
+                self.bus.set_enabled(false);
                 Ok(())
             }
             // The parser already expands `${NAME}` in later lines with these values.
@@ -254,6 +287,33 @@ impl Daemon {
         match self.stores.lock().get(name)? {
             StorePlugin::Csv(o) => o.clone(),
         }
+    }
+}
+
+/// The text of pvloom's `msg_stats` request (a peer's SEND_MSG).
+pub const MSG_STATS_REQUEST: &str = r#"{"request":"msg_stats"}"#;
+
+/// A peer's SEND_MSG: `{"request":"msg_stats"}` (a trailing NUL allowed) is answered
+/// with the bus's counters (`{"enabled": .., "channels": [..], "clients": [..]}`);
+/// anything else is ignored, as ldmsd ignores what it cannot parse.
+fn answer_request(bus: &MsgBus, peer: &Peer, data: &[u8]) {
+    let text = data.strip_suffix(&[0]).unwrap_or(data);
+    if text != MSG_STATS_REQUEST.as_bytes() {
+        tracing::debug!(peer = %peer.remote_addr(), len = data.len(), "SEND_MSG ignored (not a pvloom request)");
+        return;
+    }
+    let mut stats = bus.stats().to_json();
+    if let Some(o) = stats.as_object_mut() {
+        o.insert("enabled".into(), bus.is_enabled().into());
+    }
+    let mut reply = stats.to_string().into_bytes();
+    if reply.len() > pvloom_ldms::server::SEND_MSG_MAX {
+        let channels = stats["channels"].as_array().map_or(0, Vec::len);
+        let why = format!("the counters of {channels} channels exceed one message ({} bytes)", reply.len());
+        reply = serde_json::json!({"error": why, "enabled": bus.is_enabled()}).to_string().into_bytes();
+    }
+    if let Err(e) = peer.send(reply) {
+        tracing::debug!(peer = %peer.remote_addr(), "msg_stats reply not sent: {e}");
     }
 }
 
