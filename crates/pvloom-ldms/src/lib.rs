@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod bus;
+pub mod chan;
 pub mod client;
 pub mod msg;
 pub mod request;
