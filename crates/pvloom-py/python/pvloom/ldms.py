@@ -38,12 +38,24 @@ accepted side is a set-server connection.
 pvloom's additions: :func:`update_all` (many updates in one native call),
 ``Set.subscribe_push(cb=, cb_arg=)``, ``Xprt.get_addr()`` for a ``listen(port=0)``.
 Not offered: transports other than ``sock``, authentication other than ``none``,
-``dir``/``lookup`` from the accepting side, message channels.
+``dir``/``lookup`` from the accepting side.
+
+The message service, with the real API's names: ``Xprt.msg_publish``,
+``Xprt.msg_subscribe``/``msg_unsubscribe`` (blocking, or ``cb(MsgStatusEvent,
+cb_arg)``), :class:`MsgClient` on this process's bus (``cb(client, MsgData, cb_arg)``,
+or ``get_data()`` without ``cb``), :func:`msg_publish` to this process's bus,
+:func:`msg_stats`, and :class:`MessageChannel`. A listener serves the message
+service with ``Xprt.listen(..., msg=True)`` (this process's bus) or
+``msg="private"`` (a bus of its own; pvloom). ``MessageChannel.publish`` never
+blocks for long: with its queue (1 MiB) full it raises ``ConnectionError``
+(``EAGAIN``) at once, or after the ``timeout=`` it was given.
 """
 
 from __future__ import annotations
 
 import enum as _enum
+import json as _json
+import weakref as _weakref
 from collections import namedtuple as _namedtuple
 
 from . import _pvloom
@@ -51,8 +63,16 @@ from . import _pvloom
 __all__ = [
     "DirData",
     "DirSet",
+    "LDMS_MSG_AVRO_SER",
+    "LDMS_MSG_JSON",
+    "LDMS_MSG_STRING",
     "LDMS_UPD_ERROR",
+    "MessageChannel",
     "MetricTemplate",
+    "MsgClient",
+    "MsgData",
+    "MsgStatusEvent",
+    "MsgType",
     "RecordDef",
     "Schema",
     "Set",
@@ -61,6 +81,8 @@ __all__ = [
     "XprtEvent",
     "callback_errors",
     "init",
+    "msg_publish",
+    "msg_stats",
     "set_error_hook",
     "update_all",
 ]
@@ -359,3 +381,151 @@ class Schema:
             meta = bool(m.flags & LDMS_MDESC_F_META) and m.type != _T.V_RECORD_TYPE
             out.append((m.name, int(m.type), int(count), meta, m.units, members, rec_type))
         return out
+
+
+# --- the message service -------------------------------------------------------------
+
+
+class MsgType(_enum.IntEnum):
+    """Message types (``MsgData.type``; ``enum ldms_msg_type_e``)."""
+
+    LDMS_MSG_STRING = 0
+    LDMS_MSG_JSON = 1
+    LDMS_MSG_AVRO_SER = 2
+
+
+LDMS_MSG_STRING = MsgType.LDMS_MSG_STRING
+LDMS_MSG_JSON = MsgType.LDMS_MSG_JSON
+LDMS_MSG_AVRO_SER = MsgType.LDMS_MSG_AVRO_SER
+
+MsgData = _pvloom.MsgData
+MsgStatusEvent = _pvloom.MsgStatusEvent
+
+
+def _mtype(msg_type):
+    return None if msg_type is None else int(msg_type)
+
+
+def msg_publish(name, data, msg_type=None, perm=0o444, uid=None, gid=None):
+    """Publish to this process's bus (its ``MsgClient``s, and peers subscribed through a
+    ``listen(msg=True)``): ``str`` as STRING, ``dict``/``list`` as JSON, ``bytes`` as
+    STRING; an explicit ``msg_type`` wins. Returns how many subscribers got it."""
+    return _pvloom.ldms_msg_publish(name, data, _mtype(msg_type), perm, uid, gid)
+
+
+def msg_stats(reset=False):
+    """This process's bus counters as a dict: ``channels`` (per name, with per-source
+    counts) and ``clients`` (per subscription)."""
+    return _json.loads(_pvloom.ldms_msg_stats(reset))
+
+
+class MsgClient:
+    """A subscriber on this process's bus: ``MsgClient(match, is_regex, cb=None,
+    cb_arg=None)``. With ``cb``, ``cb(client, MsgData, cb_arg)`` runs on an I/O thread
+    per message (an exception in it is reported and counted; later messages still come).
+    Without it, ``get_data()`` returns the next ``MsgData`` or ``None``. Messages that
+    ``Xprt.msg_subscribe`` asked a peer to forward arrive here too."""
+
+    def __init__(self, match, is_regex, cb=None, cb_arg=None):
+        self.match = match
+        self.is_regex = int(bool(is_regex))
+        self._cb = cb
+        self._cb_arg = cb_arg
+        func = None
+        if cb is not None:
+            ref = _weakref.ref(self)
+
+            def func(m):
+                me = ref()
+                if me is not None:
+                    cb(me, m, cb_arg)
+
+        self._c = _pvloom._MsgClient(match, bool(is_regex), func)
+
+    def get_data(self, timeout=0):
+        """The next queued message (waiting up to ``timeout`` seconds), or ``None``."""
+        return self._c.get_data(timeout)
+
+    def stats(self):
+        """This client's counters (a dict), or ``None`` once closed."""
+        return self._c.stats()
+
+    def close(self):
+        """Unsubscribe; nothing is delivered after it returns."""
+        self._c.close()
+
+    def __del__(self):
+        c = getattr(self, "_c", None)
+        if c is not None:
+            c.close()
+
+    def __repr__(self):
+        return f"<pvloom.ldms.MsgClient match={self.match!r} is_regex={self.is_regex}>"
+
+
+_CHAN_MODES = {"subscribe": 1, "sub": 1, "publish": 2, "pub": 2, "bidir": 3, "both": 3}
+
+
+class MessageChannel:
+    """A resilient message endpoint: ``MessageChannel(name, mode, xprt, rem_host,
+    rem_port, lcl_host, lcl_port, auth="none", auth_opts=None, reconnect=6)``.
+
+    ``mode`` "subscribe" listens on ``lcl_host:lcl_port`` (a bus of its own; peers
+    publish to it; ``subscribe(regex, cb, arg)`` delivers to ``cb(MsgData, arg)``),
+    "publish" keeps a connection to ``rem_host:rem_port`` (reconnecting every
+    ``reconnect`` seconds) and sends what ``publish`` queued, "bidir" both.
+    ``msg_cb_fn`` (with ``msg_cb_arg``) subscribes to every name at once.
+    pvloom: ``fifo_bytes`` bounds the publish queue (1 MiB)."""
+
+    def __init__(self, name, mode, xprt="sock", rem_host=None, rem_port=None, lcl_host=None, lcl_port=None,
+                 auth="none", auth_opts=None, reconnect=6, msg_cb_fn=None, msg_cb_arg=None, fifo_bytes=1 << 20):  # fmt: skip
+        if xprt != "sock":
+            raise ConnectionError(95, f"transport {xprt!r} (pvloom offers \"sock\")")
+        if auth not in (None, "none"):
+            raise ConnectionError(95, f"auth {auth!r} (pvloom offers \"none\")")
+        m = _CHAN_MODES.get(mode.lower(), None) if isinstance(mode, str) else int(mode)
+        if m not in (1, 2, 3):
+            raise ValueError(f"bad MessageChannel mode {mode!r}")
+        self.name = name
+        self.mode = m
+        remote = (rem_host or "localhost", int(rem_port)) if m & 2 else None
+        local = (lcl_host or "0.0.0.0", int(lcl_port or 0)) if m & 1 else None
+        self._ch = _pvloom._MessageChannel(name, m, remote, local, float(reconnect), int(fifo_bytes))
+        if msg_cb_fn is not None:
+            self.subscribe(".*", msg_cb_fn, msg_cb_arg)
+
+    def publish(self, tag, uid=None, gid=None, perm=0o444, msg_type=None, msg=None, msg_len=None, timeout=0):
+        """Queue ``msg`` under ``tag`` (``msg_len`` may cut a ``str``/``bytes`` short);
+        raises ``ConnectionError`` (``EAGAIN``) when the queue is full, at once or after
+        ``timeout`` seconds."""
+        if msg is None:
+            raise TypeError("publish() needs msg")
+        if msg_len is not None and isinstance(msg, (str, bytes, bytearray)) and msg_len < len(msg):
+            msg = msg[:msg_len]
+        self._ch.publish(tag, msg, _mtype(msg_type), uid, gid, perm, float(timeout))
+        return 0
+
+    def subscribe(self, regex, cb, arg=None):
+        """``cb(MsgData, arg)`` for each message published here whose name matches
+        ``regex``; returns 0."""
+
+        def func(m):
+            cb(m, arg)
+
+        self._ch.subscribe(regex, func)
+        return 0
+
+    def get_stats(self):
+        """The counters: state (0 DISCONNECTED, 1 CONNECTING, 2 CONNECTED), mode,
+        pub_conn_attempt, pub_conn_success, pub_msg_sent, pub_msg_acked, pub_byte_cnt,
+        sub_msg_cnt, sub_byte_cnt (and pvloom's pub_queued, pub_queued_bytes)."""
+        return self._ch.get_stats()
+
+    def get_addr(self):
+        """(pvloom) ``(host, port)`` it listens on, or ``None``."""
+        return self._ch.local_addr()
+
+    def close(self, timeout=10.0):
+        """Wait (up to ``timeout`` seconds) until what was sent is acknowledged, then
+        end. Returns True when everything was."""
+        return self._ch.close(float(timeout))
