@@ -57,6 +57,8 @@ pub enum ChanState {
     Connecting = 1,
     /// Connected.
     Connected = 2,
+    /// Closed.
+    Closed = 3,
 }
 
 /// Settings of a channel.
@@ -123,13 +125,16 @@ impl ChanError {
     pub fn errno(&self) -> i32 {
         match self {
             ChanError::Bus(e) => e.errno(),
-            ChanError::Full { .. } => crate::bus::EAGAIN,
+            ChanError::Full { .. } => ENOBUFS,
             ChanError::Mode(_) => crate::bus::EINVAL,
             ChanError::Listen(_) => 98,
             ChanError::Core(_) => 5,
         }
     }
 }
+
+/// `ENOBUFS`: the publish queue is full (as `ldms_msg_chan_publish`).
+pub const ENOBUFS: i32 = 105;
 
 /// One queued message.
 #[derive(Debug, Clone)]
@@ -178,13 +183,25 @@ impl<T> Fifo<T> {
     }
 }
 
-/// A snapshot of a channel's counters (the real `get_stats()`).
+/// A snapshot of a channel's counters (`struct ldms_msg_chan_stats_s`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChanStats {
     /// [`ChanState`] as a number.
     pub state: u32,
     /// [`ChanMode`] as a number.
     pub mode: u32,
+    /// The FIFO's bound in bytes.
+    pub max_q_depth: u64,
+    /// Bytes in the FIFO.
+    pub cur_q_depth: u64,
+    /// Publishes that found the FIFO full.
+    pub pub_blocked: u64,
+    /// When the last connection was made (zero: never).
+    pub pub_last_conn: Duration,
+    /// Whether it is closing or closed.
+    pub closing: bool,
+    /// Whether it was closed without waiting (`cancel`).
+    pub cancel: bool,
     /// Connection attempts.
     pub pub_conn_attempt: u64,
     /// Connections made.
@@ -197,8 +214,6 @@ pub struct ChanStats {
     pub pub_byte_cnt: u64,
     /// Messages waiting in the FIFO.
     pub pub_queued: u64,
-    /// Bytes waiting in the FIFO.
-    pub pub_queued_bytes: u64,
     /// Messages delivered to local subscribers.
     pub sub_msg_cnt: u64,
     /// Their data bytes.
@@ -214,6 +229,9 @@ struct PubState {
     /// Credit returned that did not yet cover the oldest unacked message.
     credit: usize,
     timer: Option<TimerHandle>,
+    blocked: u64,
+    last_conn: Duration,
+    cancel: bool,
     /// Which connection attempt is current (events of older ones are ignored).
     attempt: u64,
     attempts: u64,
@@ -280,6 +298,9 @@ impl MessageChannel {
             unacked: VecDeque::new(),
             credit: 0,
             timer: None,
+            blocked: 0,
+            last_conn: Duration::ZERO,
+            cancel: false,
             attempt: 0,
             attempts: 0,
             successes: 0,
@@ -369,6 +390,7 @@ impl MessageChannel {
         let len = item.credit();
         let mut st = inner.st.lock();
         if !st.fifo.has_room(len) {
+            st.blocked += 1;
             if wait.is_zero() {
                 return Err(ChanError::Full { queued: st.fifo.bytes, waited: wait });
             }
@@ -398,26 +420,39 @@ impl MessageChannel {
         ChanStats {
             state: st.state as u32,
             mode: inner.config.mode as u32,
+            max_q_depth: st.fifo.max as u64,
+            cur_q_depth: st.fifo.bytes as u64,
+            pub_blocked: st.blocked,
+            pub_last_conn: st.last_conn,
+            closing: inner.closed.load(Ordering::Acquire),
+            cancel: st.cancel,
             pub_conn_attempt: st.attempts,
             pub_conn_success: st.successes,
             pub_msg_sent: st.sent,
             pub_msg_acked: st.acked,
             pub_byte_cnt: st.bytes,
             pub_queued: st.fifo.len() as u64,
-            pub_queued_bytes: st.fifo.bytes as u64,
             sub_msg_cnt: inner.sub_msgs.load(Ordering::Relaxed),
             sub_byte_cnt: inner.sub_bytes.load(Ordering::Relaxed),
         }
     }
 
+    /// Sets the FIFO's bound in bytes (`set_q_limit`).
+    pub fn set_queue_limit(&self, bytes: usize) {
+        self.inner.st.lock().fifo.max = bytes;
+        self.inner.changed.notify_all();
+    }
+
     /// Waits up to `timeout` until everything queued was sent and acknowledged
-    /// (connected), then ends the channel. Returns whether it all was acknowledged.
+    /// (while connected), then ends the channel; `Duration::ZERO` (`cancel`): at once.
+    /// Returns whether everything was acknowledged.
     ///
     /// # Errors
     /// `WouldDeadlock` on an I/O thread with something left to wait for.
     pub fn close(&self, timeout: Duration) -> Result<bool, ChanError> {
         let inner = &self.inner;
         let mut st = inner.st.lock();
+        st.cancel = timeout.is_zero();
         let done = |st: &PubState| st.fifo.len() == 0 && st.unacked.is_empty();
         let mut all = done(&st);
         if !all && !timeout.is_zero() {
@@ -435,7 +470,7 @@ impl MessageChannel {
             t.cancel();
         }
         let x = st.xprt.take();
-        st.state = ChanState::Disconnected;
+        st.state = ChanState::Closed;
         inner.changed.notify_all();
         drop(st);
         if let Some(x) = x {
@@ -461,6 +496,9 @@ impl Inner {
         let weak = Arc::downgrade(me);
         let attempt = {
             let mut st = me.st.lock();
+            if me.closed.load(Ordering::Acquire) {
+                return;
+            }
             st.attempts += 1;
             st.state = ChanState::Connecting;
             st.attempt += 1;
@@ -475,8 +513,11 @@ impl Inner {
         // Not under the lock: a failure may be reported on this thread.
         let (x, _wait) = Xprt::connect_with(&me.rt, addr, config, Some(on_event));
         let mut st = me.st.lock();
-        if st.attempt == attempt && st.state != ChanState::Disconnected {
+        if st.attempt == attempt && matches!(st.state, ChanState::Connecting | ChanState::Connected) {
             st.xprt.get_or_insert(x);
+        } else if me.closed.load(Ordering::Acquire) {
+            drop(st);
+            x.close();
         }
     }
 
@@ -504,6 +545,7 @@ impl Inner {
             XprtEventKind::Connected => {
                 st.successes += 1;
                 st.state = ChanState::Connected;
+                st.last_conn = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 st.unacked.clear();
                 st.credit = 0;
                 self.pump(&mut st);
@@ -605,5 +647,59 @@ mod tests {
         assert!((3..=9).contains(&s.pub_conn_attempt), "{s:?}");
         assert_eq!((s.pub_conn_success, s.pub_msg_sent, s.pub_queued), (0, 0, 1));
         assert!(!ch.close(Duration::from_millis(50)).unwrap());
+    }
+
+    fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + limit;
+        while !f() {
+            if Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    #[test]
+    fn publish_reaches_a_restarted_subscriber_with_what_was_queued_meanwhile() {
+        let rt = pvloom_core::Runtime::new().unwrap();
+        let owner = MsgOwner { uid: 0, gid: 0, perm: 0o444 };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let sub_config = || {
+            let mut c = ChanConfig::new("sub", ChanMode::Subscribe);
+            c.local = Some(port);
+            c
+        };
+        let got = Arc::new(Mutex::new(Vec::<String>::new()));
+        let g = got.clone();
+        let sub = MessageChannel::open(&rt.handle(), sub_config()).unwrap();
+        sub.subscribe(".*", move |m| g.lock().push(String::from_utf8_lossy(m.data()).into_owned())).unwrap();
+        let mut config = ChanConfig::new("pub", ChanMode::Publish);
+        config.remote = Some(port);
+        config.reconnect = Duration::from_millis(50);
+        let ch = MessageChannel::open(&rt.handle(), config).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || ch.stats().state == ChanState::Connected as u32));
+        ch.publish("a", MsgType::String, "one", owner, Duration::ZERO).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || ch.stats().pub_msg_acked == 1));
+        assert_eq!(*got.lock(), ["one"]);
+        assert!(sub.close(Duration::from_secs(1)).unwrap());
+        assert_eq!(sub.stats().state, ChanState::Closed as u32);
+        assert!(wait_until(Duration::from_secs(5), || ch.stats().state != ChanState::Connected as u32));
+        ch.publish("a", MsgType::String, "two", owner, Duration::ZERO).unwrap();
+        ch.publish("b", MsgType::Json, "{}", owner, Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(ch.stats().cur_q_depth, 9, "name, NUL and data of each");
+        let got2 = Arc::new(Mutex::new(Vec::<String>::new()));
+        let g = got2.clone();
+        let sub2 = MessageChannel::open(&rt.handle(), sub_config()).unwrap();
+        sub2.subscribe(".*", move |m| g.lock().push(m.name())).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || got2.lock().len() == 2));
+        assert_eq!(*got2.lock(), ["a", "b"]);
+        assert!(ch.close(Duration::from_secs(5)).unwrap());
+        let s = ch.stats();
+        assert_eq!((s.pub_msg_sent, s.pub_msg_acked, s.pub_byte_cnt, s.pub_conn_success), (3, 3, 8, 2));
+        assert!(s.pub_conn_attempt > 2, "{s:?}");
+        assert_eq!(sub2.stats().sub_msg_cnt, 2);
+        sub2.close(Duration::ZERO).unwrap();
     }
 }
