@@ -95,14 +95,37 @@ def test_local_publish_callback_and_get_data_modes():
     assert q.get_data() is None
     assert q.get_data(timeout=0.05) is None
     st = c.stats()
-    assert st["tx_count"] == 3 and st["match"] == "loc.a"
-    stats = ldms.msg_stats()
-    chan = {ch["name"]: ch for ch in stats["channels"]} if isinstance(stats["channels"], list) else stats["channels"]
-    assert "loc.a" in chan
+    assert (st.tx.count, st.match, st.is_regex) == (3, "loc.a", 0)
+    assert st.tx.bytes == sum(len("loc.a") + 1 + len(m.raw_data) for _, m, _ in col.got)
+    (ch,) = ldms.msg_stats_get("loc.a")
+    assert ch.msg_tag == "loc.a" and ch.rx.count == 3 and str(ch.sources[0].src) == "[UNSUPPORTED]:0"
+    assert {c.msg_tag for c in ldms.msg_stats_get("^loc", 1)} >= {"loc.a", "loc.b"}
+    assert any(cs.match == "^loc\\." and cs.is_regex for cs in ldms.msg_client_stats_get())
+    assert "loc.b" in [c["name"] for c in ldms.msg_stats()["channels"]]
     c.close()
     q.close()
     assert ldms.msg_publish("loc.a", "after close") == 0
-    assert c.stats() is None
+    with pytest.raises(RuntimeError):
+        c.stats()
+
+
+def test_a_client_nobody_references_lives_until_closed():
+    got = []
+    ldms.MsgClient("unref", False, cb=lambda c, m, a: got.append(c))
+    import gc
+
+    gc.collect()
+    assert ldms.msg_publish("unref", "x") == 1
+    assert wait_until(lambda: len(got) == 1)
+    got[0].close()
+    assert ldms.msg_publish("unref", "x") == 0
+
+
+def test_publish_errors_are_runtime_errors_as_the_real_api():
+    with pytest.raises(RuntimeError, match=r"ldms_msg_publish\(\) failed, rc: 22"):
+        ldms.msg_publish("a\0b", "x")
+    with pytest.raises(TypeError):
+        ldms.msg_publish("a", 1.5)
 
 
 def test_remote_exact_and_regex_subscribe_with_status(daemon):
@@ -129,7 +152,9 @@ def test_remote_exact_and_regex_subscribe_with_status(daemon):
     assert [m.name for m in ms] == ["foo", "bar.x", "foo"]
     assert ms[0].data == "s1" and ms[1].data == {"j": 2} and ms[1].is_json and ms[2].data == "AB"
     assert all(m.hop_cnt == 1 for m in ms)
-    assert isinstance(ms[0].src, str) and isinstance(ms[0].uid, int)
+    assert str(ms[0].src) == "[UNSUPPORTED]:0" and ms[0].src.family == 0  # loopback peers: all zero
+    assert ms[0].is_json == 0 and ms[1].is_json == 1 and ms[1].type.name == "LDMS_MSG_JSON"
+    assert ms[2].raw_data == b"AB" and isinstance(ms[0].tid, int) and isinstance(ms[0].uid, int)
     c.close()
 
 
@@ -144,12 +169,12 @@ def test_unsubscribe_and_errors(daemon):
     p.msg_publish("u", "2")
     time.sleep(0.3)
     assert q.get_data() is None
-    with pytest.raises(ConnectionError) as e:
+    with pytest.raises(ldms.MsgSubscribeError) as e:
         x.msg_unsubscribe("u", False)
-    assert e.value.args[0] == 2  # ENOENT
-    with pytest.raises(ConnectionError) as e:
+    assert e.value.rc == 2  # ENOENT
+    with pytest.raises(ldms.MsgSubscribeError) as e:
         x.msg_subscribe("(", True)
-    assert e.value.args[0] == 22  # EINVAL
+    assert e.value.rc == 22  # EINVAL
     got = []
     ev = threading.Event()
     x.msg_unsubscribe("nope", 0, cb=lambda s, a: (got.append(s.status), ev.set()))
@@ -162,9 +187,9 @@ def test_subscribe_to_a_listener_without_the_service_fails():
     lx.listen("127.0.0.1", 0)
     x = ldms.Xprt("sock")
     x.connect("127.0.0.1", lx.get_addr()[0][1])
-    with pytest.raises(ConnectionError) as e:
+    with pytest.raises(ldms.MsgSubscribeError) as e:
         x.msg_subscribe("foo", 0)
-    assert e.value.args[0] == 95
+    assert e.value.rc == 95
     x.close()
     lx.close()
 
@@ -216,11 +241,13 @@ def test_message_channel_publish_to_subscribe_across_a_subscriber_restart():
     assert (st["mode"], st["sub_msg_cnt"], st["sub_byte_cnt"]) == (1, 2, 7 + 10)
 
     # The subscriber goes away; the publisher queues, then flushes after reconnecting.
-    assert sub.close(1)
+    assert sub.close()
+    assert sub.get_stats()["state"] == 3  # CLOSED
     assert wait_until(lambda: pub.get_stats()["state"] != 2)
     pub.publish("chan.a", 0, 0, 0o444, S, "queued-1", 8)
     pub.publish("chan.b", 0, 0, 0o444, J, json.dumps({"queued": True}))
-    assert pub.get_stats()["pub_queued"] == 2
+    st = pub.get_stats()
+    assert st["pub_queued"] == 2 and st["cur_q_depth"] > 0 and st["max_q_depth"] == 1 << 20
     time.sleep(0.5)  # a few failed attempts
     got2 = []
     sub2 = ldms.MessageChannel("chan-sub", "subscribe", "sock", None, None, "127.0.0.1", port,
@@ -230,26 +257,30 @@ def test_message_channel_publish_to_subscribe_across_a_subscriber_restart():
     st = pub.get_stats()
     assert st["pub_conn_success"] == 2 and st["pub_conn_attempt"] > 2
     assert st["pub_msg_sent"] == 4 and st["pub_byte_cnt"] == 7 + 10 + 8 + len(json.dumps({"queued": True}))
-    assert pub.close(5)
-    assert pub.get_stats()["pub_msg_acked"] == 4
+    assert pub.close(timeout=5)
+    st = pub.get_stats()
+    assert (st["pub_msg_acked"], st["state"], st["closing"], st["cancel"]) == (4, 3, 1, 0)
     sub2.close()
 
 
 def test_message_channel_full_queue_fails_promptly():
     port = free_port()  # nobody listens
     pub = ldms.MessageChannel("p", "publish", "sock", "127.0.0.1", port, None, None, reconnect=0.1, fifo_bytes=100)
+    assert pub.get_mode_str(pub.get_stats()["mode"]) == "publish"
     pub.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_STRING, "x" * 60)
     t0 = time.monotonic()
-    with pytest.raises(ConnectionError) as e:
+    with pytest.raises(RuntimeError, match="errno: 105") as e:  # ENOBUFS
         pub.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_STRING, "x" * 60)
-    assert e.value.args[0] == 11  # EAGAIN
-    with pytest.raises(ConnectionError):
+    assert e.value.args[1] == 105
+    with pytest.raises(RuntimeError):
         pub.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_STRING, "x" * 60, timeout=0.3)
     assert time.monotonic() - t0 < 2
     st = pub.get_stats()
-    assert st["state"] != 2 and st["pub_queued"] == 1 and st["pub_msg_sent"] == 0
+    assert st["state"] != 2 and st["pub_queued"] == 1 and st["pub_msg_sent"] == 0 and st["pub_blocked"] == 2
+    pub.set_q_limit(1000)
+    pub.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_STRING, "x" * 60)  # room now
     t0 = time.monotonic()
-    assert pub.close(0.2) is False
+    assert pub.close(timeout=0.2) is False
     assert time.monotonic() - t0 < 2
 
 
@@ -273,7 +304,7 @@ def test_message_channel_callback_that_raises_keeps_delivering():
         assert wait_until(lambda: len(seen) == 3, 10)
         assert seen == ["ok", "bad", "later"]
         assert wait_until(lambda: reported)
-        assert pub.close(5)
+        assert pub.close(timeout=5)
         sub.close()
     finally:
         ldms.set_error_hook(None)

@@ -14,7 +14,7 @@ use pvloom_ldms::bus::{MsgBus, MsgClient, MsgData};
 use pvloom_ldms::chan::{ChanConfig, ChanError, ChanMode, MessageChannel};
 use pvloom_ldms::client::{self, MsgOwner, MsgSubStatus, PublishError};
 use pvloom_ldms::msg::{LdmsAddr, MsgType};
-use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
@@ -83,28 +83,35 @@ fn addr_str(a: LdmsAddr) -> String {
     }
 }
 
-/// A received message (`ldms.MsgData`): `name`, `data` (str; the parsed object for
-/// JSON), `raw` (bytes), `type` (`MsgType`), `is_json`, `uid`, `gid`, `perm`, `src`
-/// (`"host:port"`), `msg_gn`, `hop_cnt`. Safe to keep.
+/// A received message (`ldms.MsgData`): `name`, `data` (`str` for STRING, the parsed
+/// object for JSON, `bytes` for other types), `raw_data` (bytes), `type`
+/// (`ldms_msg_type_e`), `is_json` (0/1), `uid`, `gid`, `perm`, `src` (an `LdmsAddr`),
+/// `tid` (the native id of the thread that received it); pvloom's `msg_gn`, `hop_cnt`.
+/// Safe to keep.
 #[pyclass(name = "MsgData", module = "pvloom.ldms", frozen)]
 pub struct PyMsgData {
     m: MsgData,
     data: Py<PyAny>,
+    tid: u64,
 }
 
 impl PyMsgData {
     fn new(py: Python<'_>, m: &MsgData) -> PyResult<PyMsgData> {
         let raw = m.data();
-        let text = String::from_utf8_lossy(raw);
-        let data = if m.is_json() {
-            match py.import("json")?.getattr("loads")?.call1((text.as_ref(),)) {
-                Ok(v) => v.unbind(),
-                Err(_) => PyString::new(py, &text).into_any().unbind(),
+        let data = match m.msg_type() {
+            MsgType::Json => {
+                let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
+                let text = String::from_utf8_lossy(trimmed);
+                match py.import("json")?.getattr("loads")?.call1((text.trim(),)) {
+                    Ok(v) => v.unbind(),
+                    Err(_) => PyString::new(py, &text).into_any().unbind(),
+                }
             }
-        } else {
-            PyString::new(py, &text).into_any().unbind()
+            MsgType::String => PyString::new(py, &String::from_utf8_lossy(raw)).into_any().unbind(),
+            _ => PyBytes::new(py, raw).into_any().unbind(),
         };
-        Ok(PyMsgData { m: m.clone(), data })
+        let tid = py.import("threading")?.getattr("get_native_id")?.call0()?.extract()?;
+        Ok(PyMsgData { m: m.clone(), data, tid })
     }
 }
 
@@ -119,19 +126,23 @@ impl PyMsgData {
         self.data.clone_ref(py)
     }
     #[getter]
-    fn raw<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    fn raw_data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, self.m.data())
+    }
+    #[getter]
+    fn tid(&self) -> u64 {
+        self.tid
     }
     #[getter]
     #[pyo3(name = "type")]
     fn msg_type(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let v = msg_type_value(self.m.msg_type());
-        let t = py.import("pvloom.ldms")?.getattr("MsgType")?;
+        let t = py.import("pvloom.ldms")?.getattr("ldms_msg_type_e")?;
         Ok(t.call1((v,)).map(Bound::unbind).unwrap_or_else(|_| v.into_pyobject(py).unwrap().into_any().unbind()))
     }
     #[getter]
-    fn is_json(&self) -> bool {
-        self.m.is_json()
+    fn is_json(&self) -> i32 {
+        i32::from(self.m.is_json())
     }
     #[getter]
     fn uid(&self) -> u32 {
@@ -146,8 +157,11 @@ impl PyMsgData {
         self.m.perm()
     }
     #[getter]
-    fn src(&self) -> String {
-        addr_str(self.m.src())
+    fn src(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let a = self.m.src();
+        let n = if a.family == 2 { 4 } else { 16 };
+        let cls = py.import("pvloom.ldms")?.getattr("LdmsAddr")?;
+        Ok(cls.call1((a.family, a.port, PyBytes::new(py, &a.addr[..n])))?.unbind())
     }
     #[getter]
     fn msg_gn(&self) -> u64 {
@@ -158,7 +172,21 @@ impl PyMsgData {
         self.m.hop_cnt()
     }
     fn __repr__(&self) -> String {
-        format!("<pvloom.ldms.MsgData name={:?} len={}>", self.m.name(), self.m.data().len())
+        format!(
+            "MsgData('{}', {}, {}, {}, {}, {:#o}, {}, len={}, {})",
+            self.m.name(),
+            addr_str(self.m.src()),
+            self.tid,
+            self.m.uid(),
+            self.m.gid(),
+            self.m.perm(),
+            i32::from(self.m.is_json()),
+            self.m.data().len(),
+            msg_type_value(self.m.msg_type())
+        )
+    }
+    fn __str__(&self, py: Python<'_>) -> PyResult<String> {
+        self.data.bind(py).str()?.extract()
     }
 }
 
@@ -191,8 +219,10 @@ impl From<&MsgSubStatus> for PyMsgStatusEvent {
     }
 }
 
-fn publish_error(e: PublishError) -> PyErr {
-    connection_error(e.errno(), &format!("ldms_msg_publish() error: {e}"))
+/// `RuntimeError("ldms_msg_publish() failed, rc: N")`, as the real API raises (the
+/// errno also in `args[1]`, pvloom's reason in `args[2]`).
+fn publish_error(rc: i32, why: &str) -> PyErr {
+    PyRuntimeError::new_err((format!("ldms_msg_publish() failed, rc: {rc}"), rc, why.to_string()))
 }
 
 /// `Xprt.msg_publish(name, data, msg_type=None, perm=0o444, uid=None, gid=None)`.
@@ -209,7 +239,9 @@ pub(crate) fn xprt_publish(
     let name = name.to_string();
     let blocking = pvloom_core::ensure_may_block().is_ok();
     let wait = if blocking { Duration::from_secs(10) } else { Duration::ZERO };
-    py.detach(move || x.msg_publish_with(&name, t, bytes, who, wait)).map(|_| ()).map_err(publish_error)
+    py.detach(move || x.msg_publish_with(&name, t, bytes, who, wait))
+        .map(|_| ())
+        .map_err(|e: PublishError| publish_error(e.errno(), &e.to_string()))
 }
 
 /// `Xprt.msg_subscribe`/`msg_unsubscribe`: blocking without `cb` (raises on a nonzero
@@ -237,11 +269,18 @@ pub(crate) fn xprt_sub(
                 );
             r.map(|_| ()).map_err(|e| {
                 let errno = e.errno();
+                let text = e.to_string();
                 let err = ldms_error(e, what);
-                if err.is_instance_of::<PyConnectionError>(py) {
-                    PyConnectionError::new_err((errno, format!("{what} error: {}", errno_sym(errno))))
-                } else {
-                    err
+                if !err.is_instance_of::<PyConnectionError>(py) {
+                    return err;
+                }
+                // MsgSubscribeError(rc, text), as the real API raises.
+                match py.import("pvloom.ldms").and_then(|m| m.getattr("MsgSubscribeError")) {
+                    Ok(cls) => match cls.call1((errno, format!("{what}: {}: {text}", errno_sym(errno)))) {
+                        Ok(v) => PyErr::from_value(v),
+                        Err(e) => e,
+                    },
+                    Err(e) => e,
                 }
             })
         }
@@ -365,7 +404,7 @@ fn ldms_msg_publish(
     let o = owner(uid, gid, perm);
     let name = name.to_string();
     py.detach(move || MsgBus::global().publish(&name, t, bytes, (o.uid, o.gid, o.perm)))
-        .map_err(|e| connection_error(e.errno(), &format!("ldms_msg_publish() error: {e}")))
+        .map_err(|e| publish_error(e.errno(), &e.to_string()))
 }
 
 /// The process bus's stats as JSON text.
@@ -380,11 +419,20 @@ fn ldms_msg_stats(reset: bool) -> String {
     s
 }
 
+/// As the real API: `RuntimeError("MessageChannel.publish() error, errno: 105")`
+/// (`ENOBUFS`: the queue is full), with the errno in `args[1]` and pvloom's reason in
+/// `args[2]`.
 fn chan_error(e: ChanError) -> PyErr {
     match e {
         ChanError::Core(c) => crate::errors::to_py(c),
         ChanError::Mode(m) => PyValueError::new_err(m),
-        e => connection_error(e.errno(), &format!("MessageChannel: {e}")),
+        ChanError::Listen(why) => {
+            PyRuntimeError::new_err((format!("ldms_msg_chan_new() error, errno: 98 ({why})"), 98, why))
+        }
+        e => {
+            let rc = e.errno();
+            PyRuntimeError::new_err((format!("MessageChannel.publish() error, errno: {rc}"), rc, e.to_string()))
+        }
     }
 }
 
@@ -479,11 +527,24 @@ impl PyMessageChannelNative {
         d.set_item("pub_msg_sent", s.pub_msg_sent)?;
         d.set_item("pub_msg_acked", s.pub_msg_acked)?;
         d.set_item("pub_byte_cnt", s.pub_byte_cnt)?;
+        d.set_item("max_q_depth", s.max_q_depth)?;
+        d.set_item("cur_q_depth", s.cur_q_depth)?;
+        d.set_item("pub_blocked", s.pub_blocked)?;
+        let ts = PyDict::new(py);
+        ts.set_item("tv_sec", s.pub_last_conn.as_secs())?;
+        ts.set_item("tv_nsec", s.pub_last_conn.subsec_nanos())?;
+        d.set_item("pub_last_conn", ts)?;
+        d.set_item("closing", i32::from(s.closing))?;
+        d.set_item("cancel", i32::from(s.cancel))?;
         d.set_item("pub_queued", s.pub_queued)?;
-        d.set_item("pub_queued_bytes", s.pub_queued_bytes)?;
         d.set_item("sub_msg_cnt", s.sub_msg_cnt)?;
         d.set_item("sub_byte_cnt", s.sub_byte_cnt)?;
         Ok(d)
+    }
+
+    /// Set the publish queue's bound in bytes.
+    fn set_q_limit(&self, max_bytes: usize) {
+        self.ch.set_queue_limit(max_bytes);
     }
 
     /// `(host, port)` it listens on, or `None`.
