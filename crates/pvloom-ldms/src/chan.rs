@@ -74,7 +74,7 @@ pub struct ChanConfig {
     pub local: Option<SocketAddr>,
     /// The delay before reconnecting.
     pub reconnect: Duration,
-    /// Bytes (message lengths) the publish FIFO holds at most.
+    /// Data bytes the publish FIFO holds at most (one bigger message fits an empty one).
     pub fifo_bytes: usize,
     /// The publishing connection's settings.
     pub xprt: XprtConfig,
@@ -109,9 +109,16 @@ pub enum ChanError {
         /// How long it waited.
         waited: Duration,
     },
-    /// The channel does not do that (publish on a SUBSCRIBE channel, ...), or is closed.
+    /// The configuration does not fit the mode (an address missing), or `subscribe` on
+    /// a PUBLISH channel.
     #[error("{0}")]
     Mode(&'static str),
+    /// `publish` on a SUBSCRIBE channel (`ENOTSUP`, as `ldms_msg_chan_publish`).
+    #[error("not a publishing channel")]
+    NotPublisher,
+    /// The channel is closing or closed (`ENOTCONN`).
+    #[error("the channel is closed")]
+    Closed,
     /// Listening failed.
     #[error("listen: {0}")]
     Listen(String),
@@ -127,6 +134,8 @@ impl ChanError {
             ChanError::Bus(e) => e.errno(),
             ChanError::Full { .. } => ENOBUFS,
             ChanError::Mode(_) => crate::bus::EINVAL,
+            ChanError::NotPublisher => crate::bus::ENOTSUP,
+            ChanError::Closed => crate::client::ENOTCONN,
             ChanError::Listen(_) => 98,
             ChanError::Core(_) => 5,
         }
@@ -190,9 +199,9 @@ pub struct ChanStats {
     pub state: u32,
     /// [`ChanMode`] as a number.
     pub mode: u32,
-    /// The FIFO's bound in bytes.
+    /// The FIFO's bound in data bytes.
     pub max_q_depth: u64,
-    /// Bytes in the FIFO.
+    /// Data bytes in the FIFO.
     pub cur_q_depth: u64,
     /// Publishes that found the FIFO full.
     pub pub_blocked: u64,
@@ -352,7 +361,7 @@ impl MessageChannel {
             return Err(ChanError::Mode("subscribe on a PUBLISH channel"));
         }
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(ChanError::Mode("the channel is closed"));
+            return Err(ChanError::Closed);
         }
         let me = Arc::downgrade(&self.inner);
         let c = MsgClient::new(&self.inner.bus, &self.inner.rt, regex, true, move |m| {
@@ -370,8 +379,8 @@ impl MessageChannel {
     /// (`Duration::ZERO`: fail at once when full). It goes out while connected.
     ///
     /// # Errors
-    /// [`ChanError::Bus`] (name, size), [`ChanError::Full`], [`ChanError::Mode`] (not a
-    /// publishing channel, or closed), `WouldDeadlock` when it would wait on an I/O thread.
+    /// [`ChanError::Bus`] (name, size), [`ChanError::Full`], [`ChanError::NotPublisher`],
+    /// [`ChanError::Closed`], `WouldDeadlock` when it would wait on an I/O thread.
     pub fn publish(
         &self,
         name: &str,
@@ -382,13 +391,17 @@ impl MessageChannel {
     ) -> Result<(), ChanError> {
         let inner = &self.inner;
         if !inner.config.mode.publishes() {
-            return Err(ChanError::Mode("publish on a SUBSCRIBE channel"));
+            return Err(ChanError::NotPublisher);
         }
         let data = data.into();
         inner.bus.check(name.as_bytes(), data.len())?;
         let item = Item { name: name.to_string(), msg_type, data, owner };
-        let len = item.credit();
+        // Bounded in data bytes, as `cur_q_depth`.
+        let len = item.data.len();
         let mut st = inner.st.lock();
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(ChanError::Closed);
+        }
         if !st.fifo.has_room(len) {
             st.blocked += 1;
             if wait.is_zero() {
@@ -406,7 +419,7 @@ impl MessageChannel {
             }
         }
         if inner.closed.load(Ordering::Acquire) {
-            return Err(ChanError::Mode("the channel is closed"));
+            return Err(ChanError::Closed);
         }
         st.fifo.push(len, item);
         inner.pump(&mut st);
@@ -688,7 +701,7 @@ mod tests {
         ch.publish("a", MsgType::String, "two", owner, Duration::ZERO).unwrap();
         ch.publish("b", MsgType::Json, "{}", owner, Duration::ZERO).unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(ch.stats().cur_q_depth, 9, "name, NUL and data of each");
+        assert_eq!(ch.stats().cur_q_depth, 5, "data bytes");
         let got2 = Arc::new(Mutex::new(Vec::<String>::new()));
         let g = got2.clone();
         let sub2 = MessageChannel::open(&rt.handle(), sub_config()).unwrap();

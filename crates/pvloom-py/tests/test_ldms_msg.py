@@ -308,3 +308,42 @@ def test_message_channel_callback_that_raises_keeps_delivering():
         sub.close()
     finally:
         ldms.set_error_hook(None)
+
+
+def test_message_channel_bidir_both_ways_and_mode_errors():
+    pa, pb = free_port(), free_port()
+    got_a, got_b = [], []
+    a = ldms.MessageChannel("a", "bidir", "sock", "127.0.0.1", pb, "127.0.0.1", pa, reconnect=0.1)
+    b = ldms.MessageChannel("b", "bidir", "sock", "127.0.0.1", pa, "127.0.0.1", pb, reconnect=0.1)
+    a.subscribe(".*", lambda m, arg: got_a.append(m.data), None)
+    b.subscribe(".*", lambda m, arg: got_b.append(m.data), None)
+    assert a.get_stats()["mode"] == ldms.LDMS_MSG_CHAN_MODE_BIDIR
+    a.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_STRING, "a->b", 4)
+    b.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_JSON, '{"b": "a"}', 10)
+    assert wait_until(lambda: got_a == [{"b": "a"}] and got_b == ["a->b"], 10), (got_a, got_b)
+    assert a.close(timeout=5) and b.close(timeout=5)
+    with pytest.raises(RuntimeError, match="errno: 107"):  # ENOTCONN: closed
+        a.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_STRING, "late", 4)
+    s = ldms.MessageChannel("s", "subscribe", "sock", None, None, "127.0.0.1", 0)
+    assert s.get_addr()[1] > 0
+    with pytest.raises(RuntimeError, match="errno: 95"):  # ENOTSUP: not a publisher
+        s.publish("t", 0, 0, 0o444, ldms.LDMS_MSG_STRING, "x", 1)
+    s.close()
+    with pytest.raises(ValueError):
+        ldms.MessageChannel("x", "sideways", "sock", None, None, None, None)
+
+
+def test_listen_with_the_process_bus_delivers_peer_publishes_to_local_clients():
+    lx = ldms.Xprt("sock")
+    lx.listen("127.0.0.1", 0, msg=True)
+    q = ldms.MsgClient("glob", False)
+    p = ldms.Xprt("sock")
+    p.connect("127.0.0.1", lx.get_addr()[0][1])
+    try:
+        p.msg_publish("glob", {"from": "peer"})
+        m = q.get_data(timeout=5)
+        assert m is not None and m.data == {"from": "peer"} and m.is_json
+    finally:
+        q.close()
+        p.close()
+        lx.close()
