@@ -161,6 +161,7 @@ def test_remote_exact_and_regex_subscribe_with_status(daemon):
 def test_unsubscribe_and_errors(daemon):
     _, x, p = daemon
     q = ldms.MsgClient("u", False)
+    assert x.peer_msg_is_enabled == 1
     x.msg_subscribe("u", False)
     p.msg_publish("u", "1")
     got = q.get_data(timeout=5)
@@ -187,6 +188,7 @@ def test_subscribe_to_a_listener_without_the_service_fails():
     lx.listen("127.0.0.1", 0)
     x = ldms.Xprt("sock")
     x.connect("127.0.0.1", lx.get_addr()[0][1])
+    assert x.peer_msg_is_enabled == 0
     with pytest.raises(ldms.MsgSubscribeError) as e:
         x.msg_subscribe("foo", 0)
     assert e.value.rc == 95

@@ -217,11 +217,21 @@ fn timespec(t: SystemTime) -> Timespec {
     Timespec { sec: d.as_secs() as i64, nsec: i64::from(d.subsec_nanos()) }
 }
 
+/// The session settings, saying in the rail connect message whether the message
+/// service is on (ldmsd with `msg_enable` sends `msg_enabled=1`).
+fn session_config(config: &ServerConfig) -> SessionConfig {
+    let mut session = config.session.clone();
+    if let Some(bus) = &config.bus {
+        session.conn_msg.msg_enabled = u32::from(bus.is_enabled());
+    }
+    session
+}
+
 impl ServerConn {
     /// A connection accepted at `now`, serving `registry`'s sets.
     pub fn new(registry: Arc<SetRegistry>, config: ServerConfig, now: Instant) -> ServerConn {
         ServerConn {
-            session: Session::new(Role::Passive, config.session.clone(), now),
+            session: Session::new(Role::Passive, session_config(&config), now),
             registry,
             inbox: ConnInbox::new(),
             dir_xid: None,

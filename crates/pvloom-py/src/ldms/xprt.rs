@@ -600,6 +600,13 @@ impl PyXprt {
         super::msg::xprt_sub(py, &x, r#match, is_regex.is_truthy()?, cb.map(|f| (f, cb_arg)), 0, true)
     }
 
+    /// 1 when the peer said its message service is on, else 0.
+    #[getter]
+    fn peer_msg_is_enabled(&self) -> i32 {
+        let st = self.state.lock();
+        i32::from(st.conn.as_ref().is_some_and(client::Xprt::peer_msg_is_enabled))
+    }
+
     /// True while connected.
     #[getter]
     fn is_connected(&self) -> bool {
