@@ -349,3 +349,27 @@ def test_listen_with_the_process_bus_delivers_peer_publishes_to_local_clients():
         q.close()
         p.close()
         lx.close()
+
+
+def test_blocking_subscribe_inside_an_io_thread_callback_raises_would_deadlock(daemon):
+    import pvloom
+
+    _, x, p = daemon
+    seen = []
+    done = threading.Event()
+
+    def cb(client, m, arg):
+        try:
+            x.msg_subscribe("other", 0)  # blocking, on an I/O thread
+            seen.append("no error")
+        except pvloom.WouldDeadlock:
+            seen.append("WouldDeadlock")
+            # the callback form works here
+            x.msg_subscribe("other", 0, cb=lambda ev, a: (seen.append(ev.status), done.set()))
+
+    c = ldms.MsgClient("wd", False, cb=cb)
+    x.msg_subscribe("wd", 0)
+    p.msg_publish("wd", "go")
+    assert done.wait(5), seen
+    assert seen == ["WouldDeadlock", 0]
+    c.close()
