@@ -11,10 +11,14 @@
 //!   messages inside RENDEZVOUS, and the directory JSON.
 //! - [`msg`]: the message service (message bus): MSG parts and whole messages,
 //!   subscribe parameters and replies, splitting and reassembly.
+//! - [`bus`]: the message bus of a process: local clients, remote subscribers, credit.
+//! - [`chan`]: `MessageChannel`, a listening subscriber and a reconnecting publisher
+//!   with a bounded queue (`ldms_msg_chan`).
 //! - [`session`]: one connection's zap session: handshake, limits, outbound queue.
 #![warn(missing_docs)]
 
 pub mod bus;
+pub mod chan;
 pub mod client;
 pub mod msg;
 pub mod request;

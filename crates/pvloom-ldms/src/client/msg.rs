@@ -149,6 +149,12 @@ impl Xprt {
         self.inner.state.lock().refused
     }
 
+    /// Whether the peer said (in its rail connect message) that its message service is
+    /// on (`ldms_xprt_peer_msg_is_enabled`).
+    pub fn peer_msg_is_enabled(&self) -> bool {
+        self.inner.state.lock().peer_msg_enabled
+    }
+
     pub(super) fn note_refusal(&self, rc: i32) {
         self.inner.state.lock().refused = Some(rc);
     }

@@ -177,6 +177,8 @@ pub(super) struct XprtState {
     on_event: Option<EventCb>,
     /// The last errno a peer refused a published message with.
     pub(super) refused: Option<i32>,
+    /// Whether the peer's rail connect message said its message service is on.
+    pub(super) peer_msg_enabled: bool,
 }
 
 /// An LDMS connection to one peer. Cheap to clone; every method may be called from any
@@ -554,8 +556,12 @@ impl StreamApp for XprtApp {
     fn on_event(&mut self, event: ClientEvent, _ctx: &mut IoCtx<'_>) {
         let Some(xprt) = self.xprt() else { return self.conn.close("the Xprt was dropped") };
         match event {
-            ClientEvent::Connected { .. } => {
-                xprt.inner.state.lock().connected = true;
+            ClientEvent::Connected { peer } => {
+                {
+                    let mut st = xprt.inner.state.lock();
+                    st.connected = true;
+                    st.peer_msg_enabled = peer.msg_enabled != 0;
+                }
                 if let Some(c) = self.connect.take() {
                     c.succeed(Ok(()));
                 }

@@ -38,12 +38,23 @@ accepted side is a set-server connection.
 pvloom's additions: :func:`update_all` (many updates in one native call),
 ``Set.subscribe_push(cb=, cb_arg=)``, ``Xprt.get_addr()`` for a ``listen(port=0)``.
 Not offered: transports other than ``sock``, authentication other than ``none``,
-``dir``/``lookup`` from the accepting side, message channels.
+``dir``/``lookup`` from the accepting side.
+
+The message service, with the real API's names: ``Xprt.msg_publish``,
+``Xprt.msg_subscribe``/``msg_unsubscribe`` (blocking, or ``cb(MsgStatusEvent,
+cb_arg)``), :class:`MsgClient` on this process's bus (``cb(client, MsgData, cb_arg)``,
+or ``get_data()`` without ``cb``), :func:`msg_publish` to this process's bus,
+:func:`msg_stats`, and :class:`MessageChannel`. A listener serves the message
+service with ``Xprt.listen(..., msg=True)`` (this process's bus) or
+``msg="private"`` (a bus of its own; pvloom). ``MessageChannel.publish`` never
+blocks for long: with its queue (1 MiB) full it raises ``ConnectionError``
+(``EAGAIN``) at once, or after the ``timeout=`` it was given.
 """
 
 from __future__ import annotations
 
 import enum as _enum
+import json as _json
 from collections import namedtuple as _namedtuple
 
 from . import _pvloom
@@ -51,8 +62,18 @@ from . import _pvloom
 __all__ = [
     "DirData",
     "DirSet",
+    "LDMS_MSG_AVRO_SER",
+    "LDMS_MSG_JSON",
+    "LDMS_MSG_STRING",
     "LDMS_UPD_ERROR",
+    "MessageChannel",
     "MetricTemplate",
+    "MsgClient",
+    "MsgData",
+    "MsgStatusEvent",
+    "MsgSubscribeError",
+    "MsgType",
+    "LdmsAddr",
     "RecordDef",
     "Schema",
     "Set",
@@ -61,6 +82,10 @@ __all__ = [
     "XprtEvent",
     "callback_errors",
     "init",
+    "msg_client_stats_get",
+    "msg_publish",
+    "msg_stats",
+    "msg_stats_get",
     "set_error_hook",
     "update_all",
 ]
@@ -359,3 +384,297 @@ class Schema:
             meta = bool(m.flags & LDMS_MDESC_F_META) and m.type != _T.V_RECORD_TYPE
             out.append((m.name, int(m.type), int(count), meta, m.units, members, rec_type))
         return out
+
+
+# --- the message service -------------------------------------------------------------
+
+
+class ldms_msg_type_e(_enum.IntEnum):
+    """Message types (``MsgData.type``)."""
+
+    LDMS_MSG_STRING = 0
+    LDMS_MSG_JSON = 1
+    LDMS_MSG_AVRO_SER = 2
+
+
+MsgType = ldms_msg_type_e
+LDMS_MSG_STRING = ldms_msg_type_e.LDMS_MSG_STRING
+LDMS_MSG_JSON = ldms_msg_type_e.LDMS_MSG_JSON
+LDMS_MSG_AVRO_SER = ldms_msg_type_e.LDMS_MSG_AVRO_SER
+
+LDMS_MSG_CHAN_MODE_SUBSCRIBE = 1
+LDMS_MSG_CHAN_MODE_PUBLISH = 2
+LDMS_MSG_CHAN_MODE_BIDIR = 3
+
+MsgData = _pvloom.MsgData
+MsgStatusEvent = _pvloom.MsgStatusEvent
+
+
+class MsgSubscribeError(Exception):
+    """A remote (un)subscription failed: ``rc`` (the errno), ``text``."""
+
+    def __init__(self, rc, text):
+        super().__init__(rc, text)
+        self.rc = rc
+        self.text = text
+
+    def __str__(self):
+        return f"MsgSubscribeError: {self.rc}, {self.text}"
+
+    def __repr__(self):
+        return f"MsgSubscribeError( {self.rc}, '{self.text}' )"
+
+
+_AF_INET, _AF_INET6 = 2, 10
+
+
+class LdmsAddr:
+    """An address (``struct ldms_addr``): ``family``, ``port``, ``addr`` (bytes)."""
+
+    def __init__(self, family=0, port=0, addr=b"\x00" * 16):
+        self.family = family
+        self.port = port
+        self.addr = addr
+
+    def __repr__(self):
+        return f"LdmsAddr( {self.family}, {self.port}, {self.addr} )"
+
+    def __str__(self):
+        import socket
+
+        if self.family in (_AF_INET, _AF_INET6):
+            addr = socket.inet_ntop(self.family, self.addr)
+        else:
+            addr = "UNSUPPORTED"
+        return f"[{addr}]:{self.port}"
+
+    def as_tuple(self):
+        return (self.family, self.port, self.addr)
+
+    def __iter__(self):
+        return iter(self.as_tuple())
+
+    def __eq__(self, other):
+        return all(a == b for a, b in zip(self, other))
+
+    def __hash__(self):
+        return hash(self.as_tuple())
+
+
+def _addr_of(source):
+    """An ``LdmsAddr`` from pvloom's source names ("local", "1.2.3.4:5", "[::1]:5")."""
+    import socket
+
+    if source in ("local", "remote"):
+        return LdmsAddr()
+    host, _, port = source.rpartition(":")
+    try:
+        if host.startswith("["):
+            return LdmsAddr(_AF_INET6, int(port), socket.inet_pton(socket.AF_INET6, host[1:-1]))
+        return LdmsAddr(_AF_INET, int(port), socket.inet_pton(socket.AF_INET, host))
+    except (OSError, ValueError):
+        return LdmsAddr()
+
+
+TimeSpec = _namedtuple("TimeSpec", ["tv_sec", "tv_nsec"])
+MsgCounters = _namedtuple("MsgCounters", ["first_ts", "last_ts", "count", "bytes"])
+MsgSrcStats = _namedtuple("MsgSrcStats", ["src", "rx"])
+MsgChannelClientStats = _namedtuple(
+    "MsgChannelClientStats", ["msg_tag", "client_match", "client_desc", "is_regex", "tx", "drops"]
+)
+MsgChannelStats = _namedtuple("MsgChannelStats", ["rx", "sources", "clients", "msg_tag"])
+MsgClientStats = _namedtuple("MsgClientStats", ["tx", "drops", "tags", "dest", "is_regex", "match", "desc"])
+
+
+def _ts(t):
+    sec = int(t)
+    return TimeSpec(sec, int(round((t - sec) * 1e9)))
+
+
+def _counters(c):
+    return MsgCounters(_ts(c["first_ts"]), _ts(c["last_ts"]), c["count"], c["bytes"])
+
+
+_NO_COUNT = MsgCounters(TimeSpec(0, 0), TimeSpec(0, 0), 0, 0)
+
+
+def _client_stats(c, desc=""):
+    drops = _NO_COUNT._replace(count=c["drops"])
+    return MsgClientStats(_counters(c["tx"]), drops, [], LdmsAddr(), int(c["is_regex"]), c["pattern"], desc)
+
+
+def msg_publish(name, data, msg_type=None, perm=0o444, uid=None, gid=None):
+    """Publish to this process's bus (its ``MsgClient``s, and peers subscribed through a
+    ``listen(msg=True)``): ``str``/``bytes`` as STRING, ``dict`` as JSON
+    (``json.dumps``; pvloom also takes a ``list``); an explicit ``msg_type`` wins.
+    Raises ``RuntimeError`` ("ldms_msg_publish() failed, rc: N"). pvloom: returns how
+    many subscribers got it."""
+    return _pvloom.ldms_msg_publish(name, data, _mtype(msg_type), perm, uid, gid)
+
+
+def _mtype(msg_type):
+    return None if msg_type is None else int(msg_type)
+
+
+def msg_stats(reset=False):
+    """(pvloom) This process's bus counters as a dict: ``channels`` (per name, with
+    per-source counts) and ``clients`` (per subscription)."""
+    return _json.loads(_pvloom.ldms_msg_stats(reset))
+
+
+def msg_stats_get(match=None, is_regex=0, is_reset=0):
+    """Per-name stats of this process's bus (``MsgChannelStats`` list), only the names
+    equal to (or matching, ``is_regex``) ``match`` when given. pvloom leaves each
+    channel's ``clients`` empty: see :func:`msg_client_stats_get`."""
+    import re
+
+    out = []
+    for ch in msg_stats(bool(is_reset))["channels"]:
+        name = ch["name"]
+        if match is not None and not (re.search(match, name) if is_regex else name == match):
+            continue
+        sources = [MsgSrcStats(_addr_of(k), _counters(v)) for k, v in ch["sources"].items()]
+        out.append(MsgChannelStats(_counters(ch["rx"]), sources, [], name))
+    return out
+
+
+def msg_client_stats_get(is_reset=0):
+    """Per-subscription stats of this process's bus (``MsgClientStats`` list)."""
+    return [_client_stats(c, "remote" if c["remote"] else "") for c in msg_stats(bool(is_reset))["clients"]]
+
+
+class MsgClient:
+    """A subscriber on this process's bus: ``MsgClient(match, is_regex, cb=None,
+    cb_arg=None, desc=None)``. With ``cb``, ``cb(client, MsgData, cb_arg)`` runs on an
+    I/O thread per message (an exception in it is reported and counted; later messages
+    still come). Without it, ``get_data()`` returns the next ``MsgData`` or ``None``.
+    Messages that ``Xprt.msg_subscribe`` asked a peer to forward arrive here too. As
+    LDMS's, a client lives (and receives) until ``close()``, referenced or not."""
+
+    _live = set()
+
+    def __init__(self, match, is_regex, cb=None, cb_arg=None, desc=None, sr_client=None):
+        self.match = match
+        self.is_regex = int(bool(is_regex))
+        self.desc = desc or ""
+        func = None
+        if cb is not None:
+
+            def func(m, _cb=cb, _arg=cb_arg):
+                _cb(self, m, _arg)
+
+        self._c = _pvloom._MsgClient(match, bool(is_regex), func)
+        MsgClient._live.add(self)
+
+    def get_data(self, timeout=0):
+        """The next queued message, or ``None`` (pvloom: waiting up to ``timeout``
+        seconds, the GIL released)."""
+        return self._c.get_data(timeout)
+
+    def stats(self, is_reset=0):
+        """This client's counters (``MsgClientStats``); ``RuntimeError`` once closed."""
+        s = self._c.stats()
+        if s is None:
+            raise RuntimeError("client has been closed")
+        return _client_stats(
+            {"tx": {"count": s["tx_count"], "bytes": s["tx_bytes"], "first_ts": s["first_ts"],
+                    "last_ts": s["last_ts"]}, "drops": s["drops"], "is_regex": s["is_regex"],
+             "pattern": s["match"]},
+            self.desc,
+        )  # fmt: skip
+
+    def close(self):
+        """Unsubscribe; nothing is delivered after it returns."""
+        self._c.close()
+        MsgClient._live.discard(self)
+
+    def __repr__(self):
+        return f"<pvloom.ldms.MsgClient match={self.match!r} is_regex={self.is_regex}>"
+
+
+_CHAN_MODES = {"subscribe": 1, "publish": 2, "bidir": 3}
+_CHAN_STATES = ["DISCONNECTED", "CONNECTING", "CONNECTED", "CLOSED"]
+
+
+class MessageChannel:
+    """A resilient message endpoint: ``MessageChannel(name, mode, xprt, rem_host,
+    rem_port, lcl_host, lcl_port, auth="none", auth_opts=None, reconnect=6)``.
+
+    ``mode`` "subscribe" listens on ``lcl_host:lcl_port`` (a bus of its own; peers
+    publish to it; ``subscribe(regex, cb, arg)`` delivers to ``cb(MsgData, arg)``),
+    "publish" keeps a connection to ``rem_host:rem_port`` (reconnecting every
+    ``reconnect`` seconds) and sends what ``publish`` queued, "bidir" both.
+    pvloom's additions: ``msg_cb_fn``/``msg_cb_arg`` (subscribe to every name at once),
+    ``fifo_bytes`` (the publish queue's bound, 1 MiB as ``set_q_limit``), ``publish(...,
+    timeout=)``, ``get_addr()``, ``close(timeout=)``. An exception in a callback is
+    reported and counted (the real one prints it); the I/O thread goes on."""
+
+    def __init__(self, name, mode, xprt="sock", rem_host=None, rem_port=None, lcl_host=None, lcl_port=None,
+                 auth="none", auth_opts=None, reconnect=6, msg_cb_fn=None, msg_cb_arg=None, fifo_bytes=1 << 20):  # fmt: skip
+        if auth_opts is not None and not isinstance(auth_opts, dict):
+            raise TypeError("auth_opts must be a dictionary")
+        if xprt != "sock":
+            raise ConnectionError(95, f"transport {xprt!r} (pvloom offers \"sock\")")
+        if auth not in (None, "none"):
+            raise ConnectionError(95, f"auth {auth!r} (pvloom offers \"none\")")
+        m = _CHAN_MODES.get(mode) if isinstance(mode, str) else mode
+        if m not in (1, 2, 3):
+            raise ValueError('The channel mode must be one of "bidir", "publish", or "subscribe"')
+        self.name = name
+        self.mode = m
+        self.xprt, self.auth, self.auth_opts = xprt, auth, auth_opts
+        self.rem_host, self.rem_port, self.lcl_host, self.lcl_port = rem_host, rem_port, lcl_host, lcl_port
+        self.msg_cb_fn, self.msg_cb_arg = msg_cb_fn, msg_cb_arg
+        remote = (rem_host or "localhost", int(rem_port)) if m & 2 else None
+        local = (lcl_host or "localhost", int(lcl_port or 0)) if m & 1 else None
+        self._ch = _pvloom._MessageChannel(name, m, remote, local, float(reconnect), int(fifo_bytes))
+        if msg_cb_fn is not None:
+            self.subscribe(".*", msg_cb_fn, msg_cb_arg)
+
+    def publish(self, chan_name, uid, gid, perm, msg_type, msg, msg_len=None, timeout=0):
+        """Queue ``msg`` under ``chan_name`` (``msg_len`` may cut a ``str``/``bytes``
+        short). Raises ``RuntimeError`` ("MessageChannel.publish() error, errno: 105",
+        ``ENOBUFS``) when the queue is full: at once, or (pvloom) after ``timeout``
+        seconds. Never blocks otherwise."""
+        if msg_len is not None and isinstance(msg, (str, bytes, bytearray)) and msg_len < len(msg):
+            msg = msg[:msg_len]
+        self._ch.publish(chan_name, msg, _mtype(msg_type), uid, gid, perm, float(timeout))
+
+    def subscribe(self, regex, msg_cb_fn, msg_cb_arg=None):
+        """``msg_cb_fn(MsgData, msg_cb_arg)`` for each message published here whose name
+        matches ``regex``; returns 0."""
+        self.msg_cb_fn, self.msg_cb_arg = msg_cb_fn, msg_cb_arg
+
+        def func(m):
+            msg_cb_fn(m, msg_cb_arg)
+
+        self._ch.subscribe(regex, func)
+        return 0
+
+    def set_q_limit(self, max_bytes):
+        """Bound the publish queue to ``max_bytes``."""
+        self._ch.set_q_limit(int(max_bytes))
+
+    def get_mode_str(self, mode):
+        return {1: "subscribe", 2: "publish", 3: "bidir"}.get(mode, "None")
+
+    def get_state_str(self, state):
+        return _CHAN_STATES[state]
+
+    def get_stats(self):
+        """The counters (``struct ldms_msg_chan_stats_s`` as a dict): mode,
+        max_q_depth, cur_q_depth, pub_msg_sent, pub_msg_acked, pub_byte_cnt, pub_blocked,
+        pub_conn_attempt, pub_conn_success, pub_last_conn, sub_byte_cnt, sub_msg_cnt,
+        closing, cancel, state (0 DISCONNECTED, 1 CONNECTING, 2 CONNECTED, 3 CLOSED);
+        pvloom's pub_queued (messages in the queue)."""
+        return self._ch.get_stats()
+
+    def get_addr(self):
+        """(pvloom) ``(host, port)`` it listens on, or ``None``."""
+        return self._ch.local_addr()
+
+    def close(self, cancel=False, timeout=10.0):
+        """End the channel; unless ``cancel``, first wait (pvloom: at most ``timeout``
+        seconds) until what was sent is acknowledged. pvloom: returns True when
+        everything was."""
+        return self._ch.close(0.0 if cancel else float(timeout))

@@ -5,6 +5,8 @@
 //!   dir, lookup, send, recv, close), `XprtEvent`, `DirSet`, `DirData`.
 //! - [`set`]: `Set`, for looked-up sets (update, push) and sets this process serves
 //!   (transactions, writes, publish); `update_all`, many updates in one native call.
+//! - [`msg`]: the message service: `MsgData`, `MsgStatusEvent`, `MsgClient`'s and
+//!   `MessageChannel`'s native halves, publishing to this process's bus, its stats.
 //! - [`values`]: metric values between Python and [`MetricValue`](pvloom_ldms::set::MetricValue).
 //!
 //! One process-wide runtime (made by `ldms.init` or the first call that needs it)
@@ -14,6 +16,7 @@
 //! report, or the hook of `ldms.set_error_hook`) and counted; the I/O thread goes on.
 //! Every blocking call releases the GIL and waits in slices (Ctrl-C works).
 
+mod msg;
 mod set;
 mod values;
 mod xprt;
@@ -48,6 +51,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(pyo3::wrap_pyfunction!(ldms_set_error_hook, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(ldms_callback_errors, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(set::ldms_update_all, m)?)?;
+    msg::register(m)?;
     Ok(())
 }
 

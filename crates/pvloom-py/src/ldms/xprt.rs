@@ -12,6 +12,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
+use pvloom_ldms::bus::{BusConfig, MsgBus};
 use pvloom_ldms::client::{self, DirReply, XprtConfig, XprtEvent, XprtEventKind};
 use pvloom_ldms::request::dir::DirEntry;
 use pvloom_ldms::request::{DIR_LIST, LOOKUP_BY_SCHEMA, LOOKUP_RE};
@@ -84,7 +85,7 @@ pub struct PyXprt {
     ctxt: Mutex<Option<Py<PyAny>>>,
 }
 
-fn resolve(py: Python<'_>, host: &str, port: u16) -> PyResult<SocketAddr> {
+pub(super) fn resolve(py: Python<'_>, host: &str, port: u16) -> PyResult<SocketAddr> {
     let host = if host == "localhost" { "127.0.0.1" } else { host }.to_owned();
     py.detach(move || {
         let addrs: Vec<SocketAddr> = (host.as_str(), port).to_socket_addrs()?.collect();
@@ -151,7 +152,7 @@ impl PyXprt {
                 // LDMS completes its own SET_DELETE quietly.
                 PeerEvent::SetDeleteAcked { .. } => return,
             };
-            let ev = XprtEvent { kind, data, reason, set_name, quota: 0 };
+            let ev = XprtEvent { kind, data, reason, set_name, quota: 0, rc: 0 };
             let end = kind == XprtEventKind::Disconnected;
             Python::attach(|py| {
                 let x = {
@@ -315,7 +316,14 @@ impl PyXprt {
     /// EVENT_RECV (`event.data`), EVENT_SET_DELETE and finally EVENT_DISCONNECTED, all
     /// with that same `Xprt` object. Without `cb`, `accept()` returns each connection
     /// and its `recv()` its messages.
-    #[pyo3(signature = (host=None, port=None, cb=None, cb_arg=None))]
+    ///
+    /// `msg` turns the message service on for the connections it accepts: `True`, on
+    /// this process's bus (as LDMS: `MsgClient`s here get what peers publish);
+    /// `"private"` (pvloom), on a bus of the listener's own (peers that subscribe get
+    /// what other peers publish; nothing reaches this process's `MsgClient`s except
+    /// through a subscribing connection). Off by default: peers' `msg_subscribe` fails
+    /// with `ENOTSUP`.
+    #[pyo3(signature = (host=None, port=None, cb=None, cb_arg=None, msg=None))]
     fn listen(
         &self,
         py: Python<'_>,
@@ -323,7 +331,15 @@ impl PyXprt {
         port: Option<&Bound<'_, PyAny>>,
         cb: Option<Py<PyAny>>,
         cb_arg: Option<Py<PyAny>>,
+        msg: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let bus = match msg {
+            None => None,
+            Some(m) if m.extract::<String>().is_ok_and(|s| s == "private") => Some(MsgBus::new(BusConfig::default())),
+            Some(m) if m.is_truthy()? => Some(MsgBus::global().clone()),
+            Some(_) => None,
+        };
+        let config = ServerConfig { bus, ..ServerConfig::default() };
         may_block()?;
         let port = port.map(port_of).transpose()?.unwrap_or(411);
         let addr = resolve(py, host.unwrap_or("0.0.0.0"), port)?;
@@ -333,7 +349,7 @@ impl PyXprt {
         let handler = Self::on_peer_event(cb, self.accepts.clone(), env.clone());
         let (handle, registry) = (env.handle.clone(), env.registry.clone());
         let server = py
-            .detach(move || LdmsServer::bind_with_events(handle, addr, registry, ServerConfig::default(), handler))
+            .detach(move || LdmsServer::bind_with_events(handle, addr, registry, config, handler))
             .map_err(|e| connection_error(e.raw_os_error().unwrap_or(5), "ldms_xprt_listen_by_name() error"))?;
         let mut st = self.state.lock();
         st.server = Some(server);
@@ -528,6 +544,67 @@ impl PyXprt {
             Some(None) => Ok(None),
             None => Err(queue_empty(py)),
         }
+    }
+
+    /// Publish `data` to the peer under `name`: `str` as STRING, `dict`/`list` as JSON
+    /// (`json.dumps`), `bytes` as STRING; an explicit `msg_type` wins. Waits (the GIL
+    /// released) up to 10 s while 8 MiB already wait for the peer; inside a callback it
+    /// fails at once instead. Raises `ConnectionError` (`ENOTCONN`, `EAGAIN`,
+    /// `EMSGSIZE`, `EINVAL`).
+    #[pyo3(signature = (name, data, msg_type=None, perm=0o444, uid=None, gid=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn msg_publish(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        data: &Bound<'_, PyAny>,
+        msg_type: Option<u32>,
+        perm: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> PyResult<()> {
+        let x = self.conn()?;
+        super::msg::xprt_publish(py, &x, name, data, msg_type, super::msg::owner(uid, gid, perm))
+    }
+
+    /// Ask the peer to forward messages named `match` (a regex with `is_regex`), at most
+    /// `rx_rate` bytes/s (-1: all); they reach this process's `MsgClient`s. Without
+    /// `cb` it blocks for the answer and raises `ConnectionError(errno, ...)` on a
+    /// nonzero status; with `cb`, `cb(MsgStatusEvent, cb_arg)` gets it.
+    #[pyo3(signature = (r#match, is_regex, cb=None, cb_arg=None, rx_rate=-1))]
+    fn msg_subscribe(
+        &self,
+        py: Python<'_>,
+        r#match: &str,
+        is_regex: &Bound<'_, PyAny>,
+        cb: Option<Py<PyAny>>,
+        cb_arg: Option<Py<PyAny>>,
+        rx_rate: i64,
+    ) -> PyResult<()> {
+        let x = self.conn()?;
+        super::msg::xprt_sub(py, &x, r#match, is_regex.is_truthy()?, cb.map(|f| (f, cb_arg)), rx_rate, false)
+    }
+
+    /// Stop a forwarding asked for by `msg_subscribe` (same answer forms; `ENOENT` for
+    /// no such subscription).
+    #[pyo3(signature = (r#match, is_regex, cb=None, cb_arg=None))]
+    fn msg_unsubscribe(
+        &self,
+        py: Python<'_>,
+        r#match: &str,
+        is_regex: &Bound<'_, PyAny>,
+        cb: Option<Py<PyAny>>,
+        cb_arg: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let x = self.conn()?;
+        super::msg::xprt_sub(py, &x, r#match, is_regex.is_truthy()?, cb.map(|f| (f, cb_arg)), 0, true)
+    }
+
+    /// 1 when the peer said its message service is on, else 0.
+    #[getter]
+    fn peer_msg_is_enabled(&self) -> i32 {
+        let st = self.state.lock();
+        i32::from(st.conn.as_ref().is_some_and(client::Xprt::peer_msg_is_enabled))
     }
 
     /// True while connected.
