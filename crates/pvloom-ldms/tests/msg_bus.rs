@@ -242,3 +242,40 @@ fn a_remote_rate_limit_drops_and_counts() {
     assert!(delivered <= 11 && drops >= 39, "{delivered} delivered, {drops} dropped");
     wait_until("the admitted ones", Duration::from_secs(5), || got.lock().len() as u64 == delivered);
 }
+
+#[test]
+fn credit_returns_when_the_callback_returns_even_if_the_message_is_kept() {
+    let rt = Runtime::new().unwrap();
+    let bus = MsgBus::new(BusConfig::default());
+    let server = daemon(&rt, Some(bus.clone()));
+    // The application keeps every message (as the real API's users do).
+    let (_kept, got) = collector(&rt, &bus, "keep", false);
+    let queued = MsgClient::queue(&bus, "keep", false, 1000).unwrap();
+    let quota = Arc::new(AtomicUsize::new(0));
+    let q = quota.clone();
+    let (publisher, wait) = Xprt::connect_with(
+        &rt.handle(),
+        server.local_addr(),
+        XprtConfig::default(),
+        Some(Arc::new(move |_: &Xprt, ev: &pvloom_ldms::client::XprtEvent| {
+            if ev.kind == XprtEventKind::SendQuotaDeposited {
+                q.fetch_add(1, Ordering::Relaxed);
+            }
+        })),
+    );
+    wait.wait_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    for _ in 0..10 {
+        publisher.msg_publish("keep", MsgType::String, "x").unwrap();
+    }
+    wait_until("the deliveries", Duration::from_secs(5), || got.lock().len() == 10);
+    // Half are still queued: their credit waits for them.
+    for _ in 0..5 {
+        queued.get_data(Duration::from_secs(1)).unwrap().unwrap();
+    }
+    wait_until("credit for the five taken", Duration::from_secs(5), || quota.load(Ordering::Relaxed) == 5);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(quota.load(Ordering::Relaxed), 5, "the queued five still hold theirs");
+    let kept: Vec<MsgData> = (0..5).map(|_| queued.get_data(Duration::from_secs(1)).unwrap().unwrap()).collect();
+    wait_until("all credit back", Duration::from_secs(5), || quota.load(Ordering::Relaxed) == 10);
+    assert_eq!(kept.len(), 5);
+}

@@ -10,12 +10,13 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use pvloom_core::{Deliverer, RuntimeHandle};
 
-use super::{BusError, BusMsg, ClientStats, MsgBus, Target};
+use super::{BusError, BusMsg, ClientStats, Credit, MsgBus, Target};
 use crate::msg::{Hop, LdmsAddr, MsgType};
 use crate::server::Credentials;
 
-/// One delivered message. While a callback holds it (or it waits in a queue), its
-/// sender's credit is not returned: a slow consumer slows its publishers.
+/// One delivered message. Until the callback returns (or the message is taken from the
+/// queue) its sender's credit is not returned: a slow consumer slows its publishers. The
+/// message may be kept afterwards without holding anyone up.
 #[derive(Clone)]
 pub struct MsgData {
     msg: Arc<BusMsg>,
@@ -96,7 +97,7 @@ type Callback = Box<dyn FnMut(&MsgData) + Send>;
 
 enum Sink {
     Callback { cb: Arc<Mutex<Callback>>, deliverer: Deliverer },
-    Queue { q: Mutex<VecDeque<MsgData>>, ready: Condvar, max: usize },
+    Queue { q: Mutex<VecDeque<(MsgData, Option<Arc<Credit>>)>>, ready: Condvar, max: usize },
 }
 
 pub(super) struct LocalClient {
@@ -107,7 +108,7 @@ pub(super) struct LocalClient {
 }
 
 impl LocalClient {
-    pub(super) fn deliver(&self, msg: &Arc<BusMsg>) {
+    pub(super) fn deliver(&self, msg: &Arc<BusMsg>, token: Option<Arc<Credit>>) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
@@ -116,7 +117,11 @@ impl LocalClient {
             Sink::Callback { cb, deliverer } => {
                 let cb = cb.clone();
                 let origin = "ldms.msg_client";
-                if let Err(e) = deliverer.dispatch(origin, None, move || (cb.lock())(&data)) {
+                let run = move || {
+                    (cb.lock())(&data);
+                    drop(token);
+                };
+                if let Err(e) = deliverer.dispatch(origin, None, run) {
                     self.drops.fetch_add(1, Ordering::Relaxed);
                     deliverer.containment().report(origin, &format!("message not delivered: {e}"));
                 }
@@ -127,7 +132,7 @@ impl LocalClient {
                     self.drops.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                q.push_back(data);
+                q.push_back((data, token));
                 ready.notify_one();
             }
         }
@@ -191,7 +196,7 @@ impl MsgClient {
     /// The next queued message, if one is there now.
     pub fn try_get_data(&self) -> Option<MsgData> {
         match &self.inner.sink {
-            Sink::Queue { q, .. } => q.lock().pop_front(),
+            Sink::Queue { q, .. } => q.lock().pop_front().map(|(m, _)| m),
             Sink::Callback { .. } => None,
         }
     }
@@ -203,7 +208,7 @@ impl MsgClient {
     pub fn get_data(&self, timeout: Duration) -> Result<Option<MsgData>, pvloom_core::Error> {
         let Sink::Queue { q, ready, .. } = &self.inner.sink else { return Ok(None) };
         let mut q = q.lock();
-        if let Some(m) = q.pop_front() {
+        if let Some((m, _)) = q.pop_front() {
             return Ok(Some(m));
         }
         pvloom_core::ensure_may_block()?;
@@ -213,7 +218,7 @@ impl MsgClient {
                 break;
             }
         }
-        Ok(q.pop_front())
+        Ok(q.pop_front().map(|(m, _)| m))
     }
 
     /// The pattern.

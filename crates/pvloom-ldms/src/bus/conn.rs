@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{BusError, BusMsg, Link, MsgBus, Taken, check_identity, timespec};
+use super::{BusError, BusMsg, Credit, Link, MsgBus, Routed, Taken, check_identity, timespec};
 use crate::msg::{Limits, Msg, MsgPart, Reassembler};
 use crate::request::{REQUEST_HDR_LEN, Request, RequestBody};
 use crate::session::Session;
@@ -32,7 +32,7 @@ pub struct MsgConn {
     link: Arc<Link>,
     reasm: Reassembler,
     /// Messages taken from the link, waiting for room or the peer's credit.
-    out: VecDeque<Arc<BusMsg>>,
+    out: VecDeque<Routed>,
     taken: Taken,
     /// Credit the peer granted (its recv_quota; `u64::MAX`: unlimited) less what is used.
     credit: u64,
@@ -141,7 +141,7 @@ impl MsgConn {
                     self.credit -= len;
                 }
                 self.starved_since = None;
-                for part in msg.wire(wall).iter() {
+                for part in msg.msg.wire(wall).iter() {
                     session.send(zap::Msg::SendRecv(part.clone()));
                 }
                 self.sent += 1;
@@ -183,8 +183,9 @@ impl MsgConn {
             session.send(zap::Msg::SendRecv(b.freeze()));
             return Ok(PartOutcome::Refused(e));
         }
-        let bm = BusMsg::received(msg, timespec(wall), Some((self.link.clone(), quota)));
-        self.bus.route(Arc::new(bm), Some(self.link.id()), now);
+        let credit = Credit::new(self.link.clone(), quota, msg.msg_len());
+        let bm = BusMsg::received(msg, timespec(wall));
+        self.bus.route_with(Arc::new(bm), Some(credit), Some(self.link.id()), now);
         Ok(PartOutcome::Routed)
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::{Condvar, Mutex};
 use std::time::Instant;
 
-use super::BusMsg;
+use super::Routed;
 use crate::server::Credentials;
 
 static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
@@ -16,7 +16,7 @@ static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 #[derive(Default)]
 struct Queues {
     /// Messages the bus routed to this connection's peer, oldest first.
-    out: VecDeque<Arc<BusMsg>>,
+    out: VecDeque<Routed>,
     /// SEND_QUOTA amounts to return to the peer, one per message it sent, in order.
     credit: Vec<u32>,
 }
@@ -47,7 +47,7 @@ impl std::fmt::Debug for Link {
 #[derive(Debug, Default)]
 pub struct Taken {
     /// Messages to send to the peer.
-    pub out: Vec<Arc<BusMsg>>,
+    pub out: Vec<Routed>,
     /// Credit to return to the peer (one SEND_QUOTA each).
     pub credit: Vec<u32>,
 }
@@ -93,7 +93,7 @@ impl Link {
     }
 
     /// Queue a message for the peer.
-    pub(crate) fn post(&self, msg: Arc<BusMsg>) {
+    pub(crate) fn post(&self, msg: Routed) {
         self.out_bytes.fetch_add(msg.msg_len(), Ordering::AcqRel);
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.delivered_bytes.fetch_add(msg.msg_len() as u64, Ordering::Relaxed);
@@ -109,7 +109,7 @@ impl Link {
     }
 
     /// Counts a message of this connection's peer entering the bus.
-    pub(crate) fn hold(&self, bytes: usize) {
+    fn hold(&self, bytes: usize) {
         self.in_flight.fetch_add(bytes, Ordering::AcqRel);
     }
 
@@ -187,9 +187,17 @@ impl Link {
 /// message goes: every connection it was routed to has written it out and every local
 /// client's callback has returned.
 pub(crate) struct Credit {
-    pub(crate) link: Arc<Link>,
-    pub(crate) quota: u32,
-    pub(crate) bytes: usize,
+    link: Arc<Link>,
+    quota: u32,
+    bytes: usize,
+}
+
+impl Credit {
+    /// Credit of `quota` for a message of `bytes` from `link`'s peer, held from now on.
+    pub(crate) fn new(link: Arc<Link>, quota: u32, bytes: usize) -> Credit {
+        link.hold(bytes);
+        Credit { link, quota, bytes }
+    }
 }
 
 impl Drop for Credit {

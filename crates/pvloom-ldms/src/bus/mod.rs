@@ -145,7 +145,35 @@ pub struct BusMsg {
     /// When it came in from a connection (forwarding it counts one more hop).
     received: Option<Timespec>,
     wire: OnceLock<Arc<[Bytes]>>,
-    _credit: Option<Credit>,
+}
+
+/// A message routed to one subscriber, with a share of its sender's credit: the credit
+/// goes back when every share is gone — every connection wrote the message out, every
+/// callback returned, every queued copy was taken. The message itself may be kept
+/// longer without holding the sender up.
+pub struct Routed {
+    /// The message.
+    pub msg: Arc<BusMsg>,
+    // Read by nobody: dropping it is what returns the credit.
+    _token: Option<Arc<Credit>>,
+}
+
+impl std::fmt::Debug for Routed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.msg.fmt(f)
+    }
+}
+
+impl Routed {
+    /// A message with no credit attached (published in this process).
+    pub fn local(msg: Arc<BusMsg>) -> Routed {
+        Routed { msg, _token: None }
+    }
+
+    /// Its length (`msg_len`).
+    pub fn msg_len(&self) -> usize {
+        self.msg.msg_len()
+    }
 }
 
 impl std::fmt::Debug for BusMsg {
@@ -184,25 +212,12 @@ impl BusMsg {
             hop_cnt: 0,
             hops: vec![Hop { recv: now, send: now }],
         };
-        BusMsg { header, name, data, received: None, wire: OnceLock::new(), _credit: None }
+        BusMsg { header, name, data, received: None, wire: OnceLock::new() }
     }
 
-    /// A message that arrived from a connection at `received`; `credit` goes back to it
-    /// when the bus is done with the message.
-    pub(crate) fn received(msg: crate::msg::Msg, received: Timespec, credit: Option<(Arc<Link>, u32)>) -> BusMsg {
-        let len = msg.msg_len();
-        let credit = credit.map(|(link, quota)| {
-            link.hold(len);
-            Credit { link, quota, bytes: len }
-        });
-        BusMsg {
-            header: msg.header,
-            name: msg.name,
-            data: msg.data,
-            received: Some(received),
-            wire: OnceLock::new(),
-            _credit: credit,
-        }
+    /// A message that arrived from a connection at `received`.
+    pub(crate) fn received(msg: crate::msg::Msg, received: Timespec) -> BusMsg {
+        BusMsg { header: msg.header, name: msg.name, data: msg.data, received: Some(received), wire: OnceLock::new() }
     }
 
     /// `msg_len`: name with its NUL plus data.
@@ -430,6 +445,18 @@ impl MsgBus {
     /// who may read it; `from` (a link id) is never sent its own messages back. Returns
     /// the deliveries made.
     pub fn route(&self, msg: Arc<BusMsg>, from: Option<u64>, now: Instant) -> usize {
+        self.route_with(msg, None, from, now)
+    }
+
+    /// As [`route`](Self::route), the message carrying its sender's credit.
+    pub(crate) fn route_with(
+        &self,
+        msg: Arc<BusMsg>,
+        credit: Option<Credit>,
+        from: Option<u64>,
+        now: Instant,
+    ) -> usize {
+        let token = credit.map(Arc::new);
         let subs = self.subs.read().clone();
         let wall = (self.config.wall_clock)();
         let len = msg.msg_len();
@@ -454,7 +481,7 @@ impl MsgBus {
                     }
                     sent_to.push(s.owner);
                     s.counters.count(len, wall);
-                    link.post(msg.clone());
+                    link.post(Routed { msg: msg.clone(), _token: token.clone() });
                     n += 1;
                 }
                 Target::Local(w) => {
@@ -463,7 +490,7 @@ impl MsgBus {
                         continue;
                     }
                     s.counters.count(len, wall);
-                    c.deliver(&msg);
+                    c.deliver(&msg, token.clone());
                     n += 1;
                 }
             }

@@ -117,7 +117,7 @@ impl Xprt {
         let now = timespec((bus.config().wall_clock)());
         let owner = (owner.uid, owner.gid, owner.perm);
         let msg = BusMsg::local(Bytes::copy_from_slice(name.as_bytes()), msg_type, data, owner, gn, now);
-        link.post(Arc::new(msg));
+        link.post(crate::bus::Routed::local(Arc::new(msg)));
         Ok(gn)
     }
 
