@@ -244,7 +244,7 @@ fn publish_a_file_and_stdin_lines_through_ldmsd_to_subscribe() {
 
     let stats = msg_stats(port);
     assert_eq!(stats["enabled"], true);
-    let ch = stats["channels"].as_array().unwrap().iter().find(|c| c["name"] == "cli").expect("the channel").clone();
+    let ch = stats["channels"].as_array().unwrap().iter().find(|c| c["msg_tag"] == "cli").expect("the channel").clone();
     assert_eq!(ch["rx"]["count"], 4);
     // name + NUL + data + NUL, as ldms_msg_publish sends them.
     let bytes = (4 + 12 + 1) + 3 * (4 + 9 + 1);

@@ -152,7 +152,7 @@ fn msg_stats_request_answers_with_the_buses_counters() {
     wait_until("the stats reply", Duration::from_secs(5), || reply.lock().is_some());
     let v: serde_json::Value = serde_json::from_slice(&reply.lock().clone().unwrap()).unwrap();
     assert_eq!(v["enabled"], true);
-    let ch = v["channels"].as_array().unwrap().iter().find(|c| c["name"] == "counted").expect("the channel");
+    let ch = v["channels"].as_array().unwrap().iter().find(|c| c["msg_tag"] == "counted").expect("the channel");
     assert_eq!(ch["rx"]["count"], 7);
     assert_eq!(ch["rx"]["bytes"], 7 * ("counted".len() + 1 + 4));
     let remote = v["clients"].as_array().unwrap().iter().find(|c| c["remote"] == true).expect("the subscriber");

@@ -7,6 +7,7 @@
 
 mod ca;
 mod errors;
+mod gil;
 mod ldms;
 mod outcome;
 mod runtime;

@@ -136,7 +136,7 @@ impl Drop for CompletionSetter {
         if let (true, Some(me)) = (has_callbacks, self.me.take()) {
             let callbacks = self.callbacks.lock().take().unwrap_or_default();
             let (containment, hook) = (self.containment.clone(), self.hook.clone());
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 for callback in callbacks {
                     if let Err(err) = callback.call1(py, (me.clone_ref(py),)) {
                         report_exception(py, &containment, "completion.callback", &hook, err, Some(callback.bind(py)));

@@ -41,7 +41,7 @@ fn parse_overflow(name: &str) -> PyResult<Overflow> {
 /// stderr when there is none.
 pub(crate) fn rust_failure_hook(hook: PyHook) -> pvloom_core::ErrorHook {
     Arc::new(move |failure: &CallbackFailure<'_>| {
-        Python::attach(|py| {
+        crate::gil::attach(|py| {
             let user_hook = hook.lock().as_ref().map(|h| h.clone_ref(py));
             let message = format!("{} (on {})", failure.message, failure.thread);
             match user_hook {
@@ -72,7 +72,7 @@ impl PyRuntime {
 
     fn callback_job(&self, origin: &'static str, call: PyCall) -> impl FnOnce() + Send + 'static {
         let (containment, hook) = (self.containment().clone(), self.hook.clone());
-        move || Python::attach(|py| call.call_contained(py, &containment, origin, &hook))
+        move || crate::gil::attach(|py| call.call_contained(py, &containment, origin, &hook))
     }
 }
 
@@ -87,7 +87,7 @@ impl PyRuntime {
             Delivery::Ordered { workers, capacity: queue_capacity, overflow: parse_overflow(overflow)? }
         };
         let hook: PyHook = Arc::new(Mutex::new(None));
-        let hold_gil: pvloom_core::WorkerWrapper = Arc::new(|turn: &mut dyn FnMut()| Python::attach(|_| turn()));
+        let hold_gil: pvloom_core::WorkerWrapper = Arc::new(|turn: &mut dyn FnMut()| crate::gil::attach(|_| turn()));
         let runtime = Runtime::builder()
             .worker_wrapper(hold_gil)
             .io_threads(io_threads)
@@ -162,7 +162,8 @@ impl PyRuntime {
         let (containment, hook, source) = (self.containment().clone(), self.hook.clone(), self.source.clone());
         let timer = self.handle.call_every(period, move || {
             let (call, containment, hook) = (call.clone(), containment.clone(), hook.clone());
-            let job = move || Python::attach(|py| call.call_contained(py, &containment, "runtime.call_every", &hook));
+            let job =
+                move || crate::gil::attach(|py| call.call_contained(py, &containment, "runtime.call_every", &hook));
             let _ = source.deliver(Job::new("runtime.call_every", job));
         });
         Ok(PyTimer { timer })
@@ -184,7 +185,7 @@ impl PyRuntime {
         let me = completion.clone_ref(py);
         setter.bind(completion.clone_ref(py));
         self.dispatch("runtime.submit", move || {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let outcome = call.call(py);
                 setter.set(py, outcome, &me);
             })
@@ -234,7 +235,7 @@ impl Drop for PyRuntime {
         if runtime.is_some() {
             // I/O threads may be waiting for the GIL to run a callback: release it while
             // joining them.
-            Python::attach(|py| py.detach(move || drop(runtime)));
+            crate::gil::attach(|py| py.detach(move || drop(runtime)));
         }
     }
 }

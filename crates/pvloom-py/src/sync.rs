@@ -28,7 +28,7 @@ fn completion_to_py(py: Python<'_>, completion: Completion<Outcome>) -> PyResult
     let me = handle.clone_ref(py);
     setter.bind(handle.clone_ref(py));
     completion.then(move |result| {
-        Python::attach(|py| setter.set(py, result.unwrap_or_else(Outcome::Failed), &me));
+        crate::gil::attach(|py| setter.set(py, result.unwrap_or_else(Outcome::Failed), &me));
     });
     Ok(handle)
 }
@@ -316,7 +316,7 @@ pub struct PyLauncher {
 }
 
 fn launcher_apply_async(py: Python<'_>, launcher: &Launcher, call: PyCall) -> PyResult<Py<PyCompletion>> {
-    let completion = launcher.apply_async(move || Python::attach(|py| call.call(py)));
+    let completion = launcher.apply_async(move || crate::gil::attach(|py| call.call(py)));
     completion_to_py(py, completion)
 }
 
@@ -449,10 +449,10 @@ impl PyThread {
         let inner = Thread::new(name, move |ctx: &ThreadContext| {
             let Some(main) = main else {
                 ctx.serve_until_stopped()?;
-                return Ok(Arc::new(Python::attach(|py| Outcome::Value(py.None()))));
+                return Ok(Arc::new(crate::gil::attach(|py| Outcome::Value(py.None()))));
             };
             let ctx = ctx.clone();
-            Ok(Arc::new(Python::attach(|py| match Py::new(py, PyThreadContext { inner: ctx }) {
+            Ok(Arc::new(crate::gil::attach(|py| match Py::new(py, PyThreadContext { inner: ctx }) {
                 Ok(ctx) => match main.call1(py, (ctx,)) {
                     Ok(value) => Outcome::Value(value),
                     Err(err) => Outcome::Raised(err),
@@ -520,7 +520,7 @@ impl PyThread {
         let call = PyCall::new(func, args, kwargs);
         let hook = no_hook();
         self.inner.spawn(move || {
-            Python::attach(|py| call.call_contained(py, Containment::global(), "sync.thread.spawn", &hook))
+            crate::gil::attach(|py| call.call_contained(py, Containment::global(), "sync.thread.spawn", &hook))
         });
     }
 
@@ -547,7 +547,7 @@ impl PyThread {
         kwargs: Option<Py<PyDict>>,
     ) -> PyResult<Py<PyCompletion>> {
         let call = PyCall::new(func, args, kwargs);
-        let completion = self.inner.apply_async(move || Python::attach(|py| call.call(py)));
+        let completion = self.inner.apply_async(move || crate::gil::attach(|py| call.call(py)));
         completion_to_py(py, completion)
     }
 }
@@ -563,7 +563,7 @@ impl PyThreadResource {
     #[new]
     fn new(init: Py<PyAny>) -> Self {
         let inner = ThreadResource::new(move || {
-            Arc::new(Python::attach(|py| match init.call0(py) {
+            Arc::new(crate::gil::attach(|py| match init.call0(py) {
                 Ok(value) => Outcome::Value(value),
                 Err(err) => Outcome::Raised(err),
             }))

@@ -101,7 +101,7 @@ def test_local_publish_callback_and_get_data_modes():
     assert ch.msg_tag == "loc.a" and ch.rx.count == 3 and str(ch.sources[0].src) == "[UNSUPPORTED]:0"
     assert {c.msg_tag for c in ldms.msg_stats_get("^loc", 1)} >= {"loc.a", "loc.b"}
     assert any(cs.match == "^loc\\." and cs.is_regex for cs in ldms.msg_client_stats_get())
-    assert "loc.b" in [c["name"] for c in ldms.msg_stats()["channels"]]
+    assert "loc.b" in [c["msg_tag"] for c in ldms.msg_stats()["channels"]]
     c.close()
     q.close()
     assert ldms.msg_publish("loc.a", "after close") == 0

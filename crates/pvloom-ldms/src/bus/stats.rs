@@ -80,7 +80,9 @@ pub struct BusStats {
 }
 
 impl BusStats {
-    /// As JSON (`pvloom ldms msg-stats`, the `msg_stats` request).
+    /// As JSON (`pvloom ldms msg-stats`, the `msg_stats` request), with ldmsd's key
+    /// names: channels `{msg_tag, rx, sources}`, counters `{count, bytes, first_ts,
+    /// last_ts}`, clients `{match, dest, is_regex, tx, drops}`.
     pub fn to_json(&self) -> serde_json::Value {
         let channels: Vec<_> = self
             .channels
@@ -88,10 +90,21 @@ impl BusStats {
             .map(|c| {
                 let sources: serde_json::Map<String, serde_json::Value> =
                     c.sources.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
-                serde_json::json!({"name": c.name, "rx": c.rx, "sources": sources})
+                serde_json::json!({"msg_tag": c.name, "rx": c.rx, "sources": sources})
             })
             .collect();
-        serde_json::json!({"channels": channels, "clients": self.clients})
+        // ldmsd's keys (msg_tag, match, dest, tx, drops), with pvloom's own beside them.
+        let clients: Vec<_> = self
+            .clients
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::json!(c);
+                v["match"] = serde_json::json!(c.pattern);
+                v["dest"] = serde_json::json!(c.link.map_or_else(|| "local".to_string(), |l| format!("link {l}")));
+                v
+            })
+            .collect();
+        serde_json::json!({"channels": channels, "clients": clients})
     }
 }
 

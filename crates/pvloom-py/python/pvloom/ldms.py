@@ -530,7 +530,7 @@ def msg_stats_get(match=None, is_regex=0, is_reset=0):
 
     out = []
     for ch in msg_stats(bool(is_reset))["channels"]:
-        name = ch["name"]
+        name = ch["msg_tag"]
         if match is not None and not (re.search(match, name) if is_regex else name == match):
             continue
         sources = [MsgSrcStats(_addr_of(k), _counters(v)) for k, v in ch["sources"].items()]

@@ -111,7 +111,7 @@ impl Burst {
 
     /// Run the callbacks of every queued reply, with the GIL taken once.
     fn drain(self: &Arc<Self>) {
-        Python::attach(|py| {
+        crate::gil::attach(|py| {
             loop {
                 let batch = std::mem::take(&mut *self.ready.lock());
                 if batch.is_empty() {

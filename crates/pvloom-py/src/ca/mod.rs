@@ -104,7 +104,7 @@ impl PyCaContext {
         // Callback workers hold the GIL for a whole turn (up to 64 callbacks) instead of
         // taking it once per callback.
         let hold_gil: pvloom_core::WorkerWrapper =
-            std::sync::Arc::new(|turn: &mut dyn FnMut()| Python::attach(|_| turn()));
+            std::sync::Arc::new(|turn: &mut dyn FnMut()| crate::gil::attach(|_| turn()));
         let mut builder = Context::builder()
             .config(config)
             .max_workers(max_workers)
@@ -241,7 +241,7 @@ impl PyCaContext {
     fn call_soon(&self, func: Py<PyAny>, args: Py<PyTuple>) -> PyResult<()> {
         let env = self.env.clone();
         let job = move || {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let args = args.bind(py).clone();
                 env.call(py, "ca.callback", &func, None, args);
             })
@@ -261,6 +261,6 @@ impl Drop for PyCaContext {
         // The runtime never joins the thread it is dropped on, so this is safe anywhere.
         let ctx = self.ctx.clone();
         // I/O threads may be waiting for the GIL to run a callback: release it.
-        Python::attach(|py| py.detach(move || ctx.disconnect()));
+        crate::gil::attach(|py| py.detach(move || ctx.disconnect()));
     }
 }

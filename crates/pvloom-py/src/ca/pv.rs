@@ -121,7 +121,7 @@ impl PyCaPv {
     ) {
         let (env, name) = (self.env.clone(), self.pv.name().to_owned());
         completion.then(move |result| {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let outcome = match result {
                     Ok(value) => convert(py, value).map(|v| (v, py.None())),
                     Err(err) => {
@@ -343,7 +343,7 @@ impl PyCaPv {
     fn add_connection_callback(&self, func: Py<PyAny>) -> u64 {
         let env = self.env.clone();
         self.pv.add_connection_callback(move |_pv, state| {
-            Python::attach(|py| env.call(py, "ca.connection", &func, None, (state.as_str(),)));
+            crate::gil::attach(|py| env.call(py, "ca.connection", &func, None, (state.as_str(),)));
         })
     }
 
@@ -356,7 +356,7 @@ impl PyCaPv {
     fn add_access_rights_callback(&self, func: Py<PyAny>) -> u64 {
         let env = self.env.clone();
         self.pv.add_access_rights_callback(move |_pv, rights| {
-            Python::attach(|py| env.call(py, "ca.access_rights", &func, None, (rights.0,)));
+            crate::gil::attach(|py| env.call(py, "ca.access_rights", &func, None, (rights.0,)));
         })
     }
 
@@ -392,7 +392,7 @@ impl PyCaSubscription {
     fn add_callback(&self, func: Py<PyAny>, culprit: Option<Py<PyAny>>) -> u64 {
         let env = self.env.clone();
         let handle = self.subscription.add_callback(move |response: Arc<Response>| {
-            Python::attach(|py| match Py::new(py, PyCaResponse { response }) {
+            crate::gil::attach(|py| match Py::new(py, PyCaResponse { response }) {
                 Ok(response) => env.call(py, "ca.subscription", &func, culprit.as_ref(), (response,)),
                 Err(err) => {
                     crate::outcome::report_exception(py, &env.containment, "ca.subscription", &env.hook, err, None)

@@ -91,14 +91,34 @@ fn addr_str(a: LdmsAddr) -> String {
 #[pyclass(name = "MsgData", module = "pvloom.ldms", frozen)]
 pub struct PyMsgData {
     m: MsgData,
-    data: Py<PyAny>,
+    /// Made on first access: a callback that looks at the name only pays for no string.
+    data: std::sync::OnceLock<Py<PyAny>>,
     tid: u64,
+}
+
+thread_local! {
+    /// This thread's native id, asked of Python once per thread, not once per message.
+    static NATIVE_TID: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+fn native_tid(py: Python<'_>) -> PyResult<u64> {
+    if let Some(t) = NATIVE_TID.with(std::cell::Cell::get) {
+        return Ok(t);
+    }
+    let t: u64 = py.import("threading")?.getattr("get_native_id")?.call0()?.extract()?;
+    NATIVE_TID.with(|c| c.set(Some(t)));
+    Ok(t)
 }
 
 impl PyMsgData {
     fn new(py: Python<'_>, m: &MsgData) -> PyResult<PyMsgData> {
+        Ok(PyMsgData { m: m.clone(), data: std::sync::OnceLock::new(), tid: native_tid(py)? })
+    }
+
+    fn make_data(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let m = &self.m;
         let raw = m.data();
-        let data = match m.msg_type() {
+        Ok(match m.msg_type() {
             MsgType::Json => {
                 let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
                 let text = String::from_utf8_lossy(trimmed);
@@ -109,9 +129,7 @@ impl PyMsgData {
             }
             MsgType::String => PyString::new(py, &String::from_utf8_lossy(raw)).into_any().unbind(),
             _ => PyBytes::new(py, raw).into_any().unbind(),
-        };
-        let tid = py.import("threading")?.getattr("get_native_id")?.call0()?.extract()?;
-        Ok(PyMsgData { m: m.clone(), data, tid })
+        })
     }
 }
 
@@ -122,8 +140,12 @@ impl PyMsgData {
         self.m.name()
     }
     #[getter]
-    fn data(&self, py: Python<'_>) -> Py<PyAny> {
-        self.data.clone_ref(py)
+    fn data(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(d) = self.data.get() {
+            return Ok(d.clone_ref(py));
+        }
+        let d = self.make_data(py)?;
+        Ok(self.data.get_or_init(|| d).clone_ref(py))
     }
     #[getter]
     fn raw_data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -186,7 +208,7 @@ impl PyMsgData {
         )
     }
     fn __str__(&self, py: Python<'_>) -> PyResult<String> {
-        self.data.bind(py).str()?.extract()
+        self.data(py)?.bind(py).str()?.extract()
     }
 }
 
@@ -288,7 +310,7 @@ pub(crate) fn xprt_sub(
             let env = env()?;
             let arg = cb_arg.unwrap_or_else(|| py.None());
             let done = move |_: &client::Xprt, s: MsgSubStatus| {
-                Python::attach(|py| {
+                crate::gil::attach(|py| {
                     let ev = PyMsgStatusEvent::from(&s);
                     match Py::new(py, ev) {
                         Ok(ev) => env.call(py, "ldms.msg_subscribe", &cb, (ev, arg.clone_ref(py))),
@@ -325,7 +347,7 @@ impl PyMsgClientNative {
         let handle = env.handle.clone();
         let c = match func {
             Some(func) => MsgClient::new(bus, &handle, pattern, is_regex, move |m| {
-                Python::attach(|py| match PyMsgData::new(py, m).and_then(|d| Py::new(py, d)) {
+                crate::gil::attach(|py| match PyMsgData::new(py, m).and_then(|d| Py::new(py, d)) {
                     Ok(d) => env.call(py, "ldms.msg_client", &func, (d,)),
                     Err(e) => e.write_unraisable(py, Some(func.bind(py))),
                 })
@@ -509,7 +531,7 @@ impl PyMessageChannelNative {
         let env = env()?;
         self.ch
             .subscribe(regex, move |m| {
-                Python::attach(|py| match PyMsgData::new(py, m).and_then(|d| Py::new(py, d)) {
+                crate::gil::attach(|py| match PyMsgData::new(py, m).and_then(|d| Py::new(py, d)) {
                     Ok(d) => env.call(py, "ldms.message_channel", &func, (d,)),
                     Err(e) => e.write_unraisable(py, Some(func.bind(py))),
                 })

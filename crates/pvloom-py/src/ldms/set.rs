@@ -224,7 +224,7 @@ impl PySet {
                 Self::store(&view, s);
             }
             if let Some(cb) = &cb {
-                Python::attach(|py| {
+                crate::gil::attach(|py| {
                     let arg = cb_arg.as_ref().map_or_else(|| py.None(), |a| a.clone_ref(py));
                     env.call(py, "ldms.push", cb, (me.clone_ref(py), flags, arg));
                 });
@@ -279,7 +279,7 @@ impl PySet {
             if let Ok(s) = r {
                 Self::store(&view, s);
             }
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let arg = cb_arg.unwrap_or_else(|| py.None());
                 env.call(py, "ldms.update", &cb, (pyset, flags, arg));
             });

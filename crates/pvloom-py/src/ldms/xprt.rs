@@ -154,7 +154,7 @@ impl PyXprt {
             };
             let ev = XprtEvent { kind, data, reason, set_name, quota: 0, rc: 0 };
             let end = kind == XprtEventKind::Disconnected;
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let x = {
                     let mut map = accepted.lock();
                     let known = if end { map.remove(&peer.id()) } else { map.get(&peer.id()).map(|x| x.clone_ref(py)) };
@@ -214,7 +214,7 @@ impl PyXprt {
                         recv.push(Some(data.to_vec()));
                     }
                 }
-                Some((func, arg)) => Python::attach(|py| match PyXprtEvent::new(py, ev, me.get()) {
+                Some((func, arg)) => crate::gil::attach(|py| match PyXprtEvent::new(py, ev, me.get()) {
                     Ok(event) => env.call(py, "ldms.xprt_event", func, (me.clone_ref(py), event, arg.clone_ref(py))),
                     Err(err) => err.write_unraisable(py, Some(func.bind(py))),
                 }),
@@ -434,7 +434,7 @@ impl PyXprt {
         let me: Py<PyXprt> = slf.clone().unbind();
         let arg = cb_arg.unwrap_or_else(|| py.None());
         x.dir_cb(flags, move |_, r| {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let (status, kind, more, entries) = match r {
                     Ok(DirReply::Part(p)) => (0, DIR_LIST, p.more, p.entries),
                     Ok(DirReply::Update { kind, entries }) => (0, kind, false, entries),
@@ -483,7 +483,7 @@ impl PyXprt {
         let pyx: Py<PyXprt> = slf.clone().unbind();
         let arg = cb_arg.unwrap_or_else(|| py.None());
         x.lookup_cb(name, flags, move |_, r, more| {
-            Python::attach(|py| {
+            crate::gil::attach(|py| {
                 let (status, lset) = match r {
                     Ok(s) => match Py::new(py, PySet::remote(s)) {
                         Ok(s) => {
