@@ -16,6 +16,8 @@
 
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+mod replay_util;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,8 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use pvloom_core::endpoint::StreamEndpoint;
-use pvloom_ldms::bus::{BusConfig, MsgBus};
+use pvloom_ldms::bus::{BusConfig, BusMsg, MsgBus, MsgClient};
+use pvloom_ldms::client::{ClientConn, ClientConnConfig, ClientEvent};
 use pvloom_ldms::msg::{MSG_HDR_LEN, PART_HDR_LEN};
+use pvloom_ldms::msg::{MsgHeader, MsgType};
+use replay_util::{Capture, Ids, load};
+
 use pvloom_ldms::request::{self, Message, REQUEST_HDR_LEN, RequestBody};
 use pvloom_ldms::server::{ServerConfig, ServerConn, SetRegistry};
 use pvloom_ldms::zap::{Frame, FrameDecoder, Msg, RailConnMsg};
@@ -275,4 +281,204 @@ fn msg_bus_server_side_subscriber_and_publisher_on_one_bus() {
         [(request::CMD_MSG_SUB_REPLY, 0), (request::CMD_MSG_SUB_REPLY, 0), (request::CMD_MSG_UNSUB_REPLY, 0)]
     );
     assert!(sub_ours.iter().filter_map(|(r, _)| r.windows(3).rposition(|w| w == b"OK\0")).count() >= 3);
+}
+
+/// Client side: a `ClientConn` fed the recorded server stream, doing what the recorded
+/// Python client did; its frames are compared with the recorded client's.
+struct ClientReplay {
+    conn: ClientConn,
+    t0: Instant,
+    cap: Capture,
+    next_s2c: usize,
+    out: BytesMut,
+    mine: Frames,
+    ids: Ids,
+    events: Vec<ClientEvent>,
+}
+
+impl ClientReplay {
+    fn new(scenario: &str, conn: u64, bus: &Arc<MsgBus>) -> ClientReplay {
+        let cap = load(scenario, conn);
+        let mut config = ClientConnConfig { bus: Some(bus.clone()), ..ClientConnConfig::default() };
+        config.session.conn_msg = RailConnMsg::decode(&cap.c2s[0][36..100]).unwrap();
+        config.wall_clock = || Duration::from_secs(1_795_436_736);
+        let t0 = Instant::now();
+        let mut r = ClientReplay {
+            conn: ClientConn::new(t0, config),
+            t0,
+            cap,
+            next_s2c: 0,
+            out: BytesMut::new(),
+            mine: Vec::new(),
+            ids: Ids::default(),
+            events: Vec::new(),
+        };
+        r.collect();
+        r
+    }
+
+    fn now(&self) -> Instant {
+        let t = self.next_s2c.checked_sub(1).map_or(0.0, |i| self.cap.s2c[i].2);
+        self.t0 + Duration::from_secs_f64(t)
+    }
+
+    /// Takes what the client sent; learns the recorded client's ids from it.
+    fn collect(&mut self) {
+        let now = self.now();
+        self.conn.poll_transmit(now, usize::MAX, &mut self.out);
+        while let Some(e) = self.conn.poll_event() {
+            self.events.push(e);
+        }
+        assert!(self.conn.poll_close().is_none(), "the client closed");
+        let sent = self.out.split();
+        for (raw, f) in split(&sent) {
+            let i = self.mine.len();
+            let rec = self.cap.c2s.get(i).unwrap_or_else(|| panic!("client frame #{i} beyond the capture"));
+            self.ids.learn(rec, &raw);
+            self.mine.push((raw, f));
+        }
+    }
+
+    /// Feeds the next recorded server frame (ids rewritten to the client's).
+    fn feed(&mut self) {
+        let f = self.ids.rewrite(self.cap.s2c[self.next_s2c].0.clone());
+        self.next_s2c += 1;
+        let now = self.now();
+        self.conn.handle_input(now, &f);
+        self.collect();
+    }
+
+    /// Compares everything the client sent with the recorded client stream, masked (the
+    /// LDMS xid of MSG_SUB/MSG_UNSUB is the recorded client's pointer).
+    fn finish(self, what: &str) -> Vec<ClientEvent> {
+        assert_eq!(self.next_s2c, self.cap.s2c.len(), "{what}: every server frame fed");
+        let want: Frames = self
+            .cap
+            .c2s
+            .iter()
+            .map(|raw| {
+                let mut dec = FrameDecoder::new();
+                dec.push(raw).unwrap();
+                (raw.clone(), dec.next_frame().unwrap().unwrap())
+            })
+            .collect();
+        let mask_xid = |v: &Frames| -> Frames {
+            v.iter()
+                .map(|(raw, f)| {
+                    let mut raw = raw.clone();
+                    if let Some(Message::Request(q)) = sendrecv(f)
+                        && matches!(q.body.cmd(), request::CMD_MSG_SUB | request::CMD_MSG_UNSUB)
+                    {
+                        raw[24..32].fill(0);
+                    }
+                    (raw, f.clone())
+                })
+                .collect()
+        };
+        compare(what, &mask_xid(&want), &mask_xid(&self.mine));
+        self.events
+    }
+}
+
+fn sub_status(events: &[ClientEvent]) -> Vec<(String, bool, bool, i32, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::MsgSubStatus { status: s, .. } => {
+                Some((s.pattern.clone(), s.is_regex, s.unsubscribe, s.status, s.text.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn msg_bus_client_side_subscriber() {
+    let bus = bus();
+    let local = MsgClient::queue(&bus, ".*", true, 64).unwrap();
+    let mut r = ClientReplay::new("msg-bus/subscriber", 0, &bus);
+    r.feed(); // ACCEPTED → ACK_ACCEPTED
+    let now = r.now();
+    r.conn.msg_subscribe(now, "foo", false, -1, false, None).unwrap();
+    r.collect();
+    r.feed();
+    r.conn.msg_subscribe(now, "bar.*", true, -1, false, None).unwrap();
+    r.collect();
+    r.feed();
+    let mut got = Vec::new();
+    for k in 0..6 {
+        r.feed();
+        let m = local.try_get_data().expect("delivered to the local client");
+        got.push((m.name(), m.msg_gn(), m.hop_cnt(), m.data().len()));
+        if k == 5 {
+            // The recorded client unsubscribed before its callback had finished with
+            // the last message: its credit follows the MSG_UNSUB.
+            let now = r.now();
+            r.conn.msg_subscribe(now, "foo", false, -1, true, None).unwrap();
+            r.collect();
+        }
+        drop(m); // the bus is done with it: the credit goes back
+        r.collect();
+    }
+    r.feed(); // MSG_UNSUB_REPLY
+    assert!(local.try_get_data().is_none());
+    let events = r.finish("msg-bus subscriber c2s");
+    let names: Vec<_> = got.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(names, ["foo", "foo", "bar.x", "bar.y", "foo", "bar.z"]);
+    assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), [0, 1, 2, 4, 5, 6]);
+    assert!(got.iter().all(|g| g.2 == 1));
+    assert_eq!(got.iter().map(|g| g.3).collect::<Vec<_>>(), [11, 18, 11, 18, 65536, 65523]);
+    let ok = |p: &str, re: bool, un: bool| (p.to_string(), re, un, 0, "OK".to_string());
+    assert_eq!(sub_status(&events), [ok("foo", false, false), ok("bar.*", true, false), ok("foo", false, true)]);
+}
+
+/// The messages of a recorded publisher stream, as published: (header, name, data).
+fn recorded_publishes(c2s: &[Vec<u8>]) -> Vec<(MsgHeader, Bytes, Bytes)> {
+    c2s.iter()
+        .filter(|raw| is_first_part(raw))
+        .map(|raw| {
+            let (header, _) = MsgHeader::decode(&raw[MSG_HDR_AT..]).unwrap();
+            let rest = &raw[MSG_HDR_AT + MSG_HDR_LEN..];
+            let nul = rest.iter().position(|&c| c == 0).unwrap();
+            (header, Bytes::copy_from_slice(&rest[..nul]), Bytes::copy_from_slice(&rest[nul + 1..]))
+        })
+        .collect()
+}
+
+fn publish_on(conn: &ClientConn, header: &MsgHeader, name: &Bytes, data: &Bytes) {
+    let m = BusMsg::local(
+        name.clone(),
+        header.msg_type,
+        data.clone(),
+        (header.uid, header.gid, header.perm),
+        header.msg_gn,
+        header.hops[0].send,
+    );
+    conn.link().post(Arc::new(m));
+}
+
+#[test]
+fn msg_bus_client_side_publisher() {
+    let bus = bus();
+    let mut r = ClientReplay::new("msg-bus/publisher", 0, &bus);
+    let msgs = recorded_publishes(&r.cap.c2s);
+    assert_eq!(msgs.len(), 7);
+    assert_eq!(msgs.iter().map(|m| m.0.msg_type).filter(|t| *t == MsgType::Json).count(), 3);
+    r.feed(); // ACCEPTED → ACK_ACCEPTED
+    // The recorded publisher sent its 7 messages 0.2 s apart, the credit of each coming
+    // back before the next.
+    for (h, name, data) in &msgs {
+        publish_on(&r.conn, h, name, data);
+        r.collect();
+        r.feed(); // SEND_QUOTA
+    }
+    let events = r.finish("msg-bus publisher c2s");
+    let q: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::SendQuota { quota, rc } => Some((*quota, *rc)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(q, [(15, 0), (22, 0), (17, 0), (18, 0), (24, 0), (65540, 0), (65529, 0)]);
 }

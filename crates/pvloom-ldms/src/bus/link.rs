@@ -92,8 +92,9 @@ impl Link {
         }
     }
 
-    /// Queue a message for the peer.
-    pub(crate) fn post(&self, msg: Arc<BusMsg>) {
+    /// Queue a message for the peer (publishing on a sans-I/O `ClientConn`: post on its
+    /// `link()`; the connection sends it when next polled).
+    pub fn post(&self, msg: Arc<BusMsg>) {
         self.out_bytes.fetch_add(msg.msg_len(), Ordering::AcqRel);
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.delivered_bytes.fetch_add(msg.msg_len() as u64, Ordering::Relaxed);
