@@ -183,7 +183,13 @@ fn bus() -> Arc<MsgBus> {
 /// Raw frames with their decoding.
 type Frames = Vec<(Vec<u8>, Frame)>;
 
-fn serve(conns: &[(&Path, u64)], bus: &Arc<MsgBus>) -> Vec<(Vec<Timed>, Frames)> {
+/// Per connection: the recorded server frames and ours; and what a local client got
+/// (name, msg_gn, hop_cnt, data).
+type Served = (Vec<(Vec<Timed>, Frames)>, Vec<(String, u64, u32, Bytes)>);
+
+/// A local client on the bus (`local`) takes each message as it comes and is done with it
+/// at once, so its credit goes back.
+fn serve(conns: &[(&Path, u64)], bus: &Arc<MsgBus>, local: Option<&MsgClient>) -> Served {
     let t0 = Instant::now();
     let mut servers = Vec::new();
     let mut feeds = Vec::new();
@@ -207,12 +213,16 @@ fn serve(conns: &[(&Path, u64)], bus: &Arc<MsgBus>) -> Vec<(Vec<Timed>, Frames)>
             }
         }
     };
+    let mut got = Vec::new();
     for (i, f) in feeds {
         let now = t0 + Duration::from_secs_f64(f.t);
         servers[i].handle_input(now, &f.raw);
+        while let Some(m) = local.and_then(MsgClient::try_get_data) {
+            got.push((m.name(), m.msg_gn(), m.hop_cnt(), m.data().clone()));
+        }
         pump(&mut servers, &mut sent, now);
     }
-    recorded.into_iter().zip(sent.iter().map(|s| split(s))).collect()
+    (recorded.into_iter().zip(sent.iter().map(|s| split(s))).collect(), got)
 }
 
 fn recorded_frames(v: &[Timed]) -> Vec<(Vec<u8>, Frame)> {
@@ -255,7 +265,7 @@ fn msg_bus_server_side_subscriber_and_publisher_on_one_bus() {
     let root = common::root().join("msg-bus");
     let (sub_dir, pub_dir) = (root.join("subscriber"), root.join("publisher"));
     let bus = bus();
-    let out = serve(&[(&sub_dir, 0), (&pub_dir, 0)], &bus);
+    let (out, _) = serve(&[(&sub_dir, 0), (&pub_dir, 0)], &bus, None);
     let (sub_rec, sub_ours) = &out[0];
     let (pub_rec, pub_ours) = &out[1];
     let (sub_rec, pub_rec) = (recorded_frames(sub_rec), recorded_frames(pub_rec));
@@ -481,4 +491,63 @@ fn msg_bus_client_side_publisher() {
         })
         .collect();
     assert_eq!(q, [(15, 0), (22, 0), (17, 0), (18, 0), (24, 0), (65540, 0), (65529, 0)]);
+}
+
+/// msg-chan, publisher → subscriber directly: each connection's publisher stream into a
+/// server connection whose bus has a local `.*` client (the subscribe-mode channel).
+#[test]
+fn msg_chan_server_side_every_connection() {
+    let dir = common::root().join("msg-chan");
+    let mut all = Vec::new();
+    for conn in 0..4 {
+        let bus = bus();
+        let local = MsgClient::queue(&bus, ".*", true, 64).unwrap();
+        let (out, got) = serve(&[(&dir, conn)], &bus, Some(&local));
+        let (rec, ours) = &out[0];
+        compare(&format!("msg-chan conn{conn} s2c"), &recorded_frames(rec), ours);
+        let sent =
+            recorded_publishes(&frames_timed(&dir, conn, "c2s").iter().map(|t| t.raw.to_vec()).collect::<Vec<_>>());
+        assert_eq!(got.len(), sent.len(), "conn{conn}: every message delivered");
+        for (g, (h, name, data)) in got.iter().zip(&sent) {
+            assert_eq!(
+                (g.0.as_bytes(), g.1, g.2, &g.3),
+                (name.as_ref(), h.msg_gn, 0, data),
+                "conn{conn}: in order, as received"
+            );
+        }
+        let q: Vec<u32> = quotas(ours).iter().map(|q| q.0).collect();
+        assert_eq!(q, sent.iter().map(|(_, n, d)| (n.len() + 1 + d.len()) as u32).collect::<Vec<_>>());
+        all.extend(got.into_iter().map(|g| g.1));
+    }
+    assert_eq!(all, [0, 1, 2, 3, 4, 0, 1, 2, 3, 0, 1, 2, 3], "msg_gn per publisher process, conn3 continuing conn2");
+    // Connection 0's SEND_QUOTAs as recorded.
+    let (out, _) = {
+        let bus = bus();
+        let local = MsgClient::queue(&bus, ".*", true, 64).unwrap();
+        serve(&[(&dir, 0)], &bus, Some(&local))
+    };
+    assert_eq!(quotas(&out[0].1).iter().map(|q| q.0).collect::<Vec<_>>(), [14, 14, 27, 307, 63]);
+}
+
+/// msg-chan, the publisher side: a `ClientConn` publishes what the recorded channel did
+/// and gets the recorded SEND_QUOTAs.
+#[test]
+fn msg_chan_client_side_every_connection() {
+    for conn in 0..4 {
+        let bus = bus();
+        let mut r = ClientReplay::new("msg-chan", conn, &bus);
+        let msgs = recorded_publishes(&r.cap.c2s);
+        r.feed(); // ACCEPTED → ACK_ACCEPTED
+        for (h, name, data) in &msgs {
+            publish_on(&r.conn, h, name, data);
+            r.collect();
+        }
+        while r.next_s2c < r.cap.s2c.len() {
+            r.feed(); // SEND_QUOTA
+        }
+        let what = format!("msg-chan conn{conn} c2s");
+        let events = r.finish(&what);
+        let acks = events.iter().filter(|e| matches!(e, ClientEvent::SendQuota { rc: 0, .. })).count();
+        assert_eq!(acks, msgs.len(), "{what}: every message acknowledged");
+    }
 }
