@@ -158,6 +158,10 @@ impl std::fmt::Debug for BusMsg {
     }
 }
 
+/// Bytes counted against [`BusConfig::link_in_flight`] per held message beyond its
+/// msg_len: the wire header it arrived with and its allocations.
+const HELD_OVERHEAD: usize = MSG_HDR_LEN + 128;
+
 pub(crate) fn timespec(t: SystemTime) -> Timespec {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     Timespec { sec: d.as_secs() as i64, nsec: i64::from(d.subsec_nanos()) }
@@ -190,7 +194,10 @@ impl BusMsg {
     /// A message that arrived from a connection at `received`; `credit` goes back to it
     /// when the bus is done with the message.
     pub(crate) fn received(msg: crate::msg::Msg, received: Timespec, credit: Option<(Arc<Link>, u32)>) -> BusMsg {
-        let len = msg.msg_len();
+        // What the message costs while held, not only its msg_len: its frame buffer holds
+        // the 384-byte header too, and each message has its own bookkeeping. Counting
+        // msg_len alone let 8 MiB of 64-byte messages hold ~20 times that in memory.
+        let len = msg.msg_len() + HELD_OVERHEAD;
         let credit = credit.map(|(link, quota)| {
             link.hold(len);
             Credit { link, quota, bytes: len }
