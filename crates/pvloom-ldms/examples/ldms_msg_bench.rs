@@ -8,6 +8,10 @@
 //! drain. For each size prints one line of `key=value` pairs: messages published and
 //! received per second, CPU per published message of the whole process (publishers,
 //! daemon and subscribers together, from /proc/self/stat), and the RSS.
+//!
+//! First, as a baseline for where the time goes, one line per size of `path=bus`: the
+//! daemon's bus alone, `MsgBus::publish` to a local client in the same process (no
+//! encoding, no TCP).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +51,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opt("--sizes").unwrap_or_else(|| "64,1024".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
 
     let rt = pvloom_core::Runtime::new()?;
+    for &size in &sizes {
+        let bus = MsgBus::new(BusConfig::default());
+        let got = Arc::new(AtomicU64::new(0));
+        let g = got.clone();
+        let _c = MsgClient::new(&bus, &rt.handle(), "bench", false, move |_| {
+            g.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let data = Bytes::from(vec![b'm'; size]);
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let mut n = 0u64;
+        while t0.elapsed().as_secs_f64() < seconds.min(2.0) {
+            for _ in 0..256 {
+                bus.publish("bench", MsgType::String, data.clone(), (0, 0, 0o444))?;
+            }
+            n += 256;
+            // Let the deliveries keep up (the callback queue is not bounded here).
+            while n - got.load(Ordering::Relaxed) > 65536 {
+                std::thread::yield_now();
+            }
+        }
+        while got.load(Ordering::Relaxed) < n {
+            std::thread::yield_now();
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        println!(
+            "path=bus size={size} published={n} rate={:.0} cpu_us_per_msg={:.3} rss_mib={:.1}",
+            n as f64 / dt,
+            (cpu_seconds() - cpu0) * 1e6 / n as f64,
+            rss_mib()
+        );
+    }
     let daemon_bus = MsgBus::new(BusConfig::default());
     let config = ServerConfig { bus: Some(daemon_bus.clone()), ..ServerConfig::default() };
     let server = LdmsServer::bind(rt.handle(), "127.0.0.1:0".parse()?, SetRegistry::new(), config)?;
@@ -111,7 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let got = received.load(Ordering::Relaxed) - r0;
         let cpu = cpu_seconds() - cpu0;
         println!(
-            "size={size} publishers={n_pub} subscribers={n_sub} published={published} pub_rate={:.0} \
+            "path=tcp size={size} publishers={n_pub} subscribers={n_sub} published={published} pub_rate={:.0} \
              received={got} recv_rate={:.0} lost={} cpu_us_per_msg={:.3} cpu_us_per_delivery={:.3} rss_mib={:.1}",
             published as f64 / pub_s,
             got as f64 / all_s,

@@ -158,8 +158,9 @@ impl std::fmt::Debug for BusMsg {
     }
 }
 
-/// Bytes counted against [`BusConfig::link_in_flight`] per held message beyond its
-/// msg_len: the wire header it arrived with and its allocations.
+/// Bytes counted per queued or held message beyond its msg_len (against
+/// [`BusConfig::link_in_flight`] and the publisher's queue limit): the wire header and
+/// the allocations.
 const HELD_OVERHEAD: usize = MSG_HDR_LEN + 128;
 
 pub(crate) fn timespec(t: SystemTime) -> Timespec {
@@ -194,9 +195,7 @@ impl BusMsg {
     /// A message that arrived from a connection at `received`; `credit` goes back to it
     /// when the bus is done with the message.
     pub(crate) fn received(msg: crate::msg::Msg, received: Timespec, credit: Option<(Arc<Link>, u32)>) -> BusMsg {
-        // What the message costs while held, not only its msg_len: its frame buffer holds
-        // the 384-byte header too, and each message has its own bookkeeping. Counting
-        // msg_len alone let 8 MiB of 64-byte messages hold ~20 times that in memory.
+        // As `held_size`: the frame buffer holds the 384-byte header too.
         let len = msg.msg_len() + HELD_OVERHEAD;
         let credit = credit.map(|(link, quota)| {
             link.hold(len);
@@ -215,6 +214,13 @@ impl BusMsg {
     /// `msg_len`: name with its NUL plus data.
     pub fn msg_len(&self) -> usize {
         self.name.len() + 1 + self.data.len()
+    }
+
+    /// What the message is counted as while it is queued or held: `msg_len` plus its
+    /// header and bookkeeping (counting msg_len alone let a queue of 64-byte messages
+    /// take ~20 times its limit in memory).
+    pub(crate) fn held_size(&self) -> usize {
+        self.msg_len() + HELD_OVERHEAD
     }
 
     /// The header this process sends it on with: one more hop, stamped, when it came
