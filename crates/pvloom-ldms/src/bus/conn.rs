@@ -183,7 +183,7 @@ impl MsgConn {
             session.send(zap::Msg::SendRecv(b.freeze()));
             return Ok(PartOutcome::Refused(e));
         }
-        let credit = Credit::new(self.link.clone(), quota, msg.msg_len());
+        let credit = Credit::new(self.link.clone(), quota, super::held_size(msg.msg_len()));
         let bm = BusMsg::received(msg, timespec(wall));
         self.bus.route_with(Arc::new(bm), Some(credit), Some(self.link.id()), now);
         Ok(PartOutcome::Routed)

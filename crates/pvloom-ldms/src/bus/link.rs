@@ -92,9 +92,10 @@ impl Link {
         }
     }
 
-    /// Queue a message for the peer.
-    pub(crate) fn post(&self, msg: Routed) {
-        self.out_bytes.fetch_add(msg.msg_len(), Ordering::AcqRel);
+    /// Queue a message for the peer (publishing on a sans-I/O `ClientConn`: post on its
+    /// `link()`; the connection sends it when next polled).
+    pub fn post(&self, msg: Routed) {
+        self.out_bytes.fetch_add(msg.msg.held_size(), Ordering::AcqRel);
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.delivered_bytes.fetch_add(msg.msg_len() as u64, Ordering::Relaxed);
         self.queues.lock().out.push_back(msg);
@@ -137,7 +138,7 @@ impl Link {
         into.credit.append(&mut q.credit);
         let n = q.out.len().min(max_out);
         let mut bytes = 0;
-        into.out.extend(q.out.drain(..n).inspect(|m| bytes += m.msg_len()));
+        into.out.extend(q.out.drain(..n).inspect(|m| bytes += m.msg.held_size()));
         let left = !q.out.is_empty();
         self.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
         if bytes > 0 {

@@ -186,6 +186,16 @@ impl std::fmt::Debug for BusMsg {
     }
 }
 
+/// Bytes counted per queued or held message beyond its msg_len (against
+/// [`BusConfig::link_in_flight`] and the publisher's queue limit): the wire header and
+/// the allocations.
+const HELD_OVERHEAD: usize = MSG_HDR_LEN + 128;
+
+/// What a message of `msg_len` bytes costs while held (its frame holds the header too).
+pub(crate) fn held_size(msg_len: usize) -> usize {
+    msg_len + HELD_OVERHEAD
+}
+
 pub(crate) fn timespec(t: SystemTime) -> Timespec {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     Timespec { sec: d.as_secs() as i64, nsec: i64::from(d.subsec_nanos()) }
@@ -223,6 +233,13 @@ impl BusMsg {
     /// `msg_len`: name with its NUL plus data.
     pub fn msg_len(&self) -> usize {
         self.name.len() + 1 + self.data.len()
+    }
+
+    /// What the message is counted as while it is queued or held: `msg_len` plus its
+    /// header and bookkeeping (counting msg_len alone let a queue of 64-byte messages
+    /// take ~20 times its limit in memory).
+    pub(crate) fn held_size(&self) -> usize {
+        held_size(self.msg_len())
     }
 
     /// The header this process sends it on with: one more hop, stamped, when it came
