@@ -34,7 +34,8 @@ step "docs (rustdoc, warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --exclude pvloom-py
 
 step "Rust tests"
-cargo test --workspace --locked
+# The message load test at the full size: 144 publishers x 10 000 messages.
+PVLOOM_MSG_FULL=1 cargo test --workspace --locked
 
 step "Python tests"
 .venv/bin/python -m pytest -q crates/pvloom-py/tests
