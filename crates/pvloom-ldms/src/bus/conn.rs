@@ -166,7 +166,7 @@ impl MsgConn {
         let msg: Msg = match self.reasm.push(&part) {
             Ok(Some(msg)) => msg,
             Ok(None) => return Ok(PartOutcome::Partial),
-            Err(e) => return Err(format!("bad message: {e}")),
+            Err(e) => return Err(format!("message reassembly: {e}")),
         };
         let quota = msg.msg_len() as u32;
         let refused = if !self.bus.is_enabled() {

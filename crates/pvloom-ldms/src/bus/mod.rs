@@ -23,7 +23,7 @@ mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
@@ -51,7 +51,7 @@ pub const ENOTSUP: i32 = 95;
 pub const EMSGSIZE: i32 = 90;
 /// `ENOSPC`: too many subscriptions on one connection.
 pub const ENOSPC: i32 = 28;
-/// `EBUSY`: no credit in time.
+/// `EAGAIN`: no room for a publish in time.
 pub const EAGAIN: i32 = 11;
 
 /// Why the bus refused something.
@@ -477,7 +477,8 @@ impl MsgBus {
         let subs = self.subs.read().clone();
         let wall = (self.config.wall_clock)();
         let len = msg.msg_len();
-        let mut sent_to: smallvec_links::Links = Default::default();
+        // The connections already given this message (usually few).
+        let mut sent_to: Vec<u64> = Vec::new();
         let mut n = 0;
         for s in subs.iter() {
             if !s.matcher.matches(&msg.name) {
@@ -486,7 +487,7 @@ impl MsgBus {
             let h = &msg.header;
             match &s.target {
                 Target::Link(w) => {
-                    if from == Some(s.owner) || sent_to.contains(s.owner) {
+                    if from == Some(s.owner) || sent_to.contains(&s.owner) {
                         continue;
                     }
                     let Some(link) = w.upgrade() else { continue };
@@ -643,20 +644,3 @@ fn admit(s: &Subscription, len: usize, now: Instant) -> bool {
         _ => true,
     }
 }
-
-/// A tiny set of link ids (a message usually goes to few connections).
-mod smallvec_links {
-    #[derive(Default)]
-    pub(super) struct Links(Vec<u64>);
-    impl Links {
-        pub(super) fn contains(&self, id: u64) -> bool {
-            self.0.contains(&id)
-        }
-        pub(super) fn push(&mut self, id: u64) {
-            self.0.push(id);
-        }
-    }
-}
-
-/// How long a publisher waits for credit by default.
-pub const DEFAULT_CREDIT_WAIT: Duration = Duration::from_secs(10);

@@ -68,7 +68,9 @@ impl PublishError {
 }
 
 impl Xprt {
-    /// Bytes of published messages waiting to go to the peer (for room, or its credit).
+    /// What the published messages waiting to go to the peer (for room, or its credit)
+    /// count against [`XprtConfig::msg_queue`](super::XprtConfig): their bytes plus a
+    /// fixed overhead each.
     pub fn msg_queued(&self) -> usize {
         self.inner.link.out_bytes()
     }
