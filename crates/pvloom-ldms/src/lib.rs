@@ -11,6 +11,8 @@
 //!   messages inside RENDEZVOUS, and the directory JSON.
 //! - [`msg`]: the message service (message bus): MSG parts and whole messages,
 //!   subscribe parameters and replies, splitting and reassembly.
+//! - [`ldmsd_req`]: the LDMSD request protocol of `ldmsctl` / `ldmsd_controller`
+//!   (records, attributes, bounded reassembly), carried in SEND_MSG.
 //! - [`bus`]: the message bus of a process: local clients, remote subscribers, credit.
 //! - [`chan`]: `MessageChannel`, a listening subscriber and a reconnecting publisher
 //!   with a bounded queue (`ldms_msg_chan`).
@@ -20,6 +22,7 @@
 pub mod bus;
 pub mod chan;
 pub mod client;
+pub mod ldmsd_req;
 pub mod msg;
 pub mod request;
 pub mod server;
