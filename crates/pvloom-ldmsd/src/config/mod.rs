@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use lex::{Attr, RawCommand};
+/// A [`RawCommand`] (verb and attributes, from a line or an LDMSD request) to a [`Cmd`].
+pub(crate) use parse::command as command_from_raw;
 
 /// What went wrong on a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

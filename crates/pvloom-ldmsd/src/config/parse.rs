@@ -170,7 +170,7 @@ fn plugin_config(raw: &RawCommand) -> Result<PluginConfig, K> {
 }
 
 /// Build the typed command.
-pub(super) fn command(raw: &RawCommand) -> Result<Cmd, K> {
+pub(crate) fn command(raw: &RawCommand) -> Result<Cmd, K> {
     if raw.verb == "config" {
         return Ok(Cmd::Config(plugin_config(raw)?));
     }

@@ -27,7 +27,7 @@ use pvloom_ldms::server::{SetHandle, SetRegistry};
 use pvloom_ldms::set::LocalSet;
 use regex::Regex;
 
-use super::Daemon;
+use super::{Core, Refusal, errno};
 use crate::config::{Cmd, MatchSel, PrdcrType, Push};
 use crate::sampler::next_sample_us;
 use crate::store_csv::CsvStore;
@@ -50,10 +50,18 @@ pub struct ProducerStatus {
     pub name: String,
     /// `host:port`.
     pub addr: String,
+    /// The host as `prdcr_add` gave it.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The reconnect interval, µs.
+    pub reconnect_us: u64,
     /// Connection state.
     pub state: ProducerState,
     /// Sets pulled from it now.
     pub sets: Vec<String>,
+    /// The schema of each of `sets`, in the same order.
+    pub set_schemas: Vec<String>,
     /// Connections made so far (reconnects included).
     pub connects: u64,
     /// The message channels it is asked to forward (`prdcr_subscribe`).
@@ -157,17 +165,22 @@ impl Aggregator {
             .map(|(name, p)| ProducerStatus {
                 name: name.clone(),
                 addr: format!("{}:{}", p.host, p.port),
+                host: p.host.clone(),
+                port: p.port,
+                reconnect_us: u64::try_from(p.reconnect.as_micros()).unwrap_or(u64::MAX),
                 state: p.state,
                 sets: p.sets.keys().cloned().collect(),
+                set_schemas: p.sets.values().map(|m| m.remote.schema().to_string()).collect(),
                 connects: p.connects,
                 subscriptions: p.msg_subs.iter().map(|m| m.channel.clone()).collect(),
             })
             .collect()
     }
 
-    pub fn apply(&self, cmd: &Cmd, daemon: &Daemon) -> Result<(), String> {
+    pub(super) fn apply(&self, cmd: &Cmd, daemon: &Core) -> Result<(), Refusal> {
         let mut st = self.inner.state.lock();
-        let missing = |what: &str, name: &str| format!("no {what} named {name:?}");
+        let missing = |what: &str, name: &str| Refusal::new(errno::ENOENT, format!("no {what} named {name:?}"));
+        let exists = |what: &str, name: &str| Refusal::new(errno::EEXIST, format!("{what} {name:?} exists"));
         match cmd {
             Cmd::PrdcrAdd { name, host, port, xprt, ty, reconnect_us, auth, .. } => {
                 super::check_xprt(xprt)?;
@@ -175,10 +188,10 @@ impl Aggregator {
                     return Err("only type=active producers are supported".into());
                 }
                 if let Some(a) = auth.as_deref().filter(|a| *a != "none") {
-                    return Err(format!("auth {a:?} is not supported (only none)"));
+                    return Err(format!("auth {a:?} is not supported (only none)").into());
                 }
                 if st.producers.contains_key(name) {
-                    return Err(format!("producer {name:?} exists"));
+                    return Err(exists("producer", name));
                 }
                 let reconnect = Duration::from_micros(u64::try_from(*reconnect_us).unwrap_or(0).max(100_000));
                 st.producers.insert(
@@ -276,7 +289,7 @@ impl Aggregator {
             }
             Cmd::UpdtrAdd { name, interval_us, offset_us, push, .. } => {
                 if st.updaters.contains_key(name) {
-                    return Err(format!("updater {name:?} exists"));
+                    return Err(exists("updater", name));
                 }
                 let interval_us =
                     interval_us.map_or(Ok(2_000_000), |i| u64::try_from(i).map_err(|_| "bad interval"))?;
@@ -342,7 +355,7 @@ impl Aggregator {
             }
             Cmd::StrgpAdd { name, plugin, container, schema, regex: re, .. } => {
                 if st.strgps.contains_key(name) {
-                    return Err(format!("storage policy {name:?} exists"));
+                    return Err(exists("storage policy", name));
                 }
                 let re = re.as_deref().map(regex).transpose()?;
                 st.strgps.insert(
@@ -389,7 +402,7 @@ impl Aggregator {
                 }
                 Ok(())
             }
-            other => Err(format!("{other:?} is not supported")),
+            other => Err(Refusal::new(errno::ENOSYS, format!("{other:?} is not supported"))),
         }
     }
 }

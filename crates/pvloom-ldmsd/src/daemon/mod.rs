@@ -16,6 +16,8 @@
 //! read by `pvloom ldms msg-stats`; ldmsd answers `msg_stats` through ldmsd_controller).
 
 mod aggregator;
+pub mod errno;
+mod requests;
 mod samplers;
 
 use std::collections::BTreeMap;
@@ -67,10 +69,39 @@ pub enum DaemonError {
         at: String,
         /// What went wrong.
         msg: String,
+        /// The errno ldmsd answers such a failure with (see [`errno`]).
+        errno: i32,
     },
     /// The runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// A command refused: the errno ldmsd would answer with (an LDMSD response's
+/// `rsp_err`) and pvloom's explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub errno: i32,
+    pub msg: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(errno: i32, msg: impl Into<String>) -> Refusal {
+        Refusal { errno, msg: msg.into() }
+    }
+}
+
+/// A bare message is a bad value: EINVAL, what ldmsd answers most refusals with.
+impl From<String> for Refusal {
+    fn from(msg: String) -> Refusal {
+        Refusal { errno: errno::EINVAL, msg }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(msg: &str) -> Refusal {
+        Refusal::from(msg.to_string())
+    }
 }
 
 enum StorePlugin {
@@ -78,7 +109,15 @@ enum StorePlugin {
 }
 
 /// A running `pvloom ldmsd`.
+///
+/// Its state is shared with the thread that answers LDMSD requests (`ldmsctl`,
+/// `ldmsd_controller`), which holds it weakly: dropping the `Daemon` ends it all.
 pub struct Daemon {
+    core: Arc<Core>,
+    requests: requests::RequestThread,
+}
+
+pub(crate) struct Core {
     runtime: Runtime,
     registry: Arc<SetRegistry>,
     options: Mutex<DaemonOptions>,
@@ -87,11 +126,16 @@ pub struct Daemon {
     stores: Mutex<BTreeMap<String, StorePlugin>>,
     aggregator: aggregator::Aggregator,
     bus: Arc<MsgBus>,
+    /// Commands that changed the configuration (ldmsd's `cfg_cntr`).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon").field("sets", &self.registry.len()).field("listening", &self.listen_addrs()).finish()
+        f.debug_struct("Daemon")
+            .field("sets", &self.core.registry.len())
+            .field("listening", &self.listen_addrs())
+            .finish()
     }
 }
 
@@ -108,7 +152,7 @@ impl Daemon {
         // ldmsd starts with the service off; `msg_enable` turns it on.
         bus.set_enabled(false);
         let aggregator = aggregator::Aggregator::new(runtime.handle(), registry.clone(), bus.clone());
-        Ok(Daemon {
+        let core = Arc::new(Core {
             bus,
             runtime,
             registry,
@@ -117,38 +161,41 @@ impl Daemon {
             samplers: Samplers::new().map_err(DaemonError::Runtime)?,
             stores: Mutex::new(BTreeMap::new()),
             aggregator,
-        })
+            changes: std::sync::atomic::AtomicU64::new(0),
+        });
+        let requests = requests::RequestThread::start(Arc::downgrade(&core)).map_err(DaemonError::Runtime)?;
+        Ok(Daemon { core, requests })
     }
 
     /// The sets this daemon serves (its samplers' and, as an aggregator, its producers').
     pub fn registry(&self) -> &Arc<SetRegistry> {
-        &self.registry
+        &self.core.registry
     }
 
     /// The message bus: its publishers' and subscribers' (local and remote), and where
     /// the producers' forwarded messages land.
     pub fn bus(&self) -> &Arc<MsgBus> {
-        &self.bus
+        &self.core.bus
     }
 
     /// The runtime carrying its connections.
     pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+        &self.core.runtime
     }
 
     /// The addresses it listens on.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        self.servers.lock().iter().map(LdmsServer::local_addr).collect()
+        self.core.servers.lock().iter().map(LdmsServer::local_addr).collect()
     }
 
     /// Samples taken by every sampler plugin so far.
     pub fn samples(&self) -> u64 {
-        self.samplers.samples()
+        self.core.samplers.samples()
     }
 
     /// The producers (aggregator mode) and their connection state.
     pub fn producers(&self) -> Vec<ProducerStatus> {
-        self.aggregator.status()
+        self.core.aggregator.status()
     }
 
     /// Parse `path` and apply every command in order.
@@ -173,12 +220,43 @@ impl Daemon {
     /// # Errors
     /// The bind error.
     pub fn listen(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        self.core.listen(addr, &self.requests.sender())
+    }
+
+    /// Apply one command.
+    ///
+    /// # Errors
+    /// What went wrong, with the command's file and line.
+    pub fn apply(&self, c: &Command) -> Result<(), DaemonError> {
+        if let Cmd::Listen { xprt, port, host, auth } = &c.cmd {
+            let at = format!("{}:{}", c.file, c.line);
+            let fail = |r: Refusal| DaemonError::Command { at: at.clone(), msg: r.msg, errno: r.errno };
+            check_xprt(xprt).map_err(|m| fail(m.into()))?;
+            if let Some(a) = auth.as_deref().filter(|a| *a != "none") {
+                return Err(fail(format!("auth {a:?} is not supported (only none)").into()));
+            }
+            let addr = resolve(host.as_deref().unwrap_or("0.0.0.0"), *port).map_err(|m| fail(m.into()))?;
+            return self.listen(addr).map(drop).map_err(|e| fail(format!("cannot listen on {addr}: {e}").into()));
+        }
+        self.core.apply(c)
+    }
+}
+
+impl Core {
+    fn listen(&self, addr: SocketAddr, requests: &requests::RequestSender) -> std::io::Result<SocketAddr> {
         let config = self.options.lock().server.clone();
         let bus = self.bus.clone();
-        let on_event = move |peer: &Peer, ev: PeerEvent| {
-            if let PeerEvent::Recv(data) = ev {
-                answer_request(&bus, peer, &data);
+        let requests = requests.clone();
+        let on_event = move |peer: &Peer, ev: PeerEvent| match ev {
+            PeerEvent::Recv(data) => {
+                if is_pvloom_stats_request(&data) {
+                    answer_stats_request(&bus, peer);
+                } else {
+                    requests.request(peer, data);
+                }
             }
+            PeerEvent::Disconnected { .. } => requests.forget(peer),
+            _ => {}
         };
         let server =
             LdmsServer::bind_with_events(self.runtime.handle(), addr, self.registry.clone(), config, on_event)?;
@@ -188,30 +266,33 @@ impl Daemon {
         Ok(local)
     }
 
-    /// Apply one command.
-    ///
-    /// # Errors
-    /// What went wrong, with the command's file and line.
-    pub fn apply(&self, c: &Command) -> Result<(), DaemonError> {
+    /// Apply one command (every one but `listen`, which needs the request thread).
+    pub(crate) fn apply(&self, c: &Command) -> Result<(), DaemonError> {
         let at = format!("{}:{}", c.file, c.line);
-        let fail = |msg: String| DaemonError::Command { at: at.clone(), msg };
         tracing::debug!(%at, cmd = ?c.cmd, "config");
-        match &c.cmd {
-            Cmd::Load { name, plugin } => self.load(name, plugin).map_err(fail),
-            Cmd::Config(cfg) => self.configure(cfg).map_err(fail),
+        self.apply_cmd(&c.cmd).map_err(|r| DaemonError::Command { at, msg: r.msg, errno: r.errno })
+    }
+
+    /// Carry out one command; the errno is what ldmsd answers the same failure with.
+    pub(crate) fn apply_cmd(&self, cmd: &Cmd) -> Result<(), Refusal> {
+        let fail = |errno: i32, msg: String| Refusal::new(errno, msg);
+        match cmd {
+            Cmd::Load { name, plugin } => self.load(name, plugin),
+            Cmd::Config(cfg) => self.configure(cfg),
             Cmd::Start { name, interval_us, offset_us } => {
                 let interval = u64::try_from(*interval_us).ok().filter(|&i| i > 0);
-                let interval = interval.ok_or_else(|| fail(format!("interval {interval_us} must be positive")))?;
+                let interval =
+                    interval.ok_or_else(|| fail(errno::EINVAL, format!("interval {interval_us} must be positive")))?;
                 if self.samplers.start(name, interval, offset_us.unwrap_or(0)) {
                     Ok(())
                 } else {
-                    Err(fail(format!("no sampler plugin named {name:?} is loaded")))
+                    Err(fail(errno::ENOENT, format!("no sampler plugin named {name:?} is loaded")))
                 }
             }
             Cmd::Stop { name } => self.samplers.with(|p| match p.get_mut(name).map(|plugin| plugin.schedule.take()) {
                 Some(Some(_)) => Ok(()),
-                Some(None) => Err(fail(format!("sampler {name:?} is not running"))),
-                None => Err(fail(format!("no sampler plugin named {name:?} is loaded"))),
+                Some(None) => Err(fail(errno::EBUSY, format!("sampler {name:?} is not running"))),
+                None => Err(fail(errno::ENOENT, format!("no sampler plugin named {name:?} is loaded"))),
             }),
             Cmd::Term { name } => {
                 let removed = self.samplers.with(|p| p.remove(name));
@@ -221,17 +302,10 @@ impl Daemon {
                         Ok(())
                     }
                     None if self.stores.lock().remove(name).is_some() => Ok(()),
-                    None => Err(fail(format!("no plugin named {name:?} is loaded"))),
+                    None => Err(fail(errno::ENOENT, format!("no plugin named {name:?} is loaded"))),
                 }
             }
-            Cmd::Listen { xprt, port, host, auth } => {
-                check_xprt(xprt).map_err(fail)?;
-                if let Some(a) = auth.as_deref().filter(|a| *a != "none") {
-                    return Err(fail(format!("auth {a:?} is not supported (only none)")));
-                }
-                let addr = resolve(host.as_deref().unwrap_or("0.0.0.0"), *port).map_err(fail)?;
-                self.listen(addr).map(drop).map_err(|e| fail(format!("cannot listen on {addr}: {e}")))
-            }
+            Cmd::Listen { .. } => Err(fail(errno::ENOSYS, "listen is only taken from the configuration file".into())),
             Cmd::MsgEnable => {
                 self.bus.set_enabled(true);
                 Ok(())
@@ -244,27 +318,28 @@ impl Daemon {
             Cmd::Env { .. } => Ok(()),
             // Sets are allocated per set here, not from one preallocated pool.
             Cmd::SetMemory { .. } => Ok(()),
-            other => self.aggregator.apply(other, self).map_err(fail),
+            other => self.aggregator.apply(other, self),
         }
     }
 
-    fn load(&self, name: &str, plugin: &str) -> Result<(), String> {
+    fn load(&self, name: &str, plugin: &str) -> Result<(), Refusal> {
         if self.samplers.with(|p| p.contains_key(name)) || self.stores.lock().contains_key(name) {
-            return Err(format!("plugin {name:?} is already loaded"));
+            return Err(Refusal::new(errno::EEXIST, format!("plugin {name:?} is already loaded")));
         }
         if plugin == "store_csv" {
             self.stores.lock().insert(name.to_string(), StorePlugin::Csv(None));
             return Ok(());
         }
         let root = self.options.lock().proc_root.clone();
-        let sampler = sampler_with_root(plugin, &root).ok_or_else(|| format!("unknown plugin {plugin:?}"))?;
+        let sampler = sampler_with_root(plugin, &root)
+            .ok_or_else(|| Refusal::new(errno::ENOENT, format!("unknown plugin {plugin:?}")))?;
         self.samplers.with(|p| {
             p.insert(name.to_string(), SamplerPlugin { sampler, sets: Vec::new(), schedule: None, failures: 0 })
         });
         Ok(())
     }
 
-    fn configure(&self, cfg: &PluginConfig) -> Result<(), String> {
+    fn configure(&self, cfg: &PluginConfig) -> Result<(), Refusal> {
         if let Some(store) = self.stores.lock().get_mut(&cfg.name) {
             let StorePlugin::Csv(opts) = store;
             *opts = Some(CsvOptions::from_config(cfg).map_err(|e: StoreError| e.to_string())?);
@@ -272,7 +347,9 @@ impl Daemon {
         }
         let registry = self.registry.clone();
         self.samplers.with(|p| {
-            let plugin = p.get_mut(&cfg.name).ok_or_else(|| format!("no plugin named {:?} is loaded", cfg.name))?;
+            let plugin = p
+                .get_mut(&cfg.name)
+                .ok_or_else(|| Refusal::new(errno::ENOENT, format!("no plugin named {:?} is loaded", cfg.name)))?;
             let sets = plugin.sampler.configure(cfg).map_err(|e: SamplerError| e.to_string())?;
             for set in sets {
                 let handle = registry.publish(set).map_err(|e| e.to_string())?;
@@ -293,15 +370,14 @@ impl Daemon {
 /// The text of pvloom's `msg_stats` request (a peer's SEND_MSG).
 pub const MSG_STATS_REQUEST: &str = r#"{"request":"msg_stats"}"#;
 
-/// A peer's SEND_MSG: `{"request":"msg_stats"}` (a trailing NUL allowed) is answered
-/// with the bus's counters (`{"enabled": .., "channels": [..], "clients": [..]}`);
-/// anything else is ignored, as ldmsd ignores what it cannot parse.
-fn answer_request(bus: &MsgBus, peer: &Peer, data: &[u8]) {
-    let text = data.strip_suffix(&[0]).unwrap_or(data);
-    if text != MSG_STATS_REQUEST.as_bytes() {
-        tracing::debug!(peer = %peer.remote_addr(), len = data.len(), "SEND_MSG ignored (not a pvloom request)");
-        return;
-    }
+/// True for pvloom's own `{"request":"msg_stats"}` (a trailing NUL allowed).
+fn is_pvloom_stats_request(data: &[u8]) -> bool {
+    data.strip_suffix(&[0]).unwrap_or(data) == MSG_STATS_REQUEST.as_bytes()
+}
+
+/// Answers pvloom's `{"request":"msg_stats"}` with the bus's counters
+/// (`{"enabled": .., "channels": [..], "clients": [..]}`).
+fn answer_stats_request(bus: &MsgBus, peer: &Peer) {
     let mut stats = bus.stats().to_json();
     if let Some(o) = stats.as_object_mut() {
         o.insert("enabled".into(), bus.is_enabled().into());
