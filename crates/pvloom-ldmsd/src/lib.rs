@@ -30,7 +30,11 @@
 //!   here it is the message service too.)
 //!
 //! A peer's SEND_MSG of `{"request":"msg_stats"}` is answered with the bus's counters
-//! (pvloom's own request, used by `pvloom ldms msg-stats`).
+//! (pvloom's own request, used by `pvloom ldms msg-stats`). Every other SEND_MSG is an
+//! LDMSD request, as `ldmsctl` and `ldmsd_controller` send them: the commands above but
+//! `listen` (through the same parser), `msg_stats`, `msg_client_stats`, `prdcr_status`,
+//! `greeting` and the configuration counter, answered with ldmsd's errno; anything else
+//! with ENOSYS.
 #![warn(missing_docs)]
 
 pub mod config;

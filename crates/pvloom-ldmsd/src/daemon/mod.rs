@@ -13,7 +13,8 @@
 //! (`prdcr_subscribe`), so messages travel sampler → aggregator → subscriber with a hop
 //! counted at each daemon. A peer's SEND_MSG of exactly `{"request":"msg_stats"}` is
 //! answered with a SEND_MSG carrying the bus's counters as JSON (pvloom's own request,
-//! read by `pvloom ldms msg-stats`; ldmsd answers `msg_stats` through ldmsd_controller).
+//! read by `pvloom ldms msg-stats`); any other SEND_MSG is an LDMSD request of `ldmsctl`
+//! or `ldmsd_controller`, answered by the request thread (see `requests`).
 
 mod aggregator;
 pub mod errno;
