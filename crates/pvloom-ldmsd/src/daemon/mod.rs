@@ -248,16 +248,14 @@ impl Core {
         let config = self.options.lock().server.clone();
         let bus = self.bus.clone();
         let requests = requests.clone();
-        let on_event = move |peer: &Peer, ev: PeerEvent| match ev {
-            PeerEvent::Recv(data) => {
+        let on_event = move |peer: &Peer, ev: PeerEvent| {
+            if let PeerEvent::Recv(data) = ev {
                 if is_pvloom_stats_request(&data) {
                     answer_stats_request(&bus, peer);
                 } else {
                     requests.request(peer, data);
                 }
             }
-            PeerEvent::Disconnected { .. } => requests.forget(peer),
-            _ => {}
         };
         let server =
             LdmsServer::bind_with_events(self.runtime.handle(), addr, self.registry.clone(), config, on_event)?;

@@ -33,27 +33,39 @@ use crate::config::{Cmd, ConfigErrorKind, RawCommand, command_from_raw, lex};
 /// ldmsd passes its validator's boolean result as the error code).
 const BAD_REQUEST: &str = "LDMSD received a bad request.";
 
-enum Job {
-    Record(Peer, Bytes),
-    Forget(u64),
+/// Records waiting for the request thread, all peers together: past this a record is
+/// answered at once with ldmsd's EBUSY ("Daemon busy."), so a flood of requests cannot
+/// grow the queue.
+const QUEUE_DEPTH: usize = 1024;
+
+struct Job {
+    peer: Peer,
+    data: Bytes,
 }
 
 /// Hands a peer's SEND_MSG payloads to the request thread (cheap to clone; the
-/// listeners' callbacks hold one each).
+/// listeners' callbacks hold one each). Never blocks the I/O thread calling it.
 #[derive(Clone)]
-pub(super) struct RequestSender(mpsc::Sender<Job>);
+pub(super) struct RequestSender(mpsc::SyncSender<Job>);
 
 impl RequestSender {
     /// A SEND_MSG from `peer`.
     pub(super) fn request(&self, peer: &Peer, data: Bytes) {
-        if self.0.send(Job::Record(peer.clone(), data)).is_err() {
-            tracing::debug!(peer = %peer.remote_addr(), "LDMSD request dropped: the daemon is stopping");
+        match self.0.try_send(Job { peer: peer.clone(), data }) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                tracing::warn!(peer = %peer.remote_addr(), "LDMSD request refused: {QUEUE_DEPTH} are waiting");
+                if let Ok(h) = RecordHeader::peek(&job.data)
+                    && h.marker == RECORD_MARKER
+                    && h.kind == TYPE_REQUEST
+                {
+                    send(peer, &Message::response_text(h.msg_no, errno::EBUSY as u32, "Daemon busy."));
+                }
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                tracing::debug!(peer = %peer.remote_addr(), "LDMSD request dropped: the daemon is stopping");
+            }
         }
-    }
-
-    /// `peer` disconnected: its half-gathered requests are dropped.
-    pub(super) fn forget(&self, peer: &Peer) {
-        let _ = self.0.send(Job::Forget(peer.id()));
     }
 }
 
@@ -65,7 +77,7 @@ pub(super) struct RequestThread {
 
 impl RequestThread {
     pub(super) fn start(core: Weak<Core>) -> std::io::Result<RequestThread> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         std::thread::Builder::new().name("ldmsd-requests".into()).spawn(move || serve(&core, &rx))?;
         Ok(RequestThread { sender: RequestSender(tx) })
     }
@@ -76,20 +88,16 @@ impl RequestThread {
 }
 
 fn serve(core: &Weak<Core>, rx: &mpsc::Receiver<Job>) {
-    // One reassembler per connection; an entry lives until its peer disconnects.
-    let mut conns: HashMap<u64, Reassembler> = HashMap::new();
-    while let Ok(job) = rx.recv() {
-        match job {
-            Job::Forget(id) => {
-                conns.remove(&id);
-            }
-            Job::Record(peer, data) => {
-                let Some(core) = core.upgrade() else { break };
-                let gather = conns.entry(peer.id()).or_insert_with(|| Reassembler::new(ReassemblyLimits::default()));
-                if let Some(reply) = answer_record(&core, gather, &peer, &data) {
-                    send(&peer, &reply);
-                }
-            }
+    // One reassembler per connection that sent a record, dropped (with whatever it
+    // half-gathered) once its peer is gone.
+    let mut conns: HashMap<u64, (Peer, Reassembler)> = HashMap::new();
+    while let Ok(Job { peer, data }) = rx.recv() {
+        let Some(core) = core.upgrade() else { break };
+        conns.retain(|_, (p, _)| p.is_connected());
+        let (_, gather) =
+            conns.entry(peer.id()).or_insert_with(|| (peer.clone(), Reassembler::new(ReassemblyLimits::default())));
+        if let Some(reply) = answer_record(&core, gather, &peer, &data) {
+            send(&peer, &reply);
         }
     }
 }
@@ -424,4 +432,44 @@ fn prdcr_status(core: &Core, request: &Message) -> Message {
         return Message::response_text(msg_no, errno::ENOENT as u32, &format!("prdcr '{name}' not found"));
     }
     json_reply(msg_no, &Value::Array(producers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(verb: &str, attrs: Vec<Attr>) -> Vec<(String, Option<String>)> {
+        let m = Message::request(1, ldmsd_req::request_id(verb).unwrap(), attrs);
+        raw_command(verb, &m).unwrap().attrs.into_iter().map(|a| (a.name, a.value)).collect()
+    }
+
+    #[test]
+    fn attribute_ids_become_the_names_the_parser_takes() {
+        let s = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+        let interval = |v: &str| Attr::string(attr::INTERVAL, v);
+        assert_eq!(
+            names("prdcr_start", vec![Attr::string(attr::NAME, "p"), interval("1s")]),
+            [s("name", "p"), s("reconnect", "1s")]
+        );
+        assert_eq!(names("strgp_add", vec![interval("1s")]), [s("flush", "1s")]);
+        assert_eq!(names("updtr_add", vec![interval("1s")]), [s("interval", "1s")]);
+        // config's k=v list arrives as one STRING attribute.
+        let config = names(
+            "config",
+            vec![Attr::string(attr::NAME, "m"), Attr::string(attr::STRING, "producer=a instance=a/m force_integer")],
+        );
+        assert_eq!(config, [s("name", "m"), s("producer", "a"), s("instance", "a/m"), ("force_integer".into(), None)]);
+        let m = Message::request(1, 0x100, vec![Attr::string(999, "x")]);
+        assert_eq!(raw_command("prdcr_add", &m).unwrap_err(), "unknown attribute id 999");
+    }
+
+    #[test]
+    fn refusals_are_worded_as_ldmsd_words_them() {
+        let r = |errno| Refusal::new(errno, "pvloom's own words");
+        assert_eq!(ldmsd_text("prdcr_add", "p1", &r(errno::EEXIST)), "The prdcr p1 already exists.");
+        assert_eq!(ldmsd_text("prdcr_del", "p1", &r(errno::ENOENT)), "The producer specified does not exist.");
+        assert_eq!(ldmsd_text("updtr_start", "u", &r(errno::ENOENT)), "The updater specified does not exist.");
+        assert_eq!(ldmsd_text("start", "s", &r(errno::ENOENT)), "Sampler instance 's' not found.");
+        assert_eq!(ldmsd_text("load", "x", &r(errno::ENOENT)), "pvloom's own words");
+    }
 }
