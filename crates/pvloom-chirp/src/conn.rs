@@ -188,6 +188,11 @@ impl Connection {
         self.remote
     }
 
+    /// The peer's address.
+    pub fn peer_ip(&self) -> IpAddr {
+        self.peer_ip
+    }
+
     /// The limits it runs with.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -253,6 +258,18 @@ impl Connection {
         self.queued_bytes += size;
         self.queue.push_back(Queued { token, message });
         Ok(())
+    }
+
+    /// True if a message of `size` bytes (header and data) would be queued now.
+    pub fn can_queue(&self, size: usize) -> bool {
+        !self.closing
+            && self.queue.len() < self.limits.max_queued
+            && (self.queue.is_empty() || self.queued_bytes + size <= self.limits.max_queued_bytes)
+    }
+
+    /// Close the connection (the application's decision).
+    pub fn close(&mut self, reason: CloseReason) {
+        self.fail(reason);
     }
 
     /// Release the message in `slot`: the slot is free again and, if the sender asked

@@ -16,6 +16,8 @@
 //! - [`remote`]: the table of remotes a node keeps: keyed by (family, address, port),
 //!   the last handshake wins a race, reconnects blocked 50–550 ms after a failure,
 //!   idle remotes collected.
+//! - [`node`]: [`Chirp`], a node on pvloom's shared driver: listener, connections,
+//!   per-remote send queues, send / request / release.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -24,6 +26,7 @@ pub mod decoder;
 pub mod error;
 pub mod identity;
 pub mod message;
+pub mod node;
 pub mod remote;
 pub mod slots;
 pub mod wire;
@@ -33,5 +36,6 @@ pub use conn::{ConnEvent, Connection, SendToken};
 pub use error::{ConfigError, ProtocolError, ReleaseError, SendError, SendFailure};
 pub use identity::Identity;
 pub use message::{Outgoing, Received};
+pub use node::{Chirp, ChirpError, Message};
 pub use remote::{RemoteKey, RemoteTable, TableEvent};
 pub use slots::SlotId;
