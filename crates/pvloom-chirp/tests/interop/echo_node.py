@@ -37,4 +37,3 @@ try:
         chirp.stop()
 finally:
     loop.stop()
-print("echoed", seen[0], flush=True)
