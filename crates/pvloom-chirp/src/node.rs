@@ -173,6 +173,7 @@ struct State {
     sends: HashMap<SendToken, SendDone>,
     requests: HashMap<Identity, ReplyDone>,
     listener: Option<(usize, Token)>,
+    gc: Option<pvloom_core::TimerHandle>,
 }
 
 struct Node {
@@ -235,7 +236,20 @@ impl Chirp {
             .recv_timeout(Duration::from_secs(10))
             .map_err(|e| ChirpError::Listen(e.to_string()))?
             .map_err(|e| ChirpError::Listen(e.to_string()))?;
-        node.state.lock().listener = Some((thread, token));
+        // The remote table's GC: remotes idle longer than the reuse time are forgotten
+        // (their connection closed), so a node that talked to many peers once does
+        // not keep them all. Its period is the table's (half the reuse time plus a
+        // random part); the runtime timer only looks that often.
+        let weak = Arc::downgrade(&node);
+        let gc = runtime.call_every(limits.reuse_time / 4, move || {
+            if let Some(node) = weak.upgrade() {
+                node.collect();
+            }
+        });
+        let mut state = node.state.lock();
+        state.listener = Some((thread, token));
+        state.gc = Some(gc);
+        drop(state);
         tracing::info!(port, %identity, "chirp node listening");
         Ok(Chirp { node })
     }
@@ -447,11 +461,34 @@ impl Node {
         }
     }
 
+    fn collect(&self) {
+        let now = self.now();
+        let events = self.table.lock().handle_timeout(now);
+        for event in events {
+            let crate::remote::TableEvent::Collected(key, conn) = event else { continue };
+            tracing::debug!(remote = %key.socket_addr(), "chirp remote idle, collected");
+            let mut state = self.state.lock();
+            let waiting = state.pending.remove(&key).unwrap_or_default();
+            let failed: Vec<_> = waiting.into_iter().filter_map(|(token, _)| state.sends.remove(&token)).collect();
+            let address = conn.and_then(|id| state.conns.get(&id).cloned());
+            drop(state);
+            for done in failed {
+                done.succeed(Err(SendFailure::NotSent("remote collected while idle".into()).into()));
+            }
+            if let Some(address) = address {
+                address.exec(|app, _| app.conn.close(CloseReason::Local("remote idle, collected".into())), || {});
+            }
+        }
+    }
+
     fn stop(&self) {
         if self.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
         let mut state = self.state.lock();
+        if let Some(gc) = state.gc.take() {
+            gc.cancel();
+        }
         if let Some((thread, token)) = state.listener.take() {
             let _ = self.runtime.run_on(thread, move |ctx| drop(ctx.deregister(token)));
         }
