@@ -26,6 +26,17 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements-test.txt
 
+step "chirp peer (libchirp 1.2.1b3 from PyPI, built against libuv and OpenSSL 3)"
+# It builds a C extension: libuv, libffi and OpenSSL headers from Debian; without the
+# define it does not link against OpenSSL 3 (FIPS_mode_set is gone there).
+if ! .venv/bin/python -c "import libchirp.pool" 2>/dev/null; then
+  if ! dpkg -s libuv1-dev libffi-dev libssl-dev >/dev/null 2>&1; then
+    apt-get install -y -qq libuv1-dev libffi-dev libssl-dev >/dev/null ||
+      { apt-get update -qq && apt-get install -y -qq libuv1-dev libffi-dev libssl-dev >/dev/null; }
+  fi
+  CFLAGS='-DFIPS_mode_set(x)=((void)0)' .venv/bin/python -m pip install --quiet libchirp==1.2.1b3
+fi
+
 step "build the extension (maturin develop)"
 VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" \
   .venv/bin/maturin develop --quiet --manifest-path crates/pvloom-py/Cargo.toml
