@@ -1,5 +1,5 @@
 //! The message half of `bench/ldms`: `ldms_msg_bench [--seconds S] [--publishers N]
-//! [--subscribers M] [--sizes 64,1024]`.
+//! [--subscribers M] [--sizes 64,1024] [--io-threads T]`.
 //!
 //! Starts an in-process pvloom LDMS server with a message bus (what `msg_enable` turns
 //! on), M subscriber connections (each MSG_SUB "bench" and a local client on its own bus
@@ -50,7 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sizes: Vec<usize> =
         opt("--sizes").unwrap_or_else(|| "64,1024".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
 
-    let rt = pvloom_core::Runtime::new()?;
+    let io_threads: usize = opt("--io-threads").map_or(Ok(2), |s| s.parse())?;
+    let rt = pvloom_core::Runtime::builder().io_threads(io_threads).build()?;
     for &size in &sizes {
         let bus = MsgBus::new(BusConfig::default());
         let got = Arc::new(AtomicU64::new(0));

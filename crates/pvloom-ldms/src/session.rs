@@ -9,9 +9,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
 use crate::zap::{Connect, Frame, FrameDecoder, Msg, RailConnMsg, ZapError};
+
+/// Room made in the outbound buffer when it runs out: the driver takes the buffer whole
+/// and leaves an empty one, and growing that from nothing frame by frame copied the
+/// queue over and over.
+const OUT_RESERVE: usize = 16 * 1024;
 
 /// Which side of the handshake this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +171,35 @@ impl Session {
     pub fn send_with_ctxt(&mut self, msg: Msg, ctxt: u64) -> u32 {
         let xid = self.next_xid;
         self.next_xid = self.next_xid.wrapping_add(1);
-        Frame { reserved: 0, xid, ctxt, msg }.encode(&mut self.out);
+        let frame = Frame { reserved: 0, xid, ctxt, msg };
+        if self.out.capacity() - self.out.len() < frame.encoded_len() {
+            self.out.reserve(frame.encoded_len().max(OUT_RESERVE));
+        }
+        frame.encode(&mut self.out);
+        xid
+    }
+
+    /// Queue a SENDRECV of `len` data bytes that `write` appends straight into the
+    /// outbound buffer (a message encoded in place, not built and then copied); returns
+    /// the zap xid it carries.
+    pub fn send_recv_with(&mut self, len: usize, write: impl FnOnce(&mut BytesMut)) -> u32 {
+        let xid = self.next_xid;
+        self.next_xid = self.next_xid.wrapping_add(1);
+        let frame_len = crate::zap::HEADER_LEN + 4 + len;
+        self.out.reserve(frame_len.max(OUT_RESERVE));
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+        crate::zap::Header {
+            msg_type: crate::zap::MsgType::SendRecv,
+            reserved: 0,
+            len: u32::try_from(frame_len).unwrap_or(u32::MAX),
+            xid,
+            ctxt: 0,
+        }
+        .encode(&mut self.out);
+        self.out.put_u32(len32);
+        let start = self.out.len();
+        write(&mut self.out);
+        debug_assert_eq!(self.out.len() - start, len, "send_recv_with wrote another length than it said");
         xid
     }
 

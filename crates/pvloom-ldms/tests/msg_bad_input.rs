@@ -151,7 +151,7 @@ fn header(gn: u64) -> MsgHeader {
         perm: 0o444,
         tag_hash: msg::tag_hash(b"x"),
         hop_cnt: 0,
-        hops: vec![msg::Hop::default()],
+        hops: [msg::Hop::default()].into_iter().collect(),
     }
 }
 

@@ -25,8 +25,9 @@ fn header() -> impl Strategy<Value = MsgHeader> {
     (addr(), any::<u64>(), msg_type(), any::<u32>(), any::<u32>(), any::<u32>(), 0u32..12, any::<u32>()).prop_flat_map(
         |(src, msg_gn, msg_type, uid, gid, perm, hop_cnt, tag_hash)| {
             let n = MsgHeader::used_hops(hop_cnt);
-            prop::collection::vec((ts(), ts()).prop_map(|(recv, send)| Hop { recv, send }), n)
-                .prop_map(move |hops| MsgHeader { src, msg_gn, msg_type, uid, gid, perm, tag_hash, hop_cnt, hops })
+            prop::collection::vec((ts(), ts()).prop_map(|(recv, send)| Hop { recv, send }), n).prop_map(move |hops| {
+                MsgHeader { src, msg_gn, msg_type, uid, gid, perm, tag_hash, hop_cnt, hops: hops.into_iter().collect() }
+            })
         },
     )
 }
@@ -205,7 +206,7 @@ fn big(len: usize, gn: u64) -> Msg {
         perm: 0o440,
         tag_hash: tag_hash(b"big"),
         hop_cnt: 0,
-        hops: vec![Hop::default()],
+        hops: [Hop::default()].into_iter().collect(),
     };
     let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
     Msg { header, name: Bytes::from_static(b"big"), data: Bytes::from(data) }
@@ -301,16 +302,18 @@ fn plain_header(src: LdmsAddr) -> MsgHeader {
         perm: 0,
         tag_hash: 0,
         hop_cnt: 0,
-        hops: vec![Hop::default()],
+        hops: [Hop::default()].into_iter().collect(),
     }
 }
 
-/// Encoding writes at most MAX_HOPS entries; decoding yields hop_cnt + 1 of them, capped.
+/// A header holds at most MAX_HOPS entries; decoding yields hop_cnt + 1 of them, capped.
 #[test]
 fn hops_capped() {
     let mut h = plain_header(LdmsAddr::default());
     h.hop_cnt = 20;
-    h.hops = vec![Hop { recv: Timespec { sec: 1, nsec: 2 }, send: Timespec { sec: 3, nsec: 4 } }; MAX_HOPS + 3];
+    let hop = Hop { recv: Timespec { sec: 1, nsec: 2 }, send: Timespec { sec: 3, nsec: 4 } };
+    h.hops = std::iter::repeat_n(hop, MAX_HOPS).collect();
+    assert!(h.hops.try_push(hop).is_err(), "no room for a tenth hop");
     let mut b = BytesMut::new();
     h.encode(0, &mut b);
     assert_eq!(b.len(), MSG_HDR_LEN);

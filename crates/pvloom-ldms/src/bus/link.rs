@@ -131,24 +131,25 @@ impl Link {
     }
 
     /// Takes at most `max_out` messages (all credit): what the connection's I/O thread
-    /// does when woken. Later posts wake it again.
-    pub fn take(&self, max_out: usize, into: &mut Taken) {
-        self.wake_pending.store(false, Ordering::Release);
+    /// does when woken; whether it took anything. Until a take finds nothing, posts do
+    /// not wake the connection again: it is busy and comes back for them itself, so a
+    /// publisher that outruns its I/O thread pays for no wake per message.
+    pub fn take(&self, max_out: usize, into: &mut Taken) -> bool {
         let mut q = self.queues.lock();
+        if q.out.is_empty() && q.credit.is_empty() {
+            // Under the lock: a post after this sees the flag down and wakes.
+            self.wake_pending.store(false, Ordering::Release);
+            return false;
+        }
         into.credit.append(&mut q.credit);
         let n = q.out.len().min(max_out);
         let mut bytes = 0;
         into.out.extend(q.out.drain(..n).inspect(|m| bytes += m.msg.held_size()));
-        let left = !q.out.is_empty();
         self.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
         if bytes > 0 {
             self.room.notify_all();
         }
-        drop(q);
-        if left {
-            // Not all taken: the connection comes back for the rest when it has room.
-            self.wake_pending.store(true, Ordering::Release);
-        }
+        true
     }
 
     /// Waits until fewer than `limit` bytes wait for the peer, or `deadline`; whether

@@ -220,7 +220,7 @@ impl BusMsg {
             perm,
             tag_hash: tag_hash(&name),
             hop_cnt: 0,
-            hops: vec![Hop { recv: now, send: now }],
+            hops: [Hop { recv: now, send: now }].into_iter().collect(),
         };
         BusMsg { header, name, data, received: None, wire: OnceLock::new() }
     }
@@ -256,6 +256,23 @@ impl BusMsg {
         h
     }
 
+    /// The length of the one MSG request that carries it, if it fits in one part.
+    pub(crate) fn single_part_len(&self) -> Option<usize> {
+        let total = MSG_HDR_LEN + self.msg_len();
+        (total <= PART_PAYLOAD_MAX).then_some(REQUEST_HDR_LEN + PART_HDR_LEN + total)
+    }
+
+    /// Appends the one MSG request of a message that fits in one part
+    /// ([`single_part_len`](Self::single_part_len) bytes), stamped `now`.
+    pub(crate) fn encode_single(&self, now: Timespec, len: usize, dst: &mut BytesMut) {
+        let header = self.forward_header(now);
+        part_head(dst, &header, len, true, false);
+        header.encode(self.msg_len() as u32, dst);
+        dst.put_slice(&self.name);
+        dst.put_u8(0);
+        dst.put_slice(&self.data);
+    }
+
     /// The MSG requests (SENDRECV data) that carry it, one per part; made once.
     pub fn wire(&self, now: Timespec) -> &Arc<[Bytes]> {
         self.wire.get_or_init(|| encode_parts(&self.forward_header(now), &self.name, &self.data))
@@ -266,6 +283,16 @@ impl BusMsg {
 pub fn encode_parts(header: &MsgHeader, name: &[u8], data: &[u8]) -> Arc<[Bytes]> {
     let msg_len = (name.len() + 1 + data.len()) as u32;
     let total = MSG_HDR_LEN + msg_len as usize;
+    if total <= PART_PAYLOAD_MAX {
+        // One part (nearly every message): encoded in place, not copied from a whole.
+        let mut b = BytesMut::with_capacity(REQUEST_HDR_LEN + PART_HDR_LEN + total);
+        part_head(&mut b, header, REQUEST_HDR_LEN + PART_HDR_LEN + total, true, false);
+        header.encode(msg_len, &mut b);
+        b.put_slice(name);
+        b.put_u8(0);
+        b.put_slice(data);
+        return Arc::from([b.freeze()]);
+    }
     let mut whole = BytesMut::with_capacity(total);
     header.encode(msg_len, &mut whole);
     whole.put_slice(name);
@@ -277,17 +304,21 @@ pub fn encode_parts(header: &MsgHeader, name: &[u8], data: &[u8]) -> Arc<[Bytes]
             let chunk = &whole[i * PART_PAYLOAD_MAX..((i + 1) * PART_PAYLOAD_MAX).min(total)];
             let len = REQUEST_HDR_LEN + PART_HDR_LEN + chunk.len();
             let mut b = BytesMut::with_capacity(len);
-            b.put_u64_le(0);
-            b.put_u32(CMD_MSG);
-            b.put_u32(len as u32);
-            header.src.encode(&mut b);
-            b.put_u64(header.msg_gn);
-            let bits = u32::from(i + 1 < n) | (u32::from(i == 0) << 1);
-            b.put_u32_le(bits);
+            part_head(&mut b, header, len, i == 0, i + 1 < n);
             b.put_slice(chunk);
             b.freeze()
         })
         .collect()
+}
+
+/// A MSG request's header (xid 0) and part header, for a request of `len` bytes.
+fn part_head(b: &mut BytesMut, header: &MsgHeader, len: usize, first: bool, more: bool) {
+    b.put_u64_le(0);
+    b.put_u32(CMD_MSG);
+    b.put_u32(len as u32);
+    header.src.encode(b);
+    b.put_u64(header.msg_gn);
+    b.put_u32_le(u32::from(more) | (u32::from(first) << 1));
 }
 
 /// How a subscription matches names.
@@ -475,10 +506,11 @@ impl MsgBus {
     ) -> usize {
         let token = credit.map(Arc::new);
         let subs = self.subs.read().clone();
-        let wall = (self.config.wall_clock)();
+        let wall = stats::secs((self.config.wall_clock)());
         let len = msg.msg_len();
-        // The connections already given this message (usually few).
-        let mut sent_to: Vec<u64> = Vec::new();
+        // The connections already given this message (usually few: inline).
+        let mut sent_to = arrayvec::ArrayVec::<u64, 8>::new();
+        let mut sent_to_more: Vec<u64> = Vec::new();
         let mut n = 0;
         for s in subs.iter() {
             if !s.matcher.matches(&msg.name) {
@@ -487,7 +519,7 @@ impl MsgBus {
             let h = &msg.header;
             match &s.target {
                 Target::Link(w) => {
-                    if from == Some(s.owner) || sent_to.contains(&s.owner) {
+                    if from == Some(s.owner) || sent_to.contains(&s.owner) || sent_to_more.contains(&s.owner) {
                         continue;
                     }
                     let Some(link) = w.upgrade() else { continue };
@@ -497,7 +529,9 @@ impl MsgBus {
                     if !admit(s, len, now) {
                         continue;
                     }
-                    sent_to.push(s.owner);
+                    if let Err(e) = sent_to.try_push(s.owner) {
+                        sent_to_more.push(e.element());
+                    }
                     s.counters.count(len, wall);
                     link.post(Routed { msg: msg.clone(), _token: token.clone() });
                     n += 1;

@@ -24,13 +24,13 @@ pub struct Counter {
     pub last_ts: f64,
 }
 
-fn secs(t: SystemTime) -> f64 {
+/// Seconds since the epoch, as the counters keep them (taken once per message).
+pub(super) fn secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Counter {
-    fn add(&mut self, bytes: usize, at: SystemTime) {
-        let t = secs(at);
+    fn add(&mut self, bytes: usize, t: f64) {
         if self.count == 0 {
             self.first_ts = t;
         }
@@ -108,16 +108,32 @@ impl BusStats {
     }
 }
 
+/// A fast seeded hasher: every message looks its channel up, and SipHash showed in the
+/// profile.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Channel {
     rx: Counter,
-    sources: HashMap<(LdmsAddr, bool), Counter>,
+    sources: FastMap<(LdmsAddr, bool), Counter>,
+}
+
+impl Channel {
+    fn add(&mut self, m: &BusMsg, len: usize, at: f64) {
+        self.rx.add(len, at);
+        let src = (m.header.src, m.received.is_some());
+        if let Some(c) = self.sources.get_mut(&src) {
+            c.add(len, at);
+        } else if self.sources.len() < MAX_SOURCES {
+            self.sources.entry(src).or_default().add(len, at);
+        }
+    }
 }
 
 /// The channel table behind the bus's lock.
 #[derive(Default)]
 pub(super) struct StatsTable {
-    channels: HashMap<Bytes, Channel>,
+    channels: FastMap<Bytes, Channel>,
 }
 
 /// Bounds the table: a peer publishing endless distinct names cannot grow it forever.
@@ -136,17 +152,12 @@ fn source_name((s, received): (LdmsAddr, bool)) -> String {
 }
 
 impl StatsTable {
-    pub(super) fn record(&mut self, m: &BusMsg, len: usize, at: SystemTime) {
-        if !self.channels.contains_key(&m.name) && self.channels.len() >= MAX_CHANNELS {
-            return;
+    pub(super) fn record(&mut self, m: &BusMsg, len: usize, at: f64) {
+        if let Some(ch) = self.channels.get_mut(&m.name) {
+            return ch.add(m, len, at);
         }
-        let ch = self.channels.entry(m.name.clone()).or_default();
-        ch.rx.add(len, at);
-        let src = (m.header.src, m.received.is_some());
-        if let Some(c) = ch.sources.get_mut(&src) {
-            c.add(len, at);
-        } else if ch.sources.len() < MAX_SOURCES {
-            ch.sources.entry(src).or_default().add(len, at);
+        if self.channels.len() < MAX_CHANNELS {
+            self.channels.entry(m.name.clone()).or_default().add(m, len, at);
         }
     }
 
@@ -177,7 +188,7 @@ pub(super) struct ClientCounters {
 }
 
 impl ClientCounters {
-    pub(super) fn count(&self, bytes: usize, at: SystemTime) {
+    pub(super) fn count(&self, bytes: usize, at: f64) {
         self.tx.lock().add(bytes, at);
     }
 

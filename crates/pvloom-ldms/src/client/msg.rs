@@ -3,7 +3,7 @@
 //! [`MsgClient`](crate::bus::MsgClient)s get it.
 
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,7 +28,10 @@ pub struct MsgOwner {
 
 impl Default for MsgOwner {
     fn default() -> Self {
-        let (uid, gid) = std::fs::metadata("/proc/self").map(|m| (m.uid(), m.gid())).unwrap_or((0, 0));
+        // Asked of the kernel once: a publish must not cost a stat.
+        static IDENTITY: OnceLock<(u32, u32)> = OnceLock::new();
+        let &(uid, gid) =
+            IDENTITY.get_or_init(|| std::fs::metadata("/proc/self").map(|m| (m.uid(), m.gid())).unwrap_or((0, 0)));
         MsgOwner { uid, gid, perm: 0o444 }
     }
 }

@@ -53,6 +53,10 @@ impl MsgType {
     }
 }
 
+/// The used hop entries of a header, held inline: a forwarded message's header is copied
+/// once per hop, and an allocation each time showed in the profile.
+pub type Hops = arrayvec::ArrayVec<Hop, MAX_HOPS>;
+
 /// One hop's profiling timestamps (`struct ldms_msg_hop`, big-endian timespecs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Hop {
@@ -88,7 +92,7 @@ pub struct MsgHeader {
     pub hop_cnt: u32,
     /// The used hop entries: `hop_cnt + 1` of them (at most [`MAX_HOPS`]); entry
     /// `hop_cnt` is the sender's own. Encoding writes at most [`MAX_HOPS`].
-    pub hops: Vec<Hop>,
+    pub hops: Hops,
 }
 
 fn be32(b: &[u8], off: usize) -> u32 {
@@ -163,8 +167,8 @@ impl MsgHeader {
         dst.put_u32_le(self.tag_hash);
         dst.put_u32(self.hop_cnt);
         dst.put_u32(0);
-        let n = self.hops.len().min(MAX_HOPS);
-        for h in &self.hops[..n] {
+        let n = self.hops.len();
+        for h in &self.hops {
             for t in [h.recv, h.send] {
                 dst.put_i64(t.sec);
                 dst.put_i64(t.nsec);
