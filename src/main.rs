@@ -60,6 +60,13 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
+/// mimalloc for the binary (daemons, IOCs, CLI): glibc's allocator was the daemon's
+/// largest single cost routing small messages between I/O threads (its per-thread
+/// arenas trimmed and regrew, and frees from another thread took the arena lock). The
+/// libraries and the Python extension leave the choice to their host.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // ldmsd's flags are its own getopt letters (`-v LEVEL` among them): parsed apart.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

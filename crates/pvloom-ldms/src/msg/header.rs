@@ -153,6 +153,14 @@ impl MsgHeader {
         Ok((h, be32(b, 64)))
     }
 
+    /// The `msg_len` of the header at the start of `b`, without decoding the rest.
+    pub fn peek_msg_len(b: &[u8]) -> Result<u32, MsgError> {
+        if b.len() < MSG_HDR_LEN {
+            return Err(MsgError::Truncated { what: "message header", need: MSG_HDR_LEN, have: b.len() });
+        }
+        Ok(be32(b, 64))
+    }
+
     /// Appends the 384-byte header with the given `msg_len`; the ignored areas are zero.
     pub fn encode(&self, msg_len: u32, dst: &mut BytesMut) {
         dst.reserve(MSG_HDR_LEN);

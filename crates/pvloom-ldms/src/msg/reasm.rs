@@ -122,10 +122,11 @@ impl Reassembler {
     pub fn push(&mut self, part: &MsgPart) -> Result<Option<Msg>, ReassemblyError> {
         let key = (part.src, part.msg_gn);
         if part.first {
-            if self.abort(part.src, part.msg_gn) {
+            // Nearly every message is one part and nothing is in progress: no lookup.
+            if !self.pending.is_empty() && self.abort(part.src, part.msg_gn) {
                 return Err(ReassemblyError::FirstTwice { src: part.src, msg_gn: part.msg_gn });
             }
-            let (_, msg_len) = MsgHeader::decode(&part.payload)?;
+            let msg_len = MsgHeader::peek_msg_len(&part.payload)?;
             let len = MSG_HDR_LEN as u64 + u64::from(msg_len);
             if len > self.limits.max_msg as u64 {
                 return Err(ReassemblyError::TooLarge { len, max: self.limits.max_msg });

@@ -503,13 +503,95 @@ def _client_stats(c, desc=""):
     return MsgClientStats(_counters(c["tx"]), drops, [], LdmsAddr(), int(c["is_regex"]), c["pattern"], desc)
 
 
-def msg_publish(name, data, msg_type=None, perm=0o444, uid=None, gid=None):
+def msg_publish(name, data, msg_type=None, perm=0o444, uid=None, gid=None, sr_client=None, schema_def=None):
     """Publish to this process's bus (its ``MsgClient``s, and peers subscribed through a
     ``listen(msg=True)``): ``str``/``bytes`` as STRING, ``dict`` as JSON
     (``json.dumps``; pvloom also takes a ``list``); an explicit ``msg_type`` wins.
+    ``LDMS_MSG_AVRO_SER`` needs ``sr_client`` (a schema registry client) and
+    ``schema_def``, as in the real API (see :func:`_avro_encode`).
     Raises ``RuntimeError`` ("ldms_msg_publish() failed, rc: N"). pvloom: returns how
     many subscribers got it."""
-    return _pvloom.ldms_msg_publish(name, data, _mtype(msg_type), perm, uid, gid)
+    return _pvloom.ldms_msg_publish(name, data, _mtype(msg_type), perm, uid, gid, sr_client, schema_def)
+
+
+# AVRO_SER, as the real API frames it: a zero byte, the schema's registry id (u32,
+# big-endian), then the Avro binary encoding. The registry is duck-typed like the real
+# API's use of confluent_kafka's SchemaRegistryClient: ``register_schema(subject,
+# schema) -> id`` when publishing, ``get_schema(id).schema_str`` when receiving.
+_AVRO_FRAME = ">bI"
+
+
+class _RegistrySchema:
+    """What ``register_schema`` is given when confluent_kafka is not installed: the
+    attributes of its ``Schema`` that a registry reads."""
+
+    def __init__(self, schema_str):
+        self.schema_str = schema_str
+        self.schema_type = "AVRO"
+        self.references = []
+
+
+def _avro_schema(schema_def):
+    """(Avro schema, registry schema) from what the real API accepts: an Avro schema,
+    a registry ``Schema`` (anything with ``schema_str``), a dict, or JSON text."""
+    import avro.schema
+
+    registered = None
+    if isinstance(schema_def, avro.schema.Schema):
+        parsed = schema_def
+    elif hasattr(schema_def, "schema_str"):
+        parsed, registered = avro.schema.parse(schema_def.schema_str), schema_def
+    elif isinstance(schema_def, dict):
+        parsed = avro.schema.make_avsc_object(schema_def)
+    elif isinstance(schema_def, str):
+        parsed = avro.schema.parse(schema_def)
+    else:
+        raise ValueError("Unsupported `sch_def` type")
+    if registered is None:
+        text = _json.dumps(parsed.to_json())
+        try:
+            from confluent_kafka.schema_registry import Schema
+        except ImportError:
+            registered = _RegistrySchema(text)
+        else:
+            registered = Schema(text, "AVRO")
+    return parsed, registered
+
+
+def _avro_encode(sr_client, schema_def, obj):
+    """``obj`` as AVRO_SER bytes: ``schema_def`` registered through ``sr_client``."""
+    import io
+    import struct
+
+    import avro.io
+
+    if not sr_client:
+        raise ValueError("LDMS_MSG_AVRO_SER requires `sr_client`")
+    if not schema_def:
+        raise ValueError("LDMS_MSG_AVRO_SER requires `schema_def`")
+    parsed, registered = _avro_schema(schema_def)
+    schema_id = sr_client.register_schema(parsed.name, registered)
+    out = io.BytesIO()
+    out.write(struct.pack(_AVRO_FRAME, 0, schema_id))
+    avro.io.DatumWriter(parsed).write(obj, avro.io.BinaryEncoder(out))
+    return out.getvalue()
+
+
+def _avro_decode(sr_client, raw):
+    """AVRO_SER bytes back to the object, the schema asked of ``sr_client`` by id."""
+    import io
+    import struct
+
+    import avro.io
+    import avro.schema
+
+    if len(raw) < struct.calcsize(_AVRO_FRAME):
+        raise ValueError(f"AVRO_SER data of {len(raw)} bytes has no schema frame")
+    magic, schema_id = struct.unpack_from(_AVRO_FRAME, raw)
+    if magic != 0:
+        raise ValueError(f"AVRO_SER frame starts with {magic}, not 0")
+    parsed = avro.schema.parse(sr_client.get_schema(schema_id).schema_str)
+    return avro.io.DatumReader(parsed).read(avro.io.BinaryDecoder(io.BytesIO(raw[struct.calcsize(_AVRO_FRAME):])))
 
 
 def _mtype(msg_type):
@@ -549,7 +631,9 @@ class MsgClient:
     I/O thread per message (an exception in it is reported and counted; later messages
     still come). Without it, ``get_data()`` returns the next ``MsgData`` or ``None``.
     Messages that ``Xprt.msg_subscribe`` asked a peer to forward arrive here too. As
-    LDMS's, a client lives (and receives) until ``close()``, referenced or not."""
+    LDMS's, a client lives (and receives) until ``close()``, referenced or not. With
+    ``sr_client`` (a schema registry client), AVRO_SER messages' ``data`` is the decoded
+    object; without it, their bytes."""
 
     _live = set()
 
@@ -557,13 +641,9 @@ class MsgClient:
         self.match = match
         self.is_regex = int(bool(is_regex))
         self.desc = desc or ""
-        func = None
-        if cb is not None:
-
-            def func(m, _cb=cb, _arg=cb_arg):
-                _cb(self, m, _arg)
-
-        self._c = _pvloom._MsgClient(match, bool(is_regex), func)
+        self.sr_client = sr_client
+        self._c = _pvloom._MsgClient(match, bool(is_regex), cb, 65536, self if cb is not None else None, cb_arg,
+                                     sr_client)  # fmt: skip
         MsgClient._live.add(self)
 
     def get_data(self, timeout=0):

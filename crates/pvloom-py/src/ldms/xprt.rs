@@ -550,8 +550,10 @@ impl PyXprt {
     /// (`json.dumps`), `bytes` as STRING; an explicit `msg_type` wins. Waits (the GIL
     /// released) up to 10 s while 8 MiB already wait for the peer; inside a callback it
     /// fails at once instead. Raises `ConnectionError` (`ENOTCONN`, `EAGAIN`,
-    /// `EMSGSIZE`, `EINVAL`).
-    #[pyo3(signature = (name, data, msg_type=None, perm=0o444, uid=None, gid=None))]
+    /// `EMSGSIZE`, `EINVAL`). `LDMS_MSG_AVRO_SER` serialises `data` with `schema_def`,
+    /// registered through `sr_client`, as the real API does (`ValueError` without
+    /// them, unless `data` is bytes already serialised).
+    #[pyo3(signature = (name, data, msg_type=None, perm=0o444, uid=None, gid=None, sr_client=None, schema_def=None))]
     #[allow(clippy::too_many_arguments)]
     fn msg_publish(
         &self,
@@ -562,9 +564,12 @@ impl PyXprt {
         perm: u32,
         uid: Option<u32>,
         gid: Option<u32>,
+        sr_client: Option<&Bound<'_, PyAny>>,
+        schema_def: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let x = self.conn()?;
-        super::msg::xprt_publish(py, &x, name, data, msg_type, super::msg::owner(uid, gid, perm))
+        let who = super::msg::owner(uid, gid, perm);
+        super::msg::xprt_publish(py, &x, name, data, msg_type, who, sr_client, schema_def)
     }
 
     /// Ask the peer to forward messages named `match` (a regex with `is_regex`), at most
