@@ -20,7 +20,7 @@ use common::{root, scenarios};
 /// through a [`Reassembler`].
 #[derive(Debug)]
 enum Item {
-    Whole(Msg),
+    Whole(Box<Msg>),
     Other(MsgWire),
 }
 
@@ -54,7 +54,7 @@ fn stream(path: &Path) -> Vec<(usize, Item)> {
                     check_msg_bytes(&m, &p.payload, &what);
                     // The same bytes through the SENDRECV data, at their stream offsets.
                     assert_eq!(&data[REQUEST_HDR_LEN + PART_HDR_LEN..], &p.payload[..]);
-                    out.push((off, Item::Whole(m)));
+                    out.push((off, Item::Whole(Box::new(m))));
                 }
                 w => out.push((off, Item::Other(w))),
             }
@@ -99,7 +99,7 @@ fn check_msgs(items: &[(usize, Item)], exp: &[Expect], hop_cnt: u32, what: &str)
     let msgs: Vec<&Msg> = items
         .iter()
         .filter_map(|(_, i)| match i {
-            Item::Whole(m) => Some(m),
+            Item::Whole(m) => Some(&**m),
             _ => None,
         })
         .collect();
@@ -161,7 +161,7 @@ fn bar_z(items: &[(usize, Item)]) -> Vec<u8> {
     let m = items
         .iter()
         .find_map(|(_, i)| match i {
-            Item::Whole(m) if &m.name[..] == b"bar.z" => Some(m),
+            Item::Whole(m) if &m.name[..] == b"bar.z" => Some(&**m),
             _ => None,
         })
         .unwrap();
