@@ -68,6 +68,34 @@ fn split_reassemble(r: &mut Reassembler, m: &Msg, max_part: usize) {
 }
 
 proptest! {
+    /// A forwarded header encoded in place is the header copied, counted one hop more
+    /// and stamped (while there is room), then encoded.
+    #[test]
+    fn forwarded_header_is_one_more_hop(h in header(), len in any::<u32>(), recv in ts(), send in ts()) {
+        let hop = Hop { recv, send };
+        let mut copy = h.clone();
+        copy.hop_cnt = copy.hop_cnt.saturating_add(1);
+        copy.hops.truncate(MsgHeader::used_hops(h.hop_cnt));
+        if copy.hops.len() < MAX_HOPS {
+            copy.hops.push(hop);
+        }
+        let (mut want, mut got) = (BytesMut::new(), BytesMut::new());
+        copy.encode(len, &mut want);
+        h.encode_forwarded(len, hop, &mut got);
+        prop_assert_eq!(got, want);
+    }
+
+    /// A one-part message decoded into its own buffer is the message decoded in place.
+    #[test]
+    fn owned_decode_matches(h in header(), name in name(), data in bytes(300)) {
+        let m = Msg { header: h, name: name.iter().map(|&c| c.max(1)).collect(), data };
+        let mut b = BytesMut::new();
+        m.encode(&mut b).unwrap();
+        let b = b.freeze();
+        prop_assert_eq!(Msg::decode_owned(&b).unwrap(), Msg::decode(&b).unwrap());
+        prop_assert_eq!(Msg::decode_owned(&b[..b.len() - 1]).is_err(), Msg::decode(&b.slice(..b.len() - 1)).is_err());
+    }
+
     #[test]
     fn part_round_trip(xid in any::<u64>(), src in addr(), msg_gn in any::<u64>(), more in any::<bool>(), first in any::<bool>(), reserved in any::<u32>(), payload in bytes(600)) {
         let p = MsgPart { src, msg_gn, more, first, reserved: reserved & !3, payload };

@@ -7,10 +7,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::{BusError, BusMsg, Credit, Link, MsgBus, Routed, Taken, check_identity, timespec};
-use crate::msg::{Limits, Msg, MsgPart, Reassembler};
+use crate::msg::{Limits, Msg, PartRef, Reassembler};
 use crate::request::{REQUEST_HDR_LEN, Request, RequestBody};
 use crate::session::Session;
 use crate::zap;
@@ -114,7 +114,7 @@ impl MsgConn {
     }
 
     /// Sends returned credit, then routed messages while the session holds less than
-    /// `max_queued` bytes (at most [`PUMP_WINDOW`]) and the peer's credit lasts.
+    /// `max_queued` bytes (at most `PUMP_WINDOW`) and the peer's credit lasts.
     pub fn pump(&mut self, session: &mut Session, max_queued: usize, now: Instant, wall: std::time::SystemTime) {
         if !session.is_open() {
             return;
@@ -169,13 +169,13 @@ impl MsgConn {
     pub fn on_part(
         &mut self,
         session: &mut Session,
-        body: &Bytes,
+        body: &[u8],
         now: Instant,
         wall: std::time::SystemTime,
     ) -> Result<PartOutcome, String> {
-        let part = MsgPart::decode(body).map_err(|e| format!("bad MSG part: {e}"))?;
-        let msg: Msg = match self.reasm.push(&part) {
-            Ok(Some(msg)) => detach(msg),
+        let part = PartRef::decode(body).map_err(|e| format!("bad MSG part: {e}"))?;
+        let msg: Msg = match self.reasm.push_ref(part) {
+            Ok(Some(msg)) => msg,
             Ok(None) => return Ok(PartOutcome::Partial),
             Err(e) => return Err(format!("message reassembly: {e}")),
         };
@@ -206,25 +206,6 @@ impl MsgConn {
         self.link.clear();
         self.reasm.clear();
     }
-}
-
-/// Messages up to this long get their own buffer instead of a slice of the read buffer.
-const DETACH_MAX: usize = 64 * 1024;
-
-/// A small message copied out of the connection's read buffer. A slice would pin the
-/// whole buffer for as long as a subscriber keeps the message, and every clone and drop
-/// of it, on whatever thread, would contend on the buffer's one reference count with
-/// the reader decoding the next frames (a tenth of the routing CPU in the profile).
-fn detach(msg: Msg) -> Msg {
-    if msg.name.len() + msg.data.len() > DETACH_MAX {
-        return msg;
-    }
-    let mut b = BytesMut::with_capacity(msg.name.len() + msg.data.len());
-    b.put_slice(&msg.name);
-    b.put_slice(&msg.data);
-    let mut data = b.freeze();
-    let name = data.split_to(msg.name.len());
-    Msg { header: msg.header, name, data }
 }
 
 /// Queues a SEND_QUOTA of `quota` with `rc` (0, or the errno of a refusal).

@@ -265,9 +265,12 @@ impl BusMsg {
     /// Appends the one MSG request of a message that fits in one part
     /// ([`single_part_len`](Self::single_part_len) bytes), stamped `now`.
     pub(crate) fn encode_single(&self, now: Timespec, len: usize, dst: &mut BytesMut) {
-        let header = self.forward_header(now);
-        part_head(dst, &header, len, true, false);
-        header.encode(self.msg_len() as u32, dst);
+        let header = &self.header;
+        part_head(dst, header, len, true, false);
+        match self.received {
+            Some(recv) => header.encode_forwarded(self.msg_len() as u32, Hop { recv, send: now }, dst),
+            None => header.encode(self.msg_len() as u32, dst),
+        }
         dst.put_slice(&self.name);
         dst.put_u8(0);
         dst.put_slice(&self.data);

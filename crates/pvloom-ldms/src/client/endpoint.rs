@@ -454,7 +454,20 @@ impl ClientConn {
         }
     }
 
+    fn on_msg_part(&mut self, body: &[u8]) {
+        let wall = SystemTime::UNIX_EPOCH + (self.config.wall_clock)();
+        if let Err(why) = self.msg.on_part(&mut self.session, body, self.now, wall) {
+            self.protocol_error(why);
+        }
+    }
+
     fn on_frame(&mut self, now: Instant, f: Frame) {
+        if let Msg::SendRecv(data) = &f.msg
+            && let Some(body) = request::msg_body(data)
+        {
+            // A message part, the hot case: read in place, no Request built.
+            return self.on_msg_part(body);
+        }
         match f.msg {
             Msg::SendRecv(data) => match request::decode(&data) {
                 Ok(Message::Reply(r)) => self.on_reply(r),
@@ -490,12 +503,7 @@ impl ClientConn {
                 self.msg.on_send_quota(quota);
                 self.events.push_back(ClientEvent::SendQuota { quota, rc });
             }
-            RequestBody::Other { cmd: request::CMD_MSG, body } => {
-                let wall = SystemTime::UNIX_EPOCH + (self.config.wall_clock)();
-                if let Err(why) = self.msg.on_part(&mut self.session, &body, self.now, wall) {
-                    self.protocol_error(why);
-                }
-            }
+            RequestBody::Other { cmd: request::CMD_MSG, body } => self.on_msg_part(&body),
             RequestBody::Send { msg } => self.events.push_back(ClientEvent::Recv { data: msg }),
             other => self.protocol_error(format!("unexpected request command {:#x}", other.cmd())),
         }

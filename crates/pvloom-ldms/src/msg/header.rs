@@ -163,6 +163,18 @@ impl MsgHeader {
 
     /// Appends the 384-byte header with the given `msg_len`; the ignored areas are zero.
     pub fn encode(&self, msg_len: u32, dst: &mut BytesMut) {
+        self.encode_hops(msg_len, self.hop_cnt, &self.hops, None, dst);
+    }
+
+    /// Appends the header as this process forwards the message: one hop more, `hop`
+    /// appended to the used entries while there is room (without copying the header).
+    pub fn encode_forwarded(&self, msg_len: u32, hop: Hop, dst: &mut BytesMut) {
+        let used = &self.hops[..self.hops.len().min(Self::used_hops(self.hop_cnt))];
+        let extra = (used.len() < MAX_HOPS).then_some(hop);
+        self.encode_hops(msg_len, self.hop_cnt.saturating_add(1), used, extra, dst);
+    }
+
+    fn encode_hops(&self, msg_len: u32, hop_cnt: u32, hops: &[Hop], extra: Option<Hop>, dst: &mut BytesMut) {
         dst.reserve(MSG_HDR_LEN);
         self.src.encode(dst);
         dst.put_bytes(0, 36);
@@ -173,10 +185,11 @@ impl MsgHeader {
         dst.put_u32(self.gid);
         dst.put_u32(self.perm);
         dst.put_u32_le(self.tag_hash);
-        dst.put_u32(self.hop_cnt);
+        dst.put_u32(hop_cnt);
         dst.put_u32(0);
-        let n = self.hops.len();
-        for h in &self.hops {
+        let hops = &hops[..hops.len().min(MAX_HOPS)];
+        let n = hops.len() + usize::from(extra.is_some() && hops.len() < MAX_HOPS);
+        for h in hops.iter().chain(extra.iter()).take(MAX_HOPS) {
             for t in [h.recv, h.send] {
                 dst.put_i64(t.sec);
                 dst.put_i64(t.nsec);
@@ -224,6 +237,23 @@ impl Msg {
         }
         let nul = rest.iter().position(|&c| c == 0).ok_or(MsgError::MissingNul("message name"))?;
         Ok(Msg { header, name: rest.slice(..nul), data: rest.slice(nul + 1..) })
+    }
+
+    /// As [`decode`](Self::decode), the name and data copied into one buffer of their
+    /// own (a message kept by subscribers does not pin the frame it came in).
+    pub fn decode_owned(b: &[u8]) -> Result<Msg, MsgError> {
+        let (header, msg_len) = MsgHeader::decode(b)?;
+        let rest = &b[MSG_HDR_LEN..];
+        if msg_len as usize != rest.len() {
+            return Err(MsgError::MsgLen { msg_len, actual: rest.len() });
+        }
+        let nul = rest.iter().position(|&c| c == 0).ok_or(MsgError::MissingNul("message name"))?;
+        let mut own = BytesMut::with_capacity(rest.len() - 1);
+        own.put_slice(&rest[..nul]);
+        own.put_slice(&rest[nul + 1..]);
+        let mut data = own.freeze();
+        let name = data.split_to(nul);
+        Ok(Msg { header, name, data })
     }
 
     /// Appends the encoded message.

@@ -32,7 +32,7 @@ mod sub;
 
 pub use error::{MsgError, ReassemblyError};
 pub use header::{Hop, Hops, MAX_HOPS, MSG_HDR_LEN, Msg, MsgHeader, MsgType, tag_hash};
-pub use part::{LdmsAddr, MsgPart, PART_HDR_LEN, PART_PAYLOAD_MAX};
+pub use part::{LdmsAddr, MsgPart, PART_HDR_LEN, PART_PAYLOAD_MAX, PartRef};
 pub use reasm::{Limits, Reassembler, split_message};
 pub use sub::{MsgSub, SUB_HDR_LEN, SubReply};
 

@@ -70,7 +70,47 @@ pub struct MsgPart {
     pub payload: Bytes,
 }
 
+/// A part borrowed from the frame it came in: what the reassembler reads, which copies
+/// the bytes it keeps (so a part costs no reference-count traffic on the read buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartRef<'a> {
+    /// Source of the message.
+    pub src: LdmsAddr,
+    /// The publisher's message number.
+    pub msg_gn: u64,
+    /// More parts follow.
+    pub more: bool,
+    /// This is the first part.
+    pub first: bool,
+    /// The part's bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> PartRef<'a> {
+    /// Decodes an MSG body (everything after the request header).
+    pub fn decode(body: &'a [u8]) -> Result<PartRef<'a>, MsgError> {
+        if body.len() < PART_HDR_LEN {
+            return Err(MsgError::Truncated { what: "MSG part header", need: PART_HDR_LEN, have: body.len() });
+        }
+        let mut gn = [0; 8];
+        gn.copy_from_slice(&body[20..28]);
+        let bits = u32::from_le_bytes([body[28], body[29], body[30], body[31]]);
+        Ok(PartRef {
+            src: LdmsAddr::from_slice(&body[..20]),
+            msg_gn: u64::from_be_bytes(gn),
+            more: bits & F_MORE != 0,
+            first: bits & F_FIRST != 0,
+            payload: &body[PART_HDR_LEN..],
+        })
+    }
+}
+
 impl MsgPart {
+    /// This part, borrowed.
+    pub fn as_ref(&self) -> PartRef<'_> {
+        PartRef { src: self.src, msg_gn: self.msg_gn, more: self.more, first: self.first, payload: &self.payload }
+    }
+
     /// Decodes an MSG body (everything after the request header).
     pub fn decode(body: &Bytes) -> Result<MsgPart, MsgError> {
         if body.len() < PART_HDR_LEN {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{LdmsAddr, MSG_HDR_LEN, Msg, MsgError, MsgHeader, MsgPart, PART_PAYLOAD_MAX, ReassemblyError};
+use super::{LdmsAddr, MSG_HDR_LEN, Msg, MsgError, MsgHeader, MsgPart, PART_PAYLOAD_MAX, PartRef, ReassemblyError};
 
 /// The parts a sender emits for a message: the encoded [`Msg`] (header, `name\0`, data)
 /// cut into pieces of at most `max_part` bytes (capped at [`PART_PAYLOAD_MAX`], so each
@@ -120,13 +120,19 @@ impl Reassembler {
 
     /// Takes one part; returns the message it completes, if any.
     pub fn push(&mut self, part: &MsgPart) -> Result<Option<Msg>, ReassemblyError> {
+        self.push_ref(part.as_ref())
+    }
+
+    /// Takes one part borrowed from its frame; the message it completes, if any, owns
+    /// its bytes.
+    pub fn push_ref(&mut self, part: PartRef<'_>) -> Result<Option<Msg>, ReassemblyError> {
         let key = (part.src, part.msg_gn);
         if part.first {
             // Nearly every message is one part and nothing is in progress: no lookup.
             if !self.pending.is_empty() && self.abort(part.src, part.msg_gn) {
                 return Err(ReassemblyError::FirstTwice { src: part.src, msg_gn: part.msg_gn });
             }
-            let msg_len = MsgHeader::peek_msg_len(&part.payload)?;
+            let msg_len = MsgHeader::peek_msg_len(part.payload)?;
             let len = MSG_HDR_LEN as u64 + u64::from(msg_len);
             if len > self.limits.max_msg as u64 {
                 return Err(ReassemblyError::TooLarge { len, max: self.limits.max_msg });
@@ -140,7 +146,7 @@ impl Reassembler {
                 if got < len {
                     return Err(ReassemblyError::Short { len, got });
                 }
-                return Ok(Some(Msg::decode(&part.payload)?));
+                return Ok(Some(Msg::decode_owned(part.payload)?));
             }
             if self.pending.len() >= self.limits.max_in_progress {
                 return Err(ReassemblyError::TooManyInProgress { max: self.limits.max_in_progress });
@@ -149,7 +155,7 @@ impl Reassembler {
                 return Err(ReassemblyError::BufferFull { need: len, max: self.limits.max_buffered });
             }
             self.reserved += len;
-            self.pending.insert(key, Pending { buf: BytesMut::from(&part.payload[..]), len });
+            self.pending.insert(key, Pending { buf: BytesMut::from(part.payload), len });
             return Ok(None);
         }
         let Some(mut p) = self.pending.remove(&key) else {
@@ -160,7 +166,7 @@ impl Reassembler {
             self.reserved -= p.len;
             return Err(ReassemblyError::Overrun { len: p.len, got });
         }
-        p.buf.extend_from_slice(&part.payload);
+        p.buf.extend_from_slice(part.payload);
         if part.more {
             self.pending.insert(key, p);
             return Ok(None);

@@ -29,7 +29,9 @@ mod msg;
 mod rendezvous;
 
 pub use error::RequestError;
-pub use msg::{Message, NotifyEvent, PushReply, Reply, ReplyBody, Request, RequestBody, Timespec, decode, encode};
+pub use msg::{
+    Message, NotifyEvent, PushReply, Reply, ReplyBody, Request, RequestBody, Timespec, decode, encode, msg_body,
+};
 pub use rendezvous::{
     LOOKUP_PROFILE_MARKER, LookupParam, LookupProfile, PushParam, RendezvousBody, RendezvousMsg, SCHEMA_ITEM_PAD,
     SetInfoPair, name_item, schema_item,

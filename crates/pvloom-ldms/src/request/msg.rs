@@ -426,6 +426,17 @@ impl Message {
     }
 }
 
+/// The body of SENDRECV data that is a well-formed MSG request (command and header
+/// length checked), borrowed: the message path's hot case, read without building a
+/// [`Request`]. Anything else is `None` and goes through [`decode`].
+pub fn msg_body(data: &[u8]) -> Option<&[u8]> {
+    if data.len() < REQUEST_HDR_LEN {
+        return None;
+    }
+    let be = |o: usize| u32::from_be_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+    (be(8) == CMD_MSG && be(12) as usize == data.len()).then(|| &data[REQUEST_HDR_LEN..])
+}
+
 /// Decodes SENDRECV data into a request or a reply, by its command number.
 pub fn decode(data: &Bytes) -> Result<Message, RequestError> {
     if data.len() < REQUEST_HDR_LEN {

@@ -354,7 +354,7 @@ impl ServerConn {
     }
 
     /// A MSG part: collect it; a whole message goes to the bus.
-    fn on_msg_part(&mut self, body: &Bytes) {
+    fn on_msg_part(&mut self, body: &[u8]) {
         let Some(m) = self.msg.as_mut() else { return };
         if let Err(why) = m.on_part(&mut self.session, body, self.now, (self.config.wall_clock)()) {
             self.fail(why);
@@ -442,6 +442,13 @@ impl ServerConn {
     }
 
     fn on_frame(&mut self, f: Frame) {
+        if let Msg::SendRecv(data) = &f.msg
+            && self.msg.is_some()
+            && let Some(body) = request::msg_body(data)
+        {
+            // A message part, the hot case: read in place, no Request built.
+            return self.on_msg_part(body);
+        }
         match f.msg {
             Msg::SendRecv(data) => match request::decode(&data) {
                 Ok(Message::Request(req)) => self.on_request(req),
