@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -255,7 +255,7 @@ struct Inner {
     config: ChanConfig,
     bus: Arc<MsgBus>,
     server: Mutex<Option<LdmsServer>>,
-    local_addr: Option<SocketAddr>,
+    local_addr: OnceLock<SocketAddr>,
     clients: Mutex<Vec<MsgClient>>,
     st: Mutex<PubState>,
     changed: Condvar,
@@ -286,16 +286,22 @@ impl MessageChannel {
     /// [`ChanError::Listen`] when the local address cannot be bound, [`ChanError::Mode`]
     /// when an address the mode needs is missing.
     pub fn open(rt: &RuntimeHandle, config: ChanConfig) -> Result<MessageChannel, ChanError> {
-        let bus = MsgBus::new(BusConfig::default());
-        let mut server = None;
-        let mut local_addr = None;
-        if config.mode.subscribes() {
-            let addr = config.local.ok_or(ChanError::Mode("a SUBSCRIBE channel needs a local address"))?;
-            let sc = ServerConfig { bus: Some(bus.clone()), ..ServerConfig::default() };
-            let s = LdmsServer::bind(rt.clone(), addr, SetRegistry::new(), sc)
-                .map_err(|e| ChanError::Listen(format!("{addr}: {e}")))?;
-            local_addr = Some(s.local_addr());
-            server = Some(s);
+        Self::open_subscribed(rt, config, Vec::new())
+    }
+
+    /// As [`open`](Self::open), with `subscriptions` (regex, callback) in place before
+    /// it listens: a publisher that connects at once loses nothing to a subscription
+    /// made a moment later (messages nobody subscribed to are dropped, as LDMS does).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); a bad regex is [`ChanError::Bus`].
+    pub fn open_subscribed(
+        rt: &RuntimeHandle,
+        config: ChanConfig,
+        subscriptions: Vec<(String, Box<dyn FnMut(&MsgData) + Send>)>,
+    ) -> Result<MessageChannel, ChanError> {
+        if config.mode.subscribes() && config.local.is_none() {
+            return Err(ChanError::Mode("a SUBSCRIBE channel needs a local address"));
         }
         if config.mode.publishes() && config.remote.is_none() {
             return Err(ChanError::Mode("a PUBLISH channel needs a remote address"));
@@ -320,9 +326,9 @@ impl MessageChannel {
         let inner = Arc::new(Inner {
             rt: rt.clone(),
             config,
-            bus,
-            server: Mutex::new(server),
-            local_addr,
+            bus: MsgBus::new(BusConfig::default()),
+            server: Mutex::new(None),
+            local_addr: OnceLock::new(),
             clients: Mutex::new(Vec::new()),
             st: Mutex::new(st),
             changed: Condvar::new(),
@@ -330,10 +336,22 @@ impl MessageChannel {
             sub_msgs: AtomicU64::new(0),
             sub_bytes: AtomicU64::new(0),
         });
-        if inner.config.mode.publishes() {
-            Inner::connect(&inner);
+        let ch = MessageChannel { inner };
+        for (regex, cb) in subscriptions {
+            ch.subscribe(&regex, cb)?;
         }
-        Ok(MessageChannel { inner })
+        let inner = &ch.inner;
+        if let Some(addr) = inner.config.local.filter(|_| inner.config.mode.subscribes()) {
+            let sc = ServerConfig { bus: Some(inner.bus.clone()), ..ServerConfig::default() };
+            let s = LdmsServer::bind(rt.clone(), addr, SetRegistry::new(), sc)
+                .map_err(|e| ChanError::Listen(format!("{addr}: {e}")))?;
+            let _ = inner.local_addr.set(s.local_addr());
+            *inner.server.lock() = Some(s);
+        }
+        if inner.config.mode.publishes() {
+            Inner::connect(inner);
+        }
+        Ok(ch)
     }
 
     /// The channel's name.
@@ -343,7 +361,7 @@ impl MessageChannel {
 
     /// Where it listens (SUBSCRIBE, BIDIR).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.local_addr
+        self.inner.local_addr.get().copied()
     }
 
     /// The bus peers publish to (SUBSCRIBE, BIDIR).
@@ -704,8 +722,10 @@ mod tests {
         assert_eq!(ch.stats().cur_q_depth, 5, "data bytes");
         let got2 = Arc::new(Mutex::new(Vec::<String>::new()));
         let g = got2.clone();
-        let sub2 = MessageChannel::open(&rt.handle(), sub_config()).unwrap();
-        sub2.subscribe(".*", move |m| g.lock().push(m.name())).unwrap();
+        // Subscribed before it listens: the publisher, retrying every 50 ms, may connect
+        // and flush its queue at once.
+        let cb: Box<dyn FnMut(&MsgData) + Send> = Box::new(move |m| g.lock().push(m.name()));
+        let sub2 = MessageChannel::open_subscribed(&rt.handle(), sub_config(), vec![(".*".into(), cb)]).unwrap();
         assert!(wait_until(Duration::from_secs(5), || got2.lock().len() == 2));
         assert_eq!(*got2.lock(), ["a", "b"]);
         assert!(ch.close(Duration::from_secs(5)).unwrap());

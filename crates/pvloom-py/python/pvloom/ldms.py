@@ -707,9 +707,13 @@ class MessageChannel:
         self.msg_cb_fn, self.msg_cb_arg = msg_cb_fn, msg_cb_arg
         remote = (rem_host or "localhost", int(rem_port)) if m & 2 else None
         local = (lcl_host or "localhost", int(lcl_port or 0)) if m & 1 else None
-        self._ch = _pvloom._MessageChannel(name, m, remote, local, float(reconnect), int(fifo_bytes))
-        if msg_cb_fn is not None:
-            self.subscribe(".*", msg_cb_fn, msg_cb_arg)
+        func = None
+        if msg_cb_fn is not None and m & 1:
+            # Subscribed before it listens, so a publisher that connects at once loses nothing.
+            def func(msg, _fn=msg_cb_fn, _arg=msg_cb_arg):
+                _fn(msg, _arg)
+
+        self._ch = _pvloom._MessageChannel(name, m, remote, local, float(reconnect), int(fifo_bytes), func)
 
     def publish(self, chan_name, uid, gid, perm, msg_type, msg, msg_len=None, timeout=0):
         """Queue ``msg`` under ``chan_name`` (``msg_len`` may cut a ``str``/``bytes``

@@ -18,7 +18,7 @@ use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError, PyValueEr
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
-use super::{connection_error, env, errno_sym, ldms_error, may_block};
+use super::{LdmsEnv, connection_error, env, errno_sym, ldms_error, may_block};
 use crate::wait::{deadline, wait_sliced};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -371,6 +371,16 @@ pub(crate) fn xprt_sub(
     }
 }
 
+/// A MessageChannel subscription's callback: `func(MsgData)` on the I/O thread.
+fn chan_callback(env: Arc<LdmsEnv>, func: Py<PyAny>) -> Box<dyn FnMut(&MsgData) + Send> {
+    Box::new(move |m| {
+        crate::gil::attach(|py| match PyMsgData::new(py, m).and_then(|d| Py::new(py, d)) {
+            Ok(d) => env.call(py, "ldms.message_channel", &func, (d,)),
+            Err(e) => e.write_unraisable(py, Some(func.bind(py))),
+        })
+    })
+}
+
 /// `MsgClient`'s native half, on the process's bus: `func(client, MsgData, arg)` per
 /// message when `client` is given (the real API's callback, called straight from here:
 /// a Python frame in between cost a tenth of a subscriber's time), else `func(MsgData)`;
@@ -533,7 +543,9 @@ pub struct PyMessageChannelNative {
 #[pymethods]
 impl PyMessageChannelNative {
     #[new]
-    #[pyo3(signature = (name, mode, remote=None, local=None, reconnect=6.0, fifo_bytes=1<<20))]
+    /// `func(MsgData)`, when given, gets every name from before the channel listens.
+    #[pyo3(signature = (name, mode, remote=None, local=None, reconnect=6.0, fifo_bytes=1<<20, func=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         name: &str,
@@ -542,6 +554,7 @@ impl PyMessageChannelNative {
         local: Option<(String, u16)>,
         reconnect: f64,
         fifo_bytes: usize,
+        func: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let env = env()?;
         let mode = match mode {
@@ -563,7 +576,11 @@ impl PyMessageChannelNative {
         config.reconnect = Duration::from_secs_f64(reconnect.max(0.01));
         config.fifo_bytes = fifo_bytes;
         let handle = env.handle.clone();
-        let ch = py.detach(move || MessageChannel::open(&handle, config)).map_err(chan_error)?;
+        let subs = match func {
+            Some(func) if mode.subscribes() => vec![(".*".to_string(), chan_callback(env.clone(), func))],
+            _ => Vec::new(),
+        };
+        let ch = py.detach(move || MessageChannel::open_subscribed(&handle, config, subs)).map_err(chan_error)?;
         Ok(PyMessageChannelNative { ch })
     }
 
@@ -594,15 +611,7 @@ impl PyMessageChannelNative {
 
     /// `func(MsgData)` for each message whose name matches `regex`.
     fn subscribe(&self, regex: &str, func: Py<PyAny>) -> PyResult<()> {
-        let env = env()?;
-        self.ch
-            .subscribe(regex, move |m| {
-                crate::gil::attach(|py| match PyMsgData::new(py, m).and_then(|d| Py::new(py, d)) {
-                    Ok(d) => env.call(py, "ldms.message_channel", &func, (d,)),
-                    Err(e) => e.write_unraisable(py, Some(func.bind(py))),
-                })
-            })
-            .map_err(chan_error)
+        self.ch.subscribe(regex, chan_callback(env()?, func)).map_err(chan_error)
     }
 
     fn get_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
