@@ -69,6 +69,9 @@ CH_WRITE_ERROR = 18
 CH_INIT_FAIL = 19
 
 CH_MAX_MSG_SIZE = 100 * 1024 * 1024
+# The PORT a new Config starts with (libchirp's 2998). A test harness may change it to
+# run an unmodified libchirp script on a free port.
+DEFAULT_PORT = 2998
 CH_MIN_BUFFER_SIZE = 1024
 
 # libchirp's own names for the message class.
@@ -139,7 +142,7 @@ class Config(object):
         values = {
             "REUSE_TIME": 30.0,
             "TIMEOUT": 5.0,
-            "PORT": 2998,
+            "PORT": DEFAULT_PORT,
             "BACKLOG": 100,
             "MAX_SLOTS": 0,
             "SYNCHRONOUS": True,
@@ -220,19 +223,22 @@ class Config(object):
             raise _value_error("Config: timeout must be <= 1200. (%f)" % c["TIMEOUT"])
         if not c["TIMEOUT"] >= 0.1:
             raise _value_error("Config: timeout must be >= 0.1. (%f)" % c["TIMEOUT"])
-        if not c["REUSE_TIME"] >= 0.5:
-            raise _value_error("Config: resuse time must be => 0.5. (%f)" % c["REUSE_TIME"])
-        if not c["REUSE_TIME"] <= 3600:
-            raise _value_error("Config: resuse time must be <= 3600. (%f)" % c["REUSE_TIME"])
-        if not c["TIMEOUT"] <= c["REUSE_TIME"]:
-            raise _value_error(
-                "Config: timeout must be <= reuse time. (%f, %f)" % (c["TIMEOUT"], c["REUSE_TIME"])
-            )
+        # libchirp raises REUSE_TIME to 3 x TIMEOUT before checking it.
+        reuse_time = self._reuse_time()
+        if not reuse_time >= 0.5:
+            raise _value_error("Config: resuse time must be => 0.5. (%f)" % reuse_time)
+        if not reuse_time <= 3600:
+            raise _value_error("Config: resuse time must be <= 3600. (%f)" % reuse_time)
+        if not c["TIMEOUT"] <= reuse_time:
+            raise _value_error("Config: timeout must be <= reuse time. (%f, %f)" % (c["TIMEOUT"], reuse_time))
         # Synchronous mode has one slot whatever MAX_SLOTS says (libchirp sets it).
         if not c["SYNCHRONOUS"] and not c["MAX_SLOTS"] <= 32:
             raise _value_error("Config: max slots must be <= 1.")
         if not (c["BUFFER_SIZE"] >= CH_MIN_BUFFER_SIZE or c["BUFFER_SIZE"] == 0):
             raise _value_error("Config: buffer size must be > %d (%u)" % (CH_MIN_BUFFER_SIZE, c["BUFFER_SIZE"]))
+
+    def _reuse_time(self):
+        return _float32("REUSE_TIME", max(self._values["REUSE_TIME"], self._values["TIMEOUT"] * 3))
 
     def _node_kwargs(self):
         c = self._values
@@ -247,7 +253,7 @@ class Config(object):
             max_msg_size=c["MAX_MSG_SIZE"],
             identity=None if identity == b"\0" * 16 else identity,
             timeout=c["TIMEOUT"],
-            reuse_time=c["REUSE_TIME"],
+            reuse_time=self._reuse_time(),
             disable_encryption=c["DISABLE_ENCRYPTION"],
             max_queued=c["MAX_QUEUED"],
         )
