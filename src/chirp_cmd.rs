@@ -237,7 +237,9 @@ fn finished(send: Option<pvloom_chirp::node::SendCompletion>, limit: Duration) -
     let Some(send) = send else { return Ok(true) };
     match send.wait_timeout(limit).context("waiting for a send")? {
         Ok(()) => Ok(true),
-        Err(ChirpError::Send(SendError::QueueFull { .. })) => bail!("the send queue is full: the remote does not keep up"),
+        Err(ChirpError::Send(SendError::QueueFull { .. })) => {
+            bail!("the send queue is full: the remote does not keep up")
+        }
         Err(e) => {
             tracing::warn!("send failed: {e}");
             Ok(false)

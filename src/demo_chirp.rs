@@ -17,13 +17,7 @@ pub struct ChirpDemo {
 }
 
 fn config() -> Config {
-    Config {
-        port: 0,
-        bind_v4: Ipv4Addr::LOCALHOST,
-        synchronous: false,
-        disable_encryption: true,
-        ..Config::default()
-    }
+    Config { port: 0, bind_v4: Ipv4Addr::LOCALHOST, synchronous: false, disable_encryption: true, ..Config::default() }
 }
 
 impl ChirpDemo {

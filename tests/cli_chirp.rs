@@ -35,7 +35,8 @@ fn echo_and_send(mode: &str, count: u64) {
     let mut banner = String::new();
     stdout.read_line(&mut banner).unwrap();
     assert!(banner.starts_with(&format!("chirp echo on 0.0.0.0:{port}")), "{banner}");
-    let mut args = vec!["chirp".to_owned(), "send".into(), format!("127.0.0.1:{port}"), "--count".into(), count.to_string()];
+    let mut args =
+        vec!["chirp".to_owned(), "send".into(), format!("127.0.0.1:{port}"), "--count".into(), count.to_string()];
     args.extend(["--size".into(), "100".into()]);
     if mode == "--sync" {
         args.push("--sync".into());
@@ -56,7 +57,10 @@ fn echo_and_send(mode: &str, count: u64) {
     };
     let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
     assert!(status.success());
-    assert!(rest.last().is_some_and(|l| l.starts_with(&format!("echoed {count} messages")) && l.ends_with(" 0 failed")), "{rest:?}");
+    assert!(
+        rest.last().is_some_and(|l| l.starts_with(&format!("echoed {count} messages")) && l.ends_with(" 0 failed")),
+        "{rest:?}"
+    );
 }
 
 #[test]
@@ -85,5 +89,8 @@ fn the_demo_times_its_chirp_echo() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("chirp echo node on 127.0.0.1:"), "{text}");
-    assert!(text.contains("chirp: 20 of 20 requests answered") && text.contains("chirp: 100 of 100 requests answered"), "{text}");
+    assert!(
+        text.contains("chirp: 20 of 20 requests answered") && text.contains("chirp: 100 of 100 requests answered"),
+        "{text}"
+    );
 }

@@ -111,10 +111,11 @@ impl PyChirpMessage {
                 held.remove(key);
                 crate::gil::attach(|py| {
                     let value = match released {
-                        Ok(Some((identity, serial))) => {
-                            PyTuple::new(py, [PyBytes::new(py, identity.as_bytes()).into_any(), serial.into_pyobject(py)?.into_any()])
-                                .map(|t| t.into_any().unbind())
-                        }
+                        Ok(Some((identity, serial))) => PyTuple::new(
+                            py,
+                            [PyBytes::new(py, identity.as_bytes()).into_any(), serial.into_pyobject(py)?.into_any()],
+                        )
+                        .map(|t| t.into_any().unbind()),
                         Ok(None) | Err(_) => Ok(py.None()),
                     };
                     resolve(py, &env, &result, value);

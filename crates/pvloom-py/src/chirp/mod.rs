@@ -69,7 +69,13 @@ pub(crate) struct LoopEnv {
 
 impl LoopEnv {
     /// Call `func(*args)` with the GIL held; an exception is reported and counted.
-    pub(crate) fn call<'py>(&self, py: Python<'py>, origin: &str, func: &Py<PyAny>, args: impl pyo3::call::PyCallArgs<'py>) {
+    pub(crate) fn call<'py>(
+        &self,
+        py: Python<'py>,
+        origin: &str,
+        func: &Py<PyAny>,
+        args: impl pyo3::call::PyCallArgs<'py>,
+    ) {
         if let Err(err) = func.bind(py).call1(args) {
             report_exception(py, &self.containment, origin, &self.hook, err, Some(func.bind(py)));
         }
@@ -147,9 +153,7 @@ static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A new, pending `concurrent.futures.Future`.
 pub(crate) fn new_future(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let class = FUTURE.get_or_try_init(py, || {
-        py.import("concurrent.futures")?.getattr("Future").map(Bound::unbind)
-    })?;
+    let class = FUTURE.get_or_try_init(py, || py.import("concurrent.futures")?.getattr("Future").map(Bound::unbind))?;
     Ok(class.bind(py).call0()?.unbind())
 }
 
@@ -190,9 +194,7 @@ pub(crate) fn chirp_exception(py: Python<'_>, err: ChirpError) -> PyErr {
         ChirpError::Send(SendError::TooLarge { .. }) => (PyMemoryError::new_err(text), ecode::ENOMEM),
         ChirpError::Send(SendError::Closed) => (PyConnectionError::new_err(text), ecode::WRITE_ERROR),
         ChirpError::Failed(SendFailure::TimedOut(_)) => (PyTimeoutError::new_err(text), ecode::TIMEOUT),
-        ChirpError::Failed(SendFailure::ConnectionLost(_)) => {
-            (PyConnectionError::new_err(text), ecode::CANNOT_CONNECT)
-        }
+        ChirpError::Failed(SendFailure::ConnectionLost(_)) => (PyConnectionError::new_err(text), ecode::CANNOT_CONNECT),
         ChirpError::Failed(SendFailure::NotSent(_)) => (PyConnectionError::new_err(text), ecode::WRITE_ERROR),
         ChirpError::NoAnswer(_) => (PyTimeoutError::new_err("Chirp request timed out"), ecode::TIMEOUT),
         ChirpError::Stopped => (PyRuntimeError::new_err(text), ecode::SHUTDOWN),

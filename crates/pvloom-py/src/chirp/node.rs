@@ -64,7 +64,8 @@ impl Held {
 }
 
 fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| PyValueError::new_err(format!("{name} must be a number of seconds >= 0, not {value}")))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a number of seconds >= 0, not {value}")))
 }
 
 /// A running node. Made by `pvloom.chirp.Chirp`; not for direct use.
@@ -112,9 +113,9 @@ impl PyChirpNode {
         }
         let identity = match identity {
             None => None,
-            Some(bytes) => Some(Identity(
-                bytes.try_into().map_err(|_| PyValueError::new_err("IDENTITY must be 16 bytes"))?,
-            )),
+            Some(bytes) => {
+                Some(Identity(bytes.try_into().map_err(|_| PyValueError::new_err("IDENTITY must be 16 bytes"))?))
+            }
         };
         let bind_v4: Ipv4Addr = match bind_v4.parse::<IpAddr>() {
             Ok(IpAddr::V4(v4)) => v4,
