@@ -49,4 +49,5 @@ step "Rust tests"
 PVLOOM_MSG_FULL=1 cargo test --workspace --locked
 
 step "Python tests"
-.venv/bin/python -m pytest -q crates/pvloom-py/tests
+# chirp's concurrent requests at the full size: 100 threads x 1 000 requests.
+PVLOOM_CHIRP_FULL=1 .venv/bin/python -m pytest -q crates/pvloom-py/tests

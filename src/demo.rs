@@ -1,7 +1,8 @@
 //! `pvloom demo`: an embedded soft IOC (random walk, ramp, waveform, a setpoint) served
 //! over Channel Access on loopback, watched live through pvloom's own CA client; and an
 //! embedded LDMS daemon (meminfo and loadavg samplers, plus a set the CA monitors feed)
-//! read live through pvloom's LDMS client. Needs nothing but cargo: servers, clients and
+//! read live through pvloom's LDMS client; and a chirp echo node, sent a few requests
+//! whose round trips are printed. Needs nothing but cargo: servers, clients and
 //! repeater all run in this process.
 
 use std::io::{IsTerminal, Write};
@@ -16,6 +17,7 @@ use pvloom_ca::client::{ClientConfig, Context, DbrClass, ReadOptions, Response, 
 use pvloom_ca::proto::Value;
 use pvloom_ca::server::{PvHandle, PvSpec, Server, ServerConfig};
 
+use crate::demo_chirp::ChirpDemo;
 use crate::demo_ldms::{LdmsDemo, MIRROR, mirror_value};
 
 /// Options of `pvloom demo`.
@@ -141,6 +143,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let ctx = Context::builder().config(config).build().context("starting the CA client")?;
     let ldms = LdmsDemo::start().context("starting the embedded LDMS daemon")?;
+    let chirp = ChirpDemo::start()?;
     let names: Vec<String> =
         ["RANDOM_WALK", "RAMP", "WAVEFORM", "SETPOINT"].iter().map(|n| format!("{}{n}", args.prefix)).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -176,6 +179,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.rate,
         ldms.addr,
     )?;
+    writeln!(out, "             chirp echo node on {} (libchirp 1.2's wire)\n  {}", chirp.addr, chirp.round_trips(20))?;
     let ldms_lines = ldms.lines().len();
     let start = Instant::now();
     let run_for = Duration::try_from_secs_f64(args.seconds.max(0.5)).unwrap_or(Duration::from_secs(3600));
@@ -213,6 +217,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         writeln!(out, "{clear}  t={secs:4.1}s  client I/O threads: {}", busy.join("  "))?;
     }
+    let chirp_summary = chirp.round_trips(100);
+    chirp.close();
     ldms.close();
     stop.store(true, Ordering::Relaxed);
     let _ = scan.join();
@@ -223,7 +229,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     writeln!(
         out,
-        "done: {total} monitor updates received over CA; setpoint written once; walk units '{units_text}'; {} callback failures;\n      LDMS: {} samples taken; {}",
+        "done: {total} monitor updates received over CA; setpoint written once; walk units '{units_text}'; {} callback failures;\n      LDMS: {} samples taken; {}\n      {chirp_summary}",
         ctx.runtime().callback_failures(),
         ldms.samples(),
         ldms.summary(),

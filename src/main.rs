@@ -1,7 +1,9 @@
 //! The `pvloom` command line.
 
 mod ca_cmd;
+mod chirp_cmd;
 mod demo;
+mod demo_chirp;
 mod demo_ldms;
 mod ioc_cmd;
 mod ldms_cmd;
@@ -27,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The main job on an embedded default: a soft IOC and an LDMS daemon, watched live through
-    /// pvloom's CA and LDMS clients.
+    /// pvloom's CA and LDMS clients, and a chirp echo node timed with requests.
     Demo(demo::DemoArgs),
     /// A soft IOC: serve EPICS database files over Channel Access.
     Ioc(ioc_cmd::IocArgs),
@@ -37,6 +39,9 @@ enum Command {
     /// LDMS tools: ls, publish, subscribe, msg-stats.
     #[command(subcommand)]
     Ldms(ldms_cmd::LdmsCommand),
+    /// chirp tools (libchirp 1.2's wire): echo, send.
+    #[command(subcommand)]
+    Chirp(chirp_cmd::ChirpCommand),
     /// An LDMS daemon (samplers, aggregator, store_csv) taking ldmsd's flags and config
     /// files: `pvloom ldmsd -x sock:PORT[:ADDR] -c FILE -F -v LEVEL`.
     #[command(disable_help_flag = true)]
@@ -86,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ca(command) => ca_cmd::run(command),
         Command::Ioc(args) => ioc_cmd::run(&args),
         Command::Ldms(command) => ldms_cmd::run(command),
+        Command::Chirp(command) => chirp_cmd::run(command),
         Command::Ldmsd { args } => {
             let argv: Vec<_> = std::iter::once("ldmsd".into()).chain(args).collect();
             ldmsd_cmd::main(&argv)

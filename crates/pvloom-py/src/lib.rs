@@ -6,6 +6,7 @@
 //! hook (by default Python's own "Exception ignored in" report) and is counted.
 
 mod ca;
+mod chirp;
 mod errors;
 mod gil;
 mod ldms;
@@ -36,6 +37,7 @@ fn _pvloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::PyThreadResource>()?;
     ca::register(m)?;
     ldms::register(m)?;
+    chirp::register(m)?;
     m.add_function(pyo3::wrap_pyfunction!(runtime::_shutdown_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

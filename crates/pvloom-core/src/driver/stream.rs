@@ -195,6 +195,13 @@ impl<A: StreamApp> StreamDriver<A> {
                 if self.phase == Phase::Closed {
                     return Keep::No;
                 }
+                // Writing may itself complete operations (chirp's asynchronous sends
+                // finish when their bytes are handed over): their events go to the app
+                // now, not at the next input, which may never come while the app holds
+                // every receive slot.
+                if self.deliver(ctx) {
+                    continue;
+                }
                 let wants_input = self.app.endpoint().wants_input();
                 if wants_input && self.input_held {
                     self.input_held = false;
@@ -213,16 +220,21 @@ impl<A: StreamApp> StreamDriver<A> {
         self.keep()
     }
 
-    fn deliver(&mut self, ctx: &mut IoCtx<'_>) {
+    /// Hand the endpoint's events to the app; true if there were any (or it closed).
+    fn deliver(&mut self, ctx: &mut IoCtx<'_>) -> bool {
+        let mut any = false;
         while let Some(event) = self.app.endpoint().poll_event() {
             self.app.on_event(event, ctx);
+            any = true;
         }
         self.input_held = !self.app.endpoint().wants_input();
         if self.phase != Phase::Closed
             && let Some(reason) = self.app.endpoint().poll_close()
         {
             self.close(ctx, reason);
+            any = true;
         }
+        any
     }
 
     fn flush(&mut self, ctx: &mut IoCtx<'_>) {

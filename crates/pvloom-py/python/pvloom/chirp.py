@@ -1,0 +1,490 @@
+"""chirp message passing with libchirp's Python pool API, on pvloom's Rust node.
+
+A script written for ``libchirp.pool`` (libchirp 1.2) runs with its import changed::
+
+    from pvloom.chirp import Chirp, Config, Loop, Message   # was: from libchirp.pool import ...
+
+and talks to real libchirp nodes: the wire is libchirp 1.2's. ``libchirp.queue``'s
+shape is :class:`QueueChirp` (also ``pvloom.chirp_queue.Chirp``).
+
+Threads: the node's sockets live on the :class:`Loop`'s I/O threads. The pool's
+:meth:`Chirp.handler` runs on the executor's threads (block there as you like); send
+and request futures are resolved on the I/O threads, so a done-callback that blocks on
+another chirp future stalls the loop (as in libchirp).
+
+Departures from libchirp, each deliberate:
+
+* ``request()`` registers for its answer before the request leaves, so no answer is
+  lost to a race (libchirp's pool loses some under concurrency); an answer's slot is
+  released at once, whatever ``auto_release`` says.
+* A handler that raises is logged (logger ``pvloom.chirp``) and, with AUTO_RELEASE, its
+  message is still released (libchirp leaks the slot, and a synchronous sender stalls).
+* The send queue per remote is bounded (``MAX_QUEUED`` messages, a pvloom field): a
+  send beyond it fails at once with ``RuntimeError`` (``ecode`` CH_BUSY) instead of
+  growing memory without limit.
+* ``PORT = 0`` listens on a free port (``chirp.port`` tells which); libchirp refuses it.
+* There is no TLS yet: with encryption not disabled, sends to loopback go in clear
+  text (as libchirp's do) and sends to other hosts fail with ``RuntimeError``
+  (``ecode`` CH_TLS_ERROR) rather than leave unencrypted.
+* ``DISABLE_SIGNALS`` is accepted and has no effect: pvloom installs no signal handlers.
+* IDENTITY is used whole (libchirp 1.2 copies only its first byte).
+"""
+
+from concurrent.futures import Future, ThreadPoolExecutor
+import ipaddress as _ipaddress
+import logging as _logging
+import os as _os
+from queue import Queue as _Queue
+import struct as _struct
+import threading as _threading
+
+from ._pvloom import ChirpLoop as _ChirpLoop
+from ._pvloom import ChirpNode as _ChirpNode
+from ._pvloom import Message
+
+__all__ = ("Chirp", "ChirpBase", "ChirpFuture", "Config", "Loop", "Message", "QueueChirp")
+
+_l = _logging.getLogger("pvloom.chirp")
+
+# libchirp's error codes (ch_error_t), the ``ecode`` of the exceptions raised.
+CH_SUCCESS = 0
+CH_VALUE_ERROR = 1
+CH_UV_ERROR = 2
+CH_PROTOCOL_ERROR = 3
+CH_EADDRINUSE = 4
+CH_FATAL = 5
+CH_TLS_ERROR = 6
+CH_NOT_INITIALIZED = 7
+CH_IN_PRORESS = 8
+CH_TIMEOUT = 9
+CH_ENOMEM = 10
+CH_SHUTDOWN = 11
+CH_CANNOT_CONNECT = 12
+CH_QUEUED = 13
+CH_USED = 14
+CH_MORE = 15
+CH_BUSY = 16
+CH_EMPTY = 17
+CH_WRITE_ERROR = 18
+CH_INIT_FAIL = 19
+
+CH_MAX_MSG_SIZE = 100 * 1024 * 1024
+# The PORT a new Config starts with (libchirp's 2998). A test harness may change it to
+# run an unmodified libchirp script on a free port.
+DEFAULT_PORT = 2998
+CH_MIN_BUFFER_SIZE = 1024
+
+# libchirp's own names for the message class.
+MessageBase = Message
+MessageThread = Message
+
+
+def _value_error(text):
+    err = ValueError(text)
+    err.ecode = CH_VALUE_ERROR
+    return err
+
+
+class ChirpFuture(Future):
+    """The future of a request: ``result()`` is the answer, ``send_result()`` waits
+    for the request to be sent."""
+
+    def __init__(self, auto_release=True):
+        Future.__init__(self)
+        self._auto_release = auto_release
+        self._send_fut = None
+
+    def result(self, timeout=None):
+        """The answer (a :class:`Message`); released first if ``auto_release``."""
+        res = Future.result(self, timeout)
+        if self._auto_release:
+            res.release()
+        return res
+
+    def send_result(self, timeout=None):
+        """Wait for the request to be sent (synchronous mode: released by the remote)."""
+        return self._send_fut.result(timeout)
+
+
+def _unsigned(name, value, bits):
+    """A C unsigned field: libchirp's cffi raises OverflowError / TypeError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s: an integer is required, not %s" % (name, type(value).__name__))
+    if value < 0 or value >= 1 << bits:
+        raise OverflowError("%s: integer %d does not fit 'uint%d_t'" % (name, value, bits))
+    return value
+
+
+def _float32(name, value):
+    """A C float field (as libchirp stores it: 0.1 reads back as 0.10000000149011612)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("%s: a float is required, not %s" % (name, type(value).__name__))
+    return _struct.unpack("f", _struct.pack("f", float(value)))[0]
+
+
+class Config(object):
+    """Chirp configuration: libchirp's fields, defaults and checks.
+
+    The checks libchirp makes when a chirp starts are made by :class:`Chirp` (a
+    ``ValueError`` with libchirp's text and ``ecode`` CH_VALUE_ERROR); the C types'
+    range checks are made on assignment (``OverflowError``, ``TypeError``). A config
+    used by a chirp becomes read-only (``RuntimeError``).
+    """
+
+    _ips = ("BIND_V4", "BIND_V6")
+    _bools = ("SYNCHRONOUS", "DISABLE_SIGNALS", "DISABLE_ENCRYPTION")
+    _strings = ("CERT_CHAIN_PEM", "DH_PARAMS_PEM")
+    _uints = {"PORT": 16, "BACKLOG": 8, "MAX_SLOTS": 8, "BUFFER_SIZE": 32, "MAX_MSG_SIZE": 32}
+    _floats = ("REUSE_TIME", "TIMEOUT")
+    _fields = _ips + _bools + _strings + tuple(_uints) + _floats + ("IDENTITY", "AUTO_RELEASE", "MAX_QUEUED")
+
+    def __init__(self):
+        values = {
+            "REUSE_TIME": 30.0,
+            "TIMEOUT": 5.0,
+            "PORT": DEFAULT_PORT,
+            "BACKLOG": 100,
+            "MAX_SLOTS": 0,
+            "SYNCHRONOUS": True,
+            "DISABLE_SIGNALS": False,
+            "BUFFER_SIZE": 0,
+            "MAX_MSG_SIZE": CH_MAX_MSG_SIZE,
+            "BIND_V6": "::",
+            "BIND_V4": "0.0.0.0",
+            "IDENTITY": b"\0" * 16,
+            "CERT_CHAIN_PEM": None,
+            "DH_PARAMS_PEM": None,
+            "DISABLE_ENCRYPTION": False,
+            "AUTO_RELEASE": True,
+            # pvloom's bound of the send queue per remote (libchirp has none).
+            "MAX_QUEUED": 65536,
+        }
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_sealed", False)
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError("'Config' object has no attribute %r" % name)
+
+    def __setattr__(self, name, value):
+        if name == "_sealed":
+            object.__setattr__(self, name, value)
+            return
+        if name not in Config._fields:
+            raise AttributeError("'Config' object has no attribute %r" % name)
+        if self._sealed:
+            raise RuntimeError("Config is used an therefore read-only.")
+        if name in Config._ips:
+            value = _ipaddress.ip_address(value).compressed
+        elif name in Config._bools:
+            # libchirp stores a C char: anything int-like, read back as a bool.
+            value = bool(value.to_bytes(1, "little")[0])
+        elif name in Config._strings:
+            if not isinstance(value, str):
+                raise TypeError("%s: a str is required" % name)
+            value.encode("UTF-8")
+        elif name in Config._uints:
+            value = _unsigned(name, value, Config._uints[name])
+        elif name in Config._floats:
+            value = _float32(name, value)
+        elif name == "IDENTITY":
+            value = bytes(value)
+            if len(value) > 16:
+                raise IndexError("IDENTITY: 16 bytes at most, not %d" % len(value))
+            value = value.ljust(16, b"\0")
+        elif name == "MAX_QUEUED":
+            if not isinstance(value, int) or value < 1:
+                raise ValueError("MAX_QUEUED must be an int >= 1")
+        self._values[name] = value
+
+    def __repr__(self):
+        return "Config(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self._values.items()))
+
+    def _verify(self):
+        """libchirp's start-up checks (``_ch_chirp_verify_cfg``), in its order and words."""
+        c = self._values
+        if not c["DISABLE_ENCRYPTION"]:
+            if c["DH_PARAMS_PEM"] is None:
+                raise _value_error("Config: DH_PARAMS_PEM must be set.")
+            if c["CERT_CHAIN_PEM"] is None:
+                raise _value_error("Config: CERT_CHAIN_PEM must be set.")
+            if not _os.path.exists(c["CERT_CHAIN_PEM"]):
+                raise _value_error("Config: cert %s does not exist." % c["CERT_CHAIN_PEM"])
+            if not _os.path.exists(c["DH_PARAMS_PEM"]):
+                raise _value_error("Config: cert %s does not exist." % c["DH_PARAMS_PEM"])
+        # PORT 0 is pvloom's "any free port".
+        if not (c["PORT"] > 1024 or c["PORT"] == 0):
+            raise _value_error("Config: port must be > 1024. (%d)" % c["PORT"])
+        if not c["BACKLOG"] < 128:
+            raise _value_error("Config: backlog must be < 128. (%d)" % c["BACKLOG"])
+        if not c["TIMEOUT"] <= 1200:
+            raise _value_error("Config: timeout must be <= 1200. (%f)" % c["TIMEOUT"])
+        if not c["TIMEOUT"] >= 0.1:
+            raise _value_error("Config: timeout must be >= 0.1. (%f)" % c["TIMEOUT"])
+        # libchirp raises REUSE_TIME to 3 x TIMEOUT before checking it.
+        reuse_time = self._reuse_time()
+        if not reuse_time >= 0.5:
+            raise _value_error("Config: resuse time must be => 0.5. (%f)" % reuse_time)
+        if not reuse_time <= 3600:
+            raise _value_error("Config: resuse time must be <= 3600. (%f)" % reuse_time)
+        if not c["TIMEOUT"] <= reuse_time:
+            raise _value_error("Config: timeout must be <= reuse time. (%f, %f)" % (c["TIMEOUT"], reuse_time))
+        # Synchronous mode has one slot whatever MAX_SLOTS says (libchirp sets it).
+        if not c["SYNCHRONOUS"] and not c["MAX_SLOTS"] <= 32:
+            raise _value_error("Config: max slots must be <= 1.")
+        if not (c["BUFFER_SIZE"] >= CH_MIN_BUFFER_SIZE or c["BUFFER_SIZE"] == 0):
+            raise _value_error("Config: buffer size must be > %d (%u)" % (CH_MIN_BUFFER_SIZE, c["BUFFER_SIZE"]))
+
+    def _reuse_time(self):
+        return _float32("REUSE_TIME", max(self._values["REUSE_TIME"], self._values["TIMEOUT"] * 3))
+
+    def _node_kwargs(self):
+        c = self._values
+        identity = c["IDENTITY"]
+        return dict(
+            port=c["PORT"],
+            bind_v4=c["BIND_V4"],
+            backlog=c["BACKLOG"],
+            max_slots=0 if c["SYNCHRONOUS"] else c["MAX_SLOTS"],
+            synchronous=c["SYNCHRONOUS"],
+            buffer_size=c["BUFFER_SIZE"],
+            max_msg_size=c["MAX_MSG_SIZE"],
+            identity=None if identity == b"\0" * 16 else identity,
+            timeout=c["TIMEOUT"],
+            reuse_time=self._reuse_time(),
+            disable_encryption=c["DISABLE_ENCRYPTION"],
+            max_queued=c["MAX_QUEUED"],
+        )
+
+
+class Loop(object):
+    """What libchirp's libuv event loop stands for: pvloom I/O threads.
+
+    Run at once unless ``run_loop`` is False. :meth:`stop` stops it once the last
+    chirp made on it has stopped (libchirp's reference count). ``io_threads`` is
+    pvloom's (default 2).
+    """
+
+    def __init__(self, run_loop=True, io_threads=2):
+        self._lock = _threading.Lock()
+        self._started = False
+        self._stopped = False
+        self._refcnt = 1
+        self._native = _ChirpLoop(io_threads)
+        if run_loop:
+            self.run()
+
+    def run(self):
+        """Start the loop (again: a ``RuntimeError``, as libchirp)."""
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("Cannot restart loop")
+            self._started = True
+
+    @property
+    def running(self):
+        """True between :meth:`run` and the end of :meth:`stop`."""
+        with self._lock:
+            return self._started and not self._stopped
+
+    def call_soon(self, func, *args, **kwargs):
+        """Call ``func(*args, **kwargs)`` on one of the loop's threads."""
+        self._native.call_soon(func, *args, **kwargs)
+
+    def set_error_hook(self, hook=None):
+        """pvloom: ``hook(origin, exception)`` for exceptions in the loop's callbacks."""
+        self._native.set_error_hook(hook)
+
+    @property
+    def callback_errors(self):
+        """pvloom: exceptions raised in the loop's callbacks so far."""
+        return self._native.callback_errors
+
+    def stop(self):
+        """Stop the loop, now or when its last chirp stops."""
+        with self._lock:
+            do_it = self._started and not self._stopped
+            self._stopped = True
+        if do_it:
+            self._refdec()
+        elif not self._started:
+            self._native.shutdown()
+
+    def _refinc(self):
+        with self._lock:
+            self._refcnt += 1
+
+    def _refdec(self):
+        with self._lock:
+            self._refcnt -= 1
+            last = self._refcnt == 0
+        if last:
+            self._native.shutdown()
+
+
+class ChirpBase(object):
+    """What the pool and the queue share: start, send, request, identity, stop.
+
+    Starting raises ``ValueError`` for a bad config (libchirp's texts), ``OSError``
+    when the port cannot be bound, ``RuntimeError`` if the loop is not running.
+    """
+
+    def __init__(self, loop, config, recv=None):
+        assert isinstance(loop, Loop)
+        assert isinstance(config, Config)
+        if not loop.running:
+            raise RuntimeError("the loop is not running: call Loop.run() first")
+        config._verify()
+        config._sealed = True
+        self._loop = loop
+        self._config = config
+        self._auto_release = config.AUTO_RELEASE
+        self._stopped = False
+        self._stop_lock = _threading.Lock()
+        self._node = _ChirpNode(loop._native, recv or self._release_unhandled, **config._node_kwargs())
+        loop._refinc()
+
+    @staticmethod
+    def _release_unhandled(msg):
+        msg.release()
+
+    @property
+    def loop(self):
+        """The :class:`Loop` this chirp runs on."""
+        return self._loop
+
+    @property
+    def port(self):
+        """pvloom: the port it listens on (useful with ``PORT = 0``)."""
+        return self._node.port
+
+    def identity(self):
+        """The node's identity (16 bytes), sent in every handshake."""
+        return self._node.identity()
+
+    def send(self, msg):
+        """Send ``msg`` to ``msg.address``:``msg.port``; returns a Future of ``msg``.
+
+        Synchronous mode: done when the remote released it; asynchronous: when the OS
+        took it. ``result()`` raises ``ConnectionError``, ``TimeoutError``,
+        ``RuntimeError``, ``ValueError`` or ``MemoryError`` (with ``ecode``).
+        Sending the same message again before its future is done raises ``RuntimeError``.
+        """
+        assert isinstance(msg, Message)
+        fut = Future()
+        self._node.send(msg, fut)
+        return fut
+
+    def request(self, msg, auto_release=True):
+        """Send ``msg`` and return a :class:`ChirpFuture` of the answer (a message
+        with the same identity); ``TimeoutError`` after TIMEOUT."""
+        assert isinstance(msg, Message)
+        fut = ChirpFuture(auto_release)
+        fut._send_fut = Future()
+        self._node.request(msg, fut._send_fut, fut)
+        return fut
+
+    def stop(self):
+        """Stop the chirp: wait (up to TIMEOUT) for received messages to be released,
+        then close. A message left unreleased is released and ``RuntimeError`` raised,
+        as libchirp does: it is a usage error."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        try:
+            if not self._node.wait_released(self._config.TIMEOUT):
+                self._node.release_all()
+                raise RuntimeError("Timeout waiting for released messages, maybe a message was not released.")
+        finally:
+            self._node.stop()
+            self._loop._refdec()
+
+
+def _pool_handler(chirp, msg):
+    """Run the user's handler on a pool thread; release afterwards if AUTO_RELEASE."""
+    try:
+        chirp.handler(msg)
+    except Exception:
+        _l.exception("exception in chirp handler (message %r)", msg)
+    finally:
+        if chirp._auto_release:
+            msg.release()
+
+
+class Chirp(ChirpBase, ThreadPoolExecutor):
+    """libchirp's pool: a ``concurrent.futures.ThreadPoolExecutor`` whose
+    :meth:`handler` is called, on the pool's threads, for every message.
+
+    Subclass it and implement :meth:`handler`. With AUTO_RELEASE (the default) a
+    message is released when its handler returns. ``**kwargs`` go to
+    ThreadPoolExecutor (``max_workers``, ...).
+    """
+
+    def __init__(self, loop, config, **kwargs):
+        ThreadPoolExecutor.__init__(self, **kwargs)
+        try:
+            ChirpBase.__init__(self, loop, config, self._on_message)
+        except BaseException:
+            ThreadPoolExecutor.shutdown(self, wait=False)
+            raise
+
+    def _on_message(self, msg):
+        # On an I/O thread: hand over at once, never run the handler here.
+        try:
+            self.submit(_pool_handler, self, msg)
+        except RuntimeError:
+            # Shut down: nobody will handle it.
+            msg.release()
+
+    def handler(self, msg):
+        """Called on a pool thread for every message; implement it.
+
+        This default releases the message whatever AUTO_RELEASE says.
+        """
+        if not self._auto_release:
+            msg.release()
+
+    def stop(self):
+        """Shut the pool down (waiting for running handlers), then stop the chirp."""
+        self.shutdown()
+        ChirpBase.stop(self)
+
+
+class QueueChirp(ChirpBase, _Queue):
+    """libchirp's ``queue.Chirp``: messages are put in the chirp itself, a
+    ``queue.Queue``; :meth:`get` takes one and releases it (if AUTO_RELEASE)."""
+
+    def __init__(self, loop, config):
+        self._disable_queue = False
+        _Queue.__init__(self)
+        ChirpBase.__init__(self, loop, config, self._on_message)
+
+    def _on_message(self, msg):
+        if self._disable_queue:
+            msg.release()
+        else:
+            self.put(msg)
+
+    @property
+    def disable_queue(self):
+        """If True, messages are released instead of queued."""
+        return self._disable_queue
+
+    @disable_queue.setter
+    def disable_queue(self, value):
+        self._disable_queue = value
+
+    def get(self, *args, **kwargs):
+        """Remove and return a message, released if AUTO_RELEASE (``queue.Queue.get``)."""
+        msg = _Queue.get(self, *args, **kwargs)
+        if msg and self._auto_release:
+            msg.release()
+        return msg
+
+    def get_nowait(self):
+        """Equivalent to ``get(False)``."""
+        return self.get(False)
+

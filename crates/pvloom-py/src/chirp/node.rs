@@ -1,0 +1,273 @@
+//! `ChirpNode`: a running pvloom chirp node for Python.
+//!
+//! Received messages are handed to a Python callable on the I/O thread that read them
+//! (the pool submits them to its threads, the queue puts them in itself) and are
+//! registered as held until released, so `stop()` can wait for them as libchirp does.
+//! Sends and requests resolve `concurrent.futures.Future`s on the I/O thread that
+//! completes them.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use pvloom_chirp::{Chirp, ChirpError, Config, Identity};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::message::PyChirpMessage;
+use super::{LoopEnv, PyChirpLoop, chirp_exception, resolve, tls_unsupported};
+use crate::errors::to_py;
+use crate::outcome::report_exception;
+use crate::wait::{deadline, wait_sliced};
+
+/// Received messages not yet released, by a key of their own.
+#[derive(Default)]
+pub(crate) struct Held {
+    messages: Mutex<HashMap<u64, pvloom_chirp::Message>>,
+    next: AtomicU64,
+    emptied: Condvar,
+}
+
+impl Held {
+    fn insert(&self, message: pvloom_chirp::Message) -> u64 {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.messages.lock().insert(key, message);
+        key
+    }
+
+    pub(crate) fn remove(&self, key: u64) {
+        let mut messages = self.messages.lock();
+        messages.remove(&key);
+        if messages.is_empty() {
+            self.emptied.notify_all();
+        }
+    }
+
+    /// Wait until every message is released or `until` passes; true if all were.
+    fn wait_empty(&self, until: Instant) -> bool {
+        let mut messages = self.messages.lock();
+        while !messages.is_empty() {
+            if self.emptied.wait_until(&mut messages, until).timed_out() {
+                return messages.is_empty();
+            }
+        }
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.messages.lock().len()
+    }
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a number of seconds >= 0, not {value}")))
+}
+
+/// A running node. Made by `pvloom.chirp.Chirp`; not for direct use.
+#[pyclass(name = "ChirpNode", module = "pvloom.chirp", frozen)]
+pub struct PyChirpNode {
+    node: Chirp,
+    held: Arc<Held>,
+    env: Arc<LoopEnv>,
+    timeout: Duration,
+    /// Encryption was not disabled: only loopback remotes may be sent to (no TLS yet).
+    encrypt_remote: bool,
+}
+
+#[pymethods]
+impl PyChirpNode {
+    /// Start a node on `chirp_loop`; `on_message(msg)` is called on an I/O thread for
+    /// every message that is not the answer to one of this node's requests.
+    #[new]
+    #[pyo3(signature = (
+        chirp_loop, on_message, *, port=2998, bind_v4="0.0.0.0", backlog=100, max_slots=0, synchronous=true,
+        buffer_size=0, max_msg_size=pvloom_chirp::config::DEFAULT_MAX_MSG_SIZE, identity=None, timeout=5.0,
+        reuse_time=30.0, disable_encryption=false, max_queued=65_536
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        chirp_loop: &PyChirpLoop,
+        on_message: Py<PyAny>,
+        port: u16,
+        bind_v4: &str,
+        backlog: u32,
+        max_slots: u8,
+        synchronous: bool,
+        buffer_size: u32,
+        max_msg_size: u32,
+        identity: Option<&[u8]>,
+        timeout: f64,
+        reuse_time: f64,
+        disable_encryption: bool,
+        max_queued: usize,
+    ) -> PyResult<Self> {
+        let env = chirp_loop.env.clone();
+        if env.runtime.lock().is_none() {
+            return Err(PyRuntimeError::new_err("the loop is stopped"));
+        }
+        let identity = match identity {
+            None => None,
+            Some(bytes) => {
+                Some(Identity(bytes.try_into().map_err(|_| PyValueError::new_err("IDENTITY must be 16 bytes"))?))
+            }
+        };
+        let bind_v4: Ipv4Addr = match bind_v4.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => v4,
+            _ => return Err(PyValueError::new_err(format!("BIND_V4 {bind_v4:?} is not an IPv4 address"))),
+        };
+        let config = Config {
+            port,
+            bind_v4,
+            backlog,
+            max_slots,
+            synchronous,
+            buffer_size,
+            max_msg_size,
+            identity,
+            timeout: seconds("TIMEOUT", timeout)?,
+            reuse_time: seconds("REUSE_TIME", reuse_time)?,
+            disable_encryption,
+            // The Python pool releases a message after its handler, on its own thread.
+            auto_release: false,
+            max_queued,
+            ..Config::default()
+        };
+        let held = Arc::new(Held::default());
+        let handler = {
+            let (env, held) = (env.clone(), held.clone());
+            move |message: pvloom_chirp::Message| {
+                let key = held.insert(message.clone());
+                crate::gil::attach(|py| {
+                    let received = PyChirpMessage::received(message, Some((held.clone(), key, env.clone())));
+                    match Py::new(py, received) {
+                        Ok(received) => env.call(py, "chirp handler", &on_message, (received,)),
+                        Err(err) => report_exception(py, &env.containment, "chirp handler", &env.hook, err, None),
+                    }
+                });
+            }
+        };
+        let handle = env.handle.clone();
+        let node = py.detach(|| Chirp::start(&handle, &config, handler)).map_err(|e| chirp_exception(py, e))?;
+        Ok(PyChirpNode { node, held, env, timeout: config.timeout, encrypt_remote: !disable_encryption })
+    }
+
+    /// The node's identity (16 bytes).
+    fn identity<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.node.identity().as_bytes())
+    }
+
+    /// The port it listens on.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.node.port()
+    }
+
+    /// Send `msg` to its address and port; `future` gets `msg` when the OS took it
+    /// (asynchronous) or the remote released it (synchronous), or the exception.
+    fn send(&self, py: Python<'_>, msg: &Bound<'_, PyChirpMessage>, future: Py<PyAny>) -> PyResult<()> {
+        let message = msg.get();
+        message.begin_send()?;
+        let (to, outgoing) = message.outgoing();
+        let msg: Py<PyChirpMessage> = msg.clone().unbind();
+        if self.encrypt_remote && !to.ip().is_loopback() {
+            message.sending.store(false, Ordering::Release);
+            resolve(py, &self.env, &future, Err(tls_unsupported(py, to)));
+            return Ok(());
+        }
+        let sent = py.detach(|| self.node.send(to, outgoing));
+        sent.then(settle_send(self.env.clone(), msg, future));
+        Ok(())
+    }
+
+    /// Send `msg` and resolve `answer_future` with the answer (a message with the same
+    /// identity), or `TimeoutError` after TIMEOUT; `send_future` as for `send`.
+    fn request(
+        &self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyChirpMessage>,
+        send_future: Py<PyAny>,
+        answer_future: Py<PyAny>,
+    ) -> PyResult<()> {
+        let message = msg.get();
+        message.begin_send()?;
+        let (to, outgoing) = message.outgoing();
+        let msg: Py<PyChirpMessage> = msg.clone().unbind();
+        if self.encrypt_remote && !to.ip().is_loopback() {
+            message.sending.store(false, Ordering::Release);
+            resolve(py, &self.env, &send_future, Err(tls_unsupported(py, to)));
+            resolve(py, &self.env, &answer_future, Err(tls_unsupported(py, to)));
+            return Ok(());
+        }
+        let (sent, answer) = py.detach(|| self.node.request(to, outgoing));
+        sent.then(settle_send(self.env.clone(), msg, send_future));
+        let env = self.env.clone();
+        answer.then(move |result| {
+            crate::gil::attach(|py| {
+                let outcome = match result {
+                    Ok(Ok(answer)) => Py::new(py, PyChirpMessage::received(answer, None)).map(Py::into_any),
+                    Ok(Err(error)) => Err(chirp_exception(py, error)),
+                    Err(error) => Err(to_py(error)),
+                };
+                resolve(py, &env, &answer_future, outcome);
+            });
+        });
+        Ok(())
+    }
+
+    /// Messages received and not yet released.
+    #[getter]
+    fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Wait (GIL released) until every received message is released, at most
+    /// `timeout` seconds (`None`: TIMEOUT); true if they all were.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_released(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let until = deadline(Some(timeout.unwrap_or(self.timeout.as_secs_f64())));
+        let held = self.held.clone();
+        let done = wait_sliced(py, until, move |slice_end| Ok(held.wait_empty(slice_end).then_some(())))?;
+        Ok(done.is_some())
+    }
+
+    /// Release every message still held (libchirp's clean-up at a stop that timed out).
+    fn release_all(&self, py: Python<'_>) {
+        let messages: Vec<_> = self.held.messages.lock().drain().map(|(_, m)| m).collect();
+        self.held.emptied.notify_all();
+        py.detach(move || {
+            for message in messages {
+                drop(message.release());
+            }
+        });
+    }
+
+    /// Stop: no more listening, connections closed, what waits fails.
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.node.stop());
+    }
+}
+
+/// The callback that resolves a send's future with the message or the exception.
+fn settle_send(
+    env: Arc<LoopEnv>,
+    msg: Py<PyChirpMessage>,
+    future: Py<PyAny>,
+) -> impl FnOnce(Result<Result<(), ChirpError>, pvloom_core::Error>) + Send + 'static {
+    move |result| {
+        msg.get().sending.store(false, Ordering::Release);
+        crate::gil::attach(|py| {
+            let outcome = match result {
+                Ok(Ok(())) => Ok(msg.into_any()),
+                Ok(Err(error)) => Err(chirp_exception(py, error)),
+                Err(error) => Err(to_py(error)),
+            };
+            resolve(py, &env, &future, outcome);
+        });
+    }
+}
