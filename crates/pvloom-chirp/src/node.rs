@@ -503,7 +503,10 @@ impl Node {
                 done.succeed(Err(SendFailure::NotSent("remote collected while idle".into()).into()));
             }
             if let Some(address) = address {
-                address.exec(|app, _| app.conn.inner_mut().close(CloseReason::Local("remote idle, collected".into())), || {});
+                address.exec(
+                    |app, _| app.conn.inner_mut().close(CloseReason::Local("remote idle, collected".into())),
+                    || {},
+                );
             }
         }
     }
@@ -594,7 +597,8 @@ impl ConnApp {
     }
 
     fn complete(&self, token: SendToken, result: Result<(), ChirpError>) {
-        if let Some(done) = self.node.state.lock().sends.remove(&token) {
+        let done = self.node.state.lock().sends.remove(&token);
+        if let Some(done) = done {
             done.succeed(result);
         }
     }
