@@ -556,6 +556,6 @@ mod tests {
         assert!(sock.keepalive().unwrap());
         assert!(sock.tcp_nodelay().unwrap());
         #[cfg(target_os = "linux")]
-        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(60));
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
     }
 }
