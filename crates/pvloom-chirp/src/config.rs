@@ -2,6 +2,7 @@
 //! the checks libchirp makes at start, and the values that follow from it.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -51,6 +52,14 @@ pub struct Config {
     pub identity: Option<Identity>,
     /// No TLS, even to remote hosts (loopback never uses TLS).
     pub disable_encryption: bool,
+    /// CERT_CHAIN_PEM: one PEM file with the CA, this node's certificate chain and its
+    /// private key (libchirp's layout). Required unless `disable_encryption`.
+    pub cert_chain_pem: Option<PathBuf>,
+    /// DH_PARAMS_PEM: PEM DH parameters. Required unless `disable_encryption`.
+    pub dh_params_pem: Option<PathBuf>,
+    /// Encrypt connections to 127.0.0.1 and ::1 too (libchirp's process-wide
+    /// `ch_chirp_set_always_encrypt`, a testing aid; here per node).
+    pub always_encrypt: bool,
     /// The Python pool's AUTO_RELEASE: a message is released when its handler returns.
     pub auto_release: bool,
     /// Messages queued per remote before `send` refuses (back-pressure; libchirp has
@@ -75,6 +84,9 @@ impl Default for Config {
             bind_v6: Ipv6Addr::UNSPECIFIED,
             identity: None,
             disable_encryption: false,
+            cert_chain_pem: None,
+            dh_params_pem: None,
+            always_encrypt: false,
             auto_release: true,
             max_queued: 1024,
             max_queued_bytes: 64 * 1024 * 1024,
@@ -83,6 +95,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The TLS context libchirp would make (`None` with `disable_encryption`).
+    ///
+    /// # Errors
+    /// A PEM file not configured (libchirp: "CERT_CHAIN_PEM must be set"), missing or
+    /// refused by OpenSSL.
+    pub fn tls_context(&self) -> Result<Option<crate::tls::TlsContext>, ConfigError> {
+        if self.disable_encryption {
+            return Ok(None);
+        }
+        let (Some(chain), Some(dh)) = (&self.cert_chain_pem, &self.dh_params_pem) else {
+            return Err(ConfigError::Tls(
+                "CERT_CHAIN_PEM and DH_PARAMS_PEM must be set unless DISABLE_ENCRYPTION".into(),
+            ));
+        };
+        crate::tls::TlsContext::from_files(chain, dh).map(Some).map_err(|e| ConfigError::Tls(e.to_string()))
+    }
+
     /// libchirp's start-up checks, then the derived values.
     ///
     /// # Errors

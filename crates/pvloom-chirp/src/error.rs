@@ -114,6 +114,9 @@ pub enum ConfigError {
     /// BUFFER_SIZE must be 0 (the default) or at least 1024.
     #[error("BUFFER_SIZE must be 0 or >= 1024, not {0}")]
     BufferSize(u32),
+    /// TLS cannot be set up from the configured files.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The send queue bound must allow at least one message.
     #[error("the send queue must hold at least one message")]
     SendQueue,

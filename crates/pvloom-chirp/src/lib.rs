@@ -16,6 +16,8 @@
 //! - [`remote`]: the table of remotes a node keeps: keyed by (family, address, port),
 //!   the last handshake wins a race, reconnects blocked 50–550 ms after a failure,
 //!   idle remotes collected.
+//! - [`tls`]: [`tls::Secured`], libchirp's TLS (OpenSSL over memory buffers) around
+//!   any stream endpoint, and libchirp's rule for which peers are encrypted.
 //! - [`node`]: [`Chirp`], a node on pvloom's shared driver: listener, connections,
 //!   per-remote send queues, send / request / release.
 #![warn(missing_docs)]
@@ -29,6 +31,7 @@ pub mod message;
 pub mod node;
 pub mod remote;
 pub mod slots;
+pub mod tls;
 pub mod wire;
 
 pub use config::{Config, Limits};
@@ -39,3 +42,4 @@ pub use message::{Outgoing, Received};
 pub use node::{Chirp, ChirpError, Message};
 pub use remote::{RemoteKey, RemoteTable, TableEvent};
 pub use slots::SlotId;
+pub use tls::{Secured, TlsContext, TlsError};

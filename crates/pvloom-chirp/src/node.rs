@@ -32,6 +32,7 @@ use crate::identity::Identity;
 use crate::message::{Outgoing, Received};
 use crate::remote::{RemoteKey, RemoteTable};
 use crate::slots::SlotId;
+use crate::tls::{Secured, TlsContext, encrypts};
 use crate::wire::Handshake;
 
 /// What a node operation can fail with.
@@ -140,7 +141,7 @@ impl Message {
         let id = slot.slot;
         slot.address.exec(
             move |app, ctx| {
-                let released = app.conn.release(ctx.now(), id).ok().map(|r| (r.identity, r.serial));
+                let released = app.conn.inner_mut().release(ctx.now(), id).ok().map(|r| (r.identity, r.serial));
                 if let Some(done) = done.lock().take() {
                     done.succeed(released);
                 }
@@ -181,6 +182,10 @@ struct Node {
     limits: Limits,
     local: Handshake,
     auto_release: bool,
+    /// Set unless DISABLE_ENCRYPTION; used for the connections [`encrypts`] picks.
+    tls: Option<TlsContext>,
+    always_encrypt: bool,
+    keepalive: Duration,
     handler: Handler,
     table: Mutex<RemoteTable<u64>>,
     state: Mutex<State>,
@@ -206,6 +211,7 @@ impl Chirp {
         handler: impl Fn(Message) + Send + Sync + 'static,
     ) -> Result<Chirp, ChirpError> {
         let limits = config.limits()?;
+        let tls = config.tls_context()?;
         let identity = config.identity.filter(|i| !i.is_zero()).unwrap_or_else(Identity::random);
         let listener = driver::bind_tcp(SocketAddr::new(IpAddr::V4(config.bind_v4), config.port))
             .map_err(|e| ChirpError::Listen(e.to_string()))?;
@@ -215,6 +221,9 @@ impl Chirp {
             limits,
             local: Handshake { port, identity },
             auto_release: config.auto_release,
+            tls,
+            always_encrypt: config.always_encrypt,
+            keepalive: crate::config::TCP_KEEPALIVE,
             handler: Arc::new(handler),
             table: Mutex::new(RemoteTable::new(runtime.now(), limits, fastrand::Rng::new())),
             state: Mutex::new(State::default()),
@@ -367,7 +376,7 @@ impl Node {
         let config = self.stream_config();
         let thread = address.thread();
         let started = self.runtime.run_on(thread, move |ctx| {
-            let app = ConnApp::new(&node, id, Some(key), key.addr, ctx, &address);
+            let app = ConnApp::new(&node, id, Some(key), key.addr, false, ctx, &address);
             if let Err(e) = driver::connect(ctx, &address, key.socket_addr(), config, app) {
                 tracing::debug!(remote = %key.socket_addr(), "chirp connect failed at once: {e}");
                 node.connection_gone(ctx.now(), id, Some(key), false, &CloseReason::Io(e.to_string()));
@@ -378,11 +387,29 @@ impl Node {
         }
     }
 
+    /// `conn` over TLS if libchirp's rule says this peer is encrypted. A session
+    /// OpenSSL cannot make leaves the connection to fail its handshake, closed.
+    fn secure(&self, conn: Connection, peer: IpAddr, accepted: bool) -> Secured<Connection> {
+        let Some(context) = self.tls.as_ref().filter(|_| encrypts(peer, false, self.always_encrypt)) else {
+            return Secured::plain(conn);
+        };
+        match context.session(accepted) {
+            Ok(session) => Secured::encrypted(conn, session),
+            Err(e) => {
+                tracing::warn!(%peer, "no TLS session: {e}");
+                let mut conn = conn;
+                conn.close(CloseReason::Local(format!("no TLS session: {e}")));
+                Secured::plain(conn)
+            }
+        }
+    }
+
     fn stream_config(&self) -> StreamConfig {
         StreamConfig {
             connect_timeout: Some(self.limits.connect_timeout),
             read_chunk: self.limits.buffer_size as usize,
             nodelay: true,
+            keepalive: Some(self.keepalive),
             ..StreamConfig::default()
         }
     }
@@ -398,7 +425,7 @@ impl Node {
         let node = self.clone();
         let config = self.stream_config();
         let _ = runtime.run_on(address.thread(), move |ctx| {
-            let app = ConnApp::new(&node, id, None, peer.ip(), ctx, &address);
+            let app = ConnApp::new(&node, id, None, peer.ip(), true, ctx, &address);
             if let Err(e) = driver::adopt(ctx, &address, stream, config, app) {
                 tracing::warn!(%peer, "cannot register a chirp connection: {e}");
                 node.state.lock().conns.remove(&id);
@@ -476,7 +503,10 @@ impl Node {
                 done.succeed(Err(SendFailure::NotSent("remote collected while idle".into()).into()));
             }
             if let Some(address) = address {
-                address.exec(|app, _| app.conn.close(CloseReason::Local("remote idle, collected".into())), || {});
+                address.exec(
+                    |app, _| app.conn.inner_mut().close(CloseReason::Local("remote idle, collected".into())),
+                    || {},
+                );
             }
         }
     }
@@ -498,7 +528,7 @@ impl Node {
         state.pending.clear();
         drop(state);
         for address in conns {
-            address.exec(|app, _| app.conn.close(CloseReason::Local("chirp node stopped".into())), || {});
+            address.exec(|app, _| app.conn.inner_mut().close(CloseReason::Local("chirp node stopped".into())), || {});
         }
         for done in sends {
             done.succeed(Err(ChirpError::Stopped));
@@ -511,7 +541,7 @@ impl Node {
 
 /// One connection's application layer, on its I/O thread.
 struct ConnApp {
-    conn: Connection,
+    conn: Secured<Connection>,
     node: Arc<Node>,
     id: u64,
     /// The remote: known at once for a connection we opened, from the handshake for
@@ -528,11 +558,12 @@ impl ConnApp {
         id: u64,
         key: Option<RemoteKey>,
         peer: IpAddr,
+        accepted: bool,
         ctx: &IoCtx<'_>,
         address: &Arc<StreamAddress<ConnApp>>,
     ) -> Self {
         ConnApp {
-            conn: Connection::new(ctx.now(), node.local, peer, node.limits),
+            conn: node.secure(Connection::new(ctx.now(), node.local, peer, node.limits), peer, accepted),
             node: node.clone(),
             id,
             key,
@@ -549,7 +580,7 @@ impl ConnApp {
         {
             let mut state = self.node.state.lock();
             let Some(queue) = state.pending.get_mut(&key) else { return };
-            let mut room = self.node.limits.max_queued.saturating_sub(self.conn.queued());
+            let mut room = self.node.limits.max_queued.saturating_sub(self.conn.inner().queued());
             while room > 0 {
                 let Some((token, message)) = queue.pop_front() else { break };
                 batch.push((token, message));
@@ -557,7 +588,7 @@ impl ConnApp {
             }
         }
         for (token, message) in batch {
-            if let Err(error) = self.conn.send(now, token, message)
+            if let Err(error) = self.conn.inner_mut().send(now, token, message)
                 && let Some(done) = self.node.state.lock().sends.remove(&token)
             {
                 done.succeed(Err(error.into()));
@@ -566,16 +597,17 @@ impl ConnApp {
     }
 
     fn complete(&self, token: SendToken, result: Result<(), ChirpError>) {
-        if let Some(done) = self.node.state.lock().sends.remove(&token) {
+        let done = self.node.state.lock().sends.remove(&token);
+        if let Some(done) = done {
             done.succeed(result);
         }
     }
 }
 
 impl StreamApp for ConnApp {
-    type Endpoint = Connection;
+    type Endpoint = Secured<Connection>;
 
-    fn endpoint(&mut self) -> &mut Connection {
+    fn endpoint(&mut self) -> &mut Secured<Connection> {
         &mut self.conn
     }
 
@@ -604,7 +636,7 @@ impl StreamApp for ConnApp {
                 }
                 let answer = self.node.state.lock().requests.remove(&received.identity);
                 if let Some(answer) = answer {
-                    let _ = self.conn.release(now, received.slot);
+                    let _ = self.conn.inner_mut().release(now, received.slot);
                     answer.succeed(Ok(Message::new(received, None)));
                     return;
                 }
@@ -642,6 +674,6 @@ impl StreamApp for ConnApp {
 
 impl ConnApp {
     fn conn_peer_ip(&self) -> IpAddr {
-        self.conn.peer_ip()
+        self.conn.inner().peer_ip()
     }
 }

@@ -6,6 +6,8 @@ prints "ready <identity hex>" once listening."""
 import sys
 import threading
 
+import tls_env
+
 from libchirp.pool import Chirp, Config, Loop
 
 port, mode, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -25,7 +27,7 @@ class Echo(Chirp):
 
 loop = Loop()
 config = Config()
-config.DISABLE_ENCRYPTION = True
+tls_env.apply(config)
 config.SYNCHRONOUS = mode == "sync"
 config.PORT = port
 try:

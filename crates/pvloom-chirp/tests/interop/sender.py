@@ -2,8 +2,11 @@
 waits for each to be echoed with its identity and data, and exits 0 if all were.
 
 usage: sender.py PORT TARGET sync|async COUNT"""
+import os
 import sys
 import threading
+
+import tls_env
 
 from libchirp.pool import Chirp, Config, Loop, Message
 
@@ -23,7 +26,7 @@ class Sender(Chirp):
 
 loop = Loop()
 config = Config()
-config.DISABLE_ENCRYPTION = True
+tls_env.apply(config)
 config.SYNCHRONOUS = mode == "sync"
 config.PORT = port
 ok = False
@@ -34,7 +37,7 @@ try:
         for i in range(count):
             msg = Message()
             msg.data = b"libchirp %d" % i
-            msg.address = "127.0.0.1"
+            msg.address = os.environ.get("CHIRP_TARGET_ADDRESS", "127.0.0.1")
             msg.port = target
             chirp.send(msg).result(timeout=10)
             sent[bytes(msg.identity)] = bytes(msg.data)

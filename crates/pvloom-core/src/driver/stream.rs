@@ -52,6 +52,10 @@ pub struct StreamConfig {
     /// its payload separately with Nagle on, as ldmsd does with READ_RESP: a delayed ACK
     /// would hold the payload back ~40 ms.
     pub quickack: bool,
+    /// TCP keepalive: probe a connection idle this long (`None`: the OS default, off).
+    /// Protocols whose peers set it (libchirp: 60 s) set it too, so a peer that vanished
+    /// without a FIN is noticed even when neither side has anything to send.
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for StreamConfig {
@@ -64,6 +68,7 @@ impl Default for StreamConfig {
             reads_per_turn: 16,
             nodelay: true,
             quickack: false,
+            keepalive: None,
         }
     }
 }
@@ -130,9 +135,7 @@ pub fn adopt<A: StreamApp>(
     config: StreamConfig,
     app: A,
 ) -> std::io::Result<()> {
-    if config.nodelay {
-        let _ = socket.set_nodelay(true);
-    }
+    apply_socket_options(&socket, &config);
     open(ctx, address, socket, config, app, Phase::Open)
 }
 
@@ -426,9 +429,7 @@ impl<A: StreamApp> StreamDriver<A> {
         match self.socket.peer_addr() {
             Ok(_) => {
                 self.phase = Phase::Open;
-                if self.config.nodelay {
-                    let _ = self.socket.set_nodelay(true);
-                }
+                apply_socket_options(&self.socket, &self.config);
                 let now = ctx.now();
                 self.app.endpoint().handle_connected(now);
             }
@@ -526,6 +527,22 @@ impl<A: StreamApp> IoHandler for StreamDriver<A> {
     }
 }
 
+/// NODELAY and keepalive as `config` asks; a refusal is logged, not fatal (the
+/// connection works without them).
+fn apply_socket_options(socket: &TcpStream, config: &StreamConfig) {
+    if config.nodelay
+        && let Err(e) = socket.set_nodelay(true)
+    {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    if let Some(idle) = config.keepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&keepalive) {
+            tracing::debug!("cannot set TCP keepalive: {e}");
+        }
+    }
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn quickack(socket: &TcpStream) {
     let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
@@ -533,3 +550,24 @@ fn quickack(socket: &TcpStream) {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn quickack(_: &TcpStream) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_and_nodelay_are_applied_as_configured() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = TcpStream::from_std(std_stream);
+        let sock = socket2::SockRef::from(&socket);
+        apply_socket_options(&socket, &StreamConfig { nodelay: false, ..StreamConfig::default() });
+        assert!(!sock.keepalive().unwrap(), "no keepalive unless asked");
+        let config = StreamConfig { keepalive: Some(Duration::from_secs(60)), ..StreamConfig::default() };
+        apply_socket_options(&socket, &config);
+        assert!(sock.keepalive().unwrap());
+        assert!(sock.tcp_nodelay().unwrap());
+        #[cfg(target_os = "linux")]
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
+    }
+}
