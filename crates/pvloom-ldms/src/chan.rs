@@ -264,6 +264,9 @@ struct Inner {
     sub_bytes: AtomicU64,
 }
 
+/// A subscription's callback, for [`MessageChannel::open_subscribed`].
+pub type ChanCallback = Box<dyn FnMut(&MsgData) + Send>;
+
 /// A message channel. Cheap to clone; [`close`](Self::close) ends it.
 #[derive(Clone)]
 pub struct MessageChannel {
@@ -298,7 +301,7 @@ impl MessageChannel {
     pub fn open_subscribed(
         rt: &RuntimeHandle,
         config: ChanConfig,
-        subscriptions: Vec<(String, Box<dyn FnMut(&MsgData) + Send>)>,
+        subscriptions: Vec<(String, ChanCallback)>,
     ) -> Result<MessageChannel, ChanError> {
         if config.mode.subscribes() && config.local.is_none() {
             return Err(ChanError::Mode("a SUBSCRIBE channel needs a local address"));
@@ -724,7 +727,7 @@ mod tests {
         let g = got2.clone();
         // Subscribed before it listens: the publisher, retrying every 50 ms, may connect
         // and flush its queue at once.
-        let cb: Box<dyn FnMut(&MsgData) + Send> = Box::new(move |m| g.lock().push(m.name()));
+        let cb: ChanCallback = Box::new(move |m| g.lock().push(m.name()));
         let sub2 = MessageChannel::open_subscribed(&rt.handle(), sub_config(), vec![(".*".into(), cb)]).unwrap();
         assert!(wait_until(Duration::from_secs(5), || got2.lock().len() == 2));
         assert_eq!(*got2.lock(), ["a", "b"]);

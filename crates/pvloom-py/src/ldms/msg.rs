@@ -372,7 +372,7 @@ pub(crate) fn xprt_sub(
 }
 
 /// A MessageChannel subscription's callback: `func(MsgData)` on the I/O thread.
-fn chan_callback(env: Arc<LdmsEnv>, func: Py<PyAny>) -> Box<dyn FnMut(&MsgData) + Send> {
+fn chan_callback(env: Arc<LdmsEnv>, func: Py<PyAny>) -> pvloom_ldms::chan::ChanCallback {
     Box::new(move |m| {
         crate::gil::attach(|py| match PyMsgData::new(py, m).and_then(|d| Py::new(py, d)) {
             Ok(d) => env.call(py, "ldms.message_channel", &func, (d,)),
