@@ -120,7 +120,7 @@ fn the_demo_serves_and_reads_ldms_sets() {
     for set in ["pvloom-demo/ca", "pvloom-demo/loadavg", "pvloom-demo/meminfo"] {
         assert!(text.contains(&format!("LDMS {set}")), "{text}");
     }
-    let summary = text.lines().last().unwrap_or_default();
+    let summary = text.lines().find(|l| l.trim_start().starts_with("LDMS: ")).unwrap_or_default();
     assert!(summary.contains("LDMS: ") && !summary.contains("pvloom-demo/ca 0 pushes"), "{text}");
     assert!(text.contains("0 callback failures"), "{text}");
 }
