@@ -10,6 +10,15 @@ step "toolchain"
 cargo --version
 python3 --version
 
+step "system packages (Debian)"
+# OpenSSL headers and pkg-config for pvloom-chirp's TLS (the openssl crate), which every
+# cargo step below builds; libuv and libffi for the real libchirp's C extension.
+PKGS=(pkg-config libssl-dev libuv1-dev libffi-dev)
+if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
+  apt-get install -y -qq "${PKGS[@]}" >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq "${PKGS[@]}" >/dev/null; }
+fi
+
 step "formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -27,13 +36,8 @@ fi
 .venv/bin/python -m pip install --quiet -r requirements-test.txt
 
 step "chirp peer (libchirp 1.2.1b3 from PyPI, built against libuv and OpenSSL 3)"
-# It builds a C extension: libuv, libffi and OpenSSL headers from Debian; without the
-# define it does not link against OpenSSL 3 (FIPS_mode_set is gone there).
+# Without the define it does not link against OpenSSL 3 (FIPS_mode_set is gone there).
 if ! .venv/bin/python -c "import libchirp.pool" 2>/dev/null; then
-  if ! dpkg -s libuv1-dev libffi-dev libssl-dev >/dev/null 2>&1; then
-    apt-get install -y -qq libuv1-dev libffi-dev libssl-dev >/dev/null ||
-      { apt-get update -qq && apt-get install -y -qq libuv1-dev libffi-dev libssl-dev >/dev/null; }
-  fi
   CFLAGS='-DFIPS_mode_set(x)=((void)0)' .venv/bin/python -m pip install --quiet libchirp==1.2.1b3
 fi
 

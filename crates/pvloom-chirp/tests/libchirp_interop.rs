@@ -8,8 +8,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pvloom_chirp::wire::Handshake;
@@ -17,48 +17,9 @@ use pvloom_chirp::{Config, ConnEvent, Connection, Identity, Outgoing};
 use pvloom_core::bytes::BytesMut;
 use pvloom_core::endpoint::StreamEndpoint;
 
-fn has_libchirp(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import libchirp.pool"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+mod support;
 
-/// The interpreter with libchirp.
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("PVLOOM_CHIRP_PYTHON") {
-        let path = PathBuf::from(path);
-        assert!(has_libchirp(&path), "PVLOOM_CHIRP_PYTHON={} cannot import libchirp.pool", path.display());
-        return path;
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        has_libchirp(&venv),
-        "no Python with libchirp: run ./test.sh, or CFLAGS='-DFIPS_mode_set(x)=((void)0)' .venv/bin/pip install \
-         libchirp==1.2.1b3 (needs libuv1-dev libffi-dev libssl-dev), or set PVLOOM_CHIRP_PYTHON"
-    );
-    venv
-}
-
-/// A child process killed (by its PID) and reaped when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
+use support::{Process, free_port, python, script};
 
 fn config(synchronous: bool) -> Config {
     Config { synchronous, port: 0, disable_encryption: true, ..Config::default() }
