@@ -7,7 +7,8 @@
 //! - `pingpong`: the floor, a strict TCP ping-pong (1 byte each way) between the same
 //!   two processes, no chirp at all.
 //!
-//! usage: chirp_bench [--seconds S] [--size B] [--target HOST:PORT] [async|sync|request|pingpong ...]
+//! usage: chirp_bench [--seconds S] [--size B] [--target HOST:PORT] [--io-threads N]
+//!                    [--delivery inline|ordered] [async|sync|request|pingpong ...]
 //! (`--target` sends to a running node, e.g. libchirp's, instead of starting a child.)
 //! Internal: chirp_bench serve sink|echo sync|async, and chirp_bench pong.
 //! Prints one line per mode: `mode rate unit`.
@@ -23,18 +24,40 @@ use pvloom_chirp::{Chirp, Config, Outgoing};
 use pvloom_core::bytes::Bytes;
 use pvloom_core::{Delivery, Runtime};
 
+/// The allocator the `pvloom` binary ships with, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config(synchronous: bool) -> Config {
     Config { synchronous, port: 0, bind_v4: Ipv4Addr::LOCALHOST, disable_encryption: true, ..Config::default() }
 }
 
-fn runtime(io_threads: usize) -> Runtime {
-    Runtime::builder().io_threads(io_threads).delivery(Delivery::ordered(1)).build().expect("runtime")
+/// How both processes run their runtime: I/O threads, and handlers and completions
+/// inline on the I/O thread or on a worker (`--io-threads N`, `--delivery
+/// inline|ordered`; the child gets the same flags).
+struct RuntimeChoice {
+    io_threads: usize,
+    inline: bool,
+}
+
+static RUNTIME_CHOICE: std::sync::OnceLock<RuntimeChoice> = std::sync::OnceLock::new();
+
+fn runtime() -> Runtime {
+    let choice = RUNTIME_CHOICE.get_or_init(|| RuntimeChoice { io_threads: 2, inline: false });
+    let delivery = if choice.inline { Delivery::Inline } else { Delivery::ordered(1) };
+    Runtime::builder().io_threads(choice.io_threads).delivery(delivery).build().expect("runtime")
+}
+
+fn runtime_flags() -> Vec<String> {
+    let choice = RUNTIME_CHOICE.get_or_init(|| RuntimeChoice { io_threads: 2, inline: false });
+    let delivery = if choice.inline { "inline" } else { "ordered" };
+    vec!["--io-threads".into(), choice.io_threads.to_string(), "--delivery".into(), delivery.into()]
 }
 
 /// A receiving node: counts (sink) or sends each message back (echo). Prints its port,
 /// then the count when stdin closes.
 fn serve(role: &str, synchronous: bool) {
-    let rt = runtime(2);
+    let rt = runtime();
     let count = Arc::new(AtomicU64::new(0));
     let seen = count.clone();
     let echo = role == "echo";
@@ -81,8 +104,13 @@ struct ChildNode {
 impl ChildNode {
     fn start(args: &[&str]) -> ChildNode {
         let exe = std::env::current_exe().expect("own path");
-        let mut child =
-            Command::new(exe).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn child");
+        let mut child = Command::new(exe)
+            .args(args)
+            .args(runtime_flags())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         out.read_line(&mut line).expect("child's port");
@@ -110,7 +138,7 @@ impl Drop for ChildNode {
 
 /// One-way sends for `seconds`, at most `window` outstanding: messages/s completed.
 fn one_way(to: SocketAddr, synchronous: bool, seconds: f64, size: usize, window: u64) -> (f64, u64) {
-    let rt = runtime(2);
+    let rt = runtime();
     let node = Chirp::start(&rt.handle(), &config(synchronous), |_| {}).expect("start");
     let payload = Bytes::from(vec![b'x'; size]);
     let done = Arc::new(AtomicU64::new(0));
@@ -127,21 +155,28 @@ fn one_way(to: SocketAddr, synchronous: bool, seconds: f64, size: usize, window:
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
     let mut sent = 0u64;
+    // With the window full the sender sleeps until half of it completed: spinning
+    // would take a core from the I/O threads of both processes (2 cores here).
+    let wake_at = Arc::new(AtomicU64::new(u64::MAX));
+    let sender = std::thread::current();
     while Instant::now() < end {
-        for _ in 0..256 {
-            if sent - done.load(Ordering::Acquire) >= window {
-                std::thread::yield_now();
-                break;
-            }
-            let (done, failed) = (done.clone(), failed.clone());
+        while sent - done.load(Ordering::Acquire) < window {
+            let (done, failed, wake_at, sender) = (done.clone(), failed.clone(), wake_at.clone(), sender.clone());
             node.send(to, Outgoing::new(payload.clone())).then(move |result| {
                 if !matches!(result, Ok(Ok(()))) {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
-                done.fetch_add(1, Ordering::Release);
+                if done.fetch_add(1, Ordering::AcqRel) + 1 == wake_at.load(Ordering::Acquire) {
+                    sender.unpark();
+                }
             });
             sent += 1;
         }
+        wake_at.store(sent - window / 2, Ordering::Release);
+        while done.load(Ordering::Acquire) < sent - window / 2 {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+        wake_at.store(u64::MAX, Ordering::Release);
     }
     while done.load(Ordering::Acquire) < sent {
         std::thread::sleep(Duration::from_micros(100));
@@ -156,7 +191,7 @@ fn one_way(to: SocketAddr, synchronous: bool, seconds: f64, size: usize, window:
 }
 
 fn requests(to: SocketAddr, seconds: f64, size: usize) -> f64 {
-    let rt = runtime(2);
+    let rt = runtime();
     let node = Chirp::start(&rt.handle(), &config(false), |_| {}).expect("start");
     let payload = Bytes::from(vec![b'x'; size]);
     let end = Instant::now() + Duration::from_secs_f64(seconds);
@@ -193,7 +228,22 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut choice = RuntimeChoice { io_threads: 2, inline: false };
+    while let Some(at) = args.iter().position(|a| a == "--io-threads" || a == "--delivery") {
+        let value = args.get(at + 1).cloned().unwrap_or_default();
+        if args[at] == "--io-threads" {
+            choice.io_threads = value.parse().expect("--io-threads N");
+        } else {
+            choice.inline = match value.as_str() {
+                "inline" => true,
+                "ordered" => false,
+                other => panic!("--delivery inline|ordered, not {other:?}"),
+            };
+        }
+        args.drain(at..(at + 2).min(args.len()));
+    }
+    let _ = RUNTIME_CHOICE.set(choice);
     match args.first().map(String::as_str) {
         Some("serve") => return serve(&args[1], args.get(2).is_some_and(|m| m == "sync")),
         Some("pong") => return pong(),

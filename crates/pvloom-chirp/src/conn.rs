@@ -209,6 +209,18 @@ impl Connection {
         self.queue.len()
     }
 
+    /// True while a send it accepted has not completed yet (queued, being written or
+    /// awaiting its ACK): a [`ConnEvent::Sent`] or [`ConnEvent::Failed`] is still to
+    /// come for it.
+    pub fn has_sends_outstanding(&self) -> bool {
+        !self.queue.is_empty() || self.writing.as_ref().is_some_and(|w| w.send.is_some()) || self.awaiting_ack.is_some()
+    }
+
+    /// True once it is closing: it accepts no more sends.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
     /// Bytes the decoder holds (bounded: see [`crate::decoder`]).
     pub fn buffered_input(&self) -> usize {
         self.decoder.buffered()

@@ -3,9 +3,10 @@
 //! request and release operations in their non-blocking (a [`Completion`]) and
 //! blocking (the same plus a wait) forms.
 //!
-//! Messages for a remote wait in its queue in the node until a connection to it has
-//! finished its handshake; that connection then takes as many as its own bounded
-//! queue holds, and more each time one completes. A connection that fails gives back
+//! Messages for a remote wait in its outbox until a connection to it has finished
+//! its handshake; that connection then takes as many as its own bounded queue holds,
+//! and more each time one completes (so a busy connection is never woken per
+//! message). A connection that fails gives back
 //! what it had not begun to write; the remote is blocked for 50–550 ms, then
 //! connected again if messages wait. A connect that fails fails one waiting message
 //! (as libchirp does), so a dead remote drains its queue instead of retrying forever.
@@ -13,25 +14,32 @@
 //! Departure from libchirp: `request` registers for the answer before the request is
 //! sent, so an answer cannot arrive unmatched (libchirp's Python pool loses some).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod conn_app;
+mod message;
+mod outbox;
+mod requests;
+
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
-use pvloom_core::driver::{self, Listener, StreamAddress, StreamApp, StreamConfig};
+use pvloom_core::driver::{self, Listener, StreamAddress, StreamConfig};
 use pvloom_core::mio::Token;
-use pvloom_core::{CloseReason, Completer, Completion, Deliverer, IoCtx, RuntimeHandle};
+use pvloom_core::{CloseReason, Completion, IoCtx, RuntimeHandle};
 
+use self::conn_app::ConnApp;
+pub use self::message::Message;
+use self::outbox::{Drainer, Outbox, Pending, Pushed, SendDone};
+use self::requests::Requests;
 use crate::config::{Config, Limits};
-use crate::conn::{ConnEvent, Connection, SendToken};
+use crate::conn::Connection;
 use crate::error::{ConfigError, SendError, SendFailure};
 use crate::identity::Identity;
-use crate::message::{Outgoing, Received};
+use crate::message::Outgoing;
 use crate::remote::{RemoteKey, RemoteTable};
-use crate::slots::SlotId;
 use crate::tls::{Secured, TlsContext, encrypts};
 use crate::wire::Handshake;
 
@@ -61,118 +69,19 @@ pub enum ChirpError {
     Runtime(#[from] pvloom_core::Error),
 }
 
-/// A message as the application sees it: the received message plus its slot.
-#[derive(Clone)]
-pub struct Message {
-    /// Its identity.
-    pub identity: Identity,
-    /// The sender's serial.
-    pub serial: u32,
-    /// The sending node's identity.
-    pub remote_identity: Identity,
-    /// The sender's address.
-    pub address: IpAddr,
-    /// The sender's public port.
-    pub port: u16,
-    /// Upper-layer header bytes.
-    pub header: Bytes,
-    /// The data.
-    pub data: Bytes,
-    slot: Arc<Mutex<Option<SlotRef>>>,
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Message")
-            .field("identity", &self.identity)
-            .field("serial", &self.serial)
-            .field("from", &SocketAddr::new(self.address, self.port))
-            .field("data_len", &self.data.len())
-            .field("has_slot", &self.has_slot())
-            .finish()
-    }
-}
-
-struct SlotRef {
-    address: Arc<StreamAddress<ConnApp>>,
-    slot: SlotId,
-}
-
-impl Message {
-    fn new(received: Received, address: Option<Arc<StreamAddress<ConnApp>>>) -> Self {
-        let slot = address.map(|address| SlotRef { address, slot: received.slot });
-        Message {
-            identity: received.identity,
-            serial: received.serial,
-            remote_identity: received.remote_identity,
-            address: received.from.ip(),
-            port: received.from.port(),
-            header: received.header,
-            data: received.data,
-            slot: Arc::new(Mutex::new(slot)),
-        }
-    }
-
-    /// Where it came from (the sender's public port): where a reply goes.
-    pub fn from(&self) -> SocketAddr {
-        SocketAddr::new(self.address, self.port)
-    }
-
-    /// True until released.
-    pub fn has_slot(&self) -> bool {
-        self.slot.lock().is_some()
-    }
-
-    /// A reply: same identity, new data.
-    pub fn reply(&self, data: impl Into<Bytes>) -> Outgoing {
-        Outgoing { identity: self.identity, header: Bytes::new(), data: data.into() }
-    }
-
-    /// Free its slot (and, if the sender asked for one, send the ACK that completes
-    /// the sender's synchronous send). Resolves to (identity, serial), or `None` if it
-    /// had no slot (released before, or its connection is gone).
-    pub fn release(&self) -> Completion<Option<(Identity, u32)>> {
-        let Some(slot) = self.slot.lock().take() else {
-            return Completion::ready(Ok(None));
-        };
-        let (done, wait) = pvloom_core::completion();
-        let done = Arc::new(Mutex::new(Some(done)));
-        let fallback = done.clone();
-        let id = slot.slot;
-        slot.address.exec(
-            move |app, ctx| {
-                let released = app.conn.inner_mut().release(ctx.now(), id).ok().map(|r| (r.identity, r.serial));
-                if let Some(done) = done.lock().take() {
-                    done.succeed(released);
-                }
-            },
-            move || {
-                if let Some(done) = fallback.lock().take() {
-                    done.succeed(None);
-                }
-            },
-        );
-        wait
-    }
-}
-
 type Handler = Arc<dyn Fn(Message) + Send + Sync>;
 /// A send's completion.
 pub type SendCompletion = Completion<Result<(), ChirpError>>;
 /// A request's answer.
 pub type AnswerCompletion = Completion<Result<Message, ChirpError>>;
-type SendDone = Completer<Result<(), ChirpError>>;
-type ReplyDone = Completer<Result<Message, ChirpError>>;
 
 #[derive(Default)]
 struct State {
     conns: HashMap<u64, Arc<StreamAddress<ConnApp>>>,
-    /// Connections whose handshake is done, by remote.
-    ready: HashSet<u64>,
     connecting: HashSet<RemoteKey>,
-    pending: HashMap<RemoteKey, VecDeque<(SendToken, Outgoing)>>,
-    sends: HashMap<SendToken, SendDone>,
-    requests: HashMap<Identity, ReplyDone>,
+    /// Remotes with a reconnect timer running (their block ends then).
+    reconnecting: HashSet<RemoteKey>,
+    outboxes: HashMap<RemoteKey, Arc<Outbox>>,
     listener: Option<(usize, Token)>,
     gc: Option<pvloom_core::TimerHandle>,
 }
@@ -187,8 +96,17 @@ struct Node {
     always_encrypt: bool,
     keepalive: Duration,
     handler: Handler,
+    /// Where send completions' callbacks go: one source for the node, in order (a
+    /// source per completion would cost an allocation per send).
+    completions: pvloom_core::Deliverer,
+    /// Lock order: `table`, then `state`, then an outbox; `requests` alone. No
+    /// completion is completed while one is held (its callback may call the node).
     table: Mutex<RemoteTable<u64>>,
     state: Mutex<State>,
+    requests: Mutex<Requests>,
+    /// Requests waiting (kept with `requests`): a received message looks there only
+    /// when some wait.
+    requests_open: AtomicUsize,
     next_id: AtomicU64,
     stopping: AtomicBool,
 }
@@ -225,8 +143,11 @@ impl Chirp {
             always_encrypt: config.always_encrypt,
             keepalive: crate::config::TCP_KEEPALIVE,
             handler: Arc::new(handler),
+            completions: runtime.deliverer(),
             table: Mutex::new(RemoteTable::new(runtime.now(), limits, fastrand::Rng::new())),
             state: Mutex::new(State::default()),
+            requests: Mutex::new(Requests::default()),
+            requests_open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
         });
@@ -276,8 +197,8 @@ impl Chirp {
     /// Send `message` to the node listening at `to`. Resolves when the OS took it
     /// (asynchronous mode) or when the remote released it (synchronous mode).
     pub fn send(&self, to: SocketAddr, message: Outgoing) -> Completion<Result<(), ChirpError>> {
-        let (done, wait) = self.node.runtime.completion("chirp send");
-        self.node.clone().submit(RemoteKey::from(to), message, done);
+        let (done, wait) = pvloom_core::completion_with(self.node.completions.clone(), "chirp send");
+        self.node.submit(RemoteKey::from(to), message, done);
         wait
     }
 
@@ -295,19 +216,22 @@ impl Chirp {
     /// with the same identity), or [`ChirpError::NoAnswer`] after TIMEOUT. The answer's
     /// slot is released at once. The first completion is the send's.
     pub fn request(&self, to: SocketAddr, message: Outgoing) -> (SendCompletion, AnswerCompletion) {
-        let (answer, answer_wait) = self.node.runtime.completion("chirp answer");
+        let (answer, answer_wait) = pvloom_core::completion_with(self.node.completions.clone(), "chirp answer");
         let identity = message.identity;
         // Registered before the send: the answer cannot arrive before its entry.
-        self.node.state.lock().requests.insert(identity, answer);
         let timeout = self.node.limits.timeout;
-        let weak = Arc::downgrade(&self.node);
-        self.node.runtime.call_later(timeout, move || {
-            if let Some(node) = weak.upgrade()
-                && let Some(answer) = node.state.lock().requests.remove(&identity)
-            {
-                answer.succeed(Err(ChirpError::NoAnswer(timeout)));
-            }
-        });
+        let mut requests = self.node.requests.lock();
+        let older = requests.insert(identity, answer, self.node.now() + timeout);
+        self.node.requests_open.store(requests.len(), Ordering::Release);
+        let arm = !std::mem::replace(&mut requests.timer_armed, true);
+        drop(requests);
+        if let Some(older) = older {
+            // The same identity asked twice: the older request can get no answer.
+            older.succeed(Err(ChirpError::NoAnswer(Duration::ZERO)));
+        }
+        if arm {
+            self.node.arm_request_timer(timeout);
+        }
         (self.send(to, message), answer_wait)
     }
 
@@ -329,7 +253,29 @@ impl Node {
         self.runtime.now()
     }
 
-    fn submit(self: Arc<Self>, key: RemoteKey, message: Outgoing, done: SendDone) {
+    /// Fail the requests due by the time `after` has passed, then look again at the
+    /// next deadline.
+    fn arm_request_timer(self: &Arc<Self>, after: Duration) {
+        let weak = Arc::downgrade(self);
+        self.runtime.call_later(after, move || {
+            let Some(node) = weak.upgrade() else { return };
+            let now = node.now();
+            let mut requests = node.requests.lock();
+            let (expired, next) = requests.expire(now);
+            node.requests_open.store(requests.len(), Ordering::Release);
+            requests.timer_armed = next.is_some();
+            drop(requests);
+            let timeout = node.limits.timeout;
+            for done in expired {
+                done.succeed(Err(ChirpError::NoAnswer(timeout)));
+            }
+            if let Some(next) = next {
+                node.arm_request_timer(next.saturating_duration_since(now));
+            }
+        });
+    }
+
+    fn submit(self: &Arc<Self>, key: RemoteKey, message: Outgoing, done: SendDone) {
         if self.stopping.load(Ordering::Acquire) {
             return done.succeed(Err(ChirpError::Stopped));
         }
@@ -338,33 +284,33 @@ impl Node {
             return done.succeed(Err(error.into()));
         }
         let token = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = self.state.lock().outboxes.entry(key).or_default().clone();
+        match outbox.push(Pending { token, message, done }, self.limits.max_queued) {
+            Pushed::Queued => {}
+            Pushed::NeedsConnection => self.ensure_connection(key, &outbox),
+            Pushed::Full(done, queued) => done.succeed(Err(SendError::QueueFull { queued, bytes: 0 }.into())),
+        }
+    }
+
+    /// Messages wait for `key` and no connection serves it: open one, or let the
+    /// reconnect timer do it when the remote is blocked.
+    fn ensure_connection(self: &Arc<Self>, key: RemoteKey, outbox: &Outbox) {
         let now = self.now();
         let mut table = self.table.lock();
         table.touch(now, key);
         let mut state = self.state.lock();
-        let queue = state.pending.entry(key).or_default();
-        if queue.len() >= self.limits.max_queued {
-            let error = SendError::QueueFull { queued: queue.len(), bytes: 0 };
-            drop(state);
-            return done.succeed(Err(error.into()));
-        }
-        queue.push_back((token, message));
-        state.sends.insert(token, done);
-        let ready = table.connection(&key).copied().filter(|id| state.ready.contains(id));
-        if let Some(id) = ready {
-            if let Some(address) = state.conns.get(&id).cloned() {
-                drop(state);
-                drop(table);
-                // The connection takes what it can from the queue on its thread.
-                address.exec(|app, ctx| app.take_pending(ctx.now()), || {});
-            }
+        // A handshake may have attached a drainer meanwhile; it took the message.
+        if outbox.state.lock().drainer.is_some() || state.connecting.contains(&key) {
             return;
         }
-        let blocked = table.blocked_until(&key, now).is_some();
-        if !blocked && state.connecting.insert(key) {
+        if let Some(until) = table.blocked_until(&key, now) {
             drop(state);
-            self.connect(&mut table, key);
+            drop(table);
+            return self.reconnect_at(key, now, until);
         }
+        state.connecting.insert(key);
+        drop(state);
+        self.connect(&mut table, key);
     }
 
     fn connect(self: &Arc<Self>, table: &mut RemoteTable<u64>, key: RemoteKey) {
@@ -379,12 +325,28 @@ impl Node {
             let app = ConnApp::new(&node, id, Some(key), key.addr, false, ctx, &address);
             if let Err(e) = driver::connect(ctx, &address, key.socket_addr(), config, app) {
                 tracing::debug!(remote = %key.socket_addr(), "chirp connect failed at once: {e}");
-                node.connection_gone(ctx.now(), id, Some(key), false, &CloseReason::Io(e.to_string()));
+                node.connection_gone(ctx.now(), id, Some(key), false, &CloseReason::Io(e.to_string()), Vec::new());
             }
         });
         if started.is_err() {
-            self.state.lock().conns.remove(&id);
+            let mut state = self.state.lock();
+            state.conns.remove(&id);
+            state.connecting.remove(&key);
         }
+    }
+
+    /// A connection to `key` finished its handshake: it drains the remote's outbox
+    /// from now on.
+    fn attach_drainer(&self, key: RemoteKey, id: u64, address: &Arc<StreamAddress<ConnApp>>) -> Arc<Outbox> {
+        let mut state = self.state.lock();
+        state.connecting.remove(&key);
+        let outbox = state.outboxes.entry(key).or_default().clone();
+        let mut boxed = outbox.state.lock();
+        boxed.drainer = Some(Drainer { id, address: address.clone() });
+        // The new drainer drains at once (its caller does): nothing else is due.
+        boxed.drain_due = true;
+        drop(boxed);
+        outbox
     }
 
     /// `conn` over TLS if libchirp's rule says this peer is encrypted. A session
@@ -433,7 +395,8 @@ impl Node {
         });
     }
 
-    /// `id` closed (or never opened). Requeued messages wait for the reconnect.
+    /// `id` closed (or never opened). `requeue` (sends it had not begun) waits for
+    /// the reconnect, first in line.
     fn connection_gone(
         self: &Arc<Self>,
         now: Instant,
@@ -441,51 +404,66 @@ impl Node {
         key: Option<RemoteKey>,
         handshaken: bool,
         reason: &CloseReason,
+        requeue: Vec<Pending>,
     ) {
         let mut table = self.table.lock();
         let mut state = self.state.lock();
         state.conns.remove(&id);
-        state.ready.remove(&id);
         let Some(key) = key else { return };
-        state.connecting.remove(&key);
-        let until = table.connection_lost(now, &key, &id);
         if !handshaken {
-            // A connect that failed fails one waiting message, as libchirp does: a dead
-            // remote drains its queue one block at a time instead of holding it forever.
-            if let Some((token, _)) = state.pending.get_mut(&key).and_then(VecDeque::pop_front)
-                && let Some(done) = state.sends.remove(&token)
-            {
-                done.succeed(Err(SendFailure::ConnectionLost(reason.to_string()).into()));
-            }
+            state.connecting.remove(&key);
         }
-        let waiting = state.pending.get(&key).is_some_and(|q| !q.is_empty());
+        let until = table.connection_lost(now, &key, &id);
+        let outbox = state.outboxes.get(&key).cloned();
         drop(state);
         drop(table);
-        if let (Some(until), true, false) = (until, waiting, self.stopping.load(Ordering::Acquire)) {
-            let weak = Arc::downgrade(self);
-            self.runtime.call_later(until.saturating_duration_since(now), move || {
-                if let Some(node) = weak.upgrade() {
-                    node.reconnect(key);
-                }
-            });
+        let Some(outbox) = outbox else {
+            // Forgotten meanwhile (collected, or the node stopped): nobody waits.
+            return fail_all(requeue, || SendFailure::ConnectionLost(reason.to_string()).into());
+        };
+        outbox.requeue_front(requeue);
+        let mut boxed = outbox.state.lock();
+        if boxed.drainer.as_ref().is_some_and(|d| d.id == id) {
+            boxed.drainer = None;
+            boxed.drain_due = false;
         }
+        // A connect that failed fails one waiting message, as libchirp does: a dead
+        // remote drains its queue one block at a time instead of holding it forever.
+        let failed = if handshaken { None } else { boxed.queue.pop_front() };
+        let waiting = !boxed.queue.is_empty() && boxed.drainer.is_none();
+        drop(boxed);
+        if let Some(pending) = failed {
+            pending.done.succeed(Err(SendFailure::ConnectionLost(reason.to_string()).into()));
+        }
+        if waiting && !self.stopping.load(Ordering::Acquire) {
+            self.reconnect_at(key, now, until.unwrap_or(now));
+        }
+    }
+
+    /// Connect to `key` again at `until` (once per remote, however many ask).
+    fn reconnect_at(self: &Arc<Self>, key: RemoteKey, now: Instant, until: Instant) {
+        if !self.state.lock().reconnecting.insert(key) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        self.runtime.call_later(until.saturating_duration_since(now), move || {
+            if let Some(node) = weak.upgrade() {
+                node.state.lock().reconnecting.remove(&key);
+                node.reconnect(key);
+            }
+        });
     }
 
     fn reconnect(self: &Arc<Self>, key: RemoteKey) {
         if self.stopping.load(Ordering::Acquire) {
             return;
         }
-        let mut table = self.table.lock();
-        let now = self.now();
-        if table.connection(&key).is_some() || table.blocked_until(&key, now).is_some() {
+        let outbox = self.state.lock().outboxes.get(&key).cloned();
+        let Some(outbox) = outbox else { return };
+        if outbox.state.lock().queue.is_empty() {
             return;
         }
-        let mut state = self.state.lock();
-        let waiting = state.pending.get(&key).is_some_and(|q| !q.is_empty());
-        if waiting && state.connecting.insert(key) {
-            drop(state);
-            self.connect(&mut table, key);
-        }
+        self.ensure_connection(key, &outbox);
     }
 
     fn collect(&self) {
@@ -495,12 +473,11 @@ impl Node {
             let crate::remote::TableEvent::Collected(key, conn) = event else { continue };
             tracing::debug!(remote = %key.socket_addr(), "chirp remote idle, collected");
             let mut state = self.state.lock();
-            let waiting = state.pending.remove(&key).unwrap_or_default();
-            let failed: Vec<_> = waiting.into_iter().filter_map(|(token, _)| state.sends.remove(&token)).collect();
+            let outbox = state.outboxes.remove(&key);
             let address = conn.and_then(|id| state.conns.get(&id).cloned());
             drop(state);
-            for done in failed {
-                done.succeed(Err(SendFailure::NotSent("remote collected while idle".into()).into()));
+            if let Some(outbox) = outbox {
+                fail_all(outbox.take_all(), || SendFailure::NotSent("remote collected while idle".into()).into());
             }
             if let Some(address) = address {
                 address.exec(
@@ -523,15 +500,15 @@ impl Node {
             let _ = self.runtime.run_on(thread, move |ctx| drop(ctx.deregister(token)));
         }
         let conns: Vec<_> = state.conns.values().cloned().collect();
-        let sends: Vec<_> = state.sends.drain().map(|(_, done)| done).collect();
-        let requests: Vec<_> = state.requests.drain().map(|(_, done)| done).collect();
-        state.pending.clear();
+        let outboxes: Vec<_> = state.outboxes.drain().map(|(_, outbox)| outbox).collect();
         drop(state);
+        let requests = self.requests.lock().take_all();
+        self.requests_open.store(0, Ordering::Release);
         for address in conns {
             address.exec(|app, _| app.conn.inner_mut().close(CloseReason::Local("chirp node stopped".into())), || {});
         }
-        for done in sends {
-            done.succeed(Err(ChirpError::Stopped));
+        for outbox in outboxes {
+            fail_all(outbox.take_all(), || ChirpError::Stopped);
         }
         for done in requests {
             done.succeed(Err(ChirpError::Stopped));
@@ -539,141 +516,8 @@ impl Node {
     }
 }
 
-/// One connection's application layer, on its I/O thread.
-struct ConnApp {
-    conn: Secured<Connection>,
-    node: Arc<Node>,
-    id: u64,
-    /// The remote: known at once for a connection we opened, from the handshake for
-    /// one we accepted.
-    key: Option<RemoteKey>,
-    handshaken: bool,
-    address: Arc<StreamAddress<ConnApp>>,
-    deliverer: Deliverer,
-}
-
-impl ConnApp {
-    fn new(
-        node: &Arc<Node>,
-        id: u64,
-        key: Option<RemoteKey>,
-        peer: IpAddr,
-        accepted: bool,
-        ctx: &IoCtx<'_>,
-        address: &Arc<StreamAddress<ConnApp>>,
-    ) -> Self {
-        ConnApp {
-            conn: node.secure(Connection::new(ctx.now(), node.local, peer, node.limits), peer, accepted),
-            node: node.clone(),
-            id,
-            key,
-            handshaken: false,
-            address: address.clone(),
-            deliverer: node.runtime.deliverer(),
-        }
-    }
-
-    /// Move what the connection's queue holds room for from the node's queue.
-    fn take_pending(&mut self, now: Instant) {
-        let Some(key) = self.key.filter(|_| self.handshaken) else { return };
-        let mut batch = Vec::new();
-        {
-            let mut state = self.node.state.lock();
-            let Some(queue) = state.pending.get_mut(&key) else { return };
-            let mut room = self.node.limits.max_queued.saturating_sub(self.conn.inner().queued());
-            while room > 0 {
-                let Some((token, message)) = queue.pop_front() else { break };
-                batch.push((token, message));
-                room -= 1;
-            }
-        }
-        for (token, message) in batch {
-            if let Err(error) = self.conn.inner_mut().send(now, token, message)
-                && let Some(done) = self.node.state.lock().sends.remove(&token)
-            {
-                done.succeed(Err(error.into()));
-            }
-        }
-    }
-
-    fn complete(&self, token: SendToken, result: Result<(), ChirpError>) {
-        let done = self.node.state.lock().sends.remove(&token);
-        if let Some(done) = done {
-            done.succeed(result);
-        }
-    }
-}
-
-impl StreamApp for ConnApp {
-    type Endpoint = Secured<Connection>;
-
-    fn endpoint(&mut self) -> &mut Secured<Connection> {
-        &mut self.conn
-    }
-
-    fn on_event(&mut self, event: ConnEvent, ctx: &mut IoCtx<'_>) {
-        let now = ctx.now();
-        match event {
-            ConnEvent::Handshake(handshake) => {
-                let key = *self.key.get_or_insert(RemoteKey::new(self.conn_peer_ip(), handshake.port));
-                self.handshaken = true;
-                let replaced = self.node.table.lock().handshake(now, key, self.id);
-                {
-                    let mut state = self.node.state.lock();
-                    state.ready.insert(self.id);
-                    state.connecting.remove(&key);
-                }
-                if let Some(old) = replaced {
-                    // The older connection stays open until idle (libchirp leaves it
-                    // to the GC); new messages take this one.
-                    tracing::debug!(remote = %key.socket_addr(), old, new = self.id, "chirp connection replaced");
-                }
-                self.take_pending(now);
-            }
-            ConnEvent::Received(received) => {
-                if let Some(key) = self.key {
-                    self.node.table.lock().touch(now, key);
-                }
-                let answer = self.node.state.lock().requests.remove(&received.identity);
-                if let Some(answer) = answer {
-                    let _ = self.conn.inner_mut().release(now, received.slot);
-                    answer.succeed(Ok(Message::new(received, None)));
-                    return;
-                }
-                let message = Message::new(received, Some(self.address.clone()));
-                let handler = self.node.handler.clone();
-                let auto_release = self.node.auto_release;
-                let _ = self.node.runtime.deliver(&self.deliverer, "chirp handler", move || {
-                    handler(message.clone());
-                    if auto_release {
-                        drop(message.release());
-                    }
-                });
-            }
-            ConnEvent::Sent { token, .. } => {
-                self.complete(token, Ok(()));
-                self.take_pending(now);
-            }
-            ConnEvent::Failed { token, error: SendFailure::NotSent(_), message }
-                if !self.node.stopping.load(Ordering::Acquire) && self.key.is_some() =>
-            {
-                // Not begun: it waits for the next connection, at the front.
-                if let Some(key) = self.key {
-                    self.node.state.lock().pending.entry(key).or_default().push_front((token, message));
-                }
-            }
-            ConnEvent::Failed { token, error, .. } => self.complete(token, Err(error.into())),
-        }
-    }
-
-    fn on_closed(&mut self, reason: &CloseReason, ctx: &mut IoCtx<'_>) {
-        tracing::debug!(conn = self.id, "chirp connection closed: {reason}");
-        self.node.connection_gone(ctx.now(), self.id, self.key, self.handshaken, reason);
-    }
-}
-
-impl ConnApp {
-    fn conn_peer_ip(&self) -> IpAddr {
-        self.conn.inner().peer_ip()
+fn fail_all(sends: Vec<Pending>, error: impl Fn() -> ChirpError) {
+    for pending in sends {
+        pending.done.succeed(Err(error()));
     }
 }
