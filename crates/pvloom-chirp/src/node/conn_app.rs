@@ -16,6 +16,7 @@ use super::{ChirpError, Node};
 use crate::conn::{ConnEvent, Connection, SendToken};
 use crate::error::SendFailure;
 use crate::remote::RemoteKey;
+use crate::slots::SlotId;
 use crate::tls::Secured;
 
 pub(crate) struct ConnApp {
@@ -35,6 +36,8 @@ pub(crate) struct ConnApp {
     dones: foldhash::HashMap<SendToken, SendDone>,
     /// Sends `conn` gave back unbegun as it closed, for the next connection.
     requeue: Vec<Pending>,
+    /// Messages received in this burst, for the handler (when it runs elsewhere).
+    inbox: Vec<(SlotId, Message)>,
     /// When the remote table last heard of this connection's activity.
     last_touch: Option<Instant>,
 }
@@ -61,6 +64,7 @@ impl ConnApp {
             outbox: None,
             dones: foldhash::HashMap::default(),
             requeue: Vec::new(),
+            inbox: Vec::new(),
             last_touch: None,
         }
     }
@@ -165,18 +169,37 @@ impl ConnApp {
             }
             return;
         }
+        self.inbox.push((slot, message));
+    }
+
+    /// Hand the messages of one burst to the handler as one callback job, and free
+    /// their slots (auto-release) in one batch after it.
+    fn deliver_inbox(&mut self, now: Instant) {
+        if self.inbox.is_empty() {
+            return;
+        }
+        let burst = std::mem::take(&mut self.inbox);
+        let slots: Vec<_> = burst.iter().map(|(slot, _)| *slot).collect();
         let handler = self.node.handler.clone();
+        let auto_release = self.node.auto_release;
+        let containment = self.deliverer.containment().clone();
+        let releases = self.releases.clone();
         let delivered = self.node.runtime.deliver(&self.deliverer, "chirp handler", move || {
-            handler(message.clone());
+            // Each handler call is contained alone: one that panics loses no other.
+            for (_, message) in &burst {
+                containment.run("chirp handler", || handler(message.clone()));
+            }
             if auto_release {
-                message.release_detached();
+                releases.release_all(burst.iter().map(|(_, message)| message));
             }
         });
         if let Err(error) = delivered {
-            // The message went with the refused job: free its slot, or the connection
-            // would stop reading for good.
-            tracing::warn!(conn = self.id, "chirp message not delivered: {error}");
-            let _ = self.conn.inner_mut().release(now, slot);
+            // The messages went with the refused job: free their slots, or the
+            // connection would stop reading for good.
+            tracing::warn!(conn = self.id, "chirp messages not delivered: {error}");
+            for slot in slots {
+                let _ = self.conn.inner_mut().release(now, slot);
+            }
         }
     }
 }
@@ -209,8 +232,14 @@ impl StreamApp for ConnApp {
         }
     }
 
+    fn on_events_done(&mut self, ctx: &mut IoCtx<'_>) {
+        self.deliver_inbox(ctx.now());
+    }
+
     fn on_closed(&mut self, reason: &CloseReason, ctx: &mut IoCtx<'_>) {
         tracing::debug!(conn = self.id, "chirp connection closed: {reason}");
+        // What arrived before the close still reaches the handler.
+        self.deliver_inbox(ctx.now());
         let requeue = std::mem::take(&mut self.requeue);
         self.node.connection_gone(ctx.now(), self.id, self.key, self.handshaken, reason, requeue);
     }

@@ -141,6 +141,26 @@ impl Releases {
             return;
         }
         drop(state);
+        self.schedule();
+    }
+
+    /// Free the slots the `messages` still hold, in one batch.
+    pub fn release_all<'a>(self: &Arc<Self>, messages: impl Iterator<Item = &'a Message>) {
+        let mut state = self.state.lock();
+        let before = state.slots.len();
+        for message in messages {
+            if let Some(slot) = message.slot.lock().take() {
+                state.slots.push((slot.slot, None));
+            }
+        }
+        if state.slots.len() == before || std::mem::replace(&mut state.scheduled, true) {
+            return;
+        }
+        drop(state);
+        self.schedule();
+    }
+
+    fn schedule(self: &Arc<Self>) {
         let (apply, gone) = (self.clone(), self.clone());
         let reached = self.address.exec(move |app, ctx| app.apply_releases(&apply, ctx.now()), move || gone.abandon());
         if !reached {

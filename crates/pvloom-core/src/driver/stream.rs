@@ -26,6 +26,11 @@ pub trait StreamApp: Send + 'static {
     /// One event from the endpoint.
     fn on_event(&mut self, event: <Self::Endpoint as StreamEndpoint>::Event, ctx: &mut IoCtx<'_>);
 
+    /// A run of [`on_event`](Self::on_event) calls ended (the endpoint has no more
+    /// for now): where an app hands on what those events gathered in one piece (one
+    /// callback job for a burst of messages instead of one each).
+    fn on_events_done(&mut self, _ctx: &mut IoCtx<'_>) {}
+
     /// The connection closed; the endpoint already saw `handle_closed` and its last
     /// events were delivered. Called once.
     fn on_closed(&mut self, _reason: &CloseReason, _ctx: &mut IoCtx<'_>) {}
@@ -229,6 +234,9 @@ impl<A: StreamApp> StreamDriver<A> {
         while let Some(event) = self.app.endpoint().poll_event() {
             self.app.on_event(event, ctx);
             any = true;
+        }
+        if any {
+            self.app.on_events_done(ctx);
         }
         self.input_held = !self.app.endpoint().wants_input();
         if self.phase != Phase::Closed
