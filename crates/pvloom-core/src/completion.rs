@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::delivery::{Deliverer, Job};
+use crate::delivery::Deliverer;
 use crate::signal::{AsyncWait, Signal, Spin, Wait, block_until};
 use crate::{Error, Result};
 
@@ -92,8 +92,8 @@ fn finish<T: Send + 'static>(shared: &Arc<Shared<T>>, result: Result<T>) {
     match std::mem::replace(&mut *state, State::Taken) {
         State::Pending { then: Some(then), .. } => {
             drop(state);
-            let job = Job::new(shared.origin, move || then(result));
-            if let Err(err) = shared.deliverer.deliver(job) {
+            // `dispatch`: an inline callback runs without being boxed a second time.
+            if let Err(err) = shared.deliverer.dispatch(shared.origin, None, move || then(result)) {
                 shared.deliverer.containment().report(shared.origin, &format!("callback not delivered: {err}"));
             }
         }

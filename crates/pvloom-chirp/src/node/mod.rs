@@ -81,7 +81,7 @@ struct State {
     connecting: HashSet<RemoteKey>,
     /// Remotes with a reconnect timer running (their block ends then).
     reconnecting: HashSet<RemoteKey>,
-    outboxes: HashMap<RemoteKey, Arc<Outbox>>,
+    outboxes: foldhash::HashMap<RemoteKey, Arc<Outbox>>,
     listener: Option<(usize, Token)>,
     gc: Option<pvloom_core::TimerHandle>,
 }
