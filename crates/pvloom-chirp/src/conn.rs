@@ -18,6 +18,15 @@
 //!   probe is not a timer: a send on a connection idle for more than ¾ of the reuse
 //!   time is preceded by a NOOP.
 //!
+//! **Possible loss.** An asynchronous send completes at the hand-off, before the peer
+//! read it, and chirp has no receipt for it: if the connection then dies, the peer may
+//! never have seen it. The connection counts such messages ([`Connection::unconfirmed`])
+//! until the peer proves it read past them, which only a frame carrying the identity
+//! of one of them does (a reply, or an ACK): the peer decodes in order, so that message
+//! and every one handed off before it arrived. Any other frame proves nothing: a libchirp
+//! peer whose slots are all held stops reading yet keeps writing. A connection the GC
+//! collects had nothing outstanding for the whole reuse time, and counts nothing.
+//!
 //! Departure from libchirp: its GC closes an idle connection even while the
 //! application holds one of its messages or a message waits to be written, and so
 //! can lose what is just arriving; here a connection with anything outstanding is
@@ -145,6 +154,7 @@ pub struct Connection {
     closing: bool,
     /// Set when this side closes on a timeout: what the failed message is told.
     timeout_failure: Option<SendFailure>,
+    unconfirmed: Unconfirmed,
 }
 
 impl Connection {
@@ -180,6 +190,7 @@ impl Connection {
             close: None,
             closing: false,
             timeout_failure: None,
+            unconfirmed: Unconfirmed::default(),
         }
     }
 
@@ -217,6 +228,14 @@ impl Connection {
     /// When input or output last happened.
     pub fn last_activity(&self) -> Instant {
         self.last_activity
+    }
+
+    /// Asynchronous sends that completed (handed off) on this connection which the
+    /// peer has not been seen to read (see the module documentation). What remains when
+    /// the connection is closed is what may have been lost with it; an idle collection
+    /// clears it.
+    pub fn unconfirmed(&self) -> u64 {
+        self.unconfirmed.count()
     }
 
     /// True while nothing is queued, being written, awaiting an ACK or held.
@@ -329,6 +348,7 @@ impl Connection {
             }
             Frame::Noop(_) => {}
             Frame::Ack(header) => {
+                self.unconfirmed.confirm(&header.identity);
                 // An ACK for anything else is stale (its message was failed when an
                 // earlier connection closed): libchirp ignores it too.
                 if self.awaiting_ack.as_ref().is_some_and(|a| a.send.message.identity == header.identity)
@@ -342,6 +362,7 @@ impl Connection {
                 }
             }
             Frame::Message { header, wants_ack, upper, data } => {
+                self.unconfirmed.confirm(&header.identity);
                 let held = Held { identity: header.identity, serial: header.serial, wants_ack };
                 // The decoder gives a message only when a slot is free.
                 let Some(slot) = self.slots.acquire(held) else {
@@ -419,6 +440,7 @@ impl Connection {
         if self.limits.synchronous {
             self.awaiting_ack = Some(AwaitingAck { send, serial: writing.serial, deadline: now + self.limits.timeout });
         } else {
+            self.unconfirmed.handed_off(send.message.identity);
             self.events.push_back(ConnEvent::Sent {
                 token: send.token,
                 identity: send.message.identity,
@@ -451,6 +473,43 @@ impl Connection {
         }
         self.queued_bytes = 0;
         self.control.clear();
+    }
+}
+
+/// How many recent hand-offs are remembered by identity: a reply to an older one is
+/// not recognised, and it stays counted until a later one is confirmed (sound, only
+/// less precise). Bounds the memory of a one-way stream that is never answered.
+const CONFIRM_WINDOW: usize = 1024;
+
+/// Asynchronous hand-offs not yet confirmed by the peer, numbered in order.
+#[derive(Default)]
+struct Unconfirmed {
+    handed_off: u64,
+    confirmed_through: u64,
+    /// The most recent hand-offs, oldest first: (identity, number).
+    recent: VecDeque<(Identity, u64)>,
+}
+
+impl Unconfirmed {
+    fn count(&self) -> u64 {
+        self.handed_off - self.confirmed_through
+    }
+
+    fn handed_off(&mut self, identity: Identity) {
+        self.handed_off += 1;
+        if self.recent.len() == CONFIRM_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((identity, self.handed_off));
+    }
+
+    /// A frame carrying `identity` arrived: if it names a hand-off, that one and
+    /// every earlier one were read. Answers mostly come in order, so the match is
+    /// usually at the front.
+    fn confirm(&mut self, identity: &Identity) {
+        let Some(at) = self.recent.iter().position(|(id, _)| id == identity) else { return };
+        self.confirmed_through = self.recent[at].1;
+        self.recent.drain(..=at);
     }
 }
 
@@ -493,6 +552,9 @@ impl StreamEndpoint for Connection {
         if now >= self.gc_at {
             let idle = now.saturating_duration_since(self.last_activity);
             if idle > self.limits.reuse_time && self.is_quiet() {
+                // Quiet for the whole reuse time: the peer had all of it to read what
+                // was handed off (libchirp's GC draws the same line).
+                self.unconfirmed = Unconfirmed::default();
                 return self.fail(CloseReason::Local(format!("idle for {idle:?}, collected")));
             }
             self.gc_at = now + self.limits.gc_period(&mut self.rng);

@@ -32,6 +32,7 @@ use crate::identity::Identity;
 use crate::message::{Outgoing, Received};
 use crate::remote::{RemoteKey, RemoteTable};
 use crate::slots::SlotId;
+use crate::stats::{Counters, NodeStats};
 use crate::tls::{Secured, TlsContext, encrypts};
 use crate::wire::Handshake;
 
@@ -191,6 +192,7 @@ struct Node {
     state: Mutex<State>,
     next_id: AtomicU64,
     stopping: AtomicBool,
+    stats: Counters,
 }
 
 /// A chirp node. Dropping it stops it.
@@ -229,6 +231,7 @@ impl Chirp {
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            stats: Counters::default(),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = runtime.least_loaded_thread();
@@ -273,6 +276,12 @@ impl Chirp {
         self.node.local.port
     }
 
+    /// The node's counters: connections, reconnects, and the asynchronous sends that
+    /// may have been lost with a connection that died.
+    pub fn stats(&self) -> NodeStats {
+        self.node.stats.snapshot()
+    }
+
     /// Send `message` to the node listening at `to`. Resolves when the OS took it
     /// (asynchronous mode) or when the remote released it (synchronous mode).
     pub fn send(&self, to: SocketAddr, message: Outgoing) -> Completion<Result<(), ChirpError>> {
@@ -302,9 +311,9 @@ impl Chirp {
         let timeout = self.node.limits.timeout;
         let weak = Arc::downgrade(&self.node);
         self.node.runtime.call_later(timeout, move || {
-            if let Some(node) = weak.upgrade()
-                && let Some(answer) = node.state.lock().requests.remove(&identity)
-            {
+            // Completed after the lock is dropped: an inline `then` may call the node.
+            let answer = weak.upgrade().and_then(|node| node.state.lock().requests.remove(&identity));
+            if let Some(answer) = answer {
                 answer.succeed(Err(ChirpError::NoAnswer(timeout)));
             }
         });
@@ -449,19 +458,21 @@ impl Node {
         let Some(key) = key else { return };
         state.connecting.remove(&key);
         let until = table.connection_lost(now, &key, &id);
-        if !handshaken {
-            // A connect that failed fails one waiting message, as libchirp does: a dead
-            // remote drains its queue one block at a time instead of holding it forever.
-            if let Some((token, _)) = state.pending.get_mut(&key).and_then(VecDeque::pop_front)
-                && let Some(done) = state.sends.remove(&token)
-            {
-                done.succeed(Err(SendFailure::ConnectionLost(reason.to_string()).into()));
-            }
-        }
-        let waiting = state.pending.get(&key).is_some_and(|q| !q.is_empty());
+        // A connect that failed fails one waiting message, as libchirp does: a dead
+        // remote drains its queue one block at a time instead of holding it forever.
+        let failed = (!handshaken)
+            .then(|| state.pending.get_mut(&key).and_then(VecDeque::pop_front))
+            .flatten()
+            .and_then(|(token, _)| state.sends.remove(&token));
         drop(state);
         drop(table);
-        if let (Some(until), true, false) = (until, waiting, self.stopping.load(Ordering::Acquire)) {
+        // After the locks: an inline `then` may call the node (send again).
+        if let Some(done) = failed {
+            done.succeed(Err(SendFailure::ConnectionLost(reason.to_string()).into()));
+        }
+        // Armed whether or not messages wait now: one sent during the block (`submit`
+        // leaves a blocked remote alone) is taken up when it ends; `reconnect` checks.
+        if let (Some(until), false) = (until, self.stopping.load(Ordering::Acquire)) {
             let weak = Arc::downgrade(self);
             self.runtime.call_later(until.saturating_duration_since(now), move || {
                 if let Some(node) = weak.upgrade() {
@@ -484,6 +495,7 @@ impl Node {
         let waiting = state.pending.get(&key).is_some_and(|q| !q.is_empty());
         if waiting && state.connecting.insert(key) {
             drop(state);
+            self.stats.reconnect();
             self.connect(&mut table, key);
         }
     }
@@ -588,10 +600,12 @@ impl ConnApp {
             }
         }
         for (token, message) in batch {
-            if let Err(error) = self.conn.inner_mut().send(now, token, message)
-                && let Some(done) = self.node.state.lock().sends.remove(&token)
-            {
-                done.succeed(Err(error.into()));
+            if let Err(error) = self.conn.inner_mut().send(now, token, message) {
+                // Completed after the lock is dropped: an inline `then` may call the node.
+                let done = self.node.state.lock().sends.remove(&token);
+                if let Some(done) = done {
+                    done.succeed(Err(error.into()));
+                }
             }
         }
     }
@@ -617,6 +631,7 @@ impl StreamApp for ConnApp {
             ConnEvent::Handshake(handshake) => {
                 let key = *self.key.get_or_insert(RemoteKey::new(self.conn_peer_ip(), handshake.port));
                 self.handshaken = true;
+                self.node.stats.opened();
                 let replaced = self.node.table.lock().handshake(now, key, self.id);
                 {
                     let mut state = self.node.state.lock();
@@ -668,6 +683,8 @@ impl StreamApp for ConnApp {
 
     fn on_closed(&mut self, reason: &CloseReason, ctx: &mut IoCtx<'_>) {
         tracing::debug!(conn = self.id, "chirp connection closed: {reason}");
+        let unconfirmed = self.conn.inner().unconfirmed();
+        self.node.stats.closed(self.conn_peer_ip(), self.key.map(|k| k.port), reason, unconfirmed);
         self.node.connection_gone(ctx.now(), self.id, self.key, self.handshaken, reason);
     }
 }

@@ -1,0 +1,75 @@
+//! What a node counts about its connections, for [`crate::Chirp::stats`]: above all
+//! the asynchronous messages that completed but may have been lost with a connection
+//! that died (chirp has no receipt for them, so this is the only report they get).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pvloom_core::CloseReason;
+
+/// A snapshot of a node's counters, each since its start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Connections whose chirp handshake completed (connected or accepted).
+    pub connections_opened: u64,
+    /// Connections closed, for any reason, before or after their handshake.
+    pub connections_closed: u64,
+    /// Of those, the ones this node did not close itself in order (stop, idle
+    /// collection): the peer went away, the socket failed, a timeout, a protocol error.
+    pub connections_lost: u64,
+    /// Connections opened again to a remote after its reconnect block.
+    pub reconnects: u64,
+    /// Asynchronous sends that completed (handed to the OS) on a connection that then
+    /// closed before the peer was seen to read them: an upper bound on what was lost,
+    /// each also logged as a warning.
+    pub possibly_lost: u64,
+}
+
+/// The live counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    opened: AtomicU64,
+    closed: AtomicU64,
+    lost: AtomicU64,
+    reconnects: AtomicU64,
+    possibly_lost: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reconnect(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection to `peer` closed for `reason` with `unconfirmed` asynchronous
+    /// sends not known to have been read.
+    pub(crate) fn closed(&self, peer: IpAddr, port: Option<u16>, reason: &CloseReason, unconfirmed: u64) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        if !matches!(reason, CloseReason::Local(_) | CloseReason::Shutdown) {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        if unconfirmed > 0 {
+            self.possibly_lost.fetch_add(unconfirmed, Ordering::Relaxed);
+            tracing::warn!(
+                %peer,
+                port,
+                possibly_lost = unconfirmed,
+                "chirp connection closed ({reason}): {unconfirmed} asynchronous sends completed but were not \
+                 seen read by the peer and may be lost"
+            );
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> NodeStats {
+        NodeStats {
+            connections_opened: self.opened.load(Ordering::Relaxed),
+            connections_closed: self.closed.load(Ordering::Relaxed),
+            connections_lost: self.lost.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            possibly_lost: self.possibly_lost.load(Ordering::Relaxed),
+        }
+    }
+}
