@@ -1,0 +1,280 @@
+//! pvloom to pvloom when things go wrong, on real sockets (127.0.0.1, free ports): a
+//! receiver killed mid-stream and restarted on its port (sync: no acknowledged message
+//! lost or duplicated; async: what may have been lost is reported), and, on virtual
+//! time, the reconnect block after a failure and a synchronous send to a receiver that
+//! never releases.
+//!
+//! "Killed" is the receiver's runtime shut down at once: its sockets close under the
+//! sender with unread data in them. A real SIGKILL of a process is in
+//! `tests/libchirp_robustness.rs`, against libchirp.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, Once, mpsc};
+use std::time::{Duration, Instant};
+
+use pvloom_chirp::wire::{HANDSHAKE_LEN, HEADER_LEN, Handshake, WireHeader};
+use pvloom_chirp::{Chirp, ChirpError, Config, Identity, Message, Outgoing, SendFailure};
+use pvloom_core::{Delivery, Runtime};
+
+mod support;
+
+use support::{VirtualTime, free_port};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn runtime() -> Runtime {
+    Runtime::builder().io_threads(2).delivery(Delivery::ordered(2)).build().unwrap()
+}
+
+fn config(synchronous: bool) -> Config {
+    Config { synchronous, port: 0, bind_v4: Ipv4Addr::LOCALHOST, disable_encryption: true, ..Config::default() }
+}
+
+fn at(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Warnings of the whole test binary, to check what the node reports.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_warnings() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        tracing_subscriber::fmt().with_writer(|| Capture).with_max_level(tracing::Level::WARN).with_ansi(false).init();
+    });
+}
+
+fn logged() -> String {
+    String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned()
+}
+
+/// A receiver on `port` recording each message's data (a sync send completes when the
+/// handler returned: auto-release).
+fn recorder(rt: &Runtime, port: u16, synchronous: bool, log: &Arc<Mutex<Vec<String>>>) -> Chirp {
+    let log = log.clone();
+    Chirp::start(&rt.handle(), &Config { port, ..config(synchronous) }, move |msg| {
+        log.lock().unwrap().push(String::from_utf8_lossy(&msg.data).into_owned());
+    })
+    .unwrap()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < end, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn sync_stream_survives_a_receiver_killed_and_restarted_without_loss_or_duplicates() {
+    let rt = runtime();
+    let sender = Chirp::start(&rt.handle(), &config(true), |_| {}).unwrap();
+    let port = free_port();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let first_rt = runtime();
+    let first = recorder(&first_rt, port, true, &log);
+    let count = 300;
+    let sends: Vec<_> = (0..count).map(|i| sender.send(at(port), Outgoing::new(format!("{i}").into_bytes()))).collect();
+    wait_for("a third of the stream", || log.lock().unwrap().len() >= count / 3);
+    first_rt.shutdown();
+    drop(first);
+    // Back on the same port at once; the sender reconnects after its 50-550 ms block.
+    let second_rt = runtime();
+    let _second = recorder(&second_rt, port, true, &log);
+    let mut results = Vec::new();
+    for send in sends {
+        results.push(send.wait_timeout(WAIT).expect("every send completes, one way or the other"));
+    }
+    let received = log.lock().unwrap().clone();
+    let mut times: HashMap<&str, usize> = HashMap::new();
+    for data in &received {
+        *times.entry(data.as_str()).or_default() += 1;
+    }
+    assert!(times.values().all(|&n| n == 1), "a message arrived twice: {times:?}");
+    let mut failed = Vec::new();
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(()) => assert_eq!(times.get(format!("{i}").as_str()), Some(&1), "message {i} acked but not received"),
+            Err(ChirpError::Failed(SendFailure::ConnectionLost(_) | SendFailure::TimedOut(_))) => failed.push(i),
+            Err(other) => panic!("message {i}: {other}"),
+        }
+    }
+    // Failures are the message awaiting its ACK at the kill and one per refused
+    // reconnect: few, and each one reported.
+    assert!(failed.len() < count / 10, "{} failed: {failed:?}", failed.len());
+    assert!(results[count - 1].is_ok(), "the stream continued to its end");
+    let stats = sender.stats();
+    assert!(stats.reconnects >= 1 && stats.connections_lost >= 1, "{stats:?}");
+    assert_eq!(stats.possibly_lost, 0, "sync mode: nothing completes unacknowledged");
+}
+
+#[test]
+fn async_sends_lost_with_a_killed_receiver_are_reported() {
+    capture_warnings();
+    let rt = runtime();
+    let (tx, answers) = mpsc::channel();
+    let sender = Chirp::start(&rt.handle(), &config(false), move |msg| {
+        let _ = tx.send(msg.data);
+    })
+    .unwrap();
+    let receiver_rt = runtime();
+    let me: Arc<std::sync::OnceLock<Chirp>> = Arc::new(std::sync::OnceLock::new());
+    let held: Arc<Mutex<Vec<Message>>> = Arc::new(Mutex::new(Vec::new()));
+    let receiver = {
+        let (me, held) = (me.clone(), held.clone());
+        // Four slots, never released: it reads four messages, answers each (as
+        // libchirp's pool does, holding the slot) and stops reading.
+        let config = Config { max_slots: 4, auto_release: false, ..config(false) };
+        Chirp::start(&receiver_rt.handle(), &config, move |msg| {
+            if let Some(node) = me.get() {
+                drop(node.send(msg.from(), msg.reply(msg.data.clone())));
+            }
+            held.lock().unwrap().push(msg);
+        })
+        .unwrap()
+    };
+    let to = at(receiver.port());
+    let _ = me.set(receiver);
+    let count = 200;
+    let sends: Vec<_> = (0..count).map(|i| sender.send(to, Outgoing::new(vec![i as u8; 1000]))).collect();
+    for send in sends {
+        // Asynchronous: complete once handed to the OS, read or not.
+        send.wait_timeout(WAIT).unwrap().unwrap();
+    }
+    for _ in 0..4 {
+        answers.recv_timeout(WAIT).expect("the receiver answers what it read");
+    }
+    assert_eq!(held.lock().unwrap().len(), 4, "four slots, then it stopped reading");
+    let before = sender.stats();
+    assert_eq!(before.possibly_lost, 0, "nothing reported while the connection lives");
+    receiver_rt.shutdown();
+    wait_for("the sender notices", || sender.stats().connections_lost >= 1);
+    let stats = sender.stats();
+    let lost = (count - 4) as u64;
+    // The answers confirm the four read; the rest completed Ok and are reported.
+    assert_eq!(stats.possibly_lost, lost, "{stats:?}");
+    let log = logged();
+    assert!(log.contains(&format!("{lost} asynchronous sends completed but were not seen read")), "{log}");
+}
+
+/// Accept on `listener` within `limit` of real time.
+fn accept_within(listener: &TcpListener, limit: Duration) -> Option<TcpStream> {
+    let end = Instant::now() + limit;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return Some(stream),
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_reconnect_waits_50_to_550_ms_of_virtual_time_then_resumes_the_queue() {
+    let vt = VirtualTime::new(2);
+    let node = Chirp::start(&vt.runtime.handle(), &config(false), |_| {}).unwrap();
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sends: Vec<_> =
+        ["one", "two", "three"].iter().map(|d| node.send(at(port), Outgoing::new(d.as_bytes().to_vec()))).collect();
+    // The first connection dies before its handshake: a failed connect, which fails one
+    // message and blocks the remote.
+    drop(accept_within(&listener, WAIT).expect("the first connect"));
+    let mut sends = sends.into_iter();
+    let first = sends.next().unwrap().wait_timeout(WAIT).unwrap();
+    assert!(matches!(first, Err(ChirpError::Failed(SendFailure::ConnectionLost(_)))), "{first:?}");
+    let lost_at = vt.runtime.now();
+    vt.advance(Duration::from_millis(49), 1);
+    assert!(accept_within(&listener, Duration::from_millis(100)).is_none(), "reconnected within 49 ms");
+    let mut stream = None;
+    while vt.runtime.now() - lost_at < Duration::from_millis(560) {
+        vt.advance(Duration::from_millis(5), 1);
+        if let Some(s) = accept_within(&listener, Duration::from_millis(20)) {
+            stream = Some(s);
+            break;
+        }
+    }
+    let waited = vt.runtime.now() - lost_at;
+    let mut stream = stream.unwrap_or_else(|| panic!("no reconnect within {waited:?} of virtual time"));
+    assert!(waited >= Duration::from_millis(50) && waited <= Duration::from_millis(555), "{waited:?}");
+    assert_eq!(node.stats().reconnects, 1);
+    // Speak chirp by hand: the node's handshake, ours, then the two queued messages.
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(&Handshake { port, identity: Identity::random() }.encode()).unwrap();
+    let mut hello = [0u8; HANDSHAKE_LEN];
+    stream.read_exact(&mut hello).unwrap();
+    assert_eq!(Handshake::decode(&hello).unwrap().identity, node.identity());
+    for want in ["two", "three"] {
+        let mut head = [0u8; HEADER_LEN];
+        stream.read_exact(&mut head).unwrap();
+        let header = WireHeader::decode(&head).unwrap();
+        let mut body = vec![0u8; header.body_len() as usize];
+        stream.read_exact(&mut body).unwrap();
+        assert_eq!(body, want.as_bytes(), "the queue resumes in order");
+    }
+    for send in sends {
+        send.wait_timeout(WAIT).unwrap().unwrap();
+    }
+}
+
+#[test]
+fn a_sync_send_to_a_receiver_that_never_releases_times_out_after_timeout_of_virtual_time() {
+    let vt = VirtualTime::new(2);
+    let (tx, inbox) = mpsc::channel();
+    let holder = Config { auto_release: false, ..config(true) };
+    let receiver = Chirp::start(&vt.runtime.handle(), &holder, move |msg| {
+        let _ = tx.send(msg);
+    })
+    .unwrap();
+    let sender = Chirp::start(&vt.runtime.handle(), &config(true), |_| {}).unwrap();
+    let send = sender.send(at(receiver.port()), Outgoing::new(&b"hold me"[..]));
+    let _held = inbox.recv_timeout(WAIT).expect("the receiver has it");
+    vt.advance(Duration::from_millis(4990), 10);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!send.is_ready(), "completed before TIMEOUT");
+    vt.advance(Duration::from_millis(20), 2);
+    let result = send.wait_timeout(WAIT).unwrap();
+    assert!(
+        matches!(result, Err(ChirpError::Failed(SendFailure::TimedOut(t))) if t == Duration::from_secs(5)),
+        "{result:?}"
+    );
+    assert_eq!(result.unwrap_err().to_string(), "timed out after 5s");
+}
+
+#[test]
+fn a_sync_send_with_a_short_timeout_fails_on_real_sockets() {
+    let rt = runtime();
+    let short = Config { timeout: Duration::from_millis(200), reuse_time: Duration::from_secs(1), ..config(true) };
+    let (tx, inbox) = mpsc::channel();
+    let receiver = Chirp::start(&rt.handle(), &Config { auto_release: false, ..short.clone() }, move |msg| {
+        let _ = tx.send(msg);
+    })
+    .unwrap();
+    let sender = Chirp::start(&rt.handle(), &short, |_| {}).unwrap();
+    let start = Instant::now();
+    let result = sender.send_wait(at(receiver.port()), Outgoing::new(&b"hold me"[..]));
+    let took = start.elapsed();
+    assert!(matches!(result, Err(ChirpError::Failed(SendFailure::TimedOut(_)))), "{result:?}");
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+    assert!(inbox.try_recv().is_ok(), "it was delivered, never released");
+}
