@@ -379,6 +379,9 @@ impl Node {
     fn connect(self: &Arc<Self>, table: &mut RemoteTable<u64>, key: RemoteKey) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let address = StreamAddress::<ConnApp>::new(self.runtime.clone(), self.runtime.least_loaded_thread());
+        if table.lost_one(&key) {
+            self.stats.reconnect();
+        }
         table.connecting(self.now(), key, id);
         self.state.lock().conns.insert(id, address.clone());
         let node = self.clone();
@@ -495,7 +498,6 @@ impl Node {
         let waiting = state.pending.get(&key).is_some_and(|q| !q.is_empty());
         if waiting && state.connecting.insert(key) {
             drop(state);
-            self.stats.reconnect();
             self.connect(&mut table, key);
         }
     }

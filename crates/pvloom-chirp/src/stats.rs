@@ -17,7 +17,7 @@ pub struct NodeStats {
     /// Of those, the ones this node did not close itself in order (stop, idle
     /// collection): the peer went away, the socket failed, a timeout, a protocol error.
     pub connections_lost: u64,
-    /// Connections opened again to a remote after its reconnect block.
+    /// Connections opened to a remote that had lost one (after its reconnect block).
     pub reconnects: u64,
     /// Asynchronous sends that completed (handed to the OS) on a connection that then
     /// closed before the peer was seen to read them: an upper bound on what was lost,
