@@ -469,12 +469,10 @@ impl Node {
             .and_then(|(token, _)| state.sends.remove(&token));
         drop(state);
         drop(table);
-        // After the locks: an inline `then` may call the node (send again).
-        if let Some(done) = failed {
-            done.succeed(Err(SendFailure::ConnectionLost(reason.to_string()).into()));
-        }
         // Armed whether or not messages wait now: one sent during the block (`submit`
         // leaves a blocked remote alone) is taken up when it ends; `reconnect` checks.
+        // Armed before the failure below is reported, so whoever sees the failure (a
+        // test moving virtual time) finds the timer already queued.
         if let (Some(until), false) = (until, self.stopping.load(Ordering::Acquire)) {
             let weak = Arc::downgrade(self);
             self.runtime.call_later(until.saturating_duration_since(now), move || {
@@ -482,6 +480,10 @@ impl Node {
                     node.reconnect(key);
                 }
             });
+        }
+        // After the locks: an inline `then` may call the node (send again).
+        if let Some(done) = failed {
+            done.succeed(Err(SendFailure::ConnectionLost(reason.to_string()).into()));
         }
     }
 

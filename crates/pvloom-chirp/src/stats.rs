@@ -20,8 +20,9 @@ pub struct NodeStats {
     /// Connections opened to a remote that had lost one (after its reconnect block).
     pub reconnects: u64,
     /// Asynchronous sends that completed (handed to the OS) on a connection that then
-    /// closed before the peer was seen to read them: an upper bound on what was lost,
-    /// each also logged as a warning.
+    /// closed before the peer was seen to read them: an upper bound on what was lost.
+    /// Logged at each such close: a warning when the connection was lost, info when
+    /// this node closed it (stop).
     pub possibly_lost: u64,
 }
 
@@ -48,17 +49,31 @@ impl Counters {
     /// sends not known to have been read.
     pub(crate) fn closed(&self, peer: IpAddr, port: Option<u16>, reason: &CloseReason, unconfirmed: u64) {
         self.closed.fetch_add(1, Ordering::Relaxed);
-        if !matches!(reason, CloseReason::Local(_) | CloseReason::Shutdown) {
+        let lost = !matches!(reason, CloseReason::Local(_) | CloseReason::Shutdown);
+        if lost {
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
-        if unconfirmed > 0 {
-            self.possibly_lost.fetch_add(unconfirmed, Ordering::Relaxed);
+        if unconfirmed == 0 {
+            return;
+        }
+        self.possibly_lost.fetch_add(unconfirmed, Ordering::Relaxed);
+        // Counted either way (a stop drops what the driver had not written yet), but only
+        // a connection lost under the node is a warning: a stop is the application's own
+        // decision, and would otherwise warn at every shutdown of an asynchronous sender.
+        if lost {
             tracing::warn!(
                 %peer,
                 port,
                 possibly_lost = unconfirmed,
                 "chirp connection closed ({reason}): {unconfirmed} asynchronous sends completed but were not \
                  seen read by the peer and may be lost"
+            );
+        } else {
+            tracing::info!(
+                %peer,
+                port,
+                possibly_lost = unconfirmed,
+                "chirp connection closed ({reason}) with {unconfirmed} asynchronous sends not seen read by the peer"
             );
         }
     }

@@ -149,6 +149,8 @@ fn pvloom_waits_for_a_libchirp_receiver_holding_its_slots(synchronous: bool) {
     if synchronous {
         assert_eq!(sink.got(), (0..count).map(|i| i.to_string()).collect::<Vec<_>>(), "in order");
     }
+    let stats = node.stats();
+    assert_eq!((stats.connections_opened, stats.connections_closed), (1, 0), "one connection throughout: {stats:?}");
     node.stop();
 }
 
@@ -208,6 +210,7 @@ fn libchirp_waits_for_a_pvloom_receiver_holding_its_slots(synchronous: bool) {
     sender.wait_for("its report", |lines| lines.iter().any(|l| l.starts_with("done ")));
     let report = sender.lines.lock().unwrap().clone();
     assert!(report.contains(&format!("done {count} 0")), "libchirp sender: {report:?}");
+    assert_eq!(node.stats().connections_opened, 1, "one connection throughout: {:?}", node.stats());
     node.stop();
 }
 
