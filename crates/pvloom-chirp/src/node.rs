@@ -566,6 +566,8 @@ struct ConnApp {
     handshaken: bool,
     address: Arc<StreamAddress<ConnApp>>,
     deliverer: Deliverer,
+    /// Messages given back to the node's queue so far (they come oldest first).
+    requeued: usize,
 }
 
 impl ConnApp {
@@ -586,6 +588,7 @@ impl ConnApp {
             handshaken: false,
             address: address.clone(),
             deliverer: node.runtime.deliverer(),
+            requeued: 0,
         }
     }
 
@@ -676,9 +679,14 @@ impl StreamApp for ConnApp {
             ConnEvent::Failed { token, error: SendFailure::NotSent(_), message }
                 if !self.node.stopping.load(Ordering::Acquire) && self.key.is_some() =>
             {
-                // Not begun: it waits for the next connection, at the front.
+                // Not begun: it waits for the next connection, before what the node still
+                // queues but after the ones given back before it (pushing each to the
+                // front reversed them).
                 if let Some(key) = self.key {
-                    self.node.state.lock().pending.entry(key).or_default().push_front((token, message));
+                    let mut state = self.node.state.lock();
+                    let queue = state.pending.entry(key).or_default();
+                    queue.insert(self.requeued.min(queue.len()), (token, message));
+                    self.requeued += 1;
                 }
             }
             ConnEvent::Failed { token, error, .. } => self.complete(token, Err(error.into())),

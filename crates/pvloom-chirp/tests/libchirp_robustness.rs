@@ -262,6 +262,12 @@ fn a_libchirp_node_killed_mid_stream_and_restarted(synchronous: bool) {
         *times.entry(g.as_str()).or_default() += 1;
     }
     assert!(times.values().all(|&n| n == 1), "a message arrived twice: {times:?}");
+    if synchronous {
+        // One message in flight, one handler at a time: libchirp sees them in order,
+        // across the restart too (the re-queued ones go first, as they were).
+        let order: Vec<usize> = got.iter().map(|g| g.parse().unwrap()).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order: {order:?}");
+    }
     let mut failed = 0;
     let mut lost = 0;
     for (i, result) in results.iter().enumerate() {
