@@ -467,8 +467,18 @@ impl Node {
             .then(|| state.pending.get_mut(&key).and_then(VecDeque::pop_front))
             .flatten()
             .and_then(|(token, _)| state.sends.remove(&token));
+        // A connection that no longer served the remote (replaced in a race) gave back
+        // what it had queued: the one serving it now takes that, or nothing would until
+        // its next send.
+        let successor = table
+            .connection(&key)
+            .filter(|c| state.ready.contains(c) && state.pending.get(&key).is_some_and(|q| !q.is_empty()))
+            .and_then(|c| state.conns.get(c).cloned());
         drop(state);
         drop(table);
+        if let Some(address) = successor {
+            address.exec(|app, ctx| app.take_pending(ctx.now()), || {});
+        }
         // Armed whether or not messages wait now: one sent during the block (`submit`
         // leaves a blocked remote alone) is taken up when it ends; `reconnect` checks.
         // Armed before the failure below is reported, so whoever sees the failure (a

@@ -362,3 +362,66 @@ fn async_sends_not_begun_when_the_receiver_dies_go_to_the_next_connection_in_ord
     assert!(lost <= stats.possibly_lost, "{lost} lost silently: {stats:?}");
     assert!(stats.reconnects >= 1, "{stats:?}");
 }
+
+/// Read one chirp frame's body from a raw socket.
+fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = [0u8; HEADER_LEN];
+    stream.read_exact(&mut head)?;
+    let header = WireHeader::decode(&head).unwrap();
+    let mut body = vec![0u8; header.body_len() as usize];
+    stream.read_exact(&mut body)?;
+    Ok(body)
+}
+
+#[test]
+fn what_a_replaced_connection_gives_back_goes_out_on_its_successor() {
+    let rt = runtime();
+    let node = Chirp::start(&rt.handle(), &config(false), |_| {}).unwrap();
+    // A chirp peer by hand, at `port`: it takes the node's connection, stops reading it,
+    // then connects to the node itself, so its connection replaces the first (the last
+    // handshake wins), and resets the first with the node's messages still queued in it.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = Handshake { port, identity: Identity::random() };
+    let count = 60;
+    let sends: Vec<_> = (0..count).map(|i| node.send(at(port), numbered(i, 256 * 1024))).collect();
+    let mut first = accept_within(&listener, WAIT).expect("the node connects");
+    first.set_nonblocking(false).unwrap();
+    first.write_all(&peer.encode()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sends.iter().filter(|s| !s.is_ready()).count() > 10, "the first connection took everything");
+    let mut second = TcpStream::connect(at(node.port())).unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    second.write_all(&peer.encode()).unwrap();
+    let mut hello = [0u8; HANDSHAKE_LEN];
+    second.read_exact(&mut hello).unwrap();
+    // A new message takes the new connection once it replaced the first.
+    let probe = node.send(at(port), Outgoing::new(&b"probe"[..]));
+    assert_eq!(read_frame(&mut second).unwrap(), b"probe", "the second connection serves the remote");
+    probe.wait_timeout(WAIT).unwrap().unwrap();
+    // Closed with unread input: a reset, under the node's feet.
+    drop(first);
+    let mut got = Vec::new();
+    while got.last() != Some(&(count - 1)) {
+        match read_frame(&mut second) {
+            Ok(body) => got.push(String::from_utf8_lossy(&body).split(' ').next().unwrap().parse::<usize>().unwrap()),
+            Err(e) => panic!("after {got:?}, nothing more on the second connection: {e}"),
+        }
+    }
+    // What the first connection had not begun, all of it, in order, to the end.
+    let from = got[0];
+    assert_eq!(got, (from..count).collect::<Vec<_>>(), "given back and sent on the successor");
+    let mut lost = 0;
+    for (i, send) in sends.into_iter().enumerate() {
+        match send.wait_timeout(WAIT).unwrap() {
+            Ok(()) if i < from => lost += 1,
+            Ok(()) => {}
+            // The one half written when the first connection was reset.
+            Err(ChirpError::Failed(SendFailure::ConnectionLost(_))) if i + 1 == from => {}
+            Err(other) => panic!("message {i}: {other}"),
+        }
+    }
+    let stats = node.stats();
+    assert!(lost <= stats.possibly_lost, "{lost} handed off on the reset connection, unreported: {stats:?}");
+}
