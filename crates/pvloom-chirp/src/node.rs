@@ -648,13 +648,14 @@ impl StreamApp for ConnApp {
             ConnEvent::Handshake(handshake) => {
                 let key = *self.key.get_or_insert(RemoteKey::new(self.conn_peer_ip(), handshake.port));
                 self.handshaken = true;
-                self.node.stats.opened();
                 let replaced = self.node.table.lock().handshake(now, key, self.id);
                 {
                     let mut state = self.node.state.lock();
                     state.ready.insert(self.id);
                     state.connecting.remove(&key);
                 }
+                // Counted once it serves the remote: whoever sees the count can use it.
+                self.node.stats.opened();
                 if let Some(old) = replaced {
                     // The older connection stays open until idle (libchirp leaves it
                     // to the GC); new messages take this one.

@@ -396,6 +396,7 @@ fn what_a_replaced_connection_gives_back_goes_out_on_its_successor() {
     second.write_all(&peer.encode()).unwrap();
     let mut hello = [0u8; HANDSHAKE_LEN];
     second.read_exact(&mut hello).unwrap();
+    wait_for("the node's second handshake", || node.stats().connections_opened >= 2);
     // A new message takes the new connection once it replaced the first.
     let probe = node.send(at(port), Outgoing::new(&b"probe"[..]));
     assert_eq!(read_frame(&mut second).unwrap(), b"probe", "the second connection serves the remote");
@@ -424,4 +425,29 @@ fn what_a_replaced_connection_gives_back_goes_out_on_its_successor() {
     }
     let stats = node.stats();
     assert!(lost <= stats.possibly_lost, "{lost} handed off on the reset connection, unreported: {stats:?}");
+}
+
+#[test]
+fn a_message_above_the_receivers_limit_closes_its_connection_and_fails_the_sync_send() {
+    let rt = runtime();
+    let (tx, inbox) = mpsc::channel();
+    let small = Config { max_msg_size: 1024, ..config(true) };
+    let receiver = Chirp::start(&rt.handle(), &small, move |msg| {
+        let _ = tx.send(msg.data);
+    })
+    .unwrap();
+    let sender = Chirp::start(&rt.handle(), &config(true), |_| {}).unwrap();
+    // The sender's own limit refuses at once what it could never send.
+    let refused = Chirp::start(&rt.handle(), &small, |_| {}).unwrap();
+    let result = refused.send_wait(at(receiver.port()), Outgoing::new(vec![0u8; 1025]));
+    assert!(matches!(result, Err(ChirpError::Send(pvloom_chirp::SendError::TooLarge { .. }))), "{result:?}");
+    // The receiver's limit: it closes the connection on the header (libchirp: ENOMEM).
+    let result = sender.send_wait(at(receiver.port()), Outgoing::new(vec![0u8; 1025]));
+    assert!(matches!(result, Err(ChirpError::Failed(SendFailure::ConnectionLost(_)))), "{result:?}");
+    wait_for("the receiver's close", || receiver.stats().connections_lost >= 1);
+    assert!(inbox.try_recv().is_err(), "nothing of it reached the application");
+    // After the block, the next message goes on a new connection.
+    sender.send_wait(at(receiver.port()), Outgoing::new(vec![1u8; 1024])).unwrap();
+    assert_eq!(inbox.recv_timeout(WAIT).unwrap().len(), 1024);
+    assert_eq!(sender.stats().reconnects, 1);
 }
