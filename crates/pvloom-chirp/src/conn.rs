@@ -18,6 +18,15 @@
 //!   probe is not a timer: a send on a connection idle for more than ¾ of the reuse
 //!   time is preceded by a NOOP.
 //!
+//! **Possible loss.** An asynchronous send completes at the hand-off, before the peer
+//! read it, and chirp has no receipt for it: if the connection then dies, the peer may
+//! never have seen it. The connection counts such messages ([`Connection::unconfirmed`])
+//! until the peer proves it read past them, which only a frame carrying the identity
+//! of one of them does (a reply, or an ACK): the peer decodes in order, so that message
+//! and every one handed off before it arrived. Any other frame proves nothing: a libchirp
+//! peer whose slots are all held stops reading yet keeps writing. A connection the GC
+//! collects had nothing outstanding for the whole reuse time, and counts nothing.
+//!
 //! Departure from libchirp: its GC closes an idle connection even while the
 //! application holds one of its messages or a message waits to be written, and so
 //! can lose what is just arriving; here a connection with anything outstanding is
@@ -145,6 +154,7 @@ pub struct Connection {
     closing: bool,
     /// Set when this side closes on a timeout: what the failed message is told.
     timeout_failure: Option<SendFailure>,
+    unconfirmed: Unconfirmed,
 }
 
 impl Connection {
@@ -180,6 +190,7 @@ impl Connection {
             close: None,
             closing: false,
             timeout_failure: None,
+            unconfirmed: Unconfirmed::default(),
         }
     }
 
@@ -229,6 +240,14 @@ impl Connection {
     /// When input or output last happened.
     pub fn last_activity(&self) -> Instant {
         self.last_activity
+    }
+
+    /// Asynchronous sends that completed (handed off) on this connection which the
+    /// peer has not been seen to read (see the module documentation). What remains when
+    /// the connection is closed is what may have been lost with it; an idle collection
+    /// clears it.
+    pub fn unconfirmed(&self) -> u64 {
+        self.unconfirmed.count()
     }
 
     /// True while nothing is queued, being written, awaiting an ACK or held.
@@ -341,6 +360,7 @@ impl Connection {
             }
             Frame::Noop(_) => {}
             Frame::Ack(header) => {
+                self.unconfirmed.confirm(&header.identity);
                 // An ACK for anything else is stale (its message was failed when an
                 // earlier connection closed): libchirp ignores it too.
                 if self.awaiting_ack.as_ref().is_some_and(|a| a.send.message.identity == header.identity)
@@ -354,6 +374,7 @@ impl Connection {
                 }
             }
             Frame::Message { header, wants_ack, upper, data } => {
+                self.unconfirmed.confirm(&header.identity);
                 let held = Held { identity: header.identity, serial: header.serial, wants_ack };
                 // The decoder gives a message only when a slot is free.
                 let Some(slot) = self.slots.acquire(held) else {
@@ -431,6 +452,7 @@ impl Connection {
         if self.limits.synchronous {
             self.awaiting_ack = Some(AwaitingAck { send, serial: writing.serial, deadline: now + self.limits.timeout });
         } else {
+            self.unconfirmed.handed_off(send.message.identity);
             self.events.push_back(ConnEvent::Sent {
                 token: send.token,
                 identity: send.message.identity,
@@ -463,6 +485,59 @@ impl Connection {
         }
         self.queued_bytes = 0;
         self.control.clear();
+    }
+}
+
+/// How many recent hand-offs are remembered by identity: a reply to an older one is
+/// not recognised, and it stays counted until a later one is confirmed (sound, only
+/// less precise). Bounds the memory of a one-way stream that is never answered.
+const CONFIRM_WINDOW: usize = 1024;
+
+/// Asynchronous hand-offs not yet confirmed by the peer, numbered in order.
+#[derive(Default)]
+struct Unconfirmed {
+    handed_off: u64,
+    confirmed_through: u64,
+    /// The most recent hand-offs, oldest first: (identity, number).
+    recent: VecDeque<(Identity, u64)>,
+    /// `recent` by identity (the latest number for each), so that every received
+    /// frame is looked up in constant time, not by a scan of the window.
+    index: foldhash::HashMap<Identity, u64>,
+}
+
+impl Unconfirmed {
+    fn count(&self) -> u64 {
+        self.handed_off - self.confirmed_through
+    }
+
+    fn handed_off(&mut self, identity: Identity) {
+        self.handed_off += 1;
+        if self.recent.len() == CONFIRM_WINDOW {
+            self.forget_oldest();
+        }
+        self.recent.push_back((identity, self.handed_off));
+        self.index.insert(identity, self.handed_off);
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((identity, number)) = self.recent.pop_front()
+            && self.index.get(&identity) == Some(&number)
+        {
+            self.index.remove(&identity);
+        }
+    }
+
+    /// A frame carrying `identity` arrived: if it names a hand-off, that one and
+    /// every earlier one were read.
+    fn confirm(&mut self, identity: &Identity) {
+        if self.index.is_empty() {
+            return;
+        }
+        let Some(&number) = self.index.get(identity) else { return };
+        self.confirmed_through = self.confirmed_through.max(number);
+        while self.recent.front().is_some_and(|&(_, n)| n <= number) {
+            self.forget_oldest();
+        }
     }
 }
 
@@ -505,6 +580,9 @@ impl StreamEndpoint for Connection {
         if now >= self.gc_at {
             let idle = now.saturating_duration_since(self.last_activity);
             if idle > self.limits.reuse_time && self.is_quiet() {
+                // Quiet for the whole reuse time: the peer had all of it to read what
+                // was handed off (libchirp's GC draws the same line).
+                self.unconfirmed = Unconfirmed::default();
                 return self.fail(CloseReason::Local(format!("idle for {idle:?}, collected")));
             }
             self.gc_at = now + self.limits.gc_period(&mut self.rng);

@@ -20,6 +20,7 @@
 //!   any stream endpoint, and libchirp's rule for which peers are encrypted.
 //! - [`node`]: [`Chirp`], a node on pvloom's shared driver: listener, connections,
 //!   per-remote send queues, send / request / release.
+//! - [`stats`]: [`NodeStats`], what a node counts, the possibly lost sends above all.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -31,6 +32,7 @@ pub mod message;
 pub mod node;
 pub mod remote;
 pub mod slots;
+pub mod stats;
 pub mod tls;
 pub mod wire;
 
@@ -42,4 +44,5 @@ pub use message::{Outgoing, Received};
 pub use node::{Chirp, ChirpError, Message};
 pub use remote::{RemoteKey, RemoteTable, TableEvent};
 pub use slots::SlotId;
+pub use stats::NodeStats;
 pub use tls::{Secured, TlsContext, TlsError};

@@ -49,6 +49,8 @@ struct Remote<C> {
     conn: Option<C>,
     blocked_until: Option<Instant>,
     last_activity: Instant,
+    /// A connection serving it was lost (so the next connect is a reconnect).
+    lost_one: bool,
 }
 
 /// What [`RemoteTable::handle_timeout`] decided.
@@ -92,6 +94,12 @@ impl<C: Clone + PartialEq> RemoteTable<C> {
         self.remotes.get(key)?.conn.as_ref()
     }
 
+    /// True once a connection serving `key` was lost (until the remote is collected):
+    /// connecting again is a reconnect.
+    pub fn lost_one(&self, key: &RemoteKey) -> bool {
+        self.remotes.get(key).is_some_and(|r| r.lost_one)
+    }
+
     /// Until when `key` may not be connected (after a failure).
     pub fn blocked_until(&self, key: &RemoteKey, now: Instant) -> Option<Instant> {
         self.remotes.get(key)?.blocked_until.filter(|&until| until > now)
@@ -101,7 +109,7 @@ impl<C: Clone + PartialEq> RemoteTable<C> {
     pub fn touch(&mut self, now: Instant, key: RemoteKey) {
         self.remotes
             .entry(key)
-            .or_insert(Remote { conn: None, blocked_until: None, last_activity: now })
+            .or_insert(Remote { conn: None, blocked_until: None, last_activity: now, lost_one: false })
             .last_activity = now;
     }
 
@@ -117,7 +125,12 @@ impl<C: Clone + PartialEq> RemoteTable<C> {
     }
 
     fn attach(&mut self, now: Instant, key: RemoteKey, conn: C) -> Option<C> {
-        let remote = self.remotes.entry(key).or_insert(Remote { conn: None, blocked_until: None, last_activity: now });
+        let remote = self.remotes.entry(key).or_insert(Remote {
+            conn: None,
+            blocked_until: None,
+            last_activity: now,
+            lost_one: false,
+        });
         remote.last_activity = now;
         let old = remote.conn.replace(conn.clone());
         old.filter(|old| *old != conn)
@@ -132,6 +145,7 @@ impl<C: Clone + PartialEq> RemoteTable<C> {
             return None;
         }
         remote.conn = None;
+        remote.lost_one = true;
         let until = now + reconnect_block(&mut self.rng);
         remote.blocked_until = Some(until);
         Some(until)

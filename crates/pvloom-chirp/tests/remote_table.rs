@@ -85,3 +85,18 @@ fn idle_remotes_are_collected_with_their_connection() {
     assert!(idle > Duration::from_secs(30) && idle <= Duration::from_secs(60), "{idle:?}");
     assert_eq!(table.len(), 1);
 }
+
+#[test]
+fn a_remote_that_lost_a_connection_is_reconnected_not_connected() {
+    let now = Instant::now();
+    let mut table = table(now, 3);
+    table.connecting(now, key(3000), 1);
+    assert!(!table.lost_one(&key(3000)), "a first connection");
+    let until = table.connection_lost(now, &key(3000), &1).unwrap();
+    assert!(table.lost_one(&key(3000)));
+    table.handle_timeout(until);
+    assert!(table.lost_one(&key(3000)), "still after the block ended");
+    table.connecting(until, key(3000), 2);
+    assert!(table.lost_one(&key(3000)), "the second connection is a reconnect");
+    assert!(!table.lost_one(&key(3001)), "unknown remotes lost nothing");
+}

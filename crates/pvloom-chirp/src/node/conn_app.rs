@@ -139,6 +139,8 @@ impl ConnApp {
             tracing::debug!(remote = %key.socket_addr(), old, new = self.id, "chirp connection replaced");
         }
         self.outbox = Some(self.node.attach_drainer(key, self.id, &self.address));
+        // Counted once it serves the remote: whoever sees the count can use it.
+        self.node.stats.opened();
         self.last_touch = Some(now);
         self.drain(now);
     }
@@ -240,6 +242,8 @@ impl StreamApp for ConnApp {
         tracing::debug!(conn = self.id, "chirp connection closed: {reason}");
         // What arrived before the close still reaches the handler.
         self.deliver_inbox(ctx.now());
+        let unconfirmed = self.conn.inner().unconfirmed();
+        self.node.stats.closed(self.conn.inner().peer_ip(), self.key.map(|k| k.port), reason, unconfirmed);
         let requeue = std::mem::take(&mut self.requeue);
         self.node.connection_gone(ctx.now(), self.id, self.key, self.handshaken, reason, requeue);
     }

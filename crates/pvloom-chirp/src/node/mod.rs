@@ -40,6 +40,7 @@ use crate::error::{ConfigError, SendError, SendFailure};
 use crate::identity::Identity;
 use crate::message::Outgoing;
 use crate::remote::{RemoteKey, RemoteTable};
+use crate::stats::{Counters, NodeStats};
 use crate::tls::{Secured, TlsContext, encrypts};
 use crate::wire::Handshake;
 
@@ -109,6 +110,7 @@ struct Node {
     requests_open: AtomicUsize,
     next_id: AtomicU64,
     stopping: AtomicBool,
+    stats: Counters,
 }
 
 /// A chirp node. Dropping it stops it.
@@ -150,6 +152,7 @@ impl Chirp {
             requests_open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            stats: Counters::default(),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = runtime.least_loaded_thread();
@@ -192,6 +195,12 @@ impl Chirp {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.node.local.port
+    }
+
+    /// The node's counters: connections, reconnects, and the asynchronous sends that
+    /// may have been lost with a connection that died.
+    pub fn stats(&self) -> NodeStats {
+        self.node.stats.snapshot()
     }
 
     /// Send `message` to the node listening at `to`. Resolves when the OS took it
@@ -316,6 +325,9 @@ impl Node {
     fn connect(self: &Arc<Self>, table: &mut RemoteTable<u64>, key: RemoteKey) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let address = StreamAddress::<ConnApp>::new(self.runtime.clone(), self.runtime.least_loaded_thread());
+        if table.lost_one(&key) {
+            self.stats.reconnect();
+        }
         table.connecting(self.now(), key, id);
         self.state.lock().conns.insert(id, address.clone());
         let node = self.clone();
@@ -430,13 +442,30 @@ impl Node {
         // A connect that failed fails one waiting message, as libchirp does: a dead
         // remote drains its queue one block at a time instead of holding it forever.
         let failed = if handshaken { None } else { boxed.queue.pop_front() };
-        let waiting = !boxed.queue.is_empty() && boxed.drainer.is_none();
+        // A connection replaced in a race gave back what it had queued: the one serving
+        // the remote now takes it, or nothing would until its next completion.
+        let waiting = !boxed.queue.is_empty();
+        let successor = boxed.drainer.as_ref().map(|d| d.address.clone());
+        let wake_successor = waiting && successor.is_some() && !std::mem::replace(&mut boxed.drain_due, true);
         drop(boxed);
+        // Nobody will connect for what waits (the closed connection was not the one
+        // the table knew, so no block was set): connect now.
+        let until = until.or((waiting && successor.is_none()).then_some(now));
+        let successor = successor.filter(|_| wake_successor);
+        if let Some(address) = successor {
+            address.exec(|app, ctx| app.drain(ctx.now()), || {});
+        }
+        // Armed whether or not messages wait now (`reconnect` looks): one sent during
+        // the block is taken up when it ends. Armed before the failure below is
+        // reported, so whoever sees the failure (a test moving virtual time) finds the
+        // timer queued.
+        if let Some(until) = until
+            && !self.stopping.load(Ordering::Acquire)
+        {
+            self.reconnect_at(key, now, until);
+        }
         if let Some(pending) = failed {
             pending.done.succeed(Err(SendFailure::ConnectionLost(reason.to_string()).into()));
-        }
-        if waiting && !self.stopping.load(Ordering::Acquire) {
-            self.reconnect_at(key, now, until.unwrap_or(now));
         }
     }
 
