@@ -6,8 +6,8 @@
 //! The idle clients are a child process (`tests/interop/idle_clients.py`, plain Python
 //! sockets), so that each side's file descriptors stay within RLIMIT_NOFILE: this
 //! process raises its soft limit to the hard one and uses fewer connections if even
-//! that is too low (the count used is printed). The node spends two descriptors per
-//! connection (see `connections_that_fit`): with a hard limit of 20 000 that is 9 744.
+//! that is too low (the count used is printed). The node spends one descriptor per
+//! connection, its socket.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -34,10 +34,9 @@ fn connections_that_fit() -> usize {
         limit.rlim_cur = limit.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
     }
-    // Each accepted connection costs this process two descriptors: the socket and the
-    // driver's clone of the epoll registry (`Registry::try_clone`, a dup). Room is left
-    // for the runtimes and the test harness.
-    let fit = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX).saturating_sub(512) / 2;
+    // Each accepted connection costs this process one descriptor, its socket. Room is
+    // left for the runtimes and the test harness.
+    let fit = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX).saturating_sub(512);
     let count = WANTED.min(fit);
     if count < WANTED {
         eprintln!("RLIMIT_NOFILE hard limit {}: {count} idle connections instead of {WANTED}", limit.rlim_max);

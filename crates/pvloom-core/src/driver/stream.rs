@@ -95,7 +95,6 @@ pub struct StreamDriver<A: StreamApp> {
     config: StreamConfig,
     id: u64,
     token: Option<Token>,
-    registry: Option<Registry>,
     phase: Phase,
     out: BytesMut,
     write_interest: bool,
@@ -159,7 +158,6 @@ fn open<A: StreamApp>(
         config,
         id: address.id(),
         token: None,
-        registry: None,
         phase,
         out: BytesMut::with_capacity(4096),
         write_interest: true,
@@ -379,9 +377,9 @@ impl<A: StreamApp> StreamDriver<A> {
         if want_write == self.write_interest {
             return;
         }
-        let (Some(registry), Some(token)) = (&self.registry, self.token) else { return };
+        let Some(token) = self.token else { return };
         let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-        match registry.reregister(&mut self.socket, token, interest) {
+        match ctx.reregister(&mut self.socket, token, interest) {
             Ok(()) => self.write_interest = want_write,
             Err(e) => self.close(ctx, CloseReason::Io(format!("reregister failed: {e}"))),
         }
@@ -512,7 +510,6 @@ impl<A: StreamApp> Driven for StreamDriver<A> {
 impl<A: StreamApp> IoHandler for StreamDriver<A> {
     fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
         self.token = Some(token);
-        self.registry = Some(registry.try_clone()?);
         registry.register(&mut self.socket, token, Interest::READABLE | Interest::WRITABLE)
     }
 
