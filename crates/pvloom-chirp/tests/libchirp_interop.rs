@@ -344,3 +344,42 @@ fn a_libchirp_sender_talks_to_a_pvloom_node_async() {
 fn a_libchirp_sender_talks_to_a_pvloom_node_sync() {
     libchirp_to_node(true);
 }
+
+/// Sizes across the edges: empty, one byte, one read buffer (64 KiB) and one past it,
+/// several megabytes; each with upper-layer header bytes. libchirp echoes the message
+/// it got (header and data), so every byte comes back through its reader and writer.
+fn large_and_empty_through_libchirp(synchronous: bool) {
+    let python = python();
+    let port = free_port();
+    let sizes = [0usize, 1, 64 * 1024, 64 * 1024 + 1, 3 * 1024 * 1024 + 7, 16 * 1024 * 1024];
+    let (_echo, _) = start_echo(&python, port, synchronous, sizes.len());
+    let rt = runtime();
+    let (tx, answers) = std::sync::mpsc::channel();
+    let node = pvloom_chirp::Chirp::start(&rt.handle(), &node_config(synchronous), move |msg| {
+        let _ = tx.send(msg);
+    })
+    .unwrap();
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    for (i, &size) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..size).map(|b| (b * 31 + i) as u8).collect();
+        let mut message = Outgoing::new(data.clone());
+        message.header = format!("header {i}").into_bytes().into();
+        let identity = message.identity;
+        node.send(to, message).wait_timeout(WAIT).unwrap().unwrap();
+        let echo = answers.recv_timeout(WAIT).expect("libchirp's echo");
+        assert_eq!(echo.identity, identity);
+        assert_eq!(&echo.header[..], format!("header {i}").as_bytes(), "size {size}");
+        assert!(echo.data[..] == data[..], "size {size}: the data came back changed");
+    }
+    node.stop();
+}
+
+#[test]
+fn large_and_empty_messages_round_trip_through_libchirp_async() {
+    large_and_empty_through_libchirp(false);
+}
+
+#[test]
+fn large_and_empty_messages_round_trip_through_libchirp_sync() {
+    large_and_empty_through_libchirp(true);
+}
