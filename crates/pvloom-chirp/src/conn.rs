@@ -291,6 +291,16 @@ impl Connection {
         Ok(())
     }
 
+    /// Take the queued send `token` back, if it has not begun: true if it was there.
+    /// Nothing is reported for it.
+    pub fn withdraw(&mut self, token: SendToken) -> bool {
+        let Some(at) = self.queue.iter().position(|q| q.token == token) else { return false };
+        if let Some(queued) = self.queue.remove(at) {
+            self.queued_bytes -= queued.message.body_len() as usize;
+        }
+        true
+    }
+
     /// True if a message of `size` bytes (header and data) would be queued now.
     pub fn can_queue(&self, size: usize) -> bool {
         !self.closing

@@ -102,6 +102,15 @@ impl ConnApp {
         self.touch(now);
     }
 
+    /// Take back the send `token` if the connection has not begun it.
+    pub(super) fn withdraw(&mut self, token: SendToken) -> bool {
+        let withdrawn = self.conn.inner_mut().withdraw(token);
+        if withdrawn {
+            self.dones.remove(&token);
+        }
+        withdrawn
+    }
+
     /// Apply the releases the application made since the last batch.
     pub(super) fn apply_releases(&mut self, releases: &Releases, now: Instant) {
         for (slot, done) in releases.take() {

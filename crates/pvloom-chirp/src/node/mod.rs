@@ -35,7 +35,7 @@ pub use self::message::Message;
 use self::outbox::{Drainer, Outbox, Pending, Pushed, SendDone};
 use self::requests::Requests;
 use crate::config::{Config, Limits};
-use crate::conn::Connection;
+use crate::conn::{Connection, SendToken};
 use crate::error::{ConfigError, SendError, SendFailure};
 use crate::identity::Identity;
 use crate::message::Outgoing;
@@ -214,11 +214,39 @@ impl Chirp {
     /// [`send`](Self::send) and wait for it, at most TIMEOUT plus the connect timeout.
     ///
     /// # Errors
-    /// As the send, a timeout, or `WouldDeadlock` on an I/O thread.
+    /// As [`send_wait_timeout`](Self::send_wait_timeout).
     pub fn send_wait(&self, to: SocketAddr, message: Outgoing) -> Result<(), ChirpError> {
+        self.send_wait_timeout(to, message, self.node.limits.timeout + self.node.limits.connect_timeout)
+    }
+
+    /// [`send`](Self::send) and wait at most `limit`. A send still waiting for its
+    /// turn then is withdrawn, so a caller that tries again cannot deliver it twice.
+    ///
+    /// # Errors
+    /// As the send; on timeout [`SendFailure::NotSent`] if it was withdrawn (never
+    /// written: safe to send again), [`SendFailure::TimedOut`] if it was already being
+    /// written or awaited its ACK (it may still arrive); `WouldDeadlock` on an I/O
+    /// thread.
+    pub fn send_wait_timeout(&self, to: SocketAddr, message: Outgoing, limit: Duration) -> Result<(), ChirpError> {
         pvloom_core::ensure_may_block()?;
-        let limit = self.node.limits.timeout + self.node.limits.connect_timeout;
-        self.send(to, message).wait_timeout(limit)?
+        let key = RemoteKey::from(to);
+        let (done, wait) = pvloom_core::completion_with(self.node.completions.clone(), "chirp send");
+        let Some(token) = self.node.submit(key, message, done) else {
+            return wait.wait()?;
+        };
+        match wait.poll_wait(Some(Instant::now() + limit)) {
+            Ok(result) => result?,
+            Err(wait) => {
+                if self.node.withdraw(key, token) {
+                    return Err(SendFailure::NotSent(format!("not sent within {limit:?}; withdrawn")).into());
+                }
+                // Completed meanwhile (the race with the deadline): that is the answer.
+                match wait.poll_wait(Some(Instant::now())) {
+                    Ok(result) => result?,
+                    Err(_) => Err(SendFailure::TimedOut(limit).into()),
+                }
+            }
+        }
     }
 
     /// Send `message` and resolve the second completion with the answer (a message
@@ -284,21 +312,55 @@ impl Node {
         });
     }
 
-    fn submit(self: &Arc<Self>, key: RemoteKey, message: Outgoing, done: SendDone) {
+    /// Queue a send; its token, or `None` when it was completed at once (refused).
+    fn submit(self: &Arc<Self>, key: RemoteKey, message: Outgoing, done: SendDone) -> Option<SendToken> {
         if self.stopping.load(Ordering::Acquire) {
-            return done.succeed(Err(ChirpError::Stopped));
+            done.succeed(Err(ChirpError::Stopped));
+            return None;
         }
         if message.body_len() > u64::from(self.limits.max_msg_size) {
             let error = SendError::TooLarge { size: message.body_len(), limit: u64::from(self.limits.max_msg_size) };
-            return done.succeed(Err(error.into()));
+            done.succeed(Err(error.into()));
+            return None;
         }
         let token = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = self.state.lock().outboxes.entry(key).or_default().clone();
         match outbox.push(Pending { token, message, done }, self.limits.max_queued) {
-            Pushed::Queued => {}
-            Pushed::NeedsConnection => self.ensure_connection(key, &outbox),
-            Pushed::Full(done, queued) => done.succeed(Err(SendError::QueueFull { queued, bytes: 0 }.into())),
+            Pushed::Queued => Some(token),
+            Pushed::NeedsConnection => {
+                self.ensure_connection(key, &outbox);
+                Some(token)
+            }
+            Pushed::Full(done, queued) => {
+                done.succeed(Err(SendError::QueueFull { queued, bytes: 0 }.into()));
+                None
+            }
         }
+    }
+
+    /// Take back the send `token` if it has not begun: from the outbox, or from the
+    /// queue of the connection serving the remote. True if it was withdrawn (its
+    /// completer is dropped; the caller stopped waiting).
+    fn withdraw(&self, key: RemoteKey, token: SendToken) -> bool {
+        let Some(outbox) = self.state.lock().outboxes.get(&key).cloned() else { return false };
+        let mut boxed = outbox.state.lock();
+        if let Some(at) = boxed.queue.iter().position(|p| p.token == token) {
+            let pending = boxed.queue.remove(at);
+            drop(boxed);
+            drop(pending);
+            return true;
+        }
+        let Some(address) = boxed.drainer.as_ref().map(|d| d.address.clone()) else { return false };
+        drop(boxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reached = address.exec(
+            move |app, _| {
+                let _ = tx.send(app.withdraw(token));
+            },
+            || {},
+        );
+        // The I/O thread answers within a loop turn; a connection gone answers nothing.
+        reached && rx.recv_timeout(Duration::from_secs(1)).unwrap_or(false)
     }
 
     /// Messages wait for `key` and no connection serves it: open one, or let the
