@@ -4,8 +4,10 @@ A script written for ``libchirp.pool`` (libchirp 1.2) runs with its import chang
 
     from pvloom.chirp import Chirp, Config, Loop, Message   # was: from libchirp.pool import ...
 
-and talks to real libchirp nodes: the wire is libchirp 1.2's. ``libchirp.queue``'s
-shape is :class:`QueueChirp` (also ``pvloom.chirp_queue.Chirp``).
+and talks to real libchirp nodes: the wire is libchirp 1.2's, TLS included. As in
+libchirp, connections are encrypted (TLS >= 1.2, CERT_CHAIN_PEM and DH_PARAMS_PEM)
+unless DISABLE_ENCRYPTION, except to 127.0.0.1 and ::1. ``libchirp.queue``'s shape is
+:class:`QueueChirp` (also ``pvloom.chirp_queue.Chirp``).
 
 Threads: the node's sockets live on the :class:`Loop`'s I/O threads. The pool's
 :meth:`Chirp.handler` runs on the executor's threads (block there as you like); send
@@ -23,9 +25,12 @@ Departures from libchirp, each deliberate:
   send beyond it fails at once with ``RuntimeError`` (``ecode`` CH_BUSY) instead of
   growing memory without limit.
 * ``PORT = 0`` listens on a free port (``chirp.port`` tells which); libchirp refuses it.
-* There is no TLS yet: with encryption not disabled, sends to loopback go in clear
-  text (as libchirp's do) and sends to other hosts fail with ``RuntimeError``
-  (``ecode`` CH_TLS_ERROR) rather than leave unencrypted.
+* ``ALWAYS_ENCRYPT`` (a pvloom field, default False) encrypts 127.0.0.1 and ::1 too:
+  libchirp has this only as the process-wide C call ``ch_chirp_set_always_encrypt()``,
+  which its Python layer does not expose; here it is per node.
+* PEM files OpenSSL refuses fail the start with ``RuntimeError`` (``ecode``
+  CH_TLS_ERROR), what libchirp's Python layer would raise (libchirp 1.2.1b3 itself
+  aborts the process with a double free there).
 * ``DISABLE_SIGNALS`` is accepted and has no effect: pvloom installs no signal handlers.
 * IDENTITY is used whole (libchirp 1.2 copies only its first byte).
 """
@@ -132,7 +137,7 @@ class Config(object):
     """
 
     _ips = ("BIND_V4", "BIND_V6")
-    _bools = ("SYNCHRONOUS", "DISABLE_SIGNALS", "DISABLE_ENCRYPTION")
+    _bools = ("SYNCHRONOUS", "DISABLE_SIGNALS", "DISABLE_ENCRYPTION", "ALWAYS_ENCRYPT")
     _strings = ("CERT_CHAIN_PEM", "DH_PARAMS_PEM")
     _uints = {"PORT": 16, "BACKLOG": 8, "MAX_SLOTS": 8, "BUFFER_SIZE": 32, "MAX_MSG_SIZE": 32}
     _floats = ("REUSE_TIME", "TIMEOUT")
@@ -155,6 +160,8 @@ class Config(object):
             "CERT_CHAIN_PEM": None,
             "DH_PARAMS_PEM": None,
             "DISABLE_ENCRYPTION": False,
+            # pvloom's per-node form of libchirp's ch_chirp_set_always_encrypt().
+            "ALWAYS_ENCRYPT": False,
             "AUTO_RELEASE": True,
             # pvloom's bound of the send queue per remote (libchirp has none).
             "MAX_QUEUED": 65536,
@@ -213,7 +220,8 @@ class Config(object):
             if not _os.path.exists(c["CERT_CHAIN_PEM"]):
                 raise _value_error("Config: cert %s does not exist." % c["CERT_CHAIN_PEM"])
             if not _os.path.exists(c["DH_PARAMS_PEM"]):
-                raise _value_error("Config: cert %s does not exist." % c["DH_PARAMS_PEM"])
+                # libchirp's text names CERT_CHAIN_PEM here too; kept word for word.
+                raise _value_error("Config: cert %s does not exist." % c["CERT_CHAIN_PEM"])
         # PORT 0 is pvloom's "any free port".
         if not (c["PORT"] > 1024 or c["PORT"] == 0):
             raise _value_error("Config: port must be > 1024. (%d)" % c["PORT"])
@@ -255,6 +263,9 @@ class Config(object):
             timeout=c["TIMEOUT"],
             reuse_time=self._reuse_time(),
             disable_encryption=c["DISABLE_ENCRYPTION"],
+            cert_chain_pem=c["CERT_CHAIN_PEM"],
+            dh_params_pem=c["DH_PARAMS_PEM"],
+            always_encrypt=c["ALWAYS_ENCRYPT"],
             max_queued=c["MAX_QUEUED"],
         )
 
@@ -327,8 +338,9 @@ class Loop(object):
 class ChirpBase(object):
     """What the pool and the queue share: start, send, request, identity, stop.
 
-    Starting raises ``ValueError`` for a bad config (libchirp's texts), ``OSError``
-    when the port cannot be bound, ``RuntimeError`` if the loop is not running.
+    Starting raises ``ValueError`` for a bad config (libchirp's texts, missing PEM files
+    included), ``RuntimeError`` (``ecode`` CH_TLS_ERROR) for PEM files OpenSSL refuses,
+    ``OSError`` when the port cannot be bound, ``RuntimeError`` if the loop is not running.
     """
 
     def __init__(self, loop, config, recv=None):

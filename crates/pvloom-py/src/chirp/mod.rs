@@ -23,7 +23,7 @@ mod node;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pvloom_chirp::{ChirpError, SendError, SendFailure};
+use pvloom_chirp::{ChirpError, ConfigError, SendError, SendFailure};
 use pvloom_core::{Containment, Delivery, Runtime, RuntimeHandle};
 use pyo3::exceptions::{PyConnectionError, PyMemoryError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -186,6 +186,11 @@ fn with_ecode(py: Python<'_>, err: PyErr, code: i32) -> PyErr {
 pub(crate) fn chirp_exception(py: Python<'_>, err: ChirpError) -> PyErr {
     let text = err.to_string();
     let (exc, code) = match err {
+        // libchirp's init fails with CH_TLS_ERROR when OpenSSL refuses the PEM files
+        // (its Python layer raises RuntimeError with the last log line).
+        ChirpError::Config(ConfigError::Tls(detail)) => {
+            (PyRuntimeError::new_err(format!("Could not start encryption: {detail}")), ecode::TLS_ERROR)
+        }
         ChirpError::Config(_) => (PyValueError::new_err(text), ecode::VALUE_ERROR),
         ChirpError::Send(SendError::QueueFull { .. }) => {
             // libchirp has no bound; pvloom's is MAX_QUEUED (back-pressure, not loss).
@@ -202,17 +207,4 @@ pub(crate) fn chirp_exception(py: Python<'_>, err: ChirpError) -> PyErr {
         ChirpError::Runtime(e) => (to_py(e), ecode::PROTOCOL_ERROR),
     };
     with_ecode(py, exc, code)
-}
-
-/// pvloom-chirp has no TLS yet: what a send to another host fails with when
-/// encryption was not disabled (libchirp would encrypt it; pvloom will not send it in
-/// clear text instead).
-pub(crate) fn tls_unsupported(py: Python<'_>, to: std::net::SocketAddr) -> PyErr {
-    with_ecode(
-        py,
-        PyRuntimeError::new_err(format!(
-            "CH_TLS_ERROR: pvloom.chirp has no TLS yet; set DISABLE_ENCRYPTION to send to {to} unencrypted"
-        )),
-        ecode::TLS_ERROR,
-    )
 }

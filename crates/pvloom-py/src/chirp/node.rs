@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::message::PyChirpMessage;
-use super::{LoopEnv, PyChirpLoop, chirp_exception, resolve, tls_unsupported};
+use super::{LoopEnv, PyChirpLoop, chirp_exception, resolve};
 use crate::errors::to_py;
 use crate::outcome::report_exception;
 use crate::wait::{deadline, wait_sliced};
@@ -75,8 +76,6 @@ pub struct PyChirpNode {
     held: Arc<Held>,
     env: Arc<LoopEnv>,
     timeout: Duration,
-    /// Encryption was not disabled: only loopback remotes may be sent to (no TLS yet).
-    encrypt_remote: bool,
 }
 
 #[pymethods]
@@ -87,7 +86,8 @@ impl PyChirpNode {
     #[pyo3(signature = (
         chirp_loop, on_message, *, port=2998, bind_v4="0.0.0.0", backlog=100, max_slots=0, synchronous=true,
         buffer_size=0, max_msg_size=pvloom_chirp::config::DEFAULT_MAX_MSG_SIZE, identity=None, timeout=5.0,
-        reuse_time=30.0, disable_encryption=false, max_queued=65_536
+        reuse_time=30.0, disable_encryption=false, cert_chain_pem=None, dh_params_pem=None, always_encrypt=false,
+        max_queued=65_536
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -105,6 +105,9 @@ impl PyChirpNode {
         timeout: f64,
         reuse_time: f64,
         disable_encryption: bool,
+        cert_chain_pem: Option<PathBuf>,
+        dh_params_pem: Option<PathBuf>,
+        always_encrypt: bool,
         max_queued: usize,
     ) -> PyResult<Self> {
         let env = chirp_loop.env.clone();
@@ -133,6 +136,9 @@ impl PyChirpNode {
             timeout: seconds("TIMEOUT", timeout)?,
             reuse_time: seconds("REUSE_TIME", reuse_time)?,
             disable_encryption,
+            cert_chain_pem,
+            dh_params_pem,
+            always_encrypt,
             // The Python pool releases a message after its handler, on its own thread.
             auto_release: false,
             max_queued,
@@ -154,7 +160,7 @@ impl PyChirpNode {
         };
         let handle = env.handle.clone();
         let node = py.detach(|| Chirp::start(&handle, &config, handler)).map_err(|e| chirp_exception(py, e))?;
-        Ok(PyChirpNode { node, held, env, timeout: config.timeout, encrypt_remote: !disable_encryption })
+        Ok(PyChirpNode { node, held, env, timeout: config.timeout })
     }
 
     /// The node's identity (16 bytes).
@@ -175,11 +181,6 @@ impl PyChirpNode {
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
         let msg: Py<PyChirpMessage> = msg.clone().unbind();
-        if self.encrypt_remote && !to.ip().is_loopback() {
-            message.sending.store(false, Ordering::Release);
-            resolve(py, &self.env, &future, Err(tls_unsupported(py, to)));
-            return Ok(());
-        }
         let sent = py.detach(|| self.node.send(to, outgoing));
         sent.then(settle_send(self.env.clone(), msg, future));
         Ok(())
@@ -198,12 +199,6 @@ impl PyChirpNode {
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
         let msg: Py<PyChirpMessage> = msg.clone().unbind();
-        if self.encrypt_remote && !to.ip().is_loopback() {
-            message.sending.store(false, Ordering::Release);
-            resolve(py, &self.env, &send_future, Err(tls_unsupported(py, to)));
-            resolve(py, &self.env, &answer_future, Err(tls_unsupported(py, to)));
-            return Ok(());
-        }
         let (sent, answer) = py.detach(|| self.node.request(to, outgoing));
         sent.then(settle_send(self.env.clone(), msg, send_future));
         let env = self.env.clone();
