@@ -1,6 +1,6 @@
 """A chirp peer on either API, the same code: ``libchirp.pool`` (the real libchirp) or
 ``pvloom.chirp``. Run as a subprocess by test_chirp.py (the two modules never share a
-process) and by bench/chirp.
+process).
 
 usage:
   chirp_peer.py MODULE echo  MODE COUNT          echo COUNT messages back, then exit
