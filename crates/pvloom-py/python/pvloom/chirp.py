@@ -103,7 +103,7 @@ class ChirpFuture(Future):
         """The answer (a :class:`Message`); released first if ``auto_release``."""
         res = Future.result(self, timeout)
         if self._auto_release:
-            res.release()
+            res._release_nowait()
         return res
 
     def send_result(self, timeout=None):
@@ -360,7 +360,7 @@ class ChirpBase(object):
 
     @staticmethod
     def _release_unhandled(msg):
-        msg.release()
+        msg._release_nowait()
 
     @property
     def loop(self):
@@ -423,7 +423,7 @@ def _pool_handler(chirp, msg):
         _l.exception("exception in chirp handler (message %r)", msg)
     finally:
         if chirp._auto_release:
-            msg.release()
+            msg._release_nowait()
 
 
 class Chirp(ChirpBase, ThreadPoolExecutor):
@@ -449,7 +449,7 @@ class Chirp(ChirpBase, ThreadPoolExecutor):
             self.submit(_pool_handler, self, msg)
         except RuntimeError:
             # Shut down: nobody will handle it.
-            msg.release()
+            msg._release_nowait()
 
     def handler(self, msg):
         """Called on a pool thread for every message; implement it.
@@ -457,7 +457,7 @@ class Chirp(ChirpBase, ThreadPoolExecutor):
         This default releases the message whatever AUTO_RELEASE says.
         """
         if not self._auto_release:
-            msg.release()
+            msg._release_nowait()
 
     def stop(self):
         """Shut the pool down (waiting for running handlers), then stop the chirp."""
@@ -476,7 +476,7 @@ class QueueChirp(ChirpBase, _Queue):
 
     def _on_message(self, msg):
         if self._disable_queue:
-            msg.release()
+            msg._release_nowait()
         else:
             self.put(msg)
 
@@ -493,7 +493,7 @@ class QueueChirp(ChirpBase, _Queue):
         """Remove and return a message, released if AUTO_RELEASE (``queue.Queue.get``)."""
         msg = _Queue.get(self, *args, **kwargs)
         if msg and self._auto_release:
-            msg.release()
+            msg._release_nowait()
         return msg
 
     def get_nowait(self):

@@ -147,15 +147,18 @@ impl PyChirpNode {
         let held = Arc::new(Held::default());
         let handler = {
             let (env, held) = (env.clone(), held.clone());
+            let on_message = Arc::new(on_message);
             move |message: pvloom_chirp::Message| {
                 let key = held.insert(message.clone());
-                crate::gil::attach(|py| {
-                    let received = PyChirpMessage::received(message, Some((held.clone(), key, env.clone())));
+                let (env, held, on_message) = (env.clone(), held.clone(), on_message.clone());
+                // In order: one resolver thread runs the jobs as they were queued.
+                env.resolver.clone().push(Box::new(move |py| {
+                    let received = PyChirpMessage::received(message, Some((held, key, env.clone())));
                     match Py::new(py, received) {
                         Ok(received) => env.call(py, "chirp handler", &on_message, (received,)),
                         Err(err) => report_exception(py, &env.containment, "chirp handler", &env.hook, err, None),
                     }
-                });
+                }));
             }
         };
         let handle = env.handle.clone();
@@ -176,12 +179,14 @@ impl PyChirpNode {
 
     /// Send `msg` to its address and port; `future` gets `msg` when the OS took it
     /// (asynchronous) or the remote released it (synchronous), or the exception.
-    fn send(&self, py: Python<'_>, msg: &Bound<'_, PyChirpMessage>, future: Py<PyAny>) -> PyResult<()> {
+    fn send(&self, msg: &Bound<'_, PyChirpMessage>, future: Py<PyAny>) -> PyResult<()> {
         let message = msg.get();
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
         let msg: Py<PyChirpMessage> = msg.clone().unbind();
-        let sent = py.detach(|| self.node.send(to, outgoing));
+        // The GIL is kept: the node's send never blocks, and its callbacks never wait
+        // for the GIL (they go through the resolver).
+        let sent = self.node.send(to, outgoing);
         sent.then(settle_send(self.env.clone(), msg, future));
         Ok(())
     }
@@ -190,7 +195,6 @@ impl PyChirpNode {
     /// identity), or `TimeoutError` after TIMEOUT; `send_future` as for `send`.
     fn request(
         &self,
-        py: Python<'_>,
         msg: &Bound<'_, PyChirpMessage>,
         send_future: Py<PyAny>,
         answer_future: Py<PyAny>,
@@ -199,18 +203,19 @@ impl PyChirpNode {
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
         let msg: Py<PyChirpMessage> = msg.clone().unbind();
-        let (sent, answer) = py.detach(|| self.node.request(to, outgoing));
+        // The GIL is kept, as in send.
+        let (sent, answer) = self.node.request(to, outgoing);
         sent.then(settle_send(self.env.clone(), msg, send_future));
         let env = self.env.clone();
         answer.then(move |result| {
-            crate::gil::attach(|py| {
+            env.resolver.clone().push(Box::new(move |py| {
                 let outcome = match result {
                     Ok(Ok(answer)) => Py::new(py, PyChirpMessage::received(answer, None)).map(Py::into_any),
                     Ok(Err(error)) => Err(chirp_exception(py, error)),
                     Err(error) => Err(to_py(error)),
                 };
                 resolve(py, &env, &answer_future, outcome);
-            });
+            }));
         });
         Ok(())
     }
@@ -256,13 +261,13 @@ fn settle_send(
 ) -> impl FnOnce(Result<Result<(), ChirpError>, pvloom_core::Error>) + Send + 'static {
     move |result| {
         msg.get().sending.store(false, Ordering::Release);
-        crate::gil::attach(|py| {
+        env.resolver.clone().push(Box::new(move |py| {
             let outcome = match result {
                 Ok(Ok(())) => Ok(msg.into_any()),
                 Ok(Err(error)) => Err(chirp_exception(py, error)),
                 Err(error) => Err(to_py(error)),
             };
             resolve(py, &env, &future, outcome);
-        });
+        }));
     }
 }
