@@ -396,6 +396,39 @@ def test_shutdown_is_the_executors_and_a_stopped_loop_refuses_chirps():
         lp.run()
 
 
+def test_messages_the_pool_drops_unrun_are_released(loop):
+    """shutdown(cancel_futures=True) drops what waits in the pool's queue: those
+    messages are released, not leaked (the pool queues them without a Future)."""
+    entered, leave = threading.Event(), threading.Event()
+
+    class Blocking(Chirp):
+        def handler(self, msg):
+            entered.set()
+            leave.wait(WAIT)
+
+    receiver = Blocking(loop, config(False), max_workers=1)
+    sender = Chirp(loop, config(False))
+    try:
+        for i in range(5):
+            sender.send(to(receiver, b"%d" % i)).result(timeout=WAIT)
+        assert entered.wait(WAIT)
+        end = time.monotonic() + WAIT
+        while receiver._node.held < 5 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert receiver._node.held == 5, "one message in the handler, four queued"
+        receiver.shutdown(wait=False, cancel_futures=True)
+        end = time.monotonic() + WAIT
+        while receiver._node.held > 1 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert receiver._node.held == 1, "the four queued ones released, the running one still held"
+        leave.set()
+        assert receiver._node.wait_released(WAIT), "the running one released after its handler"
+    finally:
+        leave.set()
+        sender.stop()
+        receiver.stop()
+
+
 def test_the_queue_api(loop):
     echo = Echo(loop, config(False))
     client = QueueChirp(loop, config(False))
