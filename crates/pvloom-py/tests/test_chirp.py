@@ -429,6 +429,28 @@ def test_messages_the_pool_drops_unrun_are_released(loop):
         receiver.stop()
 
 
+def test_a_done_callback_may_stop_the_loop():
+    """Send futures resolve on the loop's resolver thread; stopping the chirp and the
+    loop from a done-callback there must not wait for that thread itself."""
+    lp = Loop()
+    receiver = Chirp(lp, config(False))
+    sender = QueueChirp(lp, config(False))
+    stopped = threading.Event()
+
+    def stop_everything(fut):
+        sender.stop()
+        receiver.stop()
+        lp.stop()
+        stopped.set()
+
+    try:
+        sender.send(to(receiver)).add_done_callback(stop_everything)
+        assert stopped.wait(WAIT), "the callback ran to its end"
+        assert not lp.running
+    finally:
+        stopped.wait(WAIT)
+
+
 def test_the_queue_api(loop):
     echo = Echo(loop, config(False))
     client = QueueChirp(loop, config(False))

@@ -151,7 +151,10 @@ impl Resolver {
     fn stop(&self) {
         self.jobs.lock().stopped = true;
         self.wake.notify_all();
-        if let Some(thread) = self.thread.lock().take() {
+        let thread = self.thread.lock().take();
+        // A future's done-callback runs on the resolver thread and may stop the loop
+        // there: that thread ends by itself once this job returns, it cannot join itself.
+        if let Some(thread) = thread.filter(|t| t.thread().id() != std::thread::current().id()) {
             let _ = thread.join();
         }
     }
