@@ -1,6 +1,6 @@
 """A chirp peer on either API, the same code: ``libchirp.pool`` (the real libchirp) or
 ``pvloom.chirp``. Run as a subprocess by test_chirp.py (the two modules never share a
-process) and by bench/chirp.
+process).
 
 usage:
   chirp_peer.py MODULE echo  MODE COUNT          echo COUNT messages back, then exit
@@ -12,9 +12,16 @@ end "answers N of COUNT match", "rate <per second>" and, for requests, "lost L l
 (answers libchirp's pool lost to its race, and how many of those reached the handler);
 exits 0 if every message was answered.
 Gives up after 60 s.
+
+TLS from the environment: CHIRP_CERT_CHAIN and CHIRP_DH_PARAMS (PEM files; without them
+DISABLE_ENCRYPTION), CHIRP_ALWAYS_ENCRYPT=1 to encrypt 127.0.0.1 too (libchirp: its
+process-wide C call ch_chirp_set_always_encrypt, which the cffi layer does not wrap,
+reached through ctypes in the same loaded library; pvloom: Config.ALWAYS_ENCRYPT).
 """
 
+import ctypes
 import importlib
+import os
 import socket
 import sys
 import threading
@@ -64,7 +71,19 @@ def message(i):
 
 loop = Loop()
 config = Config()
-config.DISABLE_ENCRYPTION = True
+if os.environ.get("CHIRP_CERT_CHAIN"):
+    config.DISABLE_ENCRYPTION = False
+    config.CERT_CHAIN_PEM = os.environ["CHIRP_CERT_CHAIN"]
+    config.DH_PARAMS_PEM = os.environ["CHIRP_DH_PARAMS"]
+    if os.environ.get("CHIRP_ALWAYS_ENCRYPT") == "1":
+        if module.startswith("libchirp"):
+            import _libchirp_cffi
+
+            ctypes.CDLL(_libchirp_cffi.__file__).ch_chirp_set_always_encrypt()
+        else:
+            config.ALWAYS_ENCRYPT = True
+else:
+    config.DISABLE_ENCRYPTION = True
 config.SYNCHRONOUS = mode == "sync"
 config.PORT = free_port()
 if role == "request":

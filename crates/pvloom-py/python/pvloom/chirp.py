@@ -4,8 +4,10 @@ A script written for ``libchirp.pool`` (libchirp 1.2) runs with its import chang
 
     from pvloom.chirp import Chirp, Config, Loop, Message   # was: from libchirp.pool import ...
 
-and talks to real libchirp nodes: the wire is libchirp 1.2's. ``libchirp.queue``'s
-shape is :class:`QueueChirp` (also ``pvloom.chirp_queue.Chirp``).
+and talks to real libchirp nodes: the wire is libchirp 1.2's, TLS included. As in
+libchirp, connections are encrypted (TLS >= 1.2, CERT_CHAIN_PEM and DH_PARAMS_PEM)
+unless DISABLE_ENCRYPTION, except to 127.0.0.1 and ::1. ``libchirp.queue``'s shape is
+:class:`QueueChirp` (also ``pvloom.chirp_queue.Chirp``).
 
 Threads: the node's sockets live on the :class:`Loop`'s I/O threads. The pool's
 :meth:`Chirp.handler` runs on the executor's threads (block there as you like); send
@@ -23,14 +25,18 @@ Departures from libchirp, each deliberate:
   send beyond it fails at once with ``RuntimeError`` (``ecode`` CH_BUSY) instead of
   growing memory without limit.
 * ``PORT = 0`` listens on a free port (``chirp.port`` tells which); libchirp refuses it.
-* There is no TLS yet: with encryption not disabled, sends to loopback go in clear
-  text (as libchirp's do) and sends to other hosts fail with ``RuntimeError``
-  (``ecode`` CH_TLS_ERROR) rather than leave unencrypted.
+* ``ALWAYS_ENCRYPT`` (a pvloom field, default False) encrypts 127.0.0.1 and ::1 too:
+  libchirp has this only as the process-wide C call ``ch_chirp_set_always_encrypt()``,
+  which its Python layer does not expose; here it is per node.
+* PEM files OpenSSL refuses fail the start with ``RuntimeError`` (``ecode``
+  CH_TLS_ERROR), what libchirp's Python layer would raise (libchirp 1.2.1b3 itself
+  aborts the process with a double free there).
 * ``DISABLE_SIGNALS`` is accepted and has no effect: pvloom installs no signal handlers.
 * IDENTITY is used whole (libchirp 1.2 copies only its first byte).
 """
 
 from concurrent.futures import Future, ThreadPoolExecutor
+import concurrent.futures.thread as _thread
 import ipaddress as _ipaddress
 import logging as _logging
 import os as _os
@@ -98,7 +104,7 @@ class ChirpFuture(Future):
         """The answer (a :class:`Message`); released first if ``auto_release``."""
         res = Future.result(self, timeout)
         if self._auto_release:
-            res.release()
+            res._release_nowait()
         return res
 
     def send_result(self, timeout=None):
@@ -132,7 +138,7 @@ class Config(object):
     """
 
     _ips = ("BIND_V4", "BIND_V6")
-    _bools = ("SYNCHRONOUS", "DISABLE_SIGNALS", "DISABLE_ENCRYPTION")
+    _bools = ("SYNCHRONOUS", "DISABLE_SIGNALS", "DISABLE_ENCRYPTION", "ALWAYS_ENCRYPT")
     _strings = ("CERT_CHAIN_PEM", "DH_PARAMS_PEM")
     _uints = {"PORT": 16, "BACKLOG": 8, "MAX_SLOTS": 8, "BUFFER_SIZE": 32, "MAX_MSG_SIZE": 32}
     _floats = ("REUSE_TIME", "TIMEOUT")
@@ -155,6 +161,8 @@ class Config(object):
             "CERT_CHAIN_PEM": None,
             "DH_PARAMS_PEM": None,
             "DISABLE_ENCRYPTION": False,
+            # pvloom's per-node form of libchirp's ch_chirp_set_always_encrypt().
+            "ALWAYS_ENCRYPT": False,
             "AUTO_RELEASE": True,
             # pvloom's bound of the send queue per remote (libchirp has none).
             "MAX_QUEUED": 65536,
@@ -213,7 +221,8 @@ class Config(object):
             if not _os.path.exists(c["CERT_CHAIN_PEM"]):
                 raise _value_error("Config: cert %s does not exist." % c["CERT_CHAIN_PEM"])
             if not _os.path.exists(c["DH_PARAMS_PEM"]):
-                raise _value_error("Config: cert %s does not exist." % c["DH_PARAMS_PEM"])
+                # libchirp's text names CERT_CHAIN_PEM here too; kept word for word.
+                raise _value_error("Config: cert %s does not exist." % c["CERT_CHAIN_PEM"])
         # PORT 0 is pvloom's "any free port".
         if not (c["PORT"] > 1024 or c["PORT"] == 0):
             raise _value_error("Config: port must be > 1024. (%d)" % c["PORT"])
@@ -255,6 +264,9 @@ class Config(object):
             timeout=c["TIMEOUT"],
             reuse_time=self._reuse_time(),
             disable_encryption=c["DISABLE_ENCRYPTION"],
+            cert_chain_pem=c["CERT_CHAIN_PEM"],
+            dh_params_pem=c["DH_PARAMS_PEM"],
+            always_encrypt=c["ALWAYS_ENCRYPT"],
             max_queued=c["MAX_QUEUED"],
         )
 
@@ -327,8 +339,9 @@ class Loop(object):
 class ChirpBase(object):
     """What the pool and the queue share: start, send, request, identity, stop.
 
-    Starting raises ``ValueError`` for a bad config (libchirp's texts), ``OSError``
-    when the port cannot be bound, ``RuntimeError`` if the loop is not running.
+    Starting raises ``ValueError`` for a bad config (libchirp's texts, missing PEM files
+    included), ``RuntimeError`` (``ecode`` CH_TLS_ERROR) for PEM files OpenSSL refuses,
+    ``OSError`` when the port cannot be bound, ``RuntimeError`` if the loop is not running.
     """
 
     def __init__(self, loop, config, recv=None):
@@ -348,7 +361,7 @@ class ChirpBase(object):
 
     @staticmethod
     def _release_unhandled(msg):
-        msg.release()
+        msg._release_nowait()
 
     @property
     def loop(self):
@@ -411,7 +424,57 @@ def _pool_handler(chirp, msg):
         _l.exception("exception in chirp handler (message %r)", msg)
     finally:
         if chirp._auto_release:
-            msg.release()
+            msg._release_nowait()
+
+
+class _HandlerItem(object):
+    """What the pool's workers run for one message: a ``_WorkItem`` without the Future
+    ``submit()`` would make and resolve for it (nobody waits on it; it was a third of
+    a received message's cost)."""
+
+    __slots__ = ("chirp", "msg")
+
+    def __init__(self, chirp, msg):
+        self.chirp = chirp
+        self.msg = msg
+
+    def run(self):
+        _pool_handler(self.chirp, self.msg)
+
+    # What the executor does to the future of an item it drops unrun
+    # (shutdown(cancel_futures=True), a failed initializer): the message is released.
+    @property
+    def future(self):
+        return self
+
+    def cancel(self):
+        self.msg._release_nowait()
+        return True
+
+    def set_exception(self, exception):
+        self.msg._release_nowait()
+
+
+def _workers_run_items_bare():
+    """True if this Python's ThreadPoolExecutor workers call ``work_item.run()`` and
+    nothing else on what its queue holds (CPython 3.8 to 3.13): then a
+    :class:`_HandlerItem` may be queued directly. Otherwise ``submit()`` is used."""
+    import concurrent.futures.thread as thread
+    import inspect
+
+    try:
+        params = list(inspect.signature(thread._WorkItem.run).parameters)
+        needed = ("_shutdown_lock", "_broken", "_shutdown", "_work_queue", "_adjust_thread_count")
+        return (
+            params == ["self"]
+            and hasattr(thread, "_global_shutdown_lock")
+            and all(hasattr(ThreadPoolExecutor(max_workers=1), n) for n in needed)
+        )
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+_BARE_ITEMS = _workers_run_items_bare()
 
 
 class Chirp(ChirpBase, ThreadPoolExecutor):
@@ -432,12 +495,22 @@ class Chirp(ChirpBase, ThreadPoolExecutor):
             raise
 
     def _on_message(self, msg):
-        # On an I/O thread: hand over at once, never run the handler here.
-        try:
-            self.submit(_pool_handler, self, msg)
-        except RuntimeError:
-            # Shut down: nobody will handle it.
-            msg.release()
+        # On the resolver thread: hand over at once, never run the handler here.
+        if _BARE_ITEMS:
+            # submit()'s checks and steps, without its Future.
+            with self._shutdown_lock, _thread._global_shutdown_lock:
+                if not (self._broken or self._shutdown or _thread._shutdown):
+                    self._work_queue.put(_HandlerItem(self, msg))
+                    self._adjust_thread_count()
+                    return
+        else:
+            try:
+                self.submit(_pool_handler, self, msg)
+                return
+            except RuntimeError:
+                pass
+        # Shut down (or broken): nobody will handle it.
+        msg._release_nowait()
 
     def handler(self, msg):
         """Called on a pool thread for every message; implement it.
@@ -445,7 +518,7 @@ class Chirp(ChirpBase, ThreadPoolExecutor):
         This default releases the message whatever AUTO_RELEASE says.
         """
         if not self._auto_release:
-            msg.release()
+            msg._release_nowait()
 
     def stop(self):
         """Shut the pool down (waiting for running handlers), then stop the chirp."""
@@ -464,7 +537,7 @@ class QueueChirp(ChirpBase, _Queue):
 
     def _on_message(self, msg):
         if self._disable_queue:
-            msg.release()
+            msg._release_nowait()
         else:
             self.put(msg)
 
@@ -481,7 +554,7 @@ class QueueChirp(ChirpBase, _Queue):
         """Remove and return a message, released if AUTO_RELEASE (``queue.Queue.get``)."""
         msg = _Queue.get(self, *args, **kwargs)
         if msg and self._auto_release:
-            msg.release()
+            msg._release_nowait()
         return msg
 
     def get_nowait(self):

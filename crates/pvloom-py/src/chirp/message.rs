@@ -13,8 +13,9 @@ use parking_lot::Mutex;
 use pvloom_chirp::{Identity, Outgoing};
 use pvloom_core::bytes::Bytes;
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyInt, PyTuple};
 
 use super::node::Held;
 use super::{LoopEnv, new_future, resolve};
@@ -87,6 +88,13 @@ impl PyChirpMessage {
     /// `(identity, serial)`, or `None` when there is no slot.
     pub(crate) fn release_into_future(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let future = new_future(py)?;
+        self.release_then(Some(future.clone_ref(py)))?;
+        Ok(future)
+    }
+
+    /// Release the slot; resolve `future`, if any, as [`release_into_future`] says.
+    /// `RuntimeError` while a send of the message is in flight.
+    fn release_then(&self, future: Option<Py<PyAny>>) -> PyResult<()> {
         let slot = self.slot.lock().take();
         let Some(slot) = slot.filter(|s| {
             // A slot whose connection is gone needs no release, only forgetting.
@@ -96,35 +104,34 @@ impl PyChirpMessage {
             }
             live
         }) else {
-            future.bind(py).call_method1("set_result", (py.None(),))?;
-            return Ok(future);
+            if let Some(future) = future {
+                Python::attach(|py| future.bind(py).call_method1(intern!(py, "set_result"), (py.None(),)).map(drop))?;
+            }
+            return Ok(());
         };
         if self.sending.load(Ordering::Acquire) {
             // As libchirp: the slot stays until the send is done.
             *self.slot.lock() = Some(slot);
             return Err(PyRuntimeError::new_err("Message still sending, please wait for the send() result"));
         }
-        let result = future.clone_ref(py);
         let Slot { message, held, key, env } = slot;
-        py.detach(|| {
-            message.release().then(move |released| {
-                held.remove(key);
-                crate::gil::attach(|py| {
-                    let value = match released {
-                        Ok(Some((identity, serial))) => PyTuple::new(
-                            py,
-                            [PyBytes::new(py, identity.as_bytes()).into_any(), serial.into_pyobject(py)?.into_any()],
-                        )
-                        .map(|t| t.into_any().unbind()),
-                        Ok(None) | Err(_) => Ok(py.None()),
-                    };
-                    resolve(py, &env, &result, value);
-                    Ok::<(), PyErr>(())
-                })
-                .ok();
-            });
+        // The GIL is kept: release never blocks, and the callback goes through the resolver.
+        message.release().then(move |released| {
+            held.remove(key);
+            let Some(future) = future else { return };
+            env.resolver.clone().push(Box::new(move |py| {
+                let value = match released {
+                    Ok(Some((identity, serial))) => Ok(PyTuple::new(
+                        py,
+                        [PyBytes::new(py, identity.as_bytes()).into_any(), PyInt::new(py, serial).into_any()],
+                    )
+                    .map_or_else(|_| py.None(), |t| t.into_any().unbind())),
+                    Ok(None) | Err(_) => Ok(py.None()),
+                };
+                resolve(py, &env, &future, value);
+            }));
         });
-        Ok(future)
+        Ok(())
     }
 }
 
@@ -241,6 +248,12 @@ impl PyChirpMessage {
     /// Alias of `release_slot`.
     fn release(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.release_into_future(py)
+    }
+
+    /// `release()` without its future, for AUTO_RELEASE, which drops it: no Python
+    /// object is made or resolved per message.
+    fn _release_nowait(&self) -> PyResult<()> {
+        self.release_then(None)
     }
 
     fn __repr__(&self) -> String {

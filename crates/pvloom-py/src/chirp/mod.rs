@@ -13,19 +13,25 @@
 //! owns what has to be fast or correct under threads: moving messages, matching answers
 //! to requests (registered before the send, so none is lost), releasing slots.
 //!
-//! Every call into the node releases the GIL: the node completes sends and answers on
-//! its I/O threads, which take the GIL to resolve Python futures, sometimes while the
-//! node holds its own lock.
+//! The I/O threads never wait for the GIL to resolve a future: the node completes sends
+//! and answers on them, sometimes while it holds its own locks, and the Python threads
+//! keep the GIL while calling into the node (its calls never block), so a callback
+//! waiting for the GIL there could deadlock. They hand the work to the loop's
+//! [`Resolver`] instead, which resolves futures in batches, the GIL taken once per
+//! batch rather than once per message (the GIL hand-over between threads, not Python,
+//! was most of a send's cost).
 
 mod message;
 mod node;
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
-use pvloom_chirp::{ChirpError, SendError, SendFailure};
+use parking_lot::{Condvar, Mutex};
+use pvloom_chirp::{ChirpError, ConfigError, SendError, SendFailure};
 use pvloom_core::{Containment, Delivery, Runtime, RuntimeHandle};
 use pyo3::exceptions::{PyConnectionError, PyMemoryError, PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
@@ -59,12 +65,99 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// What the nodes of one loop share: the runtime and where callback failures go.
+/// What the nodes of one loop share: the runtime, the resolver and where callback
+/// failures go.
 pub(crate) struct LoopEnv {
     pub(crate) handle: RuntimeHandle,
     pub(crate) containment: Containment,
     pub(crate) hook: PyHook,
+    pub(crate) resolver: Arc<Resolver>,
     runtime: Arc<Mutex<Option<Runtime>>>,
+}
+
+/// Python work handed over by the I/O threads.
+pub(crate) type Job = Box<dyn for<'py> FnOnce(Python<'py>) + Send>;
+
+#[derive(Default)]
+struct Jobs {
+    queue: Vec<Job>,
+    stopped: bool,
+}
+
+/// One thread per loop that runs [`Job`]s in order, in batches: it takes the GIL once
+/// for everything queued while it waited for it.
+#[derive(Default)]
+pub(crate) struct Resolver {
+    jobs: Mutex<Jobs>,
+    wake: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Resolver {
+    fn start() -> std::io::Result<Arc<Resolver>> {
+        let resolver = Arc::new(Resolver::default());
+        let runs = resolver.clone();
+        // "pvloom" in the name: gil::attach keeps the thread's Python state across batches.
+        let thread = std::thread::Builder::new().name("pvloom-chirp-py".into()).spawn(move || runs.run())?;
+        *resolver.thread.lock() = Some(thread);
+        Ok(resolver)
+    }
+
+    /// Queue `job`. Never waits for the GIL, so it may be called under any lock.
+    /// After [`stop`](Self::stop) the job runs here (only Python threads get here then).
+    pub(crate) fn push(&self, job: Job) {
+        let mut jobs = self.jobs.lock();
+        if jobs.stopped {
+            drop(jobs);
+            crate::gil::attach(job);
+            return;
+        }
+        jobs.queue.push(job);
+        if jobs.queue.len() == 1 {
+            self.wake.notify_one();
+        }
+    }
+
+    fn run(&self) {
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut jobs = self.jobs.lock();
+                while jobs.queue.is_empty() && !jobs.stopped {
+                    self.wake.wait(&mut jobs);
+                }
+                if jobs.queue.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut batch, &mut jobs.queue);
+            }
+            crate::gil::attach(|py| {
+                // What arrived while this batch ran joins it: the GIL is already held.
+                loop {
+                    for job in batch.drain(..) {
+                        job(py);
+                    }
+                    std::mem::swap(&mut batch, &mut self.jobs.lock().queue);
+                    if batch.is_empty() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Run what is queued, then end the thread; later jobs run where they are pushed.
+    /// Called without the GIL (the thread needs it to finish).
+    fn stop(&self) {
+        self.jobs.lock().stopped = true;
+        self.wake.notify_all();
+        let thread = self.thread.lock().take();
+        // A future's done-callback runs on the resolver thread and may stop the loop
+        // there: that thread ends by itself once this job returns, it cannot join itself.
+        if let Some(thread) = thread.filter(|t| t.thread().id() != std::thread::current().id()) {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LoopEnv {
@@ -103,9 +196,10 @@ impl PyChirpLoop {
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
         let handle = runtime.handle();
         let containment = handle.containment().clone();
+        let resolver = Resolver::start().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
         let runtime = Arc::new(Mutex::new(Some(runtime)));
         crate::runtime::register_live(&runtime);
-        Ok(PyChirpLoop { env: Arc::new(LoopEnv { handle, containment, hook, runtime }) })
+        Ok(PyChirpLoop { env: Arc::new(LoopEnv { handle, containment, hook, resolver, runtime }) })
     }
 
     /// Run `func(*args, **kwargs)` on one of the loop's I/O threads (libchirp's
@@ -138,7 +232,12 @@ impl PyChirpLoop {
     /// joining the I/O threads, which may be waiting for it.
     fn shutdown(&self, py: Python<'_>) {
         let runtime = self.env.runtime.lock().take();
-        py.detach(move || drop(runtime));
+        let resolver = self.env.resolver.clone();
+        py.detach(move || {
+            // The runtime first: stopping it may still complete sends.
+            drop(runtime);
+            resolver.stop();
+        });
     }
 
     /// True until `shutdown`.
@@ -161,17 +260,29 @@ pub(crate) fn new_future(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// (cancelled by its owner) is left as it is.
 pub(crate) fn resolve(py: Python<'_>, env: &LoopEnv, future: &Py<PyAny>, outcome: PyResult<Py<PyAny>>) {
     let future = future.bind(py);
-    let done = future.call_method0("done").and_then(|d| d.is_truthy()).unwrap_or(false);
-    if done {
-        return;
-    }
     let set = match outcome {
-        Ok(value) => future.call_method1("set_result", (value,)),
-        Err(err) => future.call_method1("set_exception", (err.value(py).clone(),)),
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Err(err) => future.call_method1(intern!(py, "set_exception"), (err.value(py).clone(),)),
     };
-    if let Err(err) = set {
-        report_exception(py, &env.containment, "chirp future", &env.hook, err, None);
+    match set {
+        // Cancelled (or resolved) by its owner meanwhile: nothing to tell.
+        Err(err) if err.is_instance(py, invalid_state(py)) => {}
+        Err(err) => report_exception(py, &env.containment, "chirp future", &env.hook, err, None),
+        Ok(_) => {}
     }
+}
+
+/// `concurrent.futures.InvalidStateError`, what setting a done future raises.
+fn invalid_state(py: Python<'_>) -> &Bound<'_, PyAny> {
+    static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CLASS
+        .get_or_init(py, || {
+            py.import("concurrent.futures")
+                .and_then(|m| m.getattr("InvalidStateError"))
+                .map(Bound::unbind)
+                .unwrap_or_else(|_| py.get_type::<pyo3::exceptions::PyRuntimeError>().into_any().unbind())
+        })
+        .bind(py)
 }
 
 /// `exception` with libchirp's `ecode` attribute.
@@ -186,6 +297,11 @@ fn with_ecode(py: Python<'_>, err: PyErr, code: i32) -> PyErr {
 pub(crate) fn chirp_exception(py: Python<'_>, err: ChirpError) -> PyErr {
     let text = err.to_string();
     let (exc, code) = match err {
+        // libchirp's init fails with CH_TLS_ERROR when OpenSSL refuses the PEM files
+        // (its Python layer raises RuntimeError with the last log line).
+        ChirpError::Config(ConfigError::Tls(detail)) => {
+            (PyRuntimeError::new_err(format!("Could not start encryption: {detail}")), ecode::TLS_ERROR)
+        }
         ChirpError::Config(_) => (PyValueError::new_err(text), ecode::VALUE_ERROR),
         ChirpError::Send(SendError::QueueFull { .. }) => {
             // libchirp has no bound; pvloom's is MAX_QUEUED (back-pressure, not loss).
@@ -202,17 +318,4 @@ pub(crate) fn chirp_exception(py: Python<'_>, err: ChirpError) -> PyErr {
         ChirpError::Runtime(e) => (to_py(e), ecode::PROTOCOL_ERROR),
     };
     with_ecode(py, exc, code)
-}
-
-/// pvloom-chirp has no TLS yet: what a send to another host fails with when
-/// encryption was not disabled (libchirp would encrypt it; pvloom will not send it in
-/// clear text instead).
-pub(crate) fn tls_unsupported(py: Python<'_>, to: std::net::SocketAddr) -> PyErr {
-    with_ecode(
-        py,
-        PyRuntimeError::new_err(format!(
-            "CH_TLS_ERROR: pvloom.chirp has no TLS yet; set DISABLE_ENCRYPTION to send to {to} unencrypted"
-        )),
-        ecode::TLS_ERROR,
-    )
 }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::message::PyChirpMessage;
-use super::{LoopEnv, PyChirpLoop, chirp_exception, resolve, tls_unsupported};
+use super::{LoopEnv, PyChirpLoop, chirp_exception, resolve};
 use crate::errors::to_py;
 use crate::outcome::report_exception;
 use crate::wait::{deadline, wait_sliced};
@@ -75,8 +76,6 @@ pub struct PyChirpNode {
     held: Arc<Held>,
     env: Arc<LoopEnv>,
     timeout: Duration,
-    /// Encryption was not disabled: only loopback remotes may be sent to (no TLS yet).
-    encrypt_remote: bool,
 }
 
 #[pymethods]
@@ -87,7 +86,8 @@ impl PyChirpNode {
     #[pyo3(signature = (
         chirp_loop, on_message, *, port=2998, bind_v4="0.0.0.0", backlog=100, max_slots=0, synchronous=true,
         buffer_size=0, max_msg_size=pvloom_chirp::config::DEFAULT_MAX_MSG_SIZE, identity=None, timeout=5.0,
-        reuse_time=30.0, disable_encryption=false, max_queued=65_536
+        reuse_time=30.0, disable_encryption=false, cert_chain_pem=None, dh_params_pem=None, always_encrypt=false,
+        max_queued=65_536
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -105,6 +105,9 @@ impl PyChirpNode {
         timeout: f64,
         reuse_time: f64,
         disable_encryption: bool,
+        cert_chain_pem: Option<PathBuf>,
+        dh_params_pem: Option<PathBuf>,
+        always_encrypt: bool,
         max_queued: usize,
     ) -> PyResult<Self> {
         let env = chirp_loop.env.clone();
@@ -133,6 +136,9 @@ impl PyChirpNode {
             timeout: seconds("TIMEOUT", timeout)?,
             reuse_time: seconds("REUSE_TIME", reuse_time)?,
             disable_encryption,
+            cert_chain_pem,
+            dh_params_pem,
+            always_encrypt,
             // The Python pool releases a message after its handler, on its own thread.
             auto_release: false,
             max_queued,
@@ -141,20 +147,23 @@ impl PyChirpNode {
         let held = Arc::new(Held::default());
         let handler = {
             let (env, held) = (env.clone(), held.clone());
+            let on_message = Arc::new(on_message);
             move |message: pvloom_chirp::Message| {
                 let key = held.insert(message.clone());
-                crate::gil::attach(|py| {
-                    let received = PyChirpMessage::received(message, Some((held.clone(), key, env.clone())));
+                let (env, held, on_message) = (env.clone(), held.clone(), on_message.clone());
+                // In order: one resolver thread runs the jobs as they were queued.
+                env.resolver.clone().push(Box::new(move |py| {
+                    let received = PyChirpMessage::received(message, Some((held, key, env.clone())));
                     match Py::new(py, received) {
                         Ok(received) => env.call(py, "chirp handler", &on_message, (received,)),
                         Err(err) => report_exception(py, &env.containment, "chirp handler", &env.hook, err, None),
                     }
-                });
+                }));
             }
         };
         let handle = env.handle.clone();
         let node = py.detach(|| Chirp::start(&handle, &config, handler)).map_err(|e| chirp_exception(py, e))?;
-        Ok(PyChirpNode { node, held, env, timeout: config.timeout, encrypt_remote: !disable_encryption })
+        Ok(PyChirpNode { node, held, env, timeout: config.timeout })
     }
 
     /// The node's identity (16 bytes).
@@ -170,17 +179,14 @@ impl PyChirpNode {
 
     /// Send `msg` to its address and port; `future` gets `msg` when the OS took it
     /// (asynchronous) or the remote released it (synchronous), or the exception.
-    fn send(&self, py: Python<'_>, msg: &Bound<'_, PyChirpMessage>, future: Py<PyAny>) -> PyResult<()> {
+    fn send(&self, msg: &Bound<'_, PyChirpMessage>, future: Py<PyAny>) -> PyResult<()> {
         let message = msg.get();
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
         let msg: Py<PyChirpMessage> = msg.clone().unbind();
-        if self.encrypt_remote && !to.ip().is_loopback() {
-            message.sending.store(false, Ordering::Release);
-            resolve(py, &self.env, &future, Err(tls_unsupported(py, to)));
-            return Ok(());
-        }
-        let sent = py.detach(|| self.node.send(to, outgoing));
+        // The GIL is kept: the node's send never blocks, and its callbacks never wait
+        // for the GIL (they go through the resolver).
+        let sent = self.node.send(to, outgoing);
         sent.then(settle_send(self.env.clone(), msg, future));
         Ok(())
     }
@@ -189,7 +195,6 @@ impl PyChirpNode {
     /// identity), or `TimeoutError` after TIMEOUT; `send_future` as for `send`.
     fn request(
         &self,
-        py: Python<'_>,
         msg: &Bound<'_, PyChirpMessage>,
         send_future: Py<PyAny>,
         answer_future: Py<PyAny>,
@@ -198,24 +203,19 @@ impl PyChirpNode {
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
         let msg: Py<PyChirpMessage> = msg.clone().unbind();
-        if self.encrypt_remote && !to.ip().is_loopback() {
-            message.sending.store(false, Ordering::Release);
-            resolve(py, &self.env, &send_future, Err(tls_unsupported(py, to)));
-            resolve(py, &self.env, &answer_future, Err(tls_unsupported(py, to)));
-            return Ok(());
-        }
-        let (sent, answer) = py.detach(|| self.node.request(to, outgoing));
+        // The GIL is kept, as in send.
+        let (sent, answer) = self.node.request(to, outgoing);
         sent.then(settle_send(self.env.clone(), msg, send_future));
         let env = self.env.clone();
         answer.then(move |result| {
-            crate::gil::attach(|py| {
+            env.resolver.clone().push(Box::new(move |py| {
                 let outcome = match result {
                     Ok(Ok(answer)) => Py::new(py, PyChirpMessage::received(answer, None)).map(Py::into_any),
                     Ok(Err(error)) => Err(chirp_exception(py, error)),
                     Err(error) => Err(to_py(error)),
                 };
                 resolve(py, &env, &answer_future, outcome);
-            });
+            }));
         });
         Ok(())
     }
@@ -261,13 +261,13 @@ fn settle_send(
 ) -> impl FnOnce(Result<Result<(), ChirpError>, pvloom_core::Error>) + Send + 'static {
     move |result| {
         msg.get().sending.store(false, Ordering::Release);
-        crate::gil::attach(|py| {
+        env.resolver.clone().push(Box::new(move |py| {
             let outcome = match result {
                 Ok(Ok(())) => Ok(msg.into_any()),
                 Ok(Err(error)) => Err(chirp_exception(py, error)),
                 Err(error) => Err(to_py(error)),
             };
             resolve(py, &env, &future, outcome);
-        });
+        }));
     }
 }
