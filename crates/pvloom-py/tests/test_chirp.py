@@ -1003,23 +1003,3 @@ def test_a_libchirp_script_with_its_import_changed_echoes_a_real_libchirp_sender
             proc.kill()
             proc.wait(timeout=WAIT)
 
-
-def test_rates_against_libchirps_pool(libchirp_python, peers):
-    """The same peer code on both stacks in one run: sequential request round trips
-    and async one-way sends (printed; not a benchmark, a sanity check that pvloom is
-    not slower than the library it replaces)."""
-    rates = {}
-    for name, python, module in (
-        ("libchirp", libchirp_python, "libchirp.pool"),
-        ("pvloom", sys.executable, "pvloom.chirp"),
-    ):
-        for role, count in (("request", 1000), ("send", 5000)):
-            echo = Peer(python, module, "echo", "async", count)
-            peers.append(echo)
-            sender = Peer(python, module, role, "async", count, echo.port)
-            peers.append(sender)
-            status, out, err = sender.finish(timeout=120)
-            assert status == 0, (name, role, out, err)
-            rates[name, role] = float(next(line for line in out if line.startswith("rate")).split()[1])
-            assert echo.finish(timeout=60)[0] == 0
-    print("\n" + "\n".join(f"{n} {r}: {v:.0f}/s" for (n, r), v in sorted(rates.items())))
