@@ -96,7 +96,7 @@ def test_local_publish_callback_and_get_data_modes():
     assert q.get_data(timeout=0.05) is None
     st = c.stats()
     assert (st.tx.count, st.match, st.is_regex) == (3, "loc.a", 0)
-    assert st.tx.bytes == sum(len("loc.a") + 1 + len(m.raw_data) for _, m, _ in col.got)
+    assert st.tx.bytes == sum(len(m.raw_data) for _, m, _ in col.got)
     (ch,) = ldms.msg_stats_get("loc.a")
     assert ch.msg_tag == "loc.a" and ch.rx.count == 3 and str(ch.sources[0].src) == "[UNSUPPORTED]:0"
     assert {c.msg_tag for c in ldms.msg_stats_get("^loc", 1)} >= {"loc.a", "loc.b"}
