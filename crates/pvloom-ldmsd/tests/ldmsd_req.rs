@@ -7,7 +7,11 @@
 //!   gets responses of the same shape: the same message numbers, `rsp_err`, attribute
 //!   ids and (for JSON) keys. Values that depend on state (counters, timestamps, the
 //!   configuration counter, the client's port) are not compared; texts are compared where
-//!   pvloom words them as ldmsd does.
+//!   pvloom words them as ldmsd does;
+//! - the status sessions (updtr/strgp/plugn/prdcr_set/daemon status, msg_client_stats
+//!   pairs), replayed against pvloom daemons configured as the recorded ones, get the
+//!   same JSON once run-to-run values (ports, times, addresses, library paths) are set
+//!   aside.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +58,10 @@ const SESSIONS: &[&str] = &[
     "controller-prdcr-status",
     "controller-updtr",
     "python-errors",
+    "python-status-agg",
+    "python-status-sampler",
+    "controller-updtr-status",
+    "controller-msg-client-pairs",
 ];
 
 /// Whole messages from records, through the reassembler.
@@ -557,4 +565,118 @@ fn msg_client_stats_counts_per_channel_and_client() {
     let v: serde_json::Value = serde_json::from_str(&after.attr(attr::JSON).unwrap().str_value()).unwrap();
     assert_eq!(pairs(&v[0]), [("bar".to_string(), 0, 0), ("baz".to_string(), 0, 0)]);
     assert_eq!(v[1]["tx"]["count"], 0);
+}
+
+/// A JSON value with what differs run to run replaced by `"*"`: ports, set timestamps
+/// and durations, message times, the subscriber's address, a plugin's library path.
+fn normalized(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    let varies = matches!(k.as_str(), "port" | "dest" | "libpath" | "first_ts" | "last_ts")
+                        || k.starts_with("timestamp.")
+                        || k.starts_with("duration.");
+                    (k.clone(), if varies { s("*") } else { normalized(x) })
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        x => x.clone(),
+    }
+}
+
+/// Same `rsp_err` and attribute ids; JSON equal once normalized (and NUL-terminated or
+/// not alike), texts equal, except the responses listed in `skip` (run-to-run values).
+fn same_answers(session: &str, pairs: &[(Message, Message)], skip: &[usize]) {
+    let mut compared = 0;
+    for (i, (want, got)) in pairs.iter().enumerate().filter(|(i, _)| !skip.contains(i)) {
+        let ids = |m: &Message| m.attrs.iter().map(|a| a.id).collect::<Vec<_>>();
+        assert_eq!((got.code, ids(got)), (want.code, ids(want)), "{session} #{i}: {got:?}");
+        match (want.attr(attr::JSON), got.attr(attr::JSON)) {
+            (Some(w), Some(g)) => {
+                assert_eq!(w.value.last() == Some(&0), g.value.last() == Some(&0), "{session} #{i}: the NUL");
+                let j = |a: &Attr| normalized(&serde_json::from_str(&a.str_value()).unwrap());
+                assert_eq!(j(g), j(w), "{session} #{i}");
+            }
+            _ => assert_eq!(got.attrs, want.attrs, "{session} #{i}: text"),
+        }
+        compared += 1;
+    }
+    assert!(compared > 0, "{session}: nothing compared");
+}
+
+/// The recorded aggregator's and sampler's configuration (fixtures README), with the
+/// producer's port and the CSV directory of this run.
+fn recorded_status_daemons() -> (Daemon, Daemon, SocketAddr, SocketAddr, PathBuf) {
+    let proc_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ls-l-meminfo");
+    let sampler = Daemon::new(DaemonOptions { io_threads: 1, proc_root, ..DaemonOptions::default() }).unwrap();
+    let conf = "load name=meminfo\nconfig name=meminfo producer=smp1 instance=smp1/meminfo component_id=1\n\
+                start name=meminfo interval=1s offset=0\nload name=la plugin=loadavg\n";
+    sampler.apply_all(&parse_str(conf, "smp.conf").unwrap()).unwrap();
+    let smp_addr = sampler.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("pvloom-ldmsd-recorded-{}", std::process::id()));
+    let conf = format!(
+        "msg_enable\n\
+         prdcr_add name=smp1 host=127.0.0.1 port={} xprt=sock type=active reconnect=1s\n\
+         prdcr_add name=other host=127.0.0.1 port=1 xprt=sock type=active reconnect=20s\n\
+         prdcr_start name=smp1\n\
+         updtr_add name=u1 interval=1s offset=100ms\nupdtr_prdcr_add name=u1 regex=smp.*\nupdtr_start name=u1\n\
+         updtr_add name=u2 interval=2s push=onchange\nupdtr_prdcr_add name=u2 regex=.*\n\
+         load name=csv plugin=store_csv\nconfig name=csv path={} buffer=0\n\
+         strgp_add name=s1 plugin=csv container=node schema=meminfo flush=1.5s\n\
+         strgp_prdcr_add name=s1 regex=smp1\nstrgp_prdcr_add name=s1 regex=other\n\
+         strgp_metric_add name=s1 metric=MemFree\nstrgp_metric_add name=s1 metric=MemTotal\nstrgp_start name=s1\n\
+         strgp_add name=s2 plugin=csv container=all schema=loadavg\n",
+        smp_addr.port(),
+        dir.display()
+    );
+    let (agg, agg_addr) = daemon(&conf);
+    wait_until("the producer's set", Duration::from_secs(10), || {
+        agg.producers().iter().any(|p| p.name == "smp1" && p.state == ProducerState::Connected && !p.sets.is_empty())
+    });
+    (sampler, agg, smp_addr, agg_addr, dir)
+}
+
+#[test]
+fn replayed_status_sessions_answer_as_the_recorded_ldmsd() {
+    let rt = Runtime::new().unwrap();
+    let (sampler, agg, smp_addr, agg_addr, dir) = recorded_status_daemons();
+    // The communicator asks for the configuration counter first (#0: its value varies).
+    // Then every response: updaters, policies, pulled sets (one per filter), the store
+    // instance, daemon_status, and the ENOENT texts.
+    let pairs = replay(&rt, agg_addr, "python-status-agg");
+    assert_eq!(pairs.len(), 12);
+    same_answers("python-status-agg", &pairs, &[0]);
+    let pairs = replay(&rt, smp_addr, "python-status-sampler");
+    same_answers("python-status-sampler", &pairs, &[0]);
+    let pairs = replay(&rt, agg_addr, "controller-updtr-status");
+    same_answers("controller-updtr-status", &pairs, &[0]);
+    drop((agg, sampler));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replayed_msg_client_stats_counts_the_recorded_pairs() {
+    let rt = Runtime::new().unwrap();
+    let (d, addr) = daemon("msg_enable\n");
+    // As in the recording: one peer subscribed to foo (exact) and ba.* (regex), and four
+    // messages published on foo, bar, baz and baz.
+    let sub_bus = pvloom_ldms::bus::MsgBus::new(pvloom_ldms::bus::BusConfig::default());
+    let mut config = XprtConfig::default();
+    config.conn.bus = Some(sub_bus);
+    let sub = Xprt::connect(&rt.handle(), addr, config).unwrap();
+    assert_eq!(sub.msg_subscribe("foo", false, -1).unwrap().status, 0);
+    assert_eq!(sub.msg_subscribe("ba.*", true, -1).unwrap().status, 0);
+    let publisher = Xprt::connect(&rt.handle(), addr, XprtConfig::default()).unwrap();
+    for (ch, data) in [("foo", r#"{"a":1}"#), ("bar", r#"{"b":22}"#), ("baz", r#"{"c":333}"#), ("baz", "{}")] {
+        publisher.msg_publish(ch, pvloom_ldms::msg::MsgType::Json, data).unwrap();
+    }
+    wait_until("the messages counted", Duration::from_secs(10), || {
+        d.bus().stats().clients.iter().map(|c| c.tx.count).sum::<u64>() == 4
+    });
+    // Counts and bytes per pair and per client equal the recorded ones.
+    let pairs = replay(&rt, addr, "controller-msg-client-pairs");
+    same_answers("controller-msg-client-pairs", &pairs, &[0]);
 }
