@@ -62,6 +62,7 @@ const SESSIONS: &[&str] = &[
     "python-status-sampler",
     "controller-updtr-status",
     "controller-msg-client-pairs",
+    "controller-prdcr-stats",
 ];
 
 /// Whole messages from records, through the reassembler.
@@ -490,9 +491,32 @@ fn status_requests_report_updaters_policies_plugins_and_sets() {
     assert_eq!(status_json(&ask(&ctl, 14, "daemon_status", vec![])), serde_json::json!({"state": "ready"}));
     let with = status_json(&ask(&ctl, 15, "daemon_status", vec![Attr::string(attr::STRING, "true")]));
     assert_eq!(with["state"], s("ready"));
-    for k in ["io_threads", "worker_threads", "xthreads", "storage threads"] {
-        assert!(with["thread_stats"][k].is_array(), "{k}: {with}");
+    // thread_stats, alone or in daemon_status: the runtime's one I/O thread.
+    let alone = ask(&ctl, 16, "thread_stats", vec![Attr::string(attr::RESET, "False")]);
+    let alone: serde_json::Value = serde_json::from_str(&alone.attr(attr::JSON).unwrap().str_value()).unwrap();
+    for t in [&with["thread_stats"], &alone] {
+        assert_eq!(t["count"], 1, "{t}");
+        let io = &t["io_threads"][0];
+        assert_eq!((&io["name"], &io["refresh_us"]), (&s("ldmsd-io-0"), &serde_json::json!(1_000_000)));
+        let u = io["utilization"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&u), "{io}");
+        let ops = &io["ldms_xprt"];
+        let (idle, other) = (ops["Idle"].as_i64().unwrap(), ops["Other"].as_i64().unwrap());
+        assert_eq!(idle + other, io["total_us"].as_i64().unwrap(), "{io}");
+        assert_eq!(ops.as_object().unwrap().len(), 20, "Idle, Zap and ldmsd's 18 operations");
+        for k in ["worker_threads", "xthreads", "storage threads"] {
+            assert_eq!(t[k], serde_json::json!([]), "{k}");
+        }
     }
+    // prdcr_stats: counts by state, keys in ldmsd's order (ldmsd_controller prints them
+    // as they come), with a NUL as ldmsd's *_stats handlers send it.
+    let stats = ask(&ctl, 17, "prdcr_stats", vec![]);
+    let text = stats.attr(attr::JSON).unwrap();
+    assert_eq!(text.value.last(), Some(&0));
+    assert_eq!(
+        text.str_value(),
+        r#"{"prdcr_count":2,"stopped_count":1,"disconnected_count":0,"connecting_count":0,"connected_count":1,"stopping_count":0,"standby_count":0,"set_count":1,"compute_time":0}"#
+    );
     drop((ctl, smp, agg, sampler));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -568,16 +592,18 @@ fn msg_client_stats_counts_per_channel_and_client() {
 }
 
 /// A JSON value with what differs run to run replaced by `"*"`: ports, set timestamps
-/// and durations, message times, the subscriber's address, a plugin's library path.
+/// and durations, message times, the subscriber's address, a plugin's library path,
+/// the time ldmsd took to answer.
 fn normalized(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, x)| {
-                    let varies = matches!(k.as_str(), "port" | "dest" | "libpath" | "first_ts" | "last_ts")
-                        || k.starts_with("timestamp.")
-                        || k.starts_with("duration.");
+                    let varies =
+                        matches!(k.as_str(), "port" | "dest" | "libpath" | "first_ts" | "last_ts" | "compute_time")
+                            || k.starts_with("timestamp.")
+                            || k.starts_with("duration.");
                     (k.clone(), if varies { s("*") } else { normalized(x) })
                 })
                 .collect(),
@@ -653,6 +679,8 @@ fn replayed_status_sessions_answer_as_the_recorded_ldmsd() {
     same_answers("python-status-sampler", &pairs, &[0]);
     let pairs = replay(&rt, agg_addr, "controller-updtr-status");
     same_answers("controller-updtr-status", &pairs, &[0]);
+    let pairs = replay(&rt, agg_addr, "controller-prdcr-stats");
+    same_answers("controller-prdcr-stats", &pairs, &[0]);
     drop((agg, sampler));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -96,6 +96,10 @@ pub mod req {
     pub const VERSION: u32 = 0x604;
     /// `env`.
     pub const ENV: u32 = 0x605;
+    /// `thread_stats`.
+    pub const THREAD_STATS: u32 = 0x60d;
+    /// `prdcr_stats`.
+    pub const PRDCR_STATS: u32 = 0x60e;
     /// `msg_stats`.
     pub const MSG_STATS: u32 = 0xc00;
     /// `msg_client_stats`.

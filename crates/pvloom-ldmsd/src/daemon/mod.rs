@@ -127,6 +127,8 @@ pub(crate) struct Core {
     stores: Mutex<BTreeMap<String, StorePlugin>>,
     aggregator: aggregator::Aggregator,
     bus: Arc<MsgBus>,
+    /// When the daemon started: its threads' total time in `thread_stats`.
+    started: std::time::Instant,
     /// Commands that changed the configuration (ldmsd's `cfg_cntr`).
     changes: std::sync::atomic::AtomicU64,
 }
@@ -163,6 +165,7 @@ impl Daemon {
             stores: Mutex::new(BTreeMap::new()),
             aggregator,
             changes: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
         let requests = requests::RequestThread::start(Arc::downgrade(&core)).map_err(DaemonError::Runtime)?;
         Ok(Daemon { core, requests })

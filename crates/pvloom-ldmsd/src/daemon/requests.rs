@@ -192,7 +192,9 @@ fn answer(core: &Core, request: &Message) -> Message {
         req::STRGP_STATUS => strgp_status(core, request),
         req::PLUGN_STATUS => plugn_status(core, request),
         req::PLUGN_SETS => plugn_sets(core, request),
-        req::DAEMON_STATUS => daemon_status(request),
+        req::DAEMON_STATUS => daemon_status(core, request),
+        req::THREAD_STATS => json_reply(msg_no, &thread_stats(core)),
+        req::PRDCR_STATS => prdcr_stats(core, request),
         _ => match ldmsd_req::request_name(id) {
             // ldmsd's unimplemented_handler.
             None => reply(errno::ENOSYS, "The request is not implemented"),
@@ -590,21 +592,98 @@ fn prdcr_set_status(core: &Core, request: &Message) -> Message {
 
 /// `daemon_status [thread_stats]`: `{"state":"ready"}` (a daemon answering requests
 /// has finished its start), with `thread_stats` when the request carries a STRING
-/// attribute. pvloom does not account its threads' busy time, so the thread lists are
-/// ldmsd's shape with no entries.
-fn daemon_status(request: &Message) -> Message {
+/// attribute.
+fn daemon_status(core: &Core, request: &Message) -> Message {
     let mut v = json!({"state": "ready"});
     if request.attr(attr::STRING).is_some() {
-        v["thread_stats"] = json!({
-            "count": 0,
-            "io_threads": [],
-            "worker_threads": [],
-            "xthreads": [],
-            "storage threads": [],
-            "compute_time": 0,
-        });
+        v["thread_stats"] = thread_stats(core);
     }
     json_reply_bare(request.msg_no, &v)
+}
+
+/// The operations ldmsd splits an I/O thread's busy time into (`ldms_xprt`), in its
+/// order. pvloom does not split it: all of it is "Other".
+const XPRT_OPS: &[&str] = &[
+    "Other",
+    "Connecting",
+    "Dir Requests",
+    "Dir Replies",
+    "Lookup Requests",
+    "Lookup Replies",
+    "Update Requests",
+    "Update Completes",
+    "Message Service Data",
+    "Message Service Client",
+    "Push Requests",
+    "Push Replies",
+    "Set Delete Requests",
+    "Set Delete Replies",
+    "Send Messages",
+    "Receive Messages",
+    "Authentication",
+    "Disconnecting",
+];
+
+/// ldmsd's thread statistics (`thread_stats`, `daemon_status thread_stats`): the
+/// runtime's I/O threads as its io_threads, their busy share over pvloom's one-second
+/// window. pvloom has no Linux tid or pthread id of them at hand (0 and `(nil)`, as
+/// ldmsd prints a null id), no worker, exclusive or storage threads in ldmsd's sense,
+/// and does not count the time a daemon spends working out the answer.
+fn thread_stats(core: &Core) -> Value {
+    let window_us: i64 = 1_000_000;
+    let alive_us = i64::try_from(core.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+    let io: Vec<Value> = core
+        .runtime
+        .thread_stats()
+        .iter()
+        .map(|t| {
+            let active_tot = i64::try_from(t.busy_total.as_micros()).unwrap_or(i64::MAX).min(alive_us);
+            let idle_tot = alive_us - active_tot;
+            let active_us = (t.busy_fraction * window_us as f64) as i64;
+            let mut ops = serde_json::Map::new();
+            ops.insert("Idle".into(), idle_tot.into());
+            ops.insert("Zap".into(), 0.into());
+            for (i, op) in XPRT_OPS.iter().enumerate() {
+                ops.insert((*op).into(), if i == 0 { active_tot } else { 0 }.into());
+            }
+            json!({
+                "name": t.name, "tid": 0, "thread_id": "(nil)",
+                "idle_tot": idle_tot, "active_tot": active_tot, "total_us": alive_us,
+                "idle_us": window_us - active_us, "active_us": active_us, "refresh_us": window_us,
+                "utilization": t.busy_fraction, "sq_sz": 0, "n_eps": t.handlers, "ldms_xprt": ops,
+            })
+        })
+        .collect();
+    json!({
+        "count": io.len(),
+        "io_threads": io,
+        "worker_threads": [],
+        "xthreads": [],
+        "storage threads": [],
+        "compute_time": 0,
+    })
+}
+
+/// `prdcr_stats`: producers per connection state and the sets pulled from them, keys
+/// in ldmsd's order (ldmsd_controller prints them in the order they come). pvloom has
+/// no DISCONNECTED (waiting to reconnect is CONNECTING), STOPPING or STANDBY state.
+fn prdcr_stats(core: &Core, request: &Message) -> Message {
+    let producers = core.aggregator.status();
+    let count = |s: ProducerState| producers.iter().filter(|p| p.state == s).count();
+    let fields = [
+        ("prdcr_count", producers.len()),
+        ("stopped_count", count(ProducerState::Stopped)),
+        ("disconnected_count", 0),
+        ("connecting_count", count(ProducerState::Connecting)),
+        ("connected_count", count(ProducerState::Connected)),
+        ("stopping_count", 0),
+        ("standby_count", 0),
+        ("set_count", producers.iter().map(|p| p.sets.len()).sum::<usize>()),
+        ("compute_time", 0),
+    ];
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    // With its NUL, as ldmsd's *_stats handlers send their JSON.
+    Message::response_json(request.msg_no, &format!("{{{}}}", body.join(",")))
 }
 
 /// `prdcr_status [name=]`: ldmsd's array of producers with their sets. pvloom's
