@@ -517,6 +517,22 @@ fn status_requests_report_updaters_policies_plugins_and_sets() {
         text.str_value(),
         r#"{"prdcr_count":2,"stopped_count":1,"disconnected_count":0,"connecting_count":0,"connected_count":1,"stopping_count":0,"standby_count":0,"set_count":1,"compute_time":0}"#
     );
+
+    // After changes (the real ldmsd answered the same sequence alike): a new interval
+    // without an offset makes the updater asynchronous; stopped policy and producer.
+    let ok = |n, verb, attrs| assert_eq!(ask(&ctl, n, verb, attrs), Message::response_text(n, 0, ""), "{verb}");
+    ok(20, "updtr_stop", vec![Attr::string(attr::NAME, "u1")]);
+    ok(21, "updtr_start", vec![Attr::string(attr::NAME, "u1"), Attr::string(attr::INTERVAL, "2s")]);
+    let u1 = status_json(&ask(&ctl, 22, "updtr_status", vec![Attr::string(attr::NAME, "u1")]));
+    assert_eq!((&u1[0]["interval"], &u1[0]["offset"], &u1[0]["sync"]), (&s("2000000"), &s("0"), &s("false")));
+    ok(23, "strgp_stop", vec![Attr::string(attr::NAME, "s1")]);
+    let s1 = status_json(&ask(&ctl, 24, "strgp_status", vec![Attr::string(attr::NAME, "s1")]));
+    assert_eq!(s1[0]["state"], s("STOPPED"));
+    ok(25, "prdcr_stop", vec![Attr::string(attr::NAME, "smp1")]);
+    assert_eq!(status_json(&ask(&ctl, 26, "prdcr_set_status", vec![])), serde_json::json!([]));
+    let u2 = status_json(&ask(&ctl, 27, "updtr_status", vec![Attr::string(attr::NAME, "u2")]));
+    let states: Vec<_> = u2[0]["producers"].as_array().unwrap().iter().map(|p| p["state"].clone()).collect();
+    assert_eq!(states, [s("STOPPED"), s("STOPPED")]);
     drop((ctl, smp, agg, sampler));
     let _ = std::fs::remove_dir_all(&dir);
 }
