@@ -27,8 +27,7 @@ use serde_json::{Value, json};
 
 use super::aggregator::ProducerState;
 use super::{Core, Refusal, errno};
-use crate::config::Push;
-use crate::config::{Cmd, ConfigErrorKind, RawCommand, command_from_raw, lex};
+use crate::config::{Cmd, ConfigErrorKind, Push, RawCommand, command_from_raw, lex};
 
 /// What ldmsd answers a request whose attributes do not validate (with `rsp_err` 0:
 /// ldmsd passes its validator's boolean result as the error code).
