@@ -63,6 +63,7 @@ const SESSIONS: &[&str] = &[
     "controller-updtr-status",
     "controller-msg-client-pairs",
     "controller-prdcr-stats",
+    "ldmsctl-status",
 ];
 
 /// Whole messages from records, through the reassembler.
@@ -697,6 +698,13 @@ fn replayed_status_sessions_answer_as_the_recorded_ldmsd() {
     same_answers("controller-updtr-status", &pairs, &[0]);
     let pairs = replay(&rt, agg_addr, "controller-prdcr-stats");
     same_answers("controller-prdcr-stats", &pairs, &[0]);
+    // ldmsctl's session came after these changes (fixtures README).
+    let changes = "updtr_stop name=u1\nupdtr_start name=u1 interval=2s\nupdtr_stop name=u1\n\
+                   strgp_stop name=s1\nprdcr_stop name=smp1\n";
+    agg.apply_all(&parse_str(changes, "changes").unwrap()).unwrap();
+    let pairs = replay(&rt, agg_addr, "ldmsctl-status");
+    assert_eq!(pairs.len(), 6);
+    same_answers("ldmsctl-status", &pairs, &[]);
     drop((agg, sampler));
     let _ = std::fs::remove_dir_all(&dir);
 }
