@@ -596,6 +596,7 @@ fn msg_client_stats_counts_per_channel_and_client() {
     let v: serde_json::Value = serde_json::from_str(&chans.attr(attr::JSON).unwrap().str_value()).unwrap();
     let baz = v.as_array().unwrap().iter().find(|c| c["msg_tag"] == "baz").unwrap();
     assert_eq!(baz["clients"].as_array().unwrap().len(), 1);
+    assert_eq!(baz["sources"], serde_json::json!({}), "per source only with LDMS_MSG_STATS_LEVEL > 1, as ldmsd");
     assert_eq!(
         (&baz["clients"][0]["client_match"], &baz["clients"][0]["tx"]["count"]),
         (&s("ba.*"), &serde_json::json!(2))
@@ -606,6 +607,10 @@ fn msg_client_stats_counts_per_channel_and_client() {
     let v: serde_json::Value = serde_json::from_str(&after.attr(attr::JSON).unwrap().str_value()).unwrap();
     assert_eq!(pairs(&v[0]), [("bar".to_string(), 0, 0), ("baz".to_string(), 0, 0)]);
     assert_eq!(v[1]["tx"]["count"], 0);
+    // An empty counter's first_ts is ldmsd's "never": the largest time (as the real
+    // ldmsd answered after a reset).
+    assert_eq!(v[1]["tx"]["first_ts"].as_f64(), Some(9_223_372_036_854_775_807.0));
+    assert_eq!(v[1]["drops"]["first_ts"].as_f64(), Some(9_223_372_036_854_775_807.0));
 }
 
 /// A JSON value with what differs run to run replaced by `"*"`: ports, set timestamps

@@ -296,8 +296,11 @@ fn wants_reset(request: &Message) -> bool {
     request.attr(attr::RESET).is_some_and(|a| a.str_value().eq_ignore_ascii_case("true"))
 }
 
-/// A counter as ldmsd prints one: `{bytes, count, first_ts, last_ts}`.
+/// A counter as ldmsd prints one: `{bytes, count, first_ts, last_ts}`. ldmsd starts
+/// (and resets) `first_ts` at the largest time, so that the first message's is below
+/// it; an empty counter shows that (its clients print both it and 0 as empty).
 fn counter(bytes: u64, count: u64, first_ts: f64, last_ts: f64) -> Value {
+    let first_ts = if count == 0 { i64::MAX as f64 } else { first_ts };
     json!({"bytes": bytes, "count": count, "first_ts": first_ts, "last_ts": last_ts})
 }
 
@@ -332,9 +335,21 @@ fn json_reply(msg_no: u32, v: &Value) -> Message {
     Message::response_json(msg_no, &v.to_string())
 }
 
+/// ldmsd's `LDMS_MSG_STATS_LEVEL` (1 unless set, read as `atoi` does): it counts
+/// messages per source only above 1, so its `sources` are empty by default.
+fn msg_stats_level() -> i64 {
+    let Ok(v) = std::env::var("LDMS_MSG_STATS_LEVEL") else { return 1 };
+    let v = v.trim_start();
+    let end = v
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
+        .map_or(v.len(), |(i, _)| i);
+    v[..end].parse().unwrap_or(0)
+}
+
 /// `msg_stats [regex=] [stream=] [message_tag=] [reset=]`: ldmsd's array of channels
-/// `{msg_tag, rx, sources, clients}`. (ldmsd reads only regex and stream; pvloom takes
-/// message_tag as an exact name too.)
+/// `{msg_tag, rx, sources, clients}`, `sources` as `LDMS_MSG_STATS_LEVEL` asks.
+/// (ldmsd reads only regex and stream; pvloom takes message_tag as an exact name too.)
 fn msg_stats(core: &Core, request: &Message) -> Message {
     let msg_no = request.msg_no;
     if !core.bus.is_enabled() {
@@ -349,6 +364,7 @@ fn msg_stats(core: &Core, request: &Message) -> Message {
         }
     };
     let stats = core.bus.stats();
+    let by_source = msg_stats_level() > 1;
     let channels: Vec<Value> = stats
         .channels
         .iter()
@@ -361,6 +377,7 @@ fn msg_stats(core: &Core, request: &Message) -> Message {
             let sources: serde_json::Map<String, Value> = ch
                 .sources
                 .iter()
+                .filter(|_| by_source)
                 .map(|(src, c)| (src.clone(), counter(c.bytes, c.count, c.first_ts, c.last_ts)))
                 .collect();
             let clients: Vec<Value> = stats
