@@ -96,11 +96,17 @@ def test_local_publish_callback_and_get_data_modes():
     assert q.get_data(timeout=0.05) is None
     st = c.stats()
     assert (st.tx.count, st.match, st.is_regex) == (3, "loc.a", 0)
-    assert st.tx.bytes == sum(len("loc.a") + 1 + len(m.raw_data) for _, m, _ in col.got)
+    assert st.tx.bytes == sum(len(m.raw_data) for _, m, _ in col.got)
     (ch,) = ldms.msg_stats_get("loc.a")
     assert ch.msg_tag == "loc.a" and ch.rx.count == 3 and str(ch.sources[0].src) == "[UNSUPPORTED]:0"
     assert {c.msg_tag for c in ldms.msg_stats_get("^loc", 1)} >= {"loc.a", "loc.b"}
     assert any(cs.match == "^loc\\." and cs.is_regex for cs in ldms.msg_client_stats_get())
+    # Per (channel, client) pair, as ldmsd counts them: the exact client has its one
+    # channel, the regex client one pair per channel it matched.
+    assert [(t.msg_tag, t.tx.count) for t in st.tags] == [("loc.a", 3)]
+    (rq,) = [cs for cs in ldms.msg_client_stats_get() if cs.match == "^loc\\."]
+    assert [(t.msg_tag, t.tx.count, t.is_regex) for t in rq.tags] == [("loc.a", 3, 1), ("loc.b", 1, 1)]
+    assert sorted((p.client_match, p.tx.count) for p in ch.clients) == [("^loc\\.", 3), ("loc.a", 3)]
     assert "loc.b" in [c["msg_tag"] for c in ldms.msg_stats()["channels"]]
     c.close()
     q.close()

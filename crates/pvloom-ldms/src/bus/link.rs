@@ -35,6 +35,8 @@ pub struct Link {
     delivered: AtomicU64,
     delivered_bytes: AtomicU64,
     room: Condvar,
+    /// The peer's address, once the transport knows it (`msg_client_stats`' `dest`).
+    peer: OnceLock<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Link {
@@ -66,7 +68,18 @@ impl Link {
             delivered: AtomicU64::new(0),
             delivered_bytes: AtomicU64::new(0),
             room: Condvar::new(),
+            peer: OnceLock::new(),
         })
+    }
+
+    /// Records the peer's address (the first call wins).
+    pub fn set_peer_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.peer.set(addr);
+    }
+
+    /// The peer's address, if the transport gave it.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.peer.get().copied()
     }
 
     /// A process-unique id.

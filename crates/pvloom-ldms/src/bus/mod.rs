@@ -32,7 +32,7 @@ pub use client::{MsgClient, MsgData};
 pub use conn::{MsgConn, PartOutcome};
 pub(crate) use link::Credit;
 pub use link::{Link, Taken};
-pub use stats::{BusStats, ChannelStats, ClientStats, Counter};
+pub use stats::{BusStats, ChannelStats, ClientStats, Counter, PairStats};
 
 use crate::msg::{Hop, LdmsAddr, MAX_HOPS, MSG_HDR_LEN, MsgHeader, MsgType, PART_HDR_LEN, PART_PAYLOAD_MAX, tag_hash};
 use crate::request::{CMD_MSG, REQUEST_HDR_LEN, Timespec};
@@ -511,6 +511,8 @@ impl MsgBus {
         let subs = self.subs.read().clone();
         let wall = stats::secs((self.config.wall_clock)());
         let len = msg.msg_len();
+        // ldmsd's counters count the data only (its `data_len`), not the name.
+        let counted = msg.data.len();
         // The connections already given this message (usually few: inline).
         let mut sent_to = arrayvec::ArrayVec::<u64, 8>::new();
         let mut sent_to_more: Vec<u64> = Vec::new();
@@ -529,28 +531,28 @@ impl MsgBus {
                     if !link.credentials().may_read(h.uid, h.gid, h.perm) {
                         continue;
                     }
-                    if !admit(s, len, now) {
+                    if !admit(s, &msg.name, len, counted, now, wall) {
                         continue;
                     }
                     if let Err(e) = sent_to.try_push(s.owner) {
                         sent_to_more.push(e.element());
                     }
-                    s.counters.count(len, wall);
+                    s.counters.count(&msg.name, counted, wall);
                     link.post(Routed { msg: msg.clone(), _token: token.clone() });
                     n += 1;
                 }
                 Target::Local(w) => {
                     let Some(c) = w.upgrade() else { continue };
-                    if !c.credentials.may_read(h.uid, h.gid, h.perm) || !admit(s, len, now) {
+                    if !c.credentials.may_read(h.uid, h.gid, h.perm) || !admit(s, &msg.name, len, counted, now, wall) {
                         continue;
                     }
-                    s.counters.count(len, wall);
+                    s.counters.count(&msg.name, counted, wall);
                     c.deliver(&msg, token.clone());
                     n += 1;
                 }
             }
         }
-        self.stats.lock().record(&msg, len, wall);
+        self.stats.lock().record(&msg, counted, wall);
         n
     }
 
@@ -577,15 +579,27 @@ impl MsgBus {
     ) -> Result<Subscription, BusError> {
         let rate =
             (rate > 0).then(|| Mutex::new(Rate { per_sec: rate as f64, tokens: rate as f64, at: Instant::now() }));
+        let matcher = Matcher::new(pattern, is_regex)?;
+        let counters = stats::ClientCounters::default();
+        // As ldmsd binds a new client: to its channel, or to every channel its regex
+        // matches so far (by name).
+        if is_regex {
+            let table = self.stats.lock();
+            let mut names: Vec<&Bytes> = table.channel_names().filter(|n| matcher.matches(n)).collect();
+            names.sort();
+            names.into_iter().for_each(|n| counters.bind(n));
+        } else {
+            counters.bind(&Bytes::copy_from_slice(pattern.as_bytes()));
+        }
         Ok(Subscription {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             owner,
             pattern: pattern.to_string(),
             is_regex,
-            matcher: Matcher::new(pattern, is_regex)?,
+            matcher,
             target,
             rate,
-            counters: stats::ClientCounters::default(),
+            counters,
         })
     }
 
@@ -653,14 +667,23 @@ impl MsgBus {
         let subs = self.subs.read().clone();
         let clients = subs
             .iter()
-            .map(|s| ClientStats {
-                id: s.id,
-                pattern: s.pattern.clone(),
-                is_regex: s.is_regex,
-                remote: matches!(s.target, Target::Link(_)),
-                link: matches!(s.target, Target::Link(_)).then_some(s.owner),
-                tx: s.counters.snapshot(),
-                drops: s.counters.drops(),
+            .map(|s| {
+                let (tx, dropped, channels) = s.counters.snapshot();
+                ClientStats {
+                    id: s.id,
+                    pattern: s.pattern.clone(),
+                    is_regex: s.is_regex,
+                    remote: matches!(s.target, Target::Link(_)),
+                    link: matches!(s.target, Target::Link(_)).then_some(s.owner),
+                    peer: match &s.target {
+                        Target::Link(w) => w.upgrade().and_then(|l| l.peer_addr()),
+                        Target::Local(_) => None,
+                    },
+                    tx,
+                    drops: dropped.count,
+                    dropped,
+                    channels,
+                }
             })
             .collect();
         self.stats.lock().snapshot(clients)
@@ -670,12 +693,20 @@ impl MsgBus {
     pub fn reset_stats(&self) {
         self.stats.lock().reset();
     }
+
+    /// Zeroes every client's counters, totals and per channel (`msg_client_stats
+    /// reset=true`).
+    pub fn reset_client_stats(&self) {
+        self.subs.read().iter().for_each(|s| s.counters.reset());
+    }
 }
 
-fn admit(s: &Subscription, len: usize, now: Instant) -> bool {
+/// `len` is what the rate limit charges (the whole message), `counted` what the drop
+/// counters add.
+fn admit(s: &Subscription, channel: &Bytes, len: usize, counted: usize, now: Instant, wall: f64) -> bool {
     match &s.rate {
         Some(r) if !r.lock().admit(len, now) => {
-            s.counters.drop_one();
+            s.counters.drop_one(channel, counted, wall);
             false
         }
         _ => true,

@@ -1,7 +1,6 @@
 //! Counters of the bus: per channel (message name) with per source, and per client.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use crate::msg::LdmsAddr;
 pub struct Counter {
     /// Messages.
     pub count: u64,
-    /// Bytes (`msg_len`: name, NUL and data).
+    /// Bytes of data (as ldmsd counts them: the name is not counted).
     pub bytes: u64,
     /// The first message's time (0 before any).
     pub first_ts: f64,
@@ -51,6 +50,18 @@ pub struct ChannelStats {
     pub sources: Vec<(String, Counter)>,
 }
 
+/// One (channel, client) pair's counters: what one subscription got, and lost to its
+/// rate limit, of one channel (ldmsd keeps these beside the client's totals).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairStats {
+    /// The channel.
+    pub channel: String,
+    /// Messages of the channel delivered to the client.
+    pub tx: Counter,
+    /// Messages of the channel the client's rate limit dropped.
+    pub drops: Counter,
+}
+
 /// One subscription's counters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClientStats {
@@ -64,10 +75,19 @@ pub struct ClientStats {
     pub remote: bool,
     /// The connection it belongs to (remote).
     pub link: Option<u64>,
+    /// That connection's peer address, when known.
+    pub peer: Option<std::net::SocketAddr>,
     /// Messages delivered to it.
     pub tx: Counter,
-    /// Messages it did not get because of its rate limit.
+    /// Messages it did not get because of its rate limit (a local client's also those
+    /// its full queue refused).
     pub drops: u64,
+    /// The rate limit's drops with their bytes and times.
+    pub dropped: Counter,
+    /// Per channel it matched, in the order it first matched them: an exact
+    /// subscription has its one channel from the start; a regex one the channels that
+    /// existed when it subscribed and those it matched since.
+    pub channels: Vec<PairStats>,
 }
 
 /// A snapshot of every counter.
@@ -165,6 +185,11 @@ impl StatsTable {
         self.channels.clear();
     }
 
+    /// The names of the channels counted so far.
+    pub(super) fn channel_names(&self) -> impl Iterator<Item = &Bytes> {
+        self.channels.keys()
+    }
+
     pub(super) fn snapshot(&self, clients: Vec<ClientStats>) -> BusStats {
         let mut channels: Vec<_> = self
             .channels
@@ -183,24 +208,84 @@ impl StatsTable {
 /// A subscription's counters, updated without the bus's lock.
 #[derive(Default)]
 pub(super) struct ClientCounters {
-    tx: Mutex<Counter>,
-    drops: AtomicU64,
+    tally: Mutex<Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    tx: Counter,
+    drops: Counter,
+    /// Pairs in binding order, found by channel through `index`.
+    pairs: Vec<(Bytes, Counter, Counter)>,
+    index: FastMap<Bytes, usize>,
+}
+
+/// Bounds one client's pairs: a regex subscriber of endless distinct names keeps its
+/// totals but stops growing its table.
+const MAX_PAIRS: usize = MAX_CHANNELS;
+
+impl Tally {
+    fn pair(&mut self, channel: &Bytes) -> Option<&mut (Bytes, Counter, Counter)> {
+        let i = match self.index.get(channel) {
+            Some(&i) => i,
+            None if self.pairs.len() < MAX_PAIRS => {
+                self.pairs.push((channel.clone(), Counter::default(), Counter::default()));
+                self.index.insert(channel.clone(), self.pairs.len() - 1);
+                self.pairs.len() - 1
+            }
+            None => return None,
+        };
+        self.pairs.get_mut(i)
+    }
 }
 
 impl ClientCounters {
-    pub(super) fn count(&self, bytes: usize, at: f64) {
-        self.tx.lock().add(bytes, at);
+    /// A delivery of `bytes` on `channel`.
+    pub(super) fn count(&self, channel: &Bytes, bytes: usize, at: f64) {
+        let mut t = self.tally.lock();
+        t.tx.add(bytes, at);
+        if let Some(p) = t.pair(channel) {
+            p.1.add(bytes, at);
+        }
     }
 
-    pub(super) fn drop_one(&self) {
-        self.drops.fetch_add(1, Ordering::Relaxed);
+    /// A message of `channel` the rate limit refused.
+    pub(super) fn drop_one(&self, channel: &Bytes, bytes: usize, at: f64) {
+        let mut t = self.tally.lock();
+        t.drops.add(bytes, at);
+        if let Some(p) = t.pair(channel) {
+            p.2.add(bytes, at);
+        }
     }
 
-    pub(super) fn snapshot(&self) -> Counter {
-        *self.tx.lock()
+    /// The client matches `channel`, delivered to or not.
+    pub(super) fn bind(&self, channel: &Bytes) {
+        self.tally.lock().pair(channel);
     }
 
-    pub(super) fn drops(&self) -> u64 {
-        self.drops.load(Ordering::Relaxed)
+    /// (tx, drops, pairs).
+    pub(super) fn snapshot(&self) -> (Counter, Counter, Vec<PairStats>) {
+        let t = self.tally.lock();
+        let pairs = t
+            .pairs
+            .iter()
+            .map(|(ch, tx, drops)| PairStats {
+                channel: String::from_utf8_lossy(ch).into_owned(),
+                tx: *tx,
+                drops: *drops,
+            })
+            .collect();
+        (t.tx, t.drops, pairs)
+    }
+
+    /// Zeroes every counter; the pairs stay bound (as ldmsd's reset keeps them).
+    pub(super) fn reset(&self) {
+        let mut t = self.tally.lock();
+        t.tx = Counter::default();
+        t.drops = Counter::default();
+        for p in &mut t.pairs {
+            p.1 = Counter::default();
+            p.2 = Counter::default();
+        }
     }
 }

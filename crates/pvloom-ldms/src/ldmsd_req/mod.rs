@@ -52,6 +52,12 @@ pub mod attr {
     pub const INTERVAL: u32 = 2;
     /// `regex`.
     pub const REGEX: u32 = 4;
+    /// `producer`.
+    pub const PRODUCER: u32 = 6;
+    /// `instance`.
+    pub const INSTANCE: u32 = 7;
+    /// `schema`.
+    pub const SCHEMA: u32 = 14;
     /// The text of a response, or `config`'s and `env`'s `k=v ...` list.
     pub const STRING: u32 = 16;
     /// A response's record-length advice (`E2BIG`): a host-order `u32`.
@@ -72,18 +78,28 @@ pub mod req {
     pub const CFG_CNTR: u32 = 0x3;
     /// `prdcr_status`.
     pub const PRDCR_STATUS: u32 = 0x104;
+    /// `prdcr_set_status`.
+    pub const PRDCR_SET_STATUS: u32 = 0x107;
+    /// `strgp_status`.
+    pub const STRGP_STATUS: u32 = 0x204;
     /// `updtr_status`.
     pub const UPDTR_STATUS: u32 = 0x304;
     /// `plugn_status`.
     pub const PLUGN_STATUS: u32 = 0x504;
     /// `config`.
     pub const PLUGN_CONFIG: u32 = 0x507;
+    /// `plugn_sets`.
+    pub const PLUGN_SETS: u32 = 0x509;
     /// `daemon_status` (`daemon`).
     pub const DAEMON_STATUS: u32 = 0x603;
     /// `version`.
     pub const VERSION: u32 = 0x604;
     /// `env`.
     pub const ENV: u32 = 0x605;
+    /// `thread_stats`.
+    pub const THREAD_STATS: u32 = 0x60d;
+    /// `prdcr_stats`.
+    pub const PRDCR_STATS: u32 = 0x60e;
     /// `msg_stats`.
     pub const MSG_STATS: u32 = 0xc00;
     /// `msg_client_stats`.

@@ -265,6 +265,9 @@ fn open(
     shared: Arc<Shared>,
 ) {
     let endpoint = ServerConn::new(shared.registry.clone(), shared.config.clone(), ctx.now());
+    if let Some(link) = endpoint.link() {
+        link.set_peer_addr(peer);
+    }
     let waker = Arc::downgrade(&address);
     // The driver pumps the connection after the call: its queued notes go out.
     endpoint.set_waker(move || {

@@ -68,6 +68,48 @@ pub struct ProducerStatus {
     pub subscriptions: Vec<String>,
 }
 
+/// One updater as `updtr_status` reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct UpdaterStatus {
+    pub name: String,
+    pub interval_us: u64,
+    /// `None` once the updater runs asynchronously (ldmsd reports offset 0, `sync` false).
+    pub offset_us: Option<i64>,
+    pub push: Push,
+    pub auto: bool,
+    pub running: bool,
+    /// The producers its `updtr_prdcr_add` regexes match now: (name, host, port, state).
+    pub producers: Vec<(String, String, u16, ProducerState)>,
+}
+
+/// One storage policy as `strgp_status` reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct StrgpStatus {
+    pub name: String,
+    /// The store plugin instance it was given.
+    pub plugin: String,
+    pub container: String,
+    pub schema: Option<String>,
+    pub regex: Option<String>,
+    pub flush_us: u64,
+    pub running: bool,
+    /// Its `strgp_prdcr_add` regexes, newest first (ldmsd keeps them that way).
+    pub producers: Vec<String>,
+    pub metrics: Vec<String>,
+}
+
+/// One set pulled from a producer, as `prdcr_set_status` reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct PrdcrSetStatus {
+    pub producer: String,
+    pub inst: String,
+    pub schema: String,
+    /// The producer name the set itself carries.
+    pub origin: String,
+    pub timestamp: (u32, u32),
+    pub duration: (u32, u32),
+}
+
 /// One `prdcr_subscribe` of one producer.
 #[derive(Clone)]
 struct MsgSub {
@@ -105,6 +147,12 @@ struct Producer {
 struct Updater {
     interval_us: u64,
     offset_us: i64,
+    /// Scheduled on the wall clock's interval boundaries plus the offset (ldmsd's
+    /// synchronous task): always from `updtr_add` (ldmsd takes a missing offset as
+    /// 0), until an `updtr_start` gives an interval without an offset.
+    sync: bool,
+    /// `auto_interval=true` (reported only; pvloom keeps to the updater's interval).
+    auto: bool,
     push: Push,
     prdcr_res: Vec<Regex>,
     matches: Vec<(Regex, MatchSel)>,
@@ -114,6 +162,7 @@ struct Updater {
 
 struct Strgp {
     plugin: String,
+    flush_us: u64,
     container: String,
     schema: Option<String>,
     regex: Option<Regex>,
@@ -173,6 +222,65 @@ impl Aggregator {
                 set_schemas: p.sets.values().map(|m| m.remote.schema().to_string()).collect(),
                 connects: p.connects,
                 subscriptions: p.msg_subs.iter().map(|m| m.channel.clone()).collect(),
+            })
+            .collect()
+    }
+
+    pub fn updaters(&self) -> Vec<UpdaterStatus> {
+        let st = self.inner.state.lock();
+        st.updaters
+            .iter()
+            .map(|(name, u)| UpdaterStatus {
+                name: name.clone(),
+                interval_us: u.interval_us,
+                offset_us: u.sync.then_some(u.offset_us),
+                push: u.push,
+                auto: u.auto,
+                running: u.running,
+                producers: st
+                    .producers
+                    .iter()
+                    .filter(|(pname, _)| u.prdcr_res.iter().any(|r| r.is_match(pname)))
+                    .map(|(pname, p)| (pname.clone(), p.host.clone(), p.port, p.state))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn strgps(&self) -> Vec<StrgpStatus> {
+        let st = self.inner.state.lock();
+        st.strgps
+            .iter()
+            .map(|(name, s)| StrgpStatus {
+                name: name.clone(),
+                plugin: s.plugin.clone(),
+                container: s.container.clone(),
+                schema: s.schema.clone(),
+                regex: s.regex.as_ref().map(|r| r.as_str().to_string()),
+                flush_us: s.flush_us,
+                running: s.running,
+                producers: s.prdcr_res.iter().rev().map(|r| r.as_str().to_string()).collect(),
+                metrics: s.metrics.clone(),
+            })
+            .collect()
+    }
+
+    pub fn producer_sets(&self) -> Vec<PrdcrSetStatus> {
+        let st = self.inner.state.lock();
+        st.producers
+            .iter()
+            .flat_map(|(pname, p)| {
+                p.sets.iter().map(move |(inst, m)| {
+                    let (ts, dur) = (m.remote.transaction_timestamp(), m.remote.transaction_duration());
+                    PrdcrSetStatus {
+                        producer: pname.clone(),
+                        inst: inst.clone(),
+                        schema: m.remote.schema().to_string(),
+                        origin: m.remote.producer(),
+                        timestamp: (ts.sec, ts.usec),
+                        duration: (dur.sec, dur.usec),
+                    }
+                })
             })
             .collect()
     }
@@ -287,7 +395,7 @@ impl Aggregator {
                 }
                 Ok(())
             }
-            Cmd::UpdtrAdd { name, interval_us, offset_us, push, .. } => {
+            Cmd::UpdtrAdd { name, interval_us, offset_us, push, auto_interval, .. } => {
                 if st.updaters.contains_key(name) {
                     return Err(exists("updater", name));
                 }
@@ -298,6 +406,8 @@ impl Aggregator {
                     Updater {
                         interval_us: interval_us.max(1),
                         offset_us: offset_us.unwrap_or(0),
+                        sync: true,
+                        auto: *auto_interval,
                         push: *push,
                         prdcr_res: Vec::new(),
                         matches: Vec::new(),
@@ -322,13 +432,22 @@ impl Aggregator {
                 st.updaters.get_mut(name).ok_or_else(|| missing("updater", name))?.matches.push((re, *sel));
                 Ok(())
             }
-            Cmd::UpdtrStart { name, interval_us, offset_us, .. } => {
+            Cmd::UpdtrStart { name, interval_us, offset_us, auto_interval } => {
                 let u = st.updaters.get_mut(name).ok_or_else(|| missing("updater", name))?;
                 if let Some(i) = interval_us {
                     u.interval_us = u64::try_from(*i).map_err(|_| "bad interval")?.max(1);
+                    // As ldmsd: a new interval without an offset schedules asynchronously.
+                    if offset_us.is_none() {
+                        u.offset_us = 0;
+                        u.sync = false;
+                    }
                 }
                 if let Some(o) = offset_us {
                     u.offset_us = *o;
+                    u.sync = true;
+                }
+                if let Some(a) = auto_interval {
+                    u.auto = *a;
                 }
                 u.running = true;
                 let push = u.push;
@@ -353,7 +472,7 @@ impl Aggregator {
                 }
                 Ok(())
             }
-            Cmd::StrgpAdd { name, plugin, container, schema, regex: re, .. } => {
+            Cmd::StrgpAdd { name, plugin, container, schema, regex: re, flush_us, .. } => {
                 if st.strgps.contains_key(name) {
                     return Err(exists("storage policy", name));
                 }
@@ -362,6 +481,7 @@ impl Aggregator {
                     name.clone(),
                     Strgp {
                         plugin: plugin.clone(),
+                        flush_us: flush_us.map_or(0, |f| u64::try_from(f).unwrap_or(0)),
                         container: container.clone(),
                         schema: schema.clone(),
                         regex: re,

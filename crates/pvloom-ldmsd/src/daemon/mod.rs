@@ -127,6 +127,8 @@ pub(crate) struct Core {
     stores: Mutex<BTreeMap<String, StorePlugin>>,
     aggregator: aggregator::Aggregator,
     bus: Arc<MsgBus>,
+    /// When the daemon started: its threads' total time in `thread_stats`.
+    started: std::time::Instant,
     /// Commands that changed the configuration (ldmsd's `cfg_cntr`).
     changes: std::sync::atomic::AtomicU64,
 }
@@ -163,6 +165,7 @@ impl Daemon {
             stores: Mutex::new(BTreeMap::new()),
             aggregator,
             changes: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
         let requests = requests::RequestThread::start(Arc::downgrade(&core)).map_err(DaemonError::Runtime)?;
         Ok(Daemon { core, requests })
@@ -333,7 +336,8 @@ impl Core {
         let sampler = sampler_with_root(plugin, &root)
             .ok_or_else(|| Refusal::new(errno::ENOENT, format!("unknown plugin {plugin:?}")))?;
         self.samplers.with(|p| {
-            p.insert(name.to_string(), SamplerPlugin { sampler, sets: Vec::new(), schedule: None, failures: 0 })
+            let plugin = plugin.to_string();
+            p.insert(name.to_string(), SamplerPlugin { plugin, sampler, sets: Vec::new(), schedule: None, failures: 0 })
         });
         Ok(())
     }
@@ -356,6 +360,16 @@ impl Core {
             }
             Ok(())
         })
+    }
+
+    /// Whether `name` is a loaded store plugin instance.
+    pub(crate) fn is_store(&self, name: &str) -> bool {
+        self.stores.lock().contains_key(name)
+    }
+
+    /// The loaded store plugin instances, by name.
+    pub(crate) fn store_names(&self) -> Vec<String> {
+        self.stores.lock().keys().cloned().collect()
     }
 
     /// The options of the store plugin instance `name`, if it is loaded and configured.

@@ -19,6 +19,8 @@ use crate::sampler::{Sampler, next_sample_us};
 
 /// One loaded sampler plugin: the sampler, its sets, its schedule once started.
 pub(crate) struct SamplerPlugin {
+    /// The plugin it is an instance of (`load plugin=`).
+    pub plugin: String,
     pub sampler: Box<dyn Sampler>,
     pub sets: Vec<SetHandle>,
     pub schedule: Option<Schedule>,

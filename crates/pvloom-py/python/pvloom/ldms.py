@@ -498,9 +498,23 @@ def _counters(c):
 _NO_COUNT = MsgCounters(TimeSpec(0, 0), TimeSpec(0, 0), 0, 0)
 
 
+def _pair_stats(c, p, desc):
+    """One (channel, client) pair's counters, as the real API's ``MsgChannelClientStats``."""
+    return MsgChannelClientStats(
+        p["channel"], c["pattern"], desc, int(c["is_regex"]), _counters(p["tx"]), _counters(p["drops"])
+    )
+
+
 def _client_stats(c, desc=""):
-    drops = _NO_COUNT._replace(count=c["drops"])
-    return MsgClientStats(_counters(c["tx"]), drops, [], LdmsAddr(), int(c["is_regex"]), c["pattern"], desc)
+    # "drops" also counts what a full local queue refused, which has no bytes or times.
+    dropped = c.get("dropped")
+    drops = (_counters(dropped) if dropped else _NO_COUNT)._replace(count=c["drops"])
+    tags = [_pair_stats(c, p, desc) for p in c.get("channels", [])]
+    return MsgClientStats(_counters(c["tx"]), drops, tags, LdmsAddr(), int(c["is_regex"]), c["pattern"], desc)
+
+
+def _desc(c):
+    return "remote" if c["remote"] else ""
 
 
 def msg_publish(name, data, msg_type=None, perm=0o444, uid=None, gid=None, sr_client=None, schema_def=None):
@@ -606,23 +620,26 @@ def msg_stats(reset=False):
 
 def msg_stats_get(match=None, is_regex=0, is_reset=0):
     """Per-name stats of this process's bus (``MsgChannelStats`` list), only the names
-    equal to (or matching, ``is_regex``) ``match`` when given. pvloom leaves each
-    channel's ``clients`` empty: see :func:`msg_client_stats_get`."""
+    equal to (or matching, ``is_regex``) ``match`` when given; each channel's
+    ``clients`` are its (channel, client) pairs."""
     import re
 
+    stats = msg_stats(bool(is_reset))
     out = []
-    for ch in msg_stats(bool(is_reset))["channels"]:
+    for ch in stats["channels"]:
         name = ch["msg_tag"]
         if match is not None and not (re.search(match, name) if is_regex else name == match):
             continue
         sources = [MsgSrcStats(_addr_of(k), _counters(v)) for k, v in ch["sources"].items()]
-        out.append(MsgChannelStats(_counters(ch["rx"]), sources, [], name))
+        pairs = ((c, p) for c in stats["clients"] for p in c["channels"])
+        clients = [_pair_stats(c, p, _desc(c)) for c, p in pairs if p["channel"] == name]
+        out.append(MsgChannelStats(_counters(ch["rx"]), sources, clients, name))
     return out
 
 
 def msg_client_stats_get(is_reset=0):
     """Per-subscription stats of this process's bus (``MsgClientStats`` list)."""
-    return [_client_stats(c, "remote" if c["remote"] else "") for c in msg_stats(bool(is_reset))["clients"]]
+    return [_client_stats(c, _desc(c)) for c in msg_stats(bool(is_reset))["clients"]]
 
 
 class MsgClient:
@@ -658,8 +675,8 @@ class MsgClient:
             raise RuntimeError("client has been closed")
         return _client_stats(
             {"tx": {"count": s["tx_count"], "bytes": s["tx_bytes"], "first_ts": s["first_ts"],
-                    "last_ts": s["last_ts"]}, "drops": s["drops"], "is_regex": s["is_regex"],
-             "pattern": s["match"]},
+                    "last_ts": s["last_ts"]}, "drops": s["drops"], "dropped": s["dropped"],
+             "is_regex": s["is_regex"], "pattern": s["match"], "channels": s["channels"]},
             self.desc,
         )  # fmt: skip
 

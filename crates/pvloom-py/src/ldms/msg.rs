@@ -459,6 +459,24 @@ impl PyMsgClientNative {
         d.set_item("first_ts", s.tx.first_ts)?;
         d.set_item("last_ts", s.tx.last_ts)?;
         d.set_item("drops", s.drops)?;
+        let counter = |c: &pvloom_ldms::bus::Counter| -> PyResult<Bound<'_, PyDict>> {
+            let d = PyDict::new(py);
+            d.set_item("count", c.count)?;
+            d.set_item("bytes", c.bytes)?;
+            d.set_item("first_ts", c.first_ts)?;
+            d.set_item("last_ts", c.last_ts)?;
+            Ok(d)
+        };
+        d.set_item("dropped", counter(&s.dropped)?)?;
+        let pairs = PyList::empty(py);
+        for p in &s.channels {
+            let pd = PyDict::new(py);
+            pd.set_item("channel", &p.channel)?;
+            pd.set_item("tx", counter(&p.tx)?)?;
+            pd.set_item("drops", counter(&p.drops)?)?;
+            pairs.append(pd)?;
+        }
+        d.set_item("channels", pairs)?;
         Ok(d.into_any().unbind())
     }
 
