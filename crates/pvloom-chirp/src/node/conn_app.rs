@@ -176,7 +176,16 @@ impl ConnApp {
             let handler = &self.node.handler;
             self.deliverer.containment().run("chirp handler", || handler(message.clone()));
             if auto_release && message.take_slot() {
-                let _ = self.conn.inner_mut().release(now, slot);
+                // Replies the handler sent to this remote join this connection's queue
+                // now. While that queue fills faster than the socket takes it, the slot
+                // is freed only at the next loop turn, after the write: reading then
+                // waits for writing instead of overflowing the send queue.
+                self.drain(now);
+                if self.conn.inner().queued() >= self.node.limits.max_queued / 2 {
+                    self.releases.push(slot, None);
+                } else {
+                    let _ = self.conn.inner_mut().release(now, slot);
+                }
             }
             return;
         }

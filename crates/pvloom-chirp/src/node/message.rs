@@ -134,7 +134,7 @@ impl Releases {
         Arc::new(Releases { address, state: Mutex::default() })
     }
 
-    fn push(self: &Arc<Self>, slot: SlotId, done: Option<ReleaseDone>) {
+    pub(super) fn push(self: &Arc<Self>, slot: SlotId, done: Option<ReleaseDone>) {
         let mut state = self.state.lock();
         state.slots.push((slot, done));
         if std::mem::replace(&mut state.scheduled, true) {

@@ -314,6 +314,14 @@ impl<A: StreamApp> StreamDriver<A> {
                     if self.phase == Phase::Closed {
                         return false;
                     }
+                    // A short read emptied the socket: asking again would only hear
+                    // WouldBlock, one syscall more per message, and in request/reply
+                    // traffic one that contends with the kernel delivering the next
+                    // segment on the socket's lock. Data arriving later raises a new edge
+                    // (epoll and kqueue report every arrival on an edge-triggered socket).
+                    if n < buf.len() {
+                        return false;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
