@@ -32,6 +32,7 @@ fn _pvloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::PyLock>()?;
     m.add_class::<sync::PyRLock>()?;
     m.add_class::<sync::PyLauncher>()?;
+    m.add_class::<sync::PyHubTrigger>()?;
     m.add_class::<sync::PyThread>()?;
     m.add_class::<sync::PyThreadContext>()?;
     m.add_class::<sync::PyThreadResource>()?;

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pvloom_core::sync::{AsyncResult, Event, Launcher, Lock, Queue, RLock, Thread, ThreadContext, ThreadResource};
+use pvloom_core::sync::{
+    AsyncResult, Event, HubTrigger, Launcher, Lock, Queue, RLock, Thread, ThreadContext, ThreadResource,
+};
 use pvloom_core::{Completion, Containment, Error};
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError};
 use pyo3::prelude::*;
@@ -341,6 +343,12 @@ impl PyLauncher {
         PyLauncher { inner: Launcher::new() }
     }
 
+    /// The calling thread's hub: its `Thread`'s launcher, or one made for it on first use.
+    #[staticmethod]
+    fn current() -> Self {
+        PyLauncher { inner: Launcher::current() }
+    }
+
     /// Run `func(*args, **kwargs)` on the owning thread and return its value.
     #[pyo3(signature = (func, *args, **kwargs))]
     fn apply(
@@ -385,6 +393,46 @@ impl PyLauncher {
     /// Functions queued and not yet run.
     fn pending(&self) -> usize {
         self.inner.pending()
+    }
+}
+
+/// `HubTrigger(func, blocking=False, launcher=None)`: `send()` from any thread runs
+/// `func()` on the hub of the thread that created it — the launcher that thread serves
+/// (`Launcher.current()`, or a `Thread`'s own). Sends before a run coalesce; an
+/// exception goes to `sys.unraisablehook`, never to the sender.
+#[pyclass(name = "HubTrigger", module = "pvloom.sync", frozen)]
+pub struct PyHubTrigger {
+    inner: HubTrigger,
+}
+
+#[pymethods]
+impl PyHubTrigger {
+    #[new]
+    #[pyo3(signature = (func, blocking=false, launcher=None))]
+    fn new(func: Py<PyAny>, blocking: bool, launcher: Option<PyRef<'_, PyLauncher>>) -> Self {
+        let launcher = launcher.map_or_else(Launcher::current, |l| l.inner.clone());
+        let inner = HubTrigger::new(&launcher, blocking, move || {
+            crate::gil::attach(|py| {
+                if let Err(err) = func.call0(py) {
+                    // Python prints its own traceback; the containment only counts it.
+                    err.write_unraisable(py, Some(func.bind(py)));
+                    Containment::global().count_reported();
+                }
+            });
+        });
+        PyHubTrigger { inner }
+    }
+
+    /// Have `func` run on the hub; `False` when the hub stopped serving for good.
+    fn send(&self, py: Python<'_>) -> bool {
+        let inner = &self.inner;
+        // A blocking trigger sent on its hub runs `func` here, with the GIL held.
+        py.detach(|| inner.send())
+    }
+
+    /// Whether a run is queued and not yet started.
+    fn pending(&self) -> bool {
+        self.inner.is_pending()
     }
 }
 

@@ -159,3 +159,83 @@ def test_thread_resource_per_thread_values():
     assert list(resource) == [mine]
     assert resource.pop() is mine
     assert resource.pop() is None
+
+
+# HubTrigger: the hub is the launcher the creating thread serves.
+
+
+def test_hub_trigger_runs_on_the_creating_thread_and_coalesces():
+    import threading as _t
+
+    from pvloom.sync import HubTrigger, Launcher
+
+    hub = Launcher.current()
+    ran_on = []
+    trigger = HubTrigger(lambda: ran_on.append(_t.get_ident()))
+    senders = [_t.Thread(target=lambda: [trigger.send() for _ in range(1000)]) for _ in range(4)]
+    for s in senders:
+        s.start()
+    for s in senders:
+        s.join()
+    while hub.pending():
+        hub.run_pending()
+    assert 1 <= len(ran_on) <= 4000
+    assert set(ran_on) == {_t.get_ident()}
+    assert not trigger.pending()
+
+
+def test_hub_trigger_blocking_runs_inline_on_the_hub_and_exceptions_stay_in_the_hub(monkeypatch):
+    import sys
+
+    from pvloom.sync import HubTrigger, Launcher
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_value))
+    runs = []
+    assert HubTrigger(lambda: runs.append(1), blocking=True).send()
+    assert runs == [1]
+
+    def bad():
+        raise ValueError("hub trigger failed")
+
+    failing = HubTrigger(bad)
+    assert failing.send()
+    Launcher.current().run_pending()
+    assert [str(e) for e in reported] == ["hub trigger failed"]
+    assert failing.send()
+    Launcher.current().run_pending()
+    assert len(reported) == 2
+
+
+def test_hub_trigger_made_in_a_pvloom_thread_runs_there():
+    import threading as _t
+
+    from pvloom.sync import HubTrigger, Thread
+
+    made = Queue(0)
+    ran_on = Queue(0)
+
+    def main(ctx):
+        made.put(HubTrigger(lambda: ran_on.put(_t.get_ident())), True, None)
+        while not ctx.should_stop():
+            ctx.serve(0.05)
+        return _t.get_ident()
+
+    thread = Thread(main)
+    thread.start()
+    trigger = made.get(True, 5)
+    trigger.send()
+    ident = ran_on.get(True, 5)
+    thread.stop()
+    assert thread.get(5) == ident != _t.get_ident()
+
+
+def test_hub_trigger_dropped_cancels_its_pending_run():
+    from pvloom.sync import HubTrigger, Launcher
+
+    runs = []
+    trigger = HubTrigger(lambda: runs.append(1))
+    trigger.send()
+    del trigger
+    Launcher.current().run_pending()
+    assert runs == []

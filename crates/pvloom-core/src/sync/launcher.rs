@@ -14,6 +14,10 @@ use crate::{Error, Result};
 
 type Task = Box<dyn FnOnce() + Send>;
 
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Launcher>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Executes functions on its owning thread. Other threads queue them with
 /// [`apply`](Self::apply) / [`apply_async`](Self::apply_async); the owner runs them
 /// when it calls [`serve`](Self::serve) or [`run_pending`](Self::run_pending). Called
@@ -61,9 +65,26 @@ impl Launcher {
         let _ = self.shared.owner.set(std::thread::current().id());
     }
 
+    /// The calling thread's hub: the launcher of the `Thread` it is (bound when that
+    /// thread started), or else one made for this thread on first use. A `HubTrigger`
+    /// created without an explicit launcher runs on it, so the thread must serve it.
+    pub fn current() -> Launcher {
+        CURRENT.with(|current| current.borrow_mut().get_or_insert_with(Launcher::new).clone())
+    }
+
+    /// Make this launcher the calling thread's hub (see [`current`](Self::current)).
+    pub(crate) fn make_current(&self) {
+        CURRENT.with(|current| *current.borrow_mut() = Some(self.clone()));
+    }
+
     /// True when called on the owning thread.
     pub fn is_owner(&self) -> bool {
         self.shared.owner.get() == Some(&std::thread::current().id())
+    }
+
+    /// False once the owner stopped serving for good.
+    pub(crate) fn is_open(&self) -> bool {
+        *self.shared.open.read()
     }
 
     /// Functions queued and not yet run.

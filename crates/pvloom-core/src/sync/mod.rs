@@ -1,4 +1,5 @@
-//! Primitives shared by OS threads and async tasks alike — the BLISS list, in Rust.
+//! Primitives shared by OS threads and async tasks alike — the BLISS list, in Rust
+//! (`HubTrigger` included: a thread's hub is the `Launcher` it serves).
 //!
 //! Every blocking form refuses to run on an I/O thread ([`Error::WouldDeadlock`]) and
 //! has a timeout form; every one has an `async` form. They are built on the one
@@ -7,6 +8,7 @@
 
 mod async_result;
 mod event;
+mod hub_trigger;
 mod launcher;
 mod lock;
 mod queue;
@@ -15,6 +17,7 @@ mod thread_resource;
 
 pub use async_result::AsyncResult;
 pub use event::Event;
+pub use hub_trigger::HubTrigger;
 pub use launcher::Launcher;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use queue::Queue;

@@ -111,6 +111,7 @@ impl<T: Clone + Send + 'static> Thread<T> {
             .spawn(move || {
                 let _ = inner.id.set(std::thread::current().id());
                 inner.launcher.bind();
+                inner.launcher.make_current();
                 inner.started.set();
                 let ctx = ThreadContext { launcher: inner.launcher.clone(), stop: inner.stop.clone() };
                 let result = catch_unwind(AssertUnwindSafe(|| main(&ctx)))

@@ -1,11 +1,12 @@
 """Primitives shared across threads (the BLISS list): Event, Queue, AsyncResult, Lock,
-RLock, Launcher, Thread and ThreadResource. Every blocking method releases the GIL,
+RLock, Launcher, HubTrigger, Thread and ThreadResource, and the Subscriber. Every blocking method releases the GIL,
 takes a timeout, wakes for Ctrl-C, and raises ``pvloom.WouldDeadlock`` when called
 inside an Inline callback on a pvloom I/O thread."""
 
 from ._pvloom import (
     AsyncResult,
     Event,
+    HubTrigger,
     Launcher,
     Lock,
     Queue,
@@ -14,10 +15,18 @@ from ._pvloom import (
     ThreadContext,
     ThreadResource,
 )
+from .subscriber import FAULT, INIT, OFF, ON, Killed, Subscriber
 
 __all__ = [
     "AsyncResult",
     "Event",
+    "HubTrigger",
+    "Killed",
+    "Subscriber",
+    "INIT",
+    "ON",
+    "OFF",
+    "FAULT",
     "Launcher",
     "Lock",
     "Queue",
