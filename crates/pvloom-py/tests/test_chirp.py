@@ -433,13 +433,15 @@ def test_a_done_callback_may_stop_the_loop():
     """Send futures resolve on the loop's resolver thread; stopping the chirp and the
     loop from a done-callback there must not wait for that thread itself."""
     lp = Loop()
-    receiver = Chirp(lp, config(False))
+    # The receiver on a loop of its own: its message is handed to its workers by its
+    # own resolver, which the callback below does not hold up (stop() waits for it).
+    receiver_loop = Loop()
+    receiver = Chirp(receiver_loop, config(False))
     sender = QueueChirp(lp, config(False))
     stopped = threading.Event()
 
     def stop_everything(fut):
         sender.stop()
-        receiver.stop()
         lp.stop()
         stopped.set()
 
@@ -449,6 +451,8 @@ def test_a_done_callback_may_stop_the_loop():
         assert not lp.running
     finally:
         stopped.wait(WAIT)
+        receiver.stop()
+        receiver_loop.stop()
 
 
 def test_the_queue_api(loop):
