@@ -23,8 +23,17 @@ fn config() -> Config {
     }
 }
 
-#[test]
-fn a_timed_out_sync_send_still_queued_is_withdrawn_and_never_delivered() {
+/// A receiver that holds every message it gets (its one slot stays taken), and a sender.
+struct Pair {
+    _rt: Runtime,
+    held: Arc<Mutex<Vec<Message>>>,
+    arrived: mpsc::Receiver<pvloom_core::bytes::Bytes>,
+    receiver: Chirp,
+    sender: Chirp,
+    to: SocketAddr,
+}
+
+fn holding_pair() -> Pair {
     let rt = Runtime::builder().io_threads(2).delivery(Delivery::ordered(1)).build().unwrap();
     let held: Arc<Mutex<Vec<Message>>> = Arc::default();
     let (tx, arrived) = mpsc::channel();
@@ -38,6 +47,12 @@ fn a_timed_out_sync_send_still_queued_is_withdrawn_and_never_delivered() {
     };
     let to = SocketAddr::from((Ipv4Addr::LOCALHOST, receiver.port()));
     let sender = Chirp::start(&rt.handle(), &config(), |_| {}).unwrap();
+    Pair { _rt: rt, held, arrived, receiver, sender, to }
+}
+
+#[test]
+fn a_timed_out_sync_send_still_queued_is_withdrawn_and_never_delivered() {
+    let Pair { _rt, held, arrived, receiver, sender, to } = holding_pair();
 
     // Written, then held: its ACK does not come.
     let first = sender.send(to, Outgoing::new(&b"first"[..]));
@@ -70,19 +85,7 @@ fn a_timed_out_sync_send_still_queued_is_withdrawn_and_never_delivered() {
 
 #[test]
 fn a_timed_out_sync_send_already_written_reports_that_it_may_still_arrive() {
-    let rt = Runtime::builder().io_threads(2).delivery(Delivery::ordered(1)).build().unwrap();
-    let held: Arc<Mutex<Vec<Message>>> = Arc::default();
-    let (tx, arrived) = mpsc::channel();
-    let receiver = {
-        let held = held.clone();
-        Chirp::start(&rt.handle(), &config(), move |msg| {
-            let _ = tx.send(msg.data.clone());
-            held.lock().unwrap().push(msg);
-        })
-        .unwrap()
-    };
-    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, receiver.port()));
-    let sender = Chirp::start(&rt.handle(), &config(), |_| {}).unwrap();
+    let Pair { _rt, held, arrived, receiver, sender, to } = holding_pair();
     let result = sender.send_wait_timeout(to, Outgoing::new(&b"held"[..]), Duration::from_millis(300));
     assert!(matches!(result, Err(ChirpError::Failed(SendFailure::TimedOut(_)))), "{result:?}");
     assert_eq!(&arrived.recv_timeout(WAIT).unwrap()[..], b"held", "it did arrive");
