@@ -44,10 +44,19 @@ MODES = ["sequential", "parallel"]
 
 @pytest.mark.parametrize("mode", MODES)
 def test_init_on_off_and_everything_consumed_in_order(mode):
-    sub = Counter(1000, mode=mode, maxsize=8)
+    gate = Event()
+
+    class Gated(Counter):
+        # Held until ON was seen: 1 000 events can otherwise end before the assert.
+        def listen(self, emit):
+            gate.wait(5)
+            super().listen(emit)
+
+    sub = Gated(1000, mode=mode, maxsize=8)
     assert sub.state == INIT and not sub.done() and sub.duration() == 0.0
     sub.start()
     assert sub.state == ON
+    gate.set()
     sub.join(5)
     assert sub.state == OFF and sub.done() and sub.error is None
     assert sub.consumed == list(range(1000))
@@ -152,3 +161,20 @@ def test_awaited_from_asyncio_through_a_thread():
 
     sub = asyncio.run(run())
     assert sub.state == OFF and sub.consumed == list(range(50))
+
+
+def test_the_halves_may_be_callables_and_both_are_required():
+    got = []
+
+    def listen(emit):
+        for i in range(3):
+            emit(i)
+
+    sub = Subscriber(listen=listen, consume=got.append)
+    sub.start()
+    sub.join(timeout=5)
+    assert (sub.state, got) == ("OFF", [0, 1, 2])
+    with pytest.raises(TypeError, match="no listen and no consume"):
+        Subscriber()
+    with pytest.raises(TypeError, match="no consume"):
+        Subscriber(listen=listen)

@@ -28,15 +28,23 @@ class Killed(Exception):
 
 
 class Subscriber:
-    """Subclass and override ``listen(emit)`` and ``consume(event)``.
+    """The two halves are ``listen(emit)`` and ``consume(event)``: methods of a
+    subclass, or callables given as ``listen=`` and ``consume=``.
 
     ``listen`` produces events by calling ``emit(event)`` and returns when its source
     ends or ``self.stopping()`` becomes true (it may wait with ``self.wait_stop(t)``).
     """
 
-    def __init__(self, mode="sequential", maxsize=1024, name=None):
+    def __init__(self, mode="sequential", maxsize=1024, name=None, listen=None, consume=None):
         if mode not in ("sequential", "parallel"):
             raise ValueError(f"mode must be 'sequential' or 'parallel', not {mode!r}")
+        if listen is not None:
+            self.listen = listen
+        if consume is not None:
+            self.consume = consume
+        missing = [hook for hook in ("listen", "consume") if not callable(getattr(self, hook, None))]
+        if missing:
+            raise TypeError(f"{type(self).__name__} has no {' and no '.join(missing)}: subclass, or pass it")
         self.mode = mode
         self.name = name or type(self).__name__
         self.error = None
@@ -50,13 +58,6 @@ class Subscriber:
         self._ended_at = None
         self._threads = []
         self._queue = None
-
-    # hooks
-    def listen(self, emit):
-        raise NotImplementedError
-
-    def consume(self, event):
-        raise NotImplementedError
 
     # state
     @property
@@ -123,6 +124,8 @@ class Subscriber:
     def kill(self, wait=False, timeout=None):
         """ON -> FAULT at once; queued events are dropped, a blocked emit raises Killed."""
         self._killed = True
+        # A listener waiting for a stop (wait_stop) ends too.
+        self._stop.set()
         self._finish(FAULT, Killed(f"{self.name} killed"))
         if wait:
             self.join(timeout)
@@ -131,8 +134,16 @@ class Subscriber:
         """Wait until OFF or FAULT; raises TimeoutError (as pvloom.sync does) on timeout."""
         if self._state == INIT:
             raise RuntimeError(f"{self.name}: join before start")
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not self._finished.wait(timeout):
             raise TimeoutError(f"{self.name} still {self._state} after {timeout} s")
+        # Finished: the runners leave their pvloom waits within a poll period. Waiting
+        # that long means none is left inside one when the interpreter exits (which
+        # aborts); a hook blocked in the application's own code is not waited for.
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                left = 4 * _POLL if deadline is None else min(4 * _POLL, max(0.0, deadline - time.monotonic()))
+                thread.join(left)
 
     # runners
     def _emit(self, event):
