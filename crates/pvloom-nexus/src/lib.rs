@@ -1,0 +1,7 @@
+//! Scans as BLISS records them, written as NeXus HDF5.
+//!
+//! Sources produce [`model::ScanEvent`]s: blissdata scans read from Redis, or pvloom's own
+//! CA monitors and LDMS sets recorded as scans. The NeXus writer consumes the same events,
+//! so every source gets the same file layout.
+
+pub mod model;
