@@ -8,6 +8,7 @@ mod demo_ldms;
 mod ioc_cmd;
 mod ldms_cmd;
 mod ldmsd_cmd;
+mod nexus_cmd;
 
 use std::io::IsTerminal as _;
 
@@ -42,6 +43,9 @@ enum Command {
     /// chirp tools (libchirp 1.2's wire): echo, send.
     #[command(subcommand)]
     Chirp(chirp_cmd::ChirpCommand),
+    /// NeXus HDF5 from BLISS scans: the session writer service on a blissdata Redis.
+    #[command(subcommand)]
+    Nexus(nexus_cmd::NexusCommand),
     /// An LDMS daemon (samplers, aggregator, store_csv) taking ldmsd's flags and config
     /// files: `pvloom ldmsd -x sock:PORT[:ADDR] -c FILE -F -v LEVEL`.
     #[command(disable_help_flag = true)]
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ioc(args) => ioc_cmd::run(&args),
         Command::Ldms(command) => ldms_cmd::run(command),
         Command::Chirp(command) => chirp_cmd::run(command),
+        Command::Nexus(command) => nexus_cmd::run(command),
         Command::Ldmsd { args } => {
             let argv: Vec<_> = std::iter::once("ldmsd".into()).chain(args).collect();
             ldmsd_cmd::main(&argv)

@@ -1,0 +1,8 @@
+//! The writer services: a scan writer per blissdata scan, and a session writer that starts
+//! them. Both are [`pvloom_core::subscriber::Subscriber`]s (INIT/ON/OFF/FAULT).
+
+mod scan;
+mod session;
+
+pub use scan::{NexusScanWriter, ScanProgress, ScanWriterOptions, WriterInput};
+pub use session::{FinishedScan, NexusSessionWriter};
