@@ -5,4 +5,5 @@
 //! so every source gets the same file layout.
 
 pub mod model;
-pub mod service;
+// pub mod service;
+pub mod record;

@@ -1,8 +1,10 @@
 //! The writer services: a scan writer per blissdata scan, and a session writer that starts
 //! them. Both are [`pvloom_core::subscriber::Subscriber`]s (INIT/ON/OFF/FAULT).
 
+mod record;
 mod scan;
 mod session;
 
+pub use record::{NexusRecording, RecordProgress};
 pub use scan::{NexusScanWriter, ScanProgress, ScanWriterOptions, WriterInput};
 pub use session::{FinishedScan, NexusSessionWriter};
