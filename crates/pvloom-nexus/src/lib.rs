@@ -4,6 +4,7 @@
 //! CA monitors and LDMS sets recorded as scans. The NeXus writer consumes the same events,
 //! so every source gets the same file layout.
 
+pub mod blissdata;
 pub mod model;
 // pub mod service;
 pub mod record;
