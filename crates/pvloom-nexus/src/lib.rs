@@ -5,3 +5,4 @@
 //! so every source gets the same file layout.
 
 pub mod model;
+pub mod nexus;
