@@ -57,7 +57,7 @@ with h5py.File(path, "r", **kw) as f:
                 got = got[:n] if got.ndim else got
             if got.dtype.kind == "c":
                 got = np.stack([got.real, got.imag], -1)
-            want = np.array(d["values"], dtype=float if got.dtype.kind in "fc" else None)
+            want = np.array(d["values"], dtype=float if got.dtype.kind in "fc" else (bool if got.dtype.kind == "b" else None))
             got_cmp = np.asarray(got, dtype=float if got.dtype.kind in "fc" else None)
             if got_cmp.shape != want.shape:
                 fail(f"{p}: values shape {got_cmp.shape} != {want.shape}")
