@@ -6,5 +6,6 @@
 
 pub mod blissdata;
 pub mod model;
-// pub mod service;
+pub mod nexus;
 pub mod record;
+pub mod service;

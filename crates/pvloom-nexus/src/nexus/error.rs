@@ -1,0 +1,29 @@
+//! The writer's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong while writing a scan.
+#[derive(Debug, thiserror::Error)]
+pub enum NexusError {
+    /// An HDF5 call failed. `detail` is HDF5's error stack, innermost first; `os` is the
+    /// operating system's cause when HDF5 reported one (e.g. `File too large`, `No space left`).
+    #[error("HDF5 {op} failed{}: {detail}", os.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    Hdf5 { op: String, detail: String, os: Option<io::Error> },
+    #[error("cannot create directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    /// The event does not fit the scan as known (no Begin yet, unknown stream, wrong size…).
+    #[error("scan event rejected: {0}")]
+    Event(String),
+}
+
+impl NexusError {
+    /// The operating system's cause, if the failure had one.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        match self {
+            NexusError::Hdf5 { os, .. } => os.as_ref(),
+            NexusError::Dir { source, .. } => Some(source),
+            NexusError::Event(_) => None,
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! A thin, owning layer over the HDF5 C library: handles that close themselves, and calls
+//! that turn HDF5's error stack (with its errno) into [`NexusError`].
+//!
+//! HDF5 (Debian's serial build) is not thread-safe: every call goes through [`lock`].
+
+use std::ffi::{CStr, CString, c_char, c_uint, c_void};
+use std::ptr;
+
+use hdf5_metno_sys::h5::{H5open, herr_t, hsize_t};
+use hdf5_metno_sys::h5a::{H5Acreate2, H5Adelete, H5Aexists, H5Awrite};
+use hdf5_metno_sys::h5d::{H5Dcreate2, H5Dflush, H5Dget_space, H5Dset_extent, H5Dwrite};
+use hdf5_metno_sys::h5e::{H5E_DEFAULT, H5E_WALK_DOWNWARD, H5E_error2_t, H5Eclear2, H5Eset_auto2, H5Ewalk2};
+use hdf5_metno_sys::h5f::{
+    H5F_ACC_RDWR, H5F_ACC_TRUNC, H5F_LIBVER_LATEST, H5F_SCOPE_GLOBAL, H5Fclose, H5Fcreate, H5Fflush, H5Fopen,
+    H5Fstart_swmr_write,
+};
+use hdf5_metno_sys::h5g::{H5Gcreate2, H5Gopen2};
+use hdf5_metno_sys::h5i::{H5Idec_ref, hid_t};
+use hdf5_metno_sys::h5l::{H5Lcreate_soft, H5Lexists};
+use hdf5_metno_sys::h5p::{
+    H5P_CLS_DATASET_CREATE, H5P_CLS_FILE_ACCESS, H5P_CLS_LINK_CREATE, H5P_DEFAULT, H5Pcreate, H5Pset_chunk,
+    H5Pset_create_intermediate_group, H5Pset_fill_value, H5Pset_libver_bounds,
+};
+use hdf5_metno_sys::h5s::{
+    H5S_ALL, H5S_SCALAR, H5S_SELECT_SET, H5S_UNLIMITED, H5Screate, H5Screate_simple, H5Sselect_hyperslab,
+};
+use hdf5_metno_sys::h5t::{H5T_C_S1, H5T_CSET_UTF8, H5T_VARIABLE, H5Tcopy, H5Tset_cset, H5Tset_size};
+use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
+
+use super::error::NexusError;
+
+static LOCK: ReentrantMutex<()> = ReentrantMutex::new(());
+
+/// Serialises HDF5 calls within the process; also initialises the library once.
+pub(crate) fn lock() -> ReentrantMutexGuard<'static, ()> {
+    let guard = LOCK.lock();
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| unsafe {
+        H5open();
+        // Errors come back as values; the automatic stderr printer stays off.
+        H5Eset_auto2(H5E_DEFAULT, None, ptr::null_mut());
+    });
+    guard
+}
+
+/// An HDF5 identifier this process owns; dropping it releases the reference.
+#[derive(Debug)]
+pub(crate) struct Id(hid_t);
+
+impl Id {
+    /// Takes ownership of a valid identifier.
+    pub(crate) fn from_raw(raw: hid_t) -> Id {
+        Id(raw)
+    }
+
+    pub(crate) fn raw(&self) -> hid_t {
+        self.0
+    }
+}
+
+impl Drop for Id {
+    fn drop(&mut self) {
+        let _guard = lock();
+        unsafe {
+            H5Idec_ref(self.0);
+        }
+    }
+}
+
+unsafe extern "C" fn collect(_n: c_uint, err: *const H5E_error2_t, data: *mut c_void) -> herr_t {
+    let out = unsafe { &mut *(data as *mut Vec<String>) };
+    let err = unsafe { &*err };
+    let text = |p: *const c_char| {
+        if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() }
+    };
+    out.push(format!("{}: {}", text(err.func_name), text(err.desc)));
+    0
+}
+
+/// The error for a failed call named `op`, from HDF5's current error stack.
+pub(crate) fn error(op: &str) -> NexusError {
+    let mut lines: Vec<String> = Vec::new();
+    unsafe {
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, Some(collect), &mut lines as *mut _ as *mut c_void);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    let detail = lines.join("; ");
+    let os = os_cause(&detail).map(std::io::Error::from_raw_os_error);
+    NexusError::Hdf5 { op: op.to_owned(), detail, os }
+}
+
+/// HDF5 writes an OS failure as `errno = 27, error message = 'File too large'`.
+pub(crate) fn os_cause(detail: &str) -> Option<i32> {
+    let at = detail.find("errno = ")? + "errno = ".len();
+    let digits: String = detail[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+fn id(raw: hid_t, op: &str) -> Result<Id, NexusError> {
+    if raw < 0 { Err(error(op)) } else { Ok(Id(raw)) }
+}
+
+fn check(status: herr_t, op: &str) -> Result<(), NexusError> {
+    if status < 0 { Err(error(op)) } else { Ok(()) }
+}
+
+pub(crate) fn cstr(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).expect("NULs removed")
+}
+
+fn fapl_latest() -> Result<Id, NexusError> {
+    let fapl = id(unsafe { H5Pcreate(*H5P_CLS_FILE_ACCESS) }, "H5Pcreate(fapl)")?;
+    check(unsafe { H5Pset_libver_bounds(fapl.raw(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) }, "H5Pset_libver_bounds")?;
+    Ok(fapl)
+}
+
+/// Creates (truncating) or opens a file read-write, with the latest format (SWMR needs it).
+pub(crate) fn open_file(path: &std::path::Path, create: bool) -> Result<Id, NexusError> {
+    let fapl = fapl_latest()?;
+    let name = cstr(&path.to_string_lossy());
+    let raw = unsafe {
+        if create {
+            H5Fcreate(name.as_ptr(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.raw())
+        } else {
+            H5Fopen(name.as_ptr(), H5F_ACC_RDWR, fapl.raw())
+        }
+    };
+    id(raw, if create { "H5Fcreate" } else { "H5Fopen" })
+}
+
+pub(crate) fn start_swmr(file: &Id) -> Result<(), NexusError> {
+    check(unsafe { H5Fstart_swmr_write(file.raw()) }, "H5Fstart_swmr_write")
+}
+
+pub(crate) fn flush(file: &Id) -> Result<(), NexusError> {
+    check(unsafe { H5Fflush(file.raw(), H5F_SCOPE_GLOBAL) }, "H5Fflush")
+}
+
+pub(crate) fn flush_dataset(dset: &Id) -> Result<(), NexusError> {
+    check(unsafe { H5Dflush(dset.raw()) }, "H5Dflush")
+}
+
+/// Closes a file now (rather than at drop), reporting a failure.
+pub(crate) fn close_file(file: Id) -> Result<(), NexusError> {
+    let raw = file.0;
+    std::mem::forget(file);
+    check(unsafe { H5Fclose(raw) }, "H5Fclose")
+}
+
+pub(crate) fn exists(loc: &Id, name: &str) -> bool {
+    let n = cstr(name);
+    unsafe { H5Lexists(loc.raw(), n.as_ptr(), H5P_DEFAULT) > 0 }
+}
+
+pub(crate) fn create_group(loc: &Id, name: &str) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    id(
+        unsafe { H5Gcreate2(loc.raw(), n.as_ptr(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) },
+        &format!("H5Gcreate2({name})"),
+    )
+}
+
+pub(crate) fn open_group(loc: &Id, name: &str) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    id(unsafe { H5Gopen2(loc.raw(), n.as_ptr(), H5P_DEFAULT) }, &format!("H5Gopen2({name})"))
+}
+
+/// A soft link `name` in `loc` to the absolute path `target`.
+pub(crate) fn soft_link(loc: &Id, name: &str, target: &str) -> Result<(), NexusError> {
+    let (n, t) = (cstr(name), cstr(target));
+    let lcpl = id(unsafe { H5Pcreate(*H5P_CLS_LINK_CREATE) }, "H5Pcreate(lcpl)")?;
+    unsafe { H5Pset_create_intermediate_group(lcpl.raw(), 1) };
+    check(
+        unsafe { H5Lcreate_soft(t.as_ptr(), loc.raw(), n.as_ptr(), lcpl.raw(), H5P_DEFAULT) },
+        &format!("H5Lcreate_soft({name})"),
+    )
+}
+
+/// The variable-length UTF-8 string type.
+pub(crate) fn vlen_str() -> Result<Id, NexusError> {
+    let t = id(unsafe { H5Tcopy(*H5T_C_S1) }, "H5Tcopy")?;
+    check(unsafe { H5Tset_size(t.raw(), H5T_VARIABLE) }, "H5Tset_size")?;
+    check(unsafe { H5Tset_cset(t.raw(), H5T_CSET_UTF8) }, "H5Tset_cset")?;
+    Ok(t)
+}
+
+fn simple_space(dims: &[u64], max: Option<&[u64]>) -> Result<Id, NexusError> {
+    if dims.is_empty() {
+        return id(unsafe { H5Screate(H5S_SCALAR) }, "H5Screate");
+    }
+    let max_ptr = max.map_or(ptr::null(), |m| m.as_ptr());
+    id(unsafe { H5Screate_simple(dims.len() as i32, dims.as_ptr(), max_ptr) }, "H5Screate_simple")
+}
+
+/// Writes a string attribute (variable-length UTF-8), replacing any existing one.
+pub(crate) fn attr_str(loc: &Id, name: &str, value: &str) -> Result<(), NexusError> {
+    attr_strs(loc, name, &[value], true)
+}
+
+/// Writes a string attribute; `scalar` false makes it a 1-D array.
+pub(crate) fn attr_strs(loc: &Id, name: &str, values: &[&str], scalar: bool) -> Result<(), NexusError> {
+    let n = cstr(name);
+    unsafe {
+        if H5Aexists(loc.raw(), n.as_ptr()) > 0 {
+            check(H5Adelete(loc.raw(), n.as_ptr()), "H5Adelete")?;
+        }
+    }
+    let t = vlen_str()?;
+    let space = if scalar { simple_space(&[], None)? } else { simple_space(&[values.len() as u64], None)? };
+    let a = id(
+        unsafe { H5Acreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, H5P_DEFAULT) },
+        &format!("H5Acreate2({name})"),
+    )?;
+    let owned: Vec<CString> = values.iter().map(|v| cstr(v)).collect();
+    let ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+    check(unsafe { H5Awrite(a.raw(), t.raw(), ptrs.as_ptr() as *const c_void) }, &format!("H5Awrite({name})"))
+}
+
+/// Writes a numeric attribute of type `t` from raw bytes (one element per `values` entry).
+pub(crate) fn attr_raw(loc: &Id, name: &str, t: &Id, bytes: &[u8], dims: &[u64]) -> Result<(), NexusError> {
+    let n = cstr(name);
+    unsafe {
+        if H5Aexists(loc.raw(), n.as_ptr()) > 0 {
+            check(H5Adelete(loc.raw(), n.as_ptr()), "H5Adelete")?;
+        }
+    }
+    let space = simple_space(dims, None)?;
+    let a = id(
+        unsafe { H5Acreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, H5P_DEFAULT) },
+        &format!("H5Acreate2({name})"),
+    )?;
+    check(unsafe { H5Awrite(a.raw(), t.raw(), bytes.as_ptr() as *const c_void) }, &format!("H5Awrite({name})"))
+}
+
+/// A scalar string dataset.
+pub(crate) fn dataset_str(loc: &Id, name: &str, value: &str) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    let t = vlen_str()?;
+    let space = simple_space(&[], None)?;
+    let d = id(
+        unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) },
+        &format!("H5Dcreate2({name})"),
+    )?;
+    let c = cstr(value);
+    let p: *const c_char = c.as_ptr();
+    check(
+        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p as *const _ as *const c_void) },
+        &format!("H5Dwrite({name})"),
+    )?;
+    Ok(d)
+}
+
+/// A fixed-size dataset of type `t` with these bytes.
+pub(crate) fn dataset_raw(loc: &Id, name: &str, t: &Id, dims: &[u64], bytes: &[u8]) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    let space = simple_space(dims, None)?;
+    let d = id(
+        unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) },
+        &format!("H5Dcreate2({name})"),
+    )?;
+    check(
+        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.as_ptr() as *const c_void) },
+        &format!("H5Dwrite({name})"),
+    )?;
+    Ok(d)
+}
+
+/// An empty, chunked dataset, unlimited along every axis (axis 0 is the point axis), with
+/// an optional fill value (bytes of one element of `t`).
+pub(crate) fn dataset_extendable(
+    loc: &Id,
+    name: &str,
+    t: &Id,
+    dims: &[u64],
+    chunk: &[u64],
+    fill: Option<&[u8]>,
+) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    let max = vec![H5S_UNLIMITED; dims.len()];
+    let space = simple_space(dims, Some(&max))?;
+    let dcpl = id(unsafe { H5Pcreate(*H5P_CLS_DATASET_CREATE) }, "H5Pcreate(dcpl)")?;
+    check(unsafe { H5Pset_chunk(dcpl.raw(), chunk.len() as i32, chunk.as_ptr()) }, "H5Pset_chunk")?;
+    if let Some(fill) = fill {
+        check(unsafe { H5Pset_fill_value(dcpl.raw(), t.raw(), fill.as_ptr() as *const c_void) }, "H5Pset_fill_value")?;
+    }
+    id(
+        unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, dcpl.raw(), H5P_DEFAULT) },
+        &format!("H5Dcreate2({name})"),
+    )
+}
+
+pub(crate) fn set_extent(dset: &Id, dims: &[u64]) -> Result<(), NexusError> {
+    check(unsafe { H5Dset_extent(dset.raw(), dims.as_ptr()) }, "H5Dset_extent")
+}
+
+/// Writes `buf` (elements of memory type `t`, C-order over `count`) into the block of
+/// `dset` that starts at `start`.
+pub(crate) fn write_block(
+    dset: &Id,
+    t: &Id,
+    start: &[u64],
+    count: &[u64],
+    buf: *const c_void,
+) -> Result<(), NexusError> {
+    let file_space = id(unsafe { H5Dget_space(dset.raw()) }, "H5Dget_space")?;
+    let zero: *const hsize_t = ptr::null();
+    check(
+        unsafe { H5Sselect_hyperslab(file_space.raw(), H5S_SELECT_SET, start.as_ptr(), zero, count.as_ptr(), zero) },
+        "H5Sselect_hyperslab",
+    )?;
+    let mem_space = simple_space(count, None)?;
+    check(unsafe { H5Dwrite(dset.raw(), t.raw(), mem_space.raw(), file_space.raw(), H5P_DEFAULT, buf) }, "H5Dwrite")
+}
+
+/// The HDF5 library's version, `1.10.8`.
+pub(crate) fn lib_version() -> String {
+    let (mut a, mut b, mut c) = (0, 0, 0);
+    unsafe { hdf5_metno_sys::h5::H5get_libversion(&mut a, &mut b, &mut c) };
+    format!("{a}.{b}.{c}")
+}

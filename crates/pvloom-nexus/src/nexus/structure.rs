@@ -1,0 +1,238 @@
+//! Creating an entry's whole structure at Begin (SWMR forbids new objects later), and its
+//! end-of-scan part once SWMR is over.
+
+use serde_json::Value;
+
+use super::dtype::h5_type;
+use super::error::NexusError;
+use super::h5::{self, Id};
+use super::layout::{Kind, Layout};
+use crate::model::{Dtype, ElementType, Encoding, ScanMeta};
+
+/// The NeXus version the layout follows.
+pub const NEXUS_VERSION: &str = "v2020.10";
+
+pub(crate) fn group(loc: &Id, name: &str, class: &str) -> Result<Id, NexusError> {
+    let g = if h5::exists(loc, name) { h5::open_group(loc, name)? } else { h5::create_group(loc, name)? };
+    h5::attr_str(&g, "NX_class", class)?;
+    Ok(g)
+}
+
+fn f64_type() -> Result<Id, NexusError> {
+    h5_type(Dtype::little(ElementType::F64))
+}
+
+fn i64_type() -> Result<Id, NexusError> {
+    h5_type(Dtype::little(ElementType::I64))
+}
+
+/// A JSON value as a scalar dataset: numbers as float64, booleans and strings as given,
+/// anything else as its JSON text.
+pub(crate) fn value_dataset(loc: &Id, name: &str, v: &Value) -> Result<Id, NexusError> {
+    match v {
+        Value::Number(n) if n.is_i64() => {
+            h5::dataset_raw(loc, name, &i64_type()?, &[], &n.as_i64().unwrap_or(0).to_le_bytes())
+        }
+        Value::Number(n) => {
+            h5::dataset_raw(loc, name, &f64_type()?, &[], &n.as_f64().unwrap_or(f64::NAN).to_le_bytes())
+        }
+        Value::Null => h5::dataset_raw(loc, name, &f64_type()?, &[], &f64::NAN.to_le_bytes()),
+        Value::String(s) => h5::dataset_str(loc, name, s),
+        other => h5::dataset_str(loc, name, &other.to_string()),
+    }
+}
+
+/// Root attributes of a new file (or of one a scan appends to: `default` moves to the new
+/// entry, `file_time` to now).
+pub(crate) fn root(file: &Id, path: &std::path::Path, creator: &str, entry: &str, new: bool) -> Result<(), NexusError> {
+    if new {
+        h5::attr_str(file, "NX_class", "NXroot")?;
+        h5::attr_str(file, "creator", creator)?;
+        h5::attr_str(file, "file_name", &path.to_string_lossy())?;
+        h5::attr_str(file, "HDF5_Version", &h5::lib_version())?;
+        h5::attr_str(file, "NeXus_version", NEXUS_VERSION)?;
+    }
+    h5::attr_str(file, "file_time", &now_iso())?;
+    h5::attr_str(file, "default", entry)
+}
+
+pub(crate) fn now_iso() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+/// The first free entry name `N.k`, k from 1.
+pub(crate) fn entry_name(file: &Id, number: u64) -> String {
+    (1u64..).map(|k| format!("{number}.{k}")).find(|n| !h5::exists(file, n)).expect("a free name")
+}
+
+/// The datasets a stream is written to.
+pub(crate) struct Created {
+    pub dataset: Id,
+    /// Per-point shapes of a variable-shape stream.
+    pub shapes: Option<Id>,
+    pub h5_type: Id,
+}
+
+fn chunk_points(point_bytes: usize) -> u64 {
+    ((1 << 16) / point_bytes.max(1)).clamp(1, 4096) as u64
+}
+
+/// Creates the entry's structure; returns the stream datasets, in stream order.
+pub(crate) fn create_entry(
+    entry: &Id,
+    meta: &ScanMeta,
+    layout: &Layout,
+    info: &Value,
+) -> Result<Vec<Created>, NexusError> {
+    h5::attr_str(entry, "NX_class", "NXentry")?;
+    if let Some(p) = layout.plots.first() {
+        h5::attr_str(entry, "default", &p.name)?;
+    }
+    let title = info.get("title").and_then(Value::as_str).unwrap_or(&meta.identity.name);
+    h5::dataset_str(entry, "title", title)?;
+    let start = info.get("start_time").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now_iso);
+    h5::dataset_str(entry, "start_time", &start)?;
+    let instrument = group(entry, "instrument", "NXinstrument")?;
+    h5::dataset_str(&instrument, "name", meta.identity.session.as_str())?;
+    let mut created = Vec::with_capacity(meta.streams.len());
+    for (desc, place) in meta.streams.iter().zip(&layout.streams) {
+        let g = group(entry, &place.group, if place.motor { "NXpositioner" } else { "NXdetector" })?;
+        let c = match (&desc.encoding, &place.kind) {
+            (Encoding::Numeric { dtype, .. }, Kind::Fixed(shape)) => {
+                let t = h5_type(*dtype)?;
+                let mut dims = vec![0u64];
+                dims.extend(shape.iter().map(|&d| d as u64));
+                let mut chunk = vec![chunk_points(desc.encoding.point_size().unwrap_or(1))];
+                chunk.extend(shape.iter().map(|&d| d.max(1) as u64));
+                let d = h5::dataset_extendable(&g, &place.dataset, &t, &dims, &chunk, None)?;
+                Created { dataset: d, shapes: None, h5_type: t }
+            }
+            (Encoding::Numeric { dtype, .. }, Kind::Variable(rank)) => {
+                let t = h5_type(*dtype)?;
+                let dims = vec![0u64; rank + 1];
+                let mut chunk = vec![1u64];
+                chunk.extend(std::iter::repeat_n(if *rank == 1 { 1024 } else { 64 }, *rank));
+                let fill = super::dtype::fill_value(*dtype);
+                let d = h5::dataset_extendable(&g, &place.dataset, &t, &dims, &chunk, Some(&fill))?;
+                h5::attr_str(&d, "shapes", &format!("{}_shape", place.dataset))?;
+                let it = i64_type()?;
+                let s = h5::dataset_extendable(
+                    &g,
+                    &format!("{}_shape", place.dataset),
+                    &it,
+                    &[0, *rank as u64],
+                    &[256, (*rank).max(1) as u64],
+                    None,
+                )?;
+                Created { dataset: d, shapes: Some(s), h5_type: t }
+            }
+            _ => {
+                let t = h5::vlen_str()?;
+                let d = h5::dataset_extendable(&g, &place.dataset, &t, &[0], &[64], None)?;
+                Created { dataset: d, shapes: None, h5_type: t }
+            }
+        };
+        if let Some(unit) = desc.info.get("unit").or_else(|| desc.info.get("units")).and_then(Value::as_str) {
+            h5::attr_str(&c.dataset, "units", unit)?;
+        }
+        h5::attr_str(
+            &c.dataset,
+            "interpretation",
+            match &place.kind {
+                Kind::Fixed(s) if s.len() == 2 => "image",
+                Kind::Fixed(s) if s.len() == 1 => "spectrum",
+                Kind::Variable(2) => "image",
+                Kind::Variable(_) => "spectrum",
+                _ => "scalar",
+            },
+        )?;
+        created.push(c);
+    }
+    // Motor positions at the start.
+    let positions = info.pointer("/positioners/positioners_start").cloned().unwrap_or(Value::Null);
+    positioners(&instrument, "positioners_start", &positions, info)?;
+    // measurement: a link to every stream's data.
+    let measurement = group(entry, "measurement", "NXcollection")?;
+    let entry_path = entry_path(entry)?;
+    for place in &layout.streams {
+        h5::soft_link(&measurement, &place.measurement, &format!("{entry_path}/{}", place.path()))?;
+    }
+    // Plots.
+    for plot in &layout.plots {
+        let g = group(entry, &plot.name, "NXdata")?;
+        let name = |i: usize| layout.streams[i].measurement.clone();
+        for &i in plot.signals.iter().chain(&plot.axes) {
+            h5::soft_link(&g, &name(i), &format!("{entry_path}/{}", layout.streams[i].path()))?;
+        }
+        h5::attr_str(&g, "signal", &name(plot.signals[0]))?;
+        if plot.signals.len() > 1 {
+            let aux: Vec<String> = plot.signals[1..].iter().map(|&i| name(i)).collect();
+            let aux: Vec<&str> = aux.iter().map(String::as_str).collect();
+            h5::attr_strs(&g, "auxiliary_signals", &aux, false)?;
+        }
+        if !plot.axes.is_empty() {
+            let axes: Vec<String> = plot.axes.iter().map(|&i| name(i)).collect();
+            let axes: Vec<&str> = axes.iter().map(String::as_str).collect();
+            h5::attr_strs(&g, "axes", &axes, false)?;
+            for (k, a) in axes.iter().enumerate() {
+                h5::attr_raw(&g, &format!("{a}_indices"), &i64_type()?, &(k as i64).to_le_bytes(), &[])?;
+            }
+        }
+        if let Some(interp) = plot.interpretation {
+            h5::attr_str(&g, "interpretation", interp)?;
+        }
+    }
+    Ok(created)
+}
+
+fn entry_path(entry: &Id) -> Result<String, NexusError> {
+    let mut buf = vec![0u8; 1024];
+    let n = unsafe { hdf5_metno_sys::h5i::H5Iget_name(entry.raw(), buf.as_mut_ptr() as *mut _, buf.len()) };
+    if n < 0 {
+        return Err(h5::error("H5Iget_name"));
+    }
+    buf.truncate(n as usize);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// An NXcollection of motor positions (`name: value`, with `units` from
+/// `positioners.positioners_units`).
+pub(crate) fn positioners(instrument: &Id, name: &str, positions: &Value, info: &Value) -> Result<(), NexusError> {
+    let g = group(instrument, name, "NXcollection")?;
+    if let Some(map) = positions.as_object() {
+        for (motor, v) in map {
+            let motor = super::layout::clean(motor);
+            if h5::exists(&g, &motor) {
+                continue;
+            }
+            let d = value_dataset(&g, &motor, v)?;
+            if let Some(unit) = info
+                .pointer("/positioners/positioners_units")
+                .and_then(|u| u.get(motor.as_str()))
+                .and_then(Value::as_str)
+            {
+                h5::attr_str(&d, "units", unit)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The end of an entry: `end_time`, `end_reason`, end positions in `instrument/positioners`.
+pub(crate) fn write_end(entry: &Id, info: &Value, end_reason: &str) -> Result<(), NexusError> {
+    let end = info.get("end_time").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now_iso);
+    if !h5::exists(entry, "end_time") {
+        h5::dataset_str(entry, "end_time", &end)?;
+    }
+    if !h5::exists(entry, "end_reason") {
+        h5::dataset_str(entry, "end_reason", end_reason)?;
+    }
+    let instrument = h5::open_group(entry, "instrument")?;
+    let positions = info
+        .pointer("/positioners/positioners_end")
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+        .or_else(|| info.pointer("/positioners/positioners_start"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    positioners(&instrument, "positioners", &positions, info)
+}

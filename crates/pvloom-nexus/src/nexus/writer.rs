@@ -1,0 +1,377 @@
+//! [`ScanWriter`]: one scan's events in, one NXentry out.
+
+use std::ffi::{c_char, c_void};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::error::NexusError;
+use super::h5::{self, Id};
+use super::layout::{self, Kind, Layout};
+use super::points;
+use super::registry::Claim;
+use super::structure::{self, Created};
+use crate::model::{Encoding, Points, ScanEvent, ScanMeta, ScanState};
+
+/// How the writer writes.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Points are flushed to the file at least this often (readers see them then).
+    pub flush_interval: Duration,
+    /// Write in SWMR mode, so readers can follow a running scan.
+    pub swmr: bool,
+    /// Where a scan whose info names no `filename` goes: `<default_dir>/<session or name>.h5`.
+    pub default_dir: PathBuf,
+    /// The root's `creator` attribute.
+    pub creator: String,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            flush_interval: Duration::from_millis(500),
+            swmr: true,
+            default_dir: PathBuf::from("."),
+            creator: format!("pvloom-nexus {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+struct Sink {
+    created: Created,
+    encoding: Encoding,
+    kind: Kind,
+    /// Points along axis 0.
+    len: u64,
+    /// Current extent of the other axes (variable-shape streams grow them).
+    inner: Vec<usize>,
+}
+
+struct Scan {
+    file: Option<Id>,
+    entry: Option<Id>,
+    sinks: Vec<Sink>,
+    info: Value,
+    swmr_on: bool,
+    dirty: bool,
+    last_flush: Instant,
+    _claim: Claim,
+}
+
+/// Writes one scan as one NXentry (see the module documentation for the layout).
+pub struct ScanWriter {
+    config: WriterConfig,
+    scan: Option<Scan>,
+    path: Option<PathBuf>,
+    entry: Option<String>,
+    points: u64,
+    closed: bool,
+}
+
+impl ScanWriter {
+    pub fn new(config: WriterConfig) -> ScanWriter {
+        ScanWriter { config, scan: None, path: None, entry: None, points: 0, closed: false }
+    }
+
+    /// Consumes one event.
+    pub fn handle(&mut self, event: ScanEvent) -> Result<(), NexusError> {
+        let _g = h5::lock();
+        if self.closed {
+            return Err(NexusError::Event("the scan is already closed".into()));
+        }
+        match event {
+            ScanEvent::Begin(meta) => self.begin(*meta),
+            ScanEvent::State(ScanState::Closed) => {
+                let reason =
+                    self.scan()?.info.get("end_reason").and_then(Value::as_str).unwrap_or("SUCCESS").to_owned();
+                self.finish(&reason)
+            }
+            ScanEvent::State(_) => self.scan().map(|_| ()),
+            ScanEvent::Info(info) => {
+                self.scan_mut()?.info = info;
+                Ok(())
+            }
+            ScanEvent::Data { stream, first_index, points } => {
+                self.data(stream, first_index, points)?;
+                self.tick(Instant::now())
+            }
+            ScanEvent::Sealed { stream, total } => {
+                let scan = self.scan_mut()?;
+                let sink = scan.sinks.get(stream).ok_or_else(|| NexusError::Event(format!("no stream {stream}")))?;
+                if sink.len != total {
+                    tracing::warn!(
+                        stream,
+                        total,
+                        written = sink.len,
+                        "stream sealed with a different point count than written"
+                    );
+                }
+                Ok(())
+            }
+            ScanEvent::Fault(fault) => self.finish(&format!("FAILURE: {}", fault.reason)),
+        }
+    }
+
+    /// Flushes if the flush interval passed since the last flush.
+    pub fn tick(&mut self, now: Instant) -> Result<(), NexusError> {
+        let _g = h5::lock();
+        let interval = self.config.flush_interval;
+        let Some(scan) = self.scan.as_mut() else { return Ok(()) };
+        if scan.dirty && now.saturating_duration_since(scan.last_flush) >= interval {
+            Self::flush(scan)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the scan as failed with `reason`, flushing what was written. Idempotent.
+    pub fn abort(&mut self, reason: &str) -> Result<(), NexusError> {
+        let _g = h5::lock();
+        if self.closed || self.scan.is_none() {
+            self.closed = true;
+            return Ok(());
+        }
+        self.finish(&format!("FAILURE: {reason}"))
+    }
+
+    /// Points written so far, all streams together.
+    pub fn points_written(&self) -> u64 {
+        self.points
+    }
+
+    pub fn file_path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn entry_name(&self) -> Option<&str> {
+        self.entry.as_deref()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn scan(&self) -> Result<&Scan, NexusError> {
+        self.scan.as_ref().ok_or_else(|| NexusError::Event("no Begin before this event".into()))
+    }
+
+    fn scan_mut(&mut self) -> Result<&mut Scan, NexusError> {
+        self.scan.as_mut().ok_or_else(|| NexusError::Event("no Begin before this event".into()))
+    }
+
+    fn target(&self, meta: &ScanMeta) -> PathBuf {
+        if let Some(f) = meta.info.get("filename").and_then(Value::as_str).filter(|f| !f.is_empty()) {
+            return PathBuf::from(f);
+        }
+        let stem = if meta.identity.session.is_empty() { &meta.identity.name } else { &meta.identity.session };
+        let stem = if stem.is_empty() { "scan" } else { stem };
+        self.config.default_dir.join(format!("{}.h5", layout::clean(stem)))
+    }
+
+    fn begin(&mut self, meta: ScanMeta) -> Result<(), NexusError> {
+        if self.scan.is_some() {
+            return Err(NexusError::Event("a second Begin for one writer".into()));
+        }
+        let wanted = self.target(&meta);
+        if let Some(dir) = wanted.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| NexusError::Dir { path: dir.to_owned(), source })?;
+        }
+        let (path, claim) = match Claim::try_claim(&wanted) {
+            Some(c) => (wanted, c),
+            None => {
+                let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let alt = wanted.with_file_name(format!("{stem}_{}.h5", meta.identity.number));
+                tracing::warn!(file = %wanted.display(), instead = %alt.display(), "file in use by another scan; writing this scan to a sibling file");
+                let c = Claim::try_claim(&alt).ok_or_else(|| {
+                    NexusError::Event(format!("{} and {} are both in use", wanted.display(), alt.display()))
+                })?;
+                (alt, c)
+            }
+        };
+        let name = h5::cstr(&path.to_string_lossy());
+        let existing = path.exists() && unsafe { hdf5_metno_sys::h5f::H5Fis_hdf5(name.as_ptr()) } > 0;
+        let file = h5::open_file(&path, !existing)?;
+        let entry_name = structure::entry_name(&file, meta.identity.number);
+        structure::root(&file, &path, &self.config.creator, &entry_name, !existing)?;
+        let plan: Layout = layout::plan(&meta);
+        let entry = h5::create_group(&file, &entry_name)?;
+        let created = structure::create_entry(&entry, &meta, &plan, &meta.info)?;
+        let sinks = created
+            .into_iter()
+            .zip(meta.streams.iter().zip(plan.streams))
+            .map(|(created, (desc, place))| {
+                let inner = match &place.kind {
+                    Kind::Fixed(s) => s.clone(),
+                    Kind::Variable(r) => vec![0; *r],
+                    Kind::Json => vec![],
+                };
+                Sink { created, encoding: desc.encoding.clone(), kind: place.kind, len: 0, inner }
+            })
+            .collect();
+        h5::flush(&file)?;
+        if self.config.swmr {
+            h5::start_swmr(&file)?;
+        }
+        tracing::info!(file = %path.display(), entry = %entry_name, swmr = self.config.swmr, "scan entry created");
+        self.path = Some(path);
+        self.entry = Some(entry_name);
+        self.scan = Some(Scan {
+            file: Some(file),
+            entry: Some(entry),
+            sinks,
+            info: meta.info,
+            swmr_on: self.config.swmr,
+            dirty: false,
+            last_flush: Instant::now(),
+            _claim: claim,
+        });
+        Ok(())
+    }
+
+    fn data(&mut self, stream: usize, first: u64, batch: Points) -> Result<(), NexusError> {
+        let scan = self.scan_mut()?;
+        let sink = scan.sinks.get_mut(stream).ok_or_else(|| NexusError::Event(format!("no stream {stream}")))?;
+        let n = batch.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        let bad = |m: String| NexusError::Event(format!("stream {stream}: {m}"));
+        let dset = &sink.created.dataset;
+        let t = &sink.created.h5_type;
+        match (&sink.kind, &batch) {
+            (Kind::Fixed(shape), Points::Fixed { count, bytes }) => {
+                points::check_fixed(*count, bytes, sink.encoding.point_size().unwrap_or(0)).map_err(bad)?;
+                let end = sink.len.max(first + n);
+                let mut dims = vec![end];
+                dims.extend(shape.iter().map(|&d| d as u64));
+                if end != sink.len {
+                    h5::set_extent(dset, &dims)?;
+                }
+                let mut start = vec![first];
+                start.extend(shape.iter().map(|_| 0));
+                dims[0] = n;
+                h5::write_block(dset, t, &start, &dims, bytes.as_ptr() as *const c_void)?;
+                sink.len = end;
+            }
+            (Kind::Variable(rank), Points::Variable(pts)) => {
+                let Encoding::Numeric { dtype, .. } = &sink.encoding else {
+                    unreachable!("variable streams are numeric")
+                };
+                let elem = dtype.element.size();
+                let mut block = vec![0usize; *rank];
+                for (shape, bytes) in pts {
+                    points::check_variable(shape, bytes, *rank, elem).map_err(bad)?;
+                    block = points::grow_shape(&block, shape);
+                }
+                let grown = points::grow_shape(&sink.inner, &block);
+                let end = sink.len.max(first + n);
+                if end != sink.len || grown != sink.inner {
+                    let mut dims = vec![end];
+                    dims.extend(grown.iter().map(|&d| d as u64));
+                    h5::set_extent(dset, &dims)?;
+                    if let Some(s) = &sink.created.shapes {
+                        h5::set_extent(s, &[end, *rank as u64])?;
+                    }
+                }
+                sink.inner = grown;
+                // One block for the batch, each point padded to the batch's largest shape.
+                let fill = super::dtype::fill_value(*dtype);
+                let mut buf = Vec::new();
+                let mut shapes = Vec::with_capacity(pts.len() * rank);
+                for (shape, bytes) in pts {
+                    buf.extend(points::pad_point(bytes, shape, &block, elem, &fill));
+                    shapes.extend(shape.iter().map(|&d| d as i64));
+                }
+                if block.iter().all(|&d| d > 0) {
+                    let mut count = vec![n];
+                    count.extend(block.iter().map(|&d| d as u64));
+                    let mut start = vec![first];
+                    start.extend(block.iter().map(|_| 0));
+                    h5::write_block(dset, t, &start, &count, buf.as_ptr() as *const c_void)?;
+                }
+                if let Some(s) = &sink.created.shapes
+                    && *rank > 0
+                {
+                    let it = super::dtype::h5_type(crate::model::Dtype::little(crate::model::ElementType::I64))?;
+                    let le: Vec<u8> = shapes.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    h5::write_block(s, &it, &[first, 0], &[n, *rank as u64], le.as_ptr() as *const c_void)?;
+                }
+                sink.len = end;
+            }
+            (Kind::Json, Points::Json(values)) => {
+                let end = sink.len.max(first + n);
+                if end != sink.len {
+                    h5::set_extent(dset, &[end])?;
+                }
+                let texts: Vec<_> = values.iter().map(|v| h5::cstr(&points::json_text(v))).collect();
+                let ptrs: Vec<*const c_char> = texts.iter().map(|c| c.as_ptr()).collect();
+                h5::write_block(dset, t, &[first], &[n], ptrs.as_ptr() as *const c_void)?;
+                sink.len = end;
+            }
+            (kind, _) => return Err(bad(format!("points do not match the stream's encoding ({kind:?})"))),
+        }
+        scan.dirty = true;
+        self.points += n;
+        Ok(())
+    }
+
+    fn flush(scan: &mut Scan) -> Result<(), NexusError> {
+        if let Some(file) = &scan.file {
+            if scan.swmr_on {
+                for s in &scan.sinks {
+                    h5::flush_dataset(&s.created.dataset)?;
+                }
+            }
+            h5::flush(file)?;
+        }
+        scan.dirty = false;
+        scan.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Ends the entry: flush, leave SWMR (close and reopen without it: the end needs new
+    /// datasets), write the end, close. The writer is closed afterwards even if this fails.
+    fn finish(&mut self, reason: &str) -> Result<(), NexusError> {
+        self.closed = true;
+        let Some(mut scan) = self.scan.take() else { return Ok(()) };
+        let path = self.path.clone().unwrap_or_default();
+        let entry_name = self.entry.clone().unwrap_or_default();
+        let result = (|| {
+            let flushed = Self::flush(&mut scan);
+            scan.sinks.clear();
+            let mut entry = scan.entry.take();
+            let mut file = scan.file.take().expect("an open scan has its file");
+            flushed?;
+            if scan.swmr_on {
+                drop(entry.take());
+                h5::close_file(file)?;
+                file = h5::open_file(&path, false)?;
+                entry = Some(h5::open_group(&file, &entry_name)?);
+            }
+            let entry = entry.expect("the entry");
+            structure::write_end(&entry, &scan.info, reason)?;
+            drop(entry);
+            h5::close_file(file)
+        })();
+        match &result {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), entry = %entry_name, reason, points = self.points, "scan entry closed")
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), entry = %entry_name, error = %e, "closing the scan entry failed")
+            }
+        }
+        result
+    }
+}
+
+impl Drop for ScanWriter {
+    fn drop(&mut self) {
+        if !self.closed
+            && self.scan.is_some()
+            && let Err(e) = self.abort("writer dropped before the scan ended")
+        {
+            tracing::error!(error = %e, "closing the scan entry on drop failed");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! A 1-D ascan written whole: every value, dtype, link, attribute and plot attribute read
+//! back with h5py, and the file validated against the NeXus base classes.
+
+mod nexus_support;
+
+use nexus_support::*;
+use pvloom_nexus::model::{ScanEvent, ScanState};
+use serde_json::json;
+
+#[test]
+fn ascan_file_reads_back_and_validates() {
+    let dir = TempDir::new("ascan");
+    let file = dir.path().join("sample/demo_0001.h5");
+    let n = 11;
+    let mut w = writer(dir.path());
+    w.handle(ScanEvent::Begin(Box::new(ascan_meta(&file, 7, n, vec![])))).unwrap();
+    w.handle(ScanEvent::State(ScanState::Started)).unwrap();
+    for (from, to) in [(0, 3), (3, 4), (4, 11)] {
+        for e in ascan_points(from, to, n) {
+            w.handle(e).unwrap();
+        }
+    }
+    for s in 0..3 {
+        w.handle(ScanEvent::Sealed { stream: s, total: n as u64 }).unwrap();
+    }
+    let mut info = ascan_info(&file, 7, n);
+    info["end_time"] = json!("2026-12-03T04:50:02.000000+00:00");
+    info["end_reason"] = json!("SUCCESS");
+    info["positioners"]["positioners_end"]["sy"] = json!(1.0);
+    w.handle(ScanEvent::Info(info)).unwrap();
+    assert!(!w.is_closed());
+    w.handle(closed()).unwrap();
+    assert!(w.is_closed());
+    assert_eq!(w.points_written(), 3 * n as u64);
+    assert_eq!(w.file_path(), Some(file.as_path()));
+    assert_eq!(w.entry_name(), Some("7.1"));
+    assert!(w.handle(closed()).is_err(), "events after the end are refused");
+
+    let expect = merge(
+        ascan_expect("7.1", n),
+        json!({
+            "datasets": {
+                "/7.1/end_time": {"strings": "2026-12-03T04:50:02.000000+00:00"},
+                "/7.1/end_reason": {"strings": "SUCCESS"},
+                "/7.1/instrument/positioners/sy": {"values": 1.0},
+                "/7.1/instrument/positioners/sz": {"values": 1.5},
+            },
+            "attrs": {"/": {"default": "7.1", "file_name": file.to_str().unwrap()}, "/7.1/instrument/positioners": {"NX_class": "NXcollection"}},
+        }),
+    );
+    check_file(dir.path(), &file, &expect);
+    validate(&file, &["7.1"]);
+}
+
+#[test]
+fn default_file_name_and_default_plot() {
+    // No filename and no plots in the info: <default_dir>/<session>.h5, scalars vs the motor.
+    let dir = TempDir::new("defaults");
+    let n = 4;
+    let mut meta = ascan_meta(std::path::Path::new("unused"), 3, n, vec![]);
+    let info = meta.info.as_object_mut().unwrap();
+    info.remove("filename");
+    info.remove("plots");
+    let mut w = writer(dir.path());
+    w.handle(ScanEvent::Begin(Box::new(meta))).unwrap();
+    for e in ascan_points(0, n, n) {
+        w.handle(e).unwrap();
+    }
+    w.handle(closed()).unwrap();
+    let file = dir.path().join("demo.h5");
+    assert_eq!(w.file_path(), Some(file.as_path()));
+    let expect = json!({
+        "attrs": {
+            "/3.1": {"default": "plotselect"},
+            "/3.1/plotselect": {"NX_class": "NXdata", "signal": "elapsed_time", "auxiliary_signals": ["diode"], "axes": ["sy"], "sy_indices": 0},
+        },
+        "datasets": {"/3.1/end_reason": {"strings": "SUCCESS"}, "/3.1/plotselect/diode": {"shape": [n]}},
+        "links": {"/3.1/plotselect/sy": "/3.1/instrument/sy/value"},
+    });
+    check_file(dir.path(), &file, &expect);
+    validate(&file, &["3.1"]);
+}
