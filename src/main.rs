@@ -9,6 +9,7 @@ mod ioc_cmd;
 mod ldms_cmd;
 mod ldmsd_cmd;
 mod nexus_cmd;
+mod record_cmd;
 
 use std::io::IsTerminal as _;
 
@@ -46,6 +47,8 @@ enum Command {
     /// NeXus HDF5 from BLISS scans: the session writer service on a blissdata Redis.
     #[command(subcommand)]
     Nexus(nexus_cmd::NexusCommand),
+    /// Record CA PVs and LDMS sets into a NeXus file as one scan (BLISS's layout).
+    Record(record_cmd::RecordArgs),
     /// An LDMS daemon (samplers, aggregator, store_csv) taking ldmsd's flags and config
     /// files: `pvloom ldmsd -x sock:PORT[:ADDR] -c FILE -F -v LEVEL`.
     #[command(disable_help_flag = true)]
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ldms(command) => ldms_cmd::run(command),
         Command::Chirp(command) => chirp_cmd::run(command),
         Command::Nexus(command) => nexus_cmd::run(command),
+        Command::Record(args) => record_cmd::run(&args),
         Command::Ldmsd { args } => {
             let argv: Vec<_> = std::iter::once("ldmsd".into()).chain(args).collect();
             ldmsd_cmd::main(&argv)
