@@ -6,5 +6,5 @@ mod scan;
 mod session;
 
 pub use record::{NexusRecording, RecordProgress};
-pub use scan::{NexusScanWriter, ScanProgress, ScanWriterOptions, WriterInput};
+pub use scan::{NexusScanWriter, ScanFailed, ScanProgress, ScanWriterOptions, WriterInput};
 pub use session::{FinishedScan, NexusSessionWriter};

@@ -72,6 +72,14 @@ fn failed(err: impl std::error::Error + Send + Sync + 'static) -> pvloom_core::E
     pvloom_core::Error::Failed(Arc::new(err))
 }
 
+/// The scan itself ended badly (the cause is also written into its entry).
+#[derive(Debug, thiserror::Error)]
+#[error("scan {key}: {reason}")]
+pub struct ScanFailed {
+    pub key: String,
+    pub reason: String,
+}
+
 impl NexusScanWriter {
     /// A writer (INIT) for the scan `key` (`esrf:scan:<ULID>`) in the Redis at `url`.
     pub fn new(url: &str, key: &str, options: ScanWriterOptions) -> NexusScanWriter {
@@ -162,14 +170,23 @@ fn listen(url: &str, key: &str, options: &ScanWriterOptions, emitter: &Emitter<W
         if events.is_empty() {
             if last_news.elapsed() >= options.end_timeout {
                 let reason = format!("no event from the scan within {:?}: closed by the writer's end timeout", options.end_timeout);
-                return emitter.emit(WriterInput::Event(ScanEvent::Fault(ScanFault { reason })));
+                emitter.emit(WriterInput::Event(ScanEvent::Fault(ScanFault { reason: reason.clone() })))?;
+                return Err(failed(ScanFailed { key: key.to_owned(), reason }));
             }
             emitter.emit(WriterInput::Tick)?;
             continue;
         }
         last_news = Instant::now();
         for event in events {
+            // The consumer still writes the fault (it drains the queue); the writer ends in FAULT.
+            let fault = match &event {
+                ScanEvent::Fault(fault) => Some(fault.reason.clone()),
+                _ => None,
+            };
             emitter.emit(WriterInput::Event(event))?;
+            if let Some(reason) = fault {
+                return Err(failed(ScanFailed { key: key.to_owned(), reason }));
+            }
         }
     }
     Ok(())
