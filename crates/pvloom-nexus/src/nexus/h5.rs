@@ -8,7 +8,7 @@ use std::ptr;
 
 use hdf5_metno_sys::h5::{H5open, herr_t, hsize_t};
 use hdf5_metno_sys::h5a::{H5Acreate2, H5Adelete, H5Aexists, H5Awrite};
-use hdf5_metno_sys::h5d::{H5Dcreate2, H5Dflush, H5Dget_space, H5Dset_extent, H5Dwrite};
+use hdf5_metno_sys::h5d::{H5Dcreate2, H5Dflush, H5Dget_space, H5Dopen2, H5Dset_extent, H5Dwrite};
 use hdf5_metno_sys::h5e::{H5E_DEFAULT, H5E_WALK_DOWNWARD, H5E_error2_t, H5Eclear2, H5Eset_auto2, H5Ewalk2};
 use hdf5_metno_sys::h5f::{
     H5F_ACC_RDWR, H5F_ACC_TRUNC, H5F_LIBVER_LATEST, H5F_SCOPE_GLOBAL, H5Fclose, H5Fcreate, H5Fflush, H5Fopen,
@@ -286,6 +286,33 @@ pub(crate) fn dataset_extendable(
     id(
         unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, dcpl.raw(), H5P_DEFAULT) },
         &format!("H5Dcreate2({name})"),
+    )
+}
+
+pub(crate) fn open_dataset(loc: &Id, name: &str) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    id(unsafe { H5Dopen2(loc.raw(), n.as_ptr(), H5P_DEFAULT) }, &format!("H5Dopen2({name})"))
+}
+
+/// Overwrites the existing scalar string dataset `name` (allowed in SWMR mode: no new
+/// object).
+pub(crate) fn rewrite_str(loc: &Id, name: &str, value: &str) -> Result<(), NexusError> {
+    let d = open_dataset(loc, name)?;
+    let t = vlen_str()?;
+    let c = cstr(value);
+    let p: *const c_char = c.as_ptr();
+    check(
+        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p as *const _ as *const c_void) },
+        &format!("H5Dwrite({name})"),
+    )
+}
+
+/// Overwrites the existing scalar dataset `name` with bytes of type `t`.
+pub(crate) fn rewrite_raw(loc: &Id, name: &str, t: &Id, bytes: &[u8]) -> Result<(), NexusError> {
+    let d = open_dataset(loc, name)?;
+    check(
+        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.as_ptr() as *const c_void) },
+        &format!("H5Dwrite({name})"),
     )
 }
 

@@ -21,11 +21,16 @@
 //! Variable-shape points are padded to the largest shape so far (see [`points`]); JSON
 //! points are variable-length UTF-8 strings. Numeric data keeps its byte order.
 //!
-//! SWMR: the whole entry is created at Begin, then the file enters SWMR write mode, in
-//! which only appends (extend + write) happen. The end of the scan needs new datasets, so
-//! closing leaves SWMR (close, reopen without it) first. A second scan appending to the
-//! file opens it again (not SWMR) and adds its entry before entering SWMR. Two scans never
-//! write one file at once: see [`registry`].
+//! SWMR: the whole entry is created at Begin — including `end_time` (empty),
+//! `end_reason` (`RUNNING`) and `instrument/positioners` (the start positions) as
+//! placeholders — then the file enters SWMR write mode, in which only appends (extend +
+//! write) and overwrites happen. The end overwrites the placeholders in place, so readers
+//! following the scan keep following it to its end, and then the file is closed. A later
+//! scan appending to the file opens it again (not SWMR, no file lock), adds its entry, and
+//! enters SWMR. Two scans never write one file at once: see [`registry`].
+//! A killed writer leaves an entry with every flushed point, `end_reason` `RUNNING`;
+//! the file is marked as open for SWMR writing, so readers open it with
+//! `h5py.File(f, "r", libver="latest", swmr=True)` (or clear the mark with `h5clear -s`).
 
 pub mod dtype;
 pub mod error;

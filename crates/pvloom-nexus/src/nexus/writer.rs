@@ -329,8 +329,9 @@ impl ScanWriter {
         Ok(())
     }
 
-    /// Ends the entry: flush, leave SWMR (close and reopen without it: the end needs new
-    /// datasets), write the end, close. The writer is closed afterwards even if this fails.
+    /// Ends the entry: flush, write the end over its placeholders (in place, so SWMR
+    /// readers keep following), flush, close. The writer is closed afterwards even if
+    /// this fails.
     fn finish(&mut self, reason: &str) -> Result<(), NexusError> {
         self.closed = true;
         let Some(mut scan) = self.scan.take() else { return Ok(()) };
@@ -339,18 +340,12 @@ impl ScanWriter {
         let result = (|| {
             let flushed = Self::flush(&mut scan);
             scan.sinks.clear();
-            let mut entry = scan.entry.take();
-            let mut file = scan.file.take().expect("an open scan has its file");
+            let entry = scan.entry.take().expect("an open scan has its entry");
+            let file = scan.file.take().expect("an open scan has its file");
             flushed?;
-            if scan.swmr_on {
-                drop(entry.take());
-                h5::close_file(file)?;
-                file = h5::open_file(&path, false)?;
-                entry = Some(h5::open_group(&file, &entry_name)?);
-            }
-            let entry = entry.expect("the entry");
             structure::write_end(&entry, &scan.info, reason)?;
             drop(entry);
+            h5::flush(&file)?;
             h5::close_file(file)
         })();
         match &result {
