@@ -123,6 +123,10 @@ fn full_disk_fails_with_the_os_cause() {
     assert!(error.contains("File too large"), "the error names the OS cause: {error}");
     let os = child.wait_line(Duration::from_secs(5), &mut seen, |l| l.starts_with("os: ")).unwrap();
     assert_eq!(os, format!("os: Some({})", libc::EFBIG));
+    // The abort after the failure returns (Ok or another error), it does not hang or panic.
+    let abort =
+        child.wait_line(Duration::from_secs(5), &mut seen, |l| l.starts_with("abort: ")).expect("abort returned");
+    eprintln!("{error}\n{abort}");
     let flushed: usize =
         seen.iter().filter_map(|l| l.strip_prefix("flushed ")).filter_map(|s| s.parse().ok()).max().unwrap_or(0);
     assert!(flushed > 0, "some points were written before the limit: {seen:?}");

@@ -73,7 +73,7 @@ unsafe extern "C" fn collect(_n: c_uint, err: *const H5E_error2_t, data: *mut c_
     let text = |p: *const c_char| {
         if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() }
     };
-    out.push(format!("{}: {}", text(err.func_name), text(err.desc)));
+    out.push(format!("{}: {}", text(err.func_name), text(err.desc).replace('\n', " ").trim_end()));
     0
 }
 
@@ -84,9 +84,10 @@ pub(crate) fn error(op: &str) -> NexusError {
         H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, Some(collect), &mut lines as *mut _ as *mut c_void);
         H5Eclear2(H5E_DEFAULT);
     }
+    let summary = lines.first().cloned().unwrap_or_else(|| "no HDF5 error stack".into());
     let detail = lines.join("; ");
     let os = os_cause(&detail).map(std::io::Error::from_raw_os_error);
-    NexusError::Hdf5 { op: op.to_owned(), detail, os }
+    NexusError::Hdf5 { op: op.to_owned(), summary, detail, os }
 }
 
 /// HDF5 writes an OS failure as `errno = 27, error message = 'File too large'`.
@@ -344,4 +345,17 @@ pub(crate) fn lib_version() -> String {
     let (mut a, mut b, mut c) = (0, 0, 0);
     unsafe { hdf5_metno_sys::h5::H5get_libversion(&mut a, &mut b, &mut c) };
     format!("{a}.{b}.{c}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::os_cause;
+
+    #[test]
+    fn os_cause_is_read_from_the_stack_text() {
+        let text =
+            "H5FD__sec2_write: file write failed: time = x, errno = 28, error message = 'No space left on device'";
+        assert_eq!(os_cause(text), Some(28));
+        assert_eq!(os_cause("H5Dwrite: can't write data"), None);
+    }
 }

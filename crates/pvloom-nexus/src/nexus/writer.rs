@@ -342,11 +342,13 @@ impl ScanWriter {
             scan.sinks.clear();
             let entry = scan.entry.take().expect("an open scan has its entry");
             let file = scan.file.take().expect("an open scan has its file");
-            flushed?;
-            structure::write_end(&entry, &scan.info, reason)?;
+            // Each step is tried even if an earlier one failed (a full disk may still take
+            // the few bytes of the end); the first error is the one returned.
+            let ended = structure::write_end(&entry, &scan.info, reason);
             drop(entry);
-            h5::flush(&file)?;
-            h5::close_file(file)
+            let flushed_end = h5::flush(&file);
+            let closed = h5::close_file(file);
+            flushed.and(ended).and(flushed_end).and(closed)
         })();
         match &result {
             Ok(()) => {
