@@ -337,19 +337,17 @@ impl ScanWriter {
         let Some(mut scan) = self.scan.take() else { return Ok(()) };
         let path = self.path.clone().unwrap_or_default();
         let entry_name = self.entry.clone().unwrap_or_default();
-        let result = (|| {
-            let flushed = Self::flush(&mut scan);
-            scan.sinks.clear();
-            let entry = scan.entry.take().expect("an open scan has its entry");
-            let file = scan.file.take().expect("an open scan has its file");
-            // Each step is tried even if an earlier one failed (a full disk may still take
-            // the few bytes of the end); the first error is the one returned.
-            let ended = structure::write_end(&entry, &scan.info, reason);
-            drop(entry);
-            let flushed_end = h5::flush(&file);
-            let closed = h5::close_file(file);
-            flushed.and(ended).and(flushed_end).and(closed)
-        })();
+        let flushed = Self::flush(&mut scan);
+        scan.sinks.clear();
+        let entry = scan.entry.take().expect("an open scan has its entry");
+        let file = scan.file.take().expect("an open scan has its file");
+        // Each step is tried even if an earlier one failed (a full disk may still take the
+        // few bytes of the end); the first error is the one returned.
+        let ended = structure::write_end(&entry, &scan.info, reason);
+        drop(entry);
+        let flushed_end = h5::flush(&file);
+        let closed = h5::close_file(file);
+        let result = flushed.and(ended).and(flushed_end).and(closed);
         match &result {
             Ok(()) => {
                 tracing::info!(file = %path.display(), entry = %entry_name, reason, points = self.points, "scan entry closed")
