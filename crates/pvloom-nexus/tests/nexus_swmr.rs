@@ -1,5 +1,5 @@
 //! A reader following a running scan: an h5py SWMR reader (a Python child process) sees
-//! each new batch of points within 0.5 s of the writer appending it.
+//! each new batch of points within 0.5 s of the writer appending it, and the scan's end.
 
 mod nexus_support;
 
@@ -59,5 +59,9 @@ fn swmr_reader_follows_the_running_scan() {
     );
     eprintln!("worst reader lag {worst:?}");
     w.handle(closed()).unwrap();
+    let end = reader
+        .wait_line(Duration::from_secs(5), &mut seen, |l| l.starts_with("end "))
+        .unwrap_or_else(|| panic!("the reader did not see the end: {seen:?}"));
+    assert_eq!(end, "end SUCCESS");
     check_file(dir.path(), &file, &ascan_expect("4.1", n));
 }
