@@ -2,19 +2,28 @@
 //! NXentry out, laid out as the BLISS NeXus writer lays it out.
 //!
 //! ```text
-//! /                           NX_class=NXroot, default=<entry>, file_name, file_time,
-//!                             creator, HDF5_Version, NeXus_version
-//! └─ N.k                      NXentry (N = scan number, k = 1 or the next free)
-//!    │                        default=<first plot>
-//!    ├─ title, start_time     strings (end_time, end_reason: written at the end)
-//!    ├─ instrument            NXinstrument
-//!    │  ├─ name               the session
-//!    │  ├─ <motor>            NXpositioner, dataset `value` (axis:<motor> streams)
-//!    │  ├─ <device>           NXdetector, dataset `data` (channel = device) or <channel>
-//!    │  ├─ positioners_start  NXcollection: info.positioners.positioners_start
-//!    │  └─ positioners        NXcollection: positioners_end (at the end)
-//!    ├─ measurement           NXcollection: soft links to every stream's dataset
-//!    └─ <plot>                NXdata: links, signal, auxiliary_signals, axes, <axis>_indices
+//! /                            NX_class=NXroot, default=<last entry>, file_name, file_time,
+//! │                            creator, HDF5_Version, NeXus_version
+//! └─ N.k                       NXentry (N = scan number; k = 1, or the next free k when
+//!    │                         the file already has N.1), default=<first plot>
+//!    ├─ title, start_time      strings (info.title / info.start_time)
+//!    ├─ end_time, end_reason   "" and "RUNNING" until the end writes them (SUCCESS, or
+//!    │                         info.end_reason; "FAILURE: <reason>" after a fault/abort)
+//!    ├─ instrument             NXinstrument
+//!    │  ├─ name                the session
+//!    │  ├─ <motor>             NXpositioner, dataset `value` (axis:<motor>, or a stream
+//!    │  │                      whose info has device_type=axis, or <m> in positioners)
+//!    │  ├─ <device>            NXdetector, dataset `data` (channel = device) or <channel>
+//!    │  │                      (datasets: units, interpretation scalar/spectrum/image;
+//!    │  │                      variable shapes: also <name>_shape int64 [points, rank])
+//!    │  ├─ positioners_start   NXcollection: info.positioners.positioners_start (+units)
+//!    │  └─ positioners         NXcollection: start values, overwritten by positioners_end
+//!    ├─ measurement            NXcollection: soft links <channel> (or <device>_<channel>
+//!    │                         when two channels share a name) to every stream's dataset
+//!    ├─ <plot>                 NXdata per info.plots curve plot (else `plotselect`: all
+//!    │                         scalars vs the first motor or the timer): soft links,
+//!    │                         signal, auxiliary_signals, axes, <axis>_indices
+//!    └─ <device>_<channel>     NXdata per image/spectrum stream: signal, interpretation
 //! ```
 //!
 //! Stream datasets are chunked and unlimited along the point axis and extended in place.
