@@ -71,6 +71,22 @@ fn killed_writer_leaves_a_readable_file() {
         "attrs": {"/1.1/plot": {"NX_class": "NXdata", "signal": "diode"}},
     });
     check_file(dir.path(), &file, &expect);
+    // The next scan cannot open the file the killed writer left marked: it goes to a
+    // sibling file, and the killed file is left as it is.
+    let mut w = writer(dir.path());
+    w.handle(ScanEvent::Begin(Box::new(ascan_meta(&file, 2, 5, vec![])))).unwrap();
+    for e in ascan_points(0, 5, 5) {
+        w.handle(e).unwrap();
+    }
+    w.handle(ScanEvent::State(pvloom_nexus::model::ScanState::Closed)).unwrap();
+    let sibling = dir.path().join("killed_2.h5");
+    assert_eq!(w.file_path(), Some(sibling.as_path()));
+    check_file(dir.path(), &sibling, &ascan_expect("2.1", 5));
+    check_file(
+        dir.path(),
+        &file,
+        &json!({"swmr": true, "absent": ["/2.1"], "datasets": {"/1.1/end_reason": {"strings": "RUNNING"}}}),
+    );
 }
 
 /// Child: a 256 KiB file-size limit, then images until a write fails.

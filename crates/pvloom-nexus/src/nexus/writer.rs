@@ -176,21 +176,30 @@ impl ScanWriter {
         if let Some(dir) = wanted.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| NexusError::Dir { path: dir.to_owned(), source })?;
         }
-        let (path, claim) = match Claim::try_claim(&wanted) {
-            Some(c) => (wanted, c),
+        let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let alt = wanted.with_file_name(format!("{stem}_{}.h5", meta.identity.number));
+        let claim_alt = |why: &str| {
+            tracing::warn!(file = %wanted.display(), instead = %alt.display(), why, "writing this scan to a sibling file");
+            Claim::try_claim(&alt).ok_or_else(|| {
+                NexusError::Event(format!("{} ({why}) and {} are both in use", wanted.display(), alt.display()))
+            })
+        };
+        let (path, claim, opened) = match Claim::try_claim(&wanted) {
+            Some(c) => match open_or_create(&wanted) {
+                Ok(opened) => (wanted.clone(), c, opened),
+                // An existing file that will not open for writing (e.g. still marked by a
+                // killed SWMR writer, or not HDF5): leave it alone.
+                Err(e) => {
+                    let c = claim_alt(&e.to_string())?;
+                    (alt.clone(), c, open_or_create(&alt)?)
+                }
+            },
             None => {
-                let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let alt = wanted.with_file_name(format!("{stem}_{}.h5", meta.identity.number));
-                tracing::warn!(file = %wanted.display(), instead = %alt.display(), "file in use by another scan; writing this scan to a sibling file");
-                let c = Claim::try_claim(&alt).ok_or_else(|| {
-                    NexusError::Event(format!("{} and {} are both in use", wanted.display(), alt.display()))
-                })?;
-                (alt, c)
+                let c = claim_alt("file in use by another scan of this process")?;
+                (alt.clone(), c, open_or_create(&alt)?)
             }
         };
-        let name = h5::cstr(&path.to_string_lossy());
-        let existing = path.exists() && unsafe { hdf5_metno_sys::h5f::H5Fis_hdf5(name.as_ptr()) } > 0;
-        let file = h5::open_file(&path, !existing)?;
+        let (file, existing) = opened;
         let entry_name = structure::entry_name(&file, meta.identity.number);
         structure::root(&file, &path, &self.config.creator, &entry_name, !existing)?;
         let plan: Layout = layout::plan(&meta);
@@ -357,6 +366,20 @@ impl ScanWriter {
             }
         }
         result
+    }
+}
+
+/// Opens an existing HDF5 file read-write, or creates a new one; `true` if it existed.
+/// An existing file that is not HDF5 is an error (never truncated).
+fn open_or_create(path: &Path) -> Result<(Id, bool), NexusError> {
+    if path.exists() {
+        let name = h5::cstr(&path.to_string_lossy());
+        if unsafe { hdf5_metno_sys::h5f::H5Fis_hdf5(name.as_ptr()) } <= 0 {
+            return Err(NexusError::Event(format!("{} exists and is not an HDF5 file", path.display())));
+        }
+        Ok((h5::open_file(path, false)?, true))
+    } else {
+        Ok((h5::open_file(path, true)?, false))
     }
 }
 
