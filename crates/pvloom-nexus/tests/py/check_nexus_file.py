@@ -2,7 +2,7 @@
 
 usage: check_nexus_file.py FILE EXPECT.json
 EXPECT: {"swmr": bool, "datasets": {path: {"dtype", "shape", "values"?, "strings"?, "min_len"?}},
-         "attrs": {path: {name: value}}, "links": {path: target}, "absent": [path]}
+         "attrs": {path: {name: value ("*": any; "$hdf5_version": the library's)}}, "links": {path: target}, "absent": [path]}
 Prints one line per failure and "checks=N failures=M"; exits 1 on any failure.
 """
 import json
@@ -84,6 +84,8 @@ with h5py.File(path, "r", **kw) as f:
             got = norm(obj.attrs[name])
             if want == "*":
                 continue
+            if want == "$hdf5_version":
+                want = h5py.version.hdf5_version
             if got != want:
                 fail(f"{p}@{name}: {got!r} != {want!r}")
     for p, target in expect.get("links", {}).items():
