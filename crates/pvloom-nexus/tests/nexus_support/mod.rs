@@ -238,7 +238,7 @@ pub fn ascan_expect(entry: &str, n: usize) -> Value {
             format!("{e}/instrument/positioners_start/sz"): {"values": 1.5},
         },
         "attrs": {
-            "/": {"NX_class": "NXroot", "creator": "pvloom-nexus tests", "HDF5_Version": "$hdf5_version", "NeXus_version": "*", "file_name": "*", "file_time": "*", "default": "*"},
+            "/": {"NX_class": "NXroot", "creator": "pvloom-nexus tests", "HDF5_Version": "$version", "NeXus_version": "*", "file_name": "*", "file_time": "*", "default": "*"},
             e.clone(): {"NX_class": "NXentry", "default": "plot"},
             format!("{e}/instrument"): {"NX_class": "NXinstrument"},
             format!("{e}/instrument/sy"): {"NX_class": "NXpositioner"},
