@@ -64,3 +64,30 @@ fn concurrent_scans_on_one_file_do_not_collide() {
     assert_eq!(run_scan(dir.path(), &file, 7, n), "7.1");
     check_file(dir.path(), &file, &merge(ascan_expect("5.1", n), ascan_expect("7.1", n)));
 }
+
+#[test]
+fn writers_on_threads_write_their_own_files() {
+    let dir = TempDir::new("threads");
+    let n = 200;
+    let handles: Vec<_> = (0..3u64)
+        .map(|k| {
+            let d = dir.path().to_owned();
+            std::thread::spawn(move || {
+                let file = d.join(format!("t{k}.h5"));
+                let mut w = writer(&d);
+                w.handle(ScanEvent::Begin(Box::new(ascan_meta(&file, 10 + k, n, vec![])))).unwrap();
+                for from in (0..n).step_by(10) {
+                    for e in ascan_points(from, from + 10, n) {
+                        w.handle(e).unwrap();
+                    }
+                }
+                w.handle(closed()).unwrap();
+                (file, w.entry_name().unwrap().to_owned())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (file, entry) = h.join().unwrap();
+        check_file(dir.path(), &file, &ascan_expect(&entry, n));
+    }
+}

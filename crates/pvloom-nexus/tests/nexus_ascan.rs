@@ -80,3 +80,26 @@ fn default_file_name_and_default_plot() {
     check_file(dir.path(), &file, &expect);
     validate(&file, &["3.1"]);
 }
+
+#[test]
+fn without_swmr_the_same_file() {
+    let dir = TempDir::new("noswmr");
+    let file = dir.path().join("plain.h5");
+    let n = 6;
+    let mut w = pvloom_nexus::nexus::ScanWriter::new(pvloom_nexus::nexus::WriterConfig {
+        swmr: false,
+        creator: "pvloom-nexus tests".into(),
+        ..Default::default()
+    });
+    w.handle(ScanEvent::Begin(Box::new(ascan_meta(&file, 8, n, vec![])))).unwrap();
+    for e in ascan_points(0, n, n) {
+        w.handle(e).unwrap();
+    }
+    w.handle(closed()).unwrap();
+    check_file(
+        dir.path(),
+        &file,
+        &merge(ascan_expect("8.1", n), json!({"datasets": {"/8.1/end_reason": {"strings": "SUCCESS"}}})),
+    );
+    validate(&file, &["8.1"]);
+}

@@ -78,3 +78,21 @@ fn events_before_begin_are_refused() {
     assert_eq!(w.file_path(), None);
     assert_eq!(w.points_written(), 0);
 }
+
+#[test]
+fn a_file_that_is_not_hdf5_is_never_overwritten() {
+    let dir = TempDir::new("nothdf5");
+    let file = dir.path().join("notes.h5");
+    std::fs::write(&file, b"not an HDF5 file").unwrap();
+    let mut w = writer(dir.path());
+    w.handle(ScanEvent::Begin(Box::new(ascan_meta(&file, 4, 3, vec![])))).unwrap();
+    w.handle(closed()).unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), b"not an HDF5 file");
+    let sibling = dir.path().join("notes_4.h5");
+    assert_eq!(w.file_path(), Some(sibling.as_path()));
+    check_file(
+        dir.path(),
+        &sibling,
+        &json!({"datasets": {"/4.1/instrument/sy/value": {"shape": [0]}, "/4.1/end_reason": {"strings": "SUCCESS"}}}),
+    );
+}

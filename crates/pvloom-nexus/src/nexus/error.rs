@@ -6,10 +6,11 @@ use std::path::PathBuf;
 /// What went wrong while writing a scan.
 #[derive(Debug, thiserror::Error)]
 pub enum NexusError {
-    /// An HDF5 call failed. `detail` is HDF5's error stack, innermost first; `os` is the
-    /// operating system's cause when HDF5 reported one (e.g. `File too large`, `No space left`).
-    #[error("HDF5 {op} failed{}: {detail}", os.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
-    Hdf5 { op: String, detail: String, os: Option<io::Error> },
+    /// An HDF5 call failed. `summary` is HDF5's own word on it (the outermost entry of
+    /// its error stack), `detail` the whole stack; `os` is the operating system's cause
+    /// when HDF5 reported one (e.g. `File too large`, `No space left on device`).
+    #[error("HDF5 {op} failed{}: {summary}", os.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Hdf5 { op: String, summary: String, detail: String, os: Option<io::Error> },
     #[error("cannot create directory {path}: {source}")]
     Dir { path: PathBuf, source: io::Error },
     /// The event does not fit the scan as known (no Begin yet, unknown stream, wrong size…).

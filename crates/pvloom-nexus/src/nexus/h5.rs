@@ -8,7 +8,7 @@ use std::ptr;
 
 use hdf5_metno_sys::h5::{H5open, herr_t, hsize_t};
 use hdf5_metno_sys::h5a::{H5Acreate2, H5Adelete, H5Aexists, H5Awrite};
-use hdf5_metno_sys::h5d::{H5Dcreate2, H5Dflush, H5Dget_space, H5Dset_extent, H5Dwrite};
+use hdf5_metno_sys::h5d::{H5Dcreate2, H5Dflush, H5Dget_space, H5Dopen2, H5Dset_extent, H5Dwrite};
 use hdf5_metno_sys::h5e::{H5E_DEFAULT, H5E_WALK_DOWNWARD, H5E_error2_t, H5Eclear2, H5Eset_auto2, H5Ewalk2};
 use hdf5_metno_sys::h5f::{
     H5F_ACC_RDWR, H5F_ACC_TRUNC, H5F_LIBVER_LATEST, H5F_SCOPE_GLOBAL, H5Fclose, H5Fcreate, H5Fflush, H5Fopen,
@@ -73,7 +73,7 @@ unsafe extern "C" fn collect(_n: c_uint, err: *const H5E_error2_t, data: *mut c_
     let text = |p: *const c_char| {
         if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() }
     };
-    out.push(format!("{}: {}", text(err.func_name), text(err.desc)));
+    out.push(format!("{}: {}", text(err.func_name), text(err.desc).replace('\n', " ").trim_end()));
     0
 }
 
@@ -84,9 +84,10 @@ pub(crate) fn error(op: &str) -> NexusError {
         H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, Some(collect), &mut lines as *mut _ as *mut c_void);
         H5Eclear2(H5E_DEFAULT);
     }
+    let summary = lines.first().cloned().unwrap_or_else(|| "no HDF5 error stack".into());
     let detail = lines.join("; ");
     let os = os_cause(&detail).map(std::io::Error::from_raw_os_error);
-    NexusError::Hdf5 { op: op.to_owned(), detail, os }
+    NexusError::Hdf5 { op: op.to_owned(), summary, detail, os }
 }
 
 /// HDF5 writes an OS failure as `errno = 27, error message = 'File too large'`.
@@ -289,6 +290,33 @@ pub(crate) fn dataset_extendable(
     )
 }
 
+pub(crate) fn open_dataset(loc: &Id, name: &str) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    id(unsafe { H5Dopen2(loc.raw(), n.as_ptr(), H5P_DEFAULT) }, &format!("H5Dopen2({name})"))
+}
+
+/// Overwrites the existing scalar string dataset `name` (allowed in SWMR mode: no new
+/// object).
+pub(crate) fn rewrite_str(loc: &Id, name: &str, value: &str) -> Result<(), NexusError> {
+    let d = open_dataset(loc, name)?;
+    let t = vlen_str()?;
+    let c = cstr(value);
+    let p: *const c_char = c.as_ptr();
+    check(
+        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p as *const _ as *const c_void) },
+        &format!("H5Dwrite({name})"),
+    )
+}
+
+/// Overwrites the existing scalar dataset `name` with bytes of type `t`.
+pub(crate) fn rewrite_raw(loc: &Id, name: &str, t: &Id, bytes: &[u8]) -> Result<(), NexusError> {
+    let d = open_dataset(loc, name)?;
+    check(
+        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.as_ptr() as *const c_void) },
+        &format!("H5Dwrite({name})"),
+    )
+}
+
 pub(crate) fn set_extent(dset: &Id, dims: &[u64]) -> Result<(), NexusError> {
     check(unsafe { H5Dset_extent(dset.raw(), dims.as_ptr()) }, "H5Dset_extent")
 }
@@ -317,4 +345,17 @@ pub(crate) fn lib_version() -> String {
     let (mut a, mut b, mut c) = (0, 0, 0);
     unsafe { hdf5_metno_sys::h5::H5get_libversion(&mut a, &mut b, &mut c) };
     format!("{a}.{b}.{c}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::os_cause;
+
+    #[test]
+    fn os_cause_is_read_from_the_stack_text() {
+        let text =
+            "H5FD__sec2_write: file write failed: time = x, errno = 28, error message = 'No space left on device'";
+        assert_eq!(os_cause(text), Some(28));
+        assert_eq!(os_cause("H5Dwrite: can't write data"), None);
+    }
 }

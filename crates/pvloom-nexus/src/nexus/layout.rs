@@ -99,7 +99,8 @@ pub fn plan(meta: &ScanMeta) -> Layout {
     let mut streams = Vec::with_capacity(meta.streams.len());
     for desc in &meta.streams {
         let (device, channel) = split(&desc.name);
-        let motor = device == "axis" || (channel == device && motors.contains(device));
+        let axis_info = desc.info.get("device_type").and_then(Value::as_str) == Some("axis");
+        let motor = device == "axis" || axis_info || (channel == device && motors.contains(device));
         let (group_name, dataset) = if device == "axis" {
             (clean(channel), "value".to_owned())
         } else if motor {
@@ -194,4 +195,77 @@ fn plots(meta: &ScanMeta, places: &[StreamPlace]) -> Vec<Plot> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dtype, ScanIdentity, StreamDesc};
+    use serde_json::json;
+
+    fn desc(name: &str, shape: Vec<i64>, info: Value) -> StreamDesc {
+        StreamDesc {
+            name: name.into(),
+            encoding: Encoding::Numeric { dtype: Dtype::parse("<f8").unwrap(), shape },
+            info: info.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn meta(streams: Vec<StreamDesc>, info: Value) -> ScanMeta {
+        ScanMeta { key: "k".into(), identity: ScanIdentity::default(), info, streams }
+    }
+
+    #[test]
+    fn streams_go_to_device_groups_and_motors_to_positioners() {
+        let m = meta(
+            vec![
+                desc("axis:sy", vec![], json!({})),
+                desc("diode:diode", vec![], json!({})),
+                desc("simu1:deadtime_det0", vec![], json!({})),
+                desc("sz", vec![], json!({})),
+                desc("robz:position", vec![], json!({"device_type": "axis"})),
+                desc("other:diode", vec![], json!({})),
+            ],
+            json!({"positioners": {"positioners_start": {"sz": 1.0}}}),
+        );
+        let l = plan(&m);
+        let paths: Vec<(String, bool, String)> =
+            l.streams.iter().map(|s| (s.path(), s.motor, s.measurement.clone())).collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("instrument/sy/value".into(), true, "sy".into()),
+                ("instrument/diode/data".into(), false, "diode".into()),
+                ("instrument/simu1/deadtime_det0".into(), false, "deadtime_det0".into()),
+                ("instrument/sz/value".into(), true, "sz".into()),
+                ("instrument/robz/value".into(), true, "position".into()),
+                ("instrument/other/diode".into(), false, "other_diode".into()),
+            ]
+        );
+        // No plots in the info: scalars against the first motor.
+        assert_eq!(l.plots.len(), 1);
+        assert_eq!(l.plots[0].axes, vec![0]);
+        assert_eq!(l.plots[0].signals, vec![1, 2, 5]);
+    }
+
+    #[test]
+    fn info_plots_and_image_plots() {
+        let m = meta(
+            vec![
+                desc("timer:elapsed_time", vec![], json!({})),
+                desc("d:a", vec![], json!({})),
+                desc("cam:image", vec![3, 4], json!({})),
+            ],
+            json!({"plots": [{"kind": "curve-plot", "name": "my plot/1", "items": [{"x": "elapsed_time", "y": "d:a"}, {"x": "elapsed_time", "y": "cam:image"}]}]}),
+        );
+        let l = plan(&m);
+        assert_eq!(
+            l.plots[0],
+            Plot { name: "my plot_1".into(), signals: vec![1], axes: vec![0], interpretation: None }
+        );
+        assert_eq!(
+            l.plots[1],
+            Plot { name: "cam_image".into(), signals: vec![2], axes: vec![], interpretation: Some("image") }
+        );
+    }
 }

@@ -2,30 +2,44 @@
 //! NXentry out, laid out as the BLISS NeXus writer lays it out.
 //!
 //! ```text
-//! /                           NX_class=NXroot, default=<entry>, file_name, file_time,
-//!                             creator, HDF5_Version, NeXus_version
-//! └─ N.k                      NXentry (N = scan number, k = 1 or the next free)
-//!    │                        default=<first plot>
-//!    ├─ title, start_time     strings (end_time, end_reason: written at the end)
-//!    ├─ instrument            NXinstrument
-//!    │  ├─ name               the session
-//!    │  ├─ <motor>            NXpositioner, dataset `value` (axis:<motor> streams)
-//!    │  ├─ <device>           NXdetector, dataset `data` (channel = device) or <channel>
-//!    │  ├─ positioners_start  NXcollection: info.positioners.positioners_start
-//!    │  └─ positioners        NXcollection: positioners_end (at the end)
-//!    ├─ measurement           NXcollection: soft links to every stream's dataset
-//!    └─ <plot>                NXdata: links, signal, auxiliary_signals, axes, <axis>_indices
+//! /                            NX_class=NXroot, default=<last entry>, file_name, file_time,
+//! │                            creator, HDF5_Version, NeXus_version
+//! └─ N.k                       NXentry (N = scan number; k = 1, or the next free k when
+//!    │                         the file already has N.1), default=<first plot>
+//!    ├─ title, start_time      strings (info.title / info.start_time)
+//!    ├─ end_time, end_reason   "" and "RUNNING" until the end writes them (SUCCESS, or
+//!    │                         info.end_reason; "FAILURE: <reason>" after a fault/abort)
+//!    ├─ instrument             NXinstrument
+//!    │  ├─ name                the session
+//!    │  ├─ <motor>             NXpositioner, dataset `value` (axis:<motor>, or a stream
+//!    │  │                      whose info has device_type=axis, or <m> in positioners)
+//!    │  ├─ <device>            NXdetector, dataset `data` (channel = device) or <channel>
+//!    │  │                      (datasets: units, interpretation scalar/spectrum/image;
+//!    │  │                      variable shapes: also <name>_shape int64 [points, rank])
+//!    │  ├─ positioners_start   NXcollection: info.positioners.positioners_start (+units)
+//!    │  └─ positioners         NXcollection: start values, overwritten by positioners_end
+//!    ├─ measurement            NXcollection: soft links <channel> (or <device>_<channel>
+//!    │                         when two channels share a name) to every stream's dataset
+//!    ├─ <plot>                 NXdata per info.plots curve plot (else `plotselect`: all
+//!    │                         scalars vs the first motor or the timer): soft links,
+//!    │                         signal, auxiliary_signals, axes, <axis>_indices
+//!    └─ <device>_<channel>     NXdata per image/spectrum stream: signal, interpretation
 //! ```
 //!
 //! Stream datasets are chunked and unlimited along the point axis and extended in place.
 //! Variable-shape points are padded to the largest shape so far (see [`points`]); JSON
 //! points are variable-length UTF-8 strings. Numeric data keeps its byte order.
 //!
-//! SWMR: the whole entry is created at Begin, then the file enters SWMR write mode, in
-//! which only appends (extend + write) happen. The end of the scan needs new datasets, so
-//! closing leaves SWMR (close, reopen without it) first. A second scan appending to the
-//! file opens it again (not SWMR) and adds its entry before entering SWMR. Two scans never
-//! write one file at once: see [`registry`].
+//! SWMR: the whole entry is created at Begin — including `end_time` (empty),
+//! `end_reason` (`RUNNING`) and `instrument/positioners` (the start positions) as
+//! placeholders — then the file enters SWMR write mode, in which only appends (extend +
+//! write) and overwrites happen. The end overwrites the placeholders in place, so readers
+//! following the scan keep following it to its end, and then the file is closed. A later
+//! scan appending to the file opens it again (not SWMR, no file lock), adds its entry, and
+//! enters SWMR. Two scans never write one file at once: see [`registry`].
+//! A killed writer leaves an entry with every flushed point, `end_reason` `RUNNING`;
+//! the file is marked as open for SWMR writing, so readers open it with
+//! `h5py.File(f, "r", libver="latest", swmr=True)` (or clear the mark with `h5clear -s`).
 
 pub mod dtype;
 pub mod error;

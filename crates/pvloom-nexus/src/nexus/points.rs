@@ -7,8 +7,6 @@
 //! otherwise), and a companion `<name>_shape` dataset (`int64 [points, rank]`) records
 //! each point's true shape.
 
-use crate::model::Points;
-
 /// Elementwise maximum of two shapes of equal rank.
 pub fn grow_shape(current: &[usize], point: &[usize]) -> Vec<usize> {
     current.iter().zip(point).map(|(&a, &b)| a.max(b)).collect()
@@ -85,11 +83,6 @@ pub fn json_text(value: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-/// The number of points in a batch (for the written-points counter).
-pub fn count(points: &Points) -> u64 {
-    points.len() as u64
 }
 
 #[cfg(test)]

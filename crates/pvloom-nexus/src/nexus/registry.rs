@@ -3,8 +3,10 @@
 //! A file in SWMR write mode cannot get new groups, and HDF5 (serial) cannot open one file
 //! twice for writing, so two scans can never write one file at the same time. The first
 //! scan to claim a file owns it until it ends; a scan whose file is claimed when it begins
-//! writes its entry to a sibling file `<stem>_<entry>.h5` instead (and says so in the log).
-//! Scans one after another append entries to the same file as usual.
+//! writes its entry to a sibling file `<stem>_<N>.h5` instead (N its scan number; logged).
+//! The same sibling is used when an existing file will not open for writing (another
+//! process writes it, a killed SWMR writer left it marked, it is not HDF5): such a file is
+//! never modified. Scans one after another append entries to the same file as usual.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

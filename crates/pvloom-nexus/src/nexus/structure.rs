@@ -12,6 +12,9 @@ use crate::model::{Dtype, ElementType, Encoding, ScanMeta};
 /// The NeXus version the layout follows.
 pub const NEXUS_VERSION: &str = "v2020.10";
 
+/// `end_reason` while the scan runs (what a killed writer leaves).
+pub const RUNNING: &str = "RUNNING";
+
 pub(crate) fn group(loc: &Id, name: &str, class: &str) -> Result<Id, NexusError> {
     let g = if h5::exists(loc, name) { h5::open_group(loc, name)? } else { h5::create_group(loc, name)? };
     h5::attr_str(&g, "NX_class", class)?;
@@ -92,6 +95,9 @@ pub(crate) fn create_entry(
     h5::dataset_str(entry, "title", title)?;
     let start = info.get("start_time").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now_iso);
     h5::dataset_str(entry, "start_time", &start)?;
+    // Placeholders the end overwrites in place (SWMR allows writes, not new objects).
+    h5::dataset_str(entry, "end_time", "")?;
+    h5::dataset_str(entry, "end_reason", RUNNING)?;
     let instrument = group(entry, "instrument", "NXinstrument")?;
     h5::dataset_str(&instrument, "name", meta.identity.session.as_str())?;
     let mut created = Vec::with_capacity(meta.streams.len());
@@ -151,6 +157,8 @@ pub(crate) fn create_entry(
     // Motor positions at the start.
     let positions = info.pointer("/positioners/positioners_start").cloned().unwrap_or(Value::Null);
     positioners(&instrument, "positioners_start", &positions, info)?;
+    // End positions: the start ones until the end overwrites them.
+    positioners(&instrument, "positioners", &positions, info)?;
     // measurement: a link to every stream's data.
     let measurement = group(entry, "measurement", "NXcollection")?;
     let entry_path = entry_path(entry)?;
@@ -218,21 +226,29 @@ pub(crate) fn positioners(instrument: &Id, name: &str, positions: &Value, info: 
     Ok(())
 }
 
-/// The end of an entry: `end_time`, `end_reason`, end positions in `instrument/positioners`.
+/// The end of an entry, written over the placeholders Begin created: `end_time`,
+/// `end_reason`, end positions in `instrument/positioners` (numbers and strings of motors
+/// known at the start; others are logged and skipped — no new objects in SWMR mode).
 pub(crate) fn write_end(entry: &Id, info: &Value, end_reason: &str) -> Result<(), NexusError> {
     let end = info.get("end_time").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now_iso);
-    if !h5::exists(entry, "end_time") {
-        h5::dataset_str(entry, "end_time", &end)?;
+    h5::rewrite_str(entry, "end_time", &end)?;
+    h5::rewrite_str(entry, "end_reason", end_reason)?;
+    let Some(map) = info.pointer("/positioners/positioners_end").and_then(Value::as_object) else { return Ok(()) };
+    let g = h5::open_group(entry, "instrument/positioners")?;
+    for (motor, v) in map {
+        let name = super::layout::clean(motor);
+        if !h5::exists(&g, &name) {
+            tracing::warn!(motor, "end position of a motor not known at the start: not written");
+            continue;
+        }
+        match v {
+            Value::Number(n) => {
+                h5::rewrite_raw(&g, &name, &f64_type()?, &n.as_f64().unwrap_or(f64::NAN).to_le_bytes())?
+            }
+            Value::Null => h5::rewrite_raw(&g, &name, &f64_type()?, &f64::NAN.to_le_bytes())?,
+            Value::String(s) => h5::rewrite_str(&g, &name, s)?,
+            other => h5::rewrite_str(&g, &name, &other.to_string())?,
+        }
     }
-    if !h5::exists(entry, "end_reason") {
-        h5::dataset_str(entry, "end_reason", end_reason)?;
-    }
-    let instrument = h5::open_group(entry, "instrument")?;
-    let positions = info
-        .pointer("/positioners/positioners_end")
-        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
-        .or_else(|| info.pointer("/positioners/positioners_start"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    positioners(&instrument, "positioners", &positions, info)
+    Ok(())
 }

@@ -176,21 +176,30 @@ impl ScanWriter {
         if let Some(dir) = wanted.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| NexusError::Dir { path: dir.to_owned(), source })?;
         }
-        let (path, claim) = match Claim::try_claim(&wanted) {
-            Some(c) => (wanted, c),
+        let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let alt = wanted.with_file_name(format!("{stem}_{}.h5", meta.identity.number));
+        let claim_alt = |why: &str| {
+            tracing::warn!(file = %wanted.display(), instead = %alt.display(), why, "writing this scan to a sibling file");
+            Claim::try_claim(&alt).ok_or_else(|| {
+                NexusError::Event(format!("{} ({why}) and {} are both in use", wanted.display(), alt.display()))
+            })
+        };
+        let (path, claim, opened) = match Claim::try_claim(&wanted) {
+            Some(c) => match open_or_create(&wanted) {
+                Ok(opened) => (wanted.clone(), c, opened),
+                // An existing file that will not open for writing (e.g. still marked by a
+                // killed SWMR writer, or not HDF5): leave it alone.
+                Err(e) => {
+                    let c = claim_alt(&e.to_string())?;
+                    (alt.clone(), c, open_or_create(&alt)?)
+                }
+            },
             None => {
-                let stem = wanted.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let alt = wanted.with_file_name(format!("{stem}_{}.h5", meta.identity.number));
-                tracing::warn!(file = %wanted.display(), instead = %alt.display(), "file in use by another scan; writing this scan to a sibling file");
-                let c = Claim::try_claim(&alt).ok_or_else(|| {
-                    NexusError::Event(format!("{} and {} are both in use", wanted.display(), alt.display()))
-                })?;
-                (alt, c)
+                let c = claim_alt("file in use by another scan of this process")?;
+                (alt.clone(), c, open_or_create(&alt)?)
             }
         };
-        let name = h5::cstr(&path.to_string_lossy());
-        let existing = path.exists() && unsafe { hdf5_metno_sys::h5f::H5Fis_hdf5(name.as_ptr()) } > 0;
-        let file = h5::open_file(&path, !existing)?;
+        let (file, existing) = opened;
         let entry_name = structure::entry_name(&file, meta.identity.number);
         structure::root(&file, &path, &self.config.creator, &entry_name, !existing)?;
         let plan: Layout = layout::plan(&meta);
@@ -329,30 +338,25 @@ impl ScanWriter {
         Ok(())
     }
 
-    /// Ends the entry: flush, leave SWMR (close and reopen without it: the end needs new
-    /// datasets), write the end, close. The writer is closed afterwards even if this fails.
+    /// Ends the entry: flush, write the end over its placeholders (in place, so SWMR
+    /// readers keep following), flush, close. The writer is closed afterwards even if
+    /// this fails.
     fn finish(&mut self, reason: &str) -> Result<(), NexusError> {
         self.closed = true;
         let Some(mut scan) = self.scan.take() else { return Ok(()) };
         let path = self.path.clone().unwrap_or_default();
         let entry_name = self.entry.clone().unwrap_or_default();
-        let result = (|| {
-            let flushed = Self::flush(&mut scan);
-            scan.sinks.clear();
-            let mut entry = scan.entry.take();
-            let mut file = scan.file.take().expect("an open scan has its file");
-            flushed?;
-            if scan.swmr_on {
-                drop(entry.take());
-                h5::close_file(file)?;
-                file = h5::open_file(&path, false)?;
-                entry = Some(h5::open_group(&file, &entry_name)?);
-            }
-            let entry = entry.expect("the entry");
-            structure::write_end(&entry, &scan.info, reason)?;
-            drop(entry);
-            h5::close_file(file)
-        })();
+        let flushed = Self::flush(&mut scan);
+        scan.sinks.clear();
+        let entry = scan.entry.take().expect("an open scan has its entry");
+        let file = scan.file.take().expect("an open scan has its file");
+        // Each step is tried even if an earlier one failed (a full disk may still take the
+        // few bytes of the end); the first error is the one returned.
+        let ended = structure::write_end(&entry, &scan.info, reason);
+        drop(entry);
+        let flushed_end = h5::flush(&file);
+        let closed = h5::close_file(file);
+        let result = flushed.and(ended).and(flushed_end).and(closed);
         match &result {
             Ok(()) => {
                 tracing::info!(file = %path.display(), entry = %entry_name, reason, points = self.points, "scan entry closed")
@@ -362,6 +366,20 @@ impl ScanWriter {
             }
         }
         result
+    }
+}
+
+/// Opens an existing HDF5 file read-write, or creates a new one; `true` if it existed.
+/// An existing file that is not HDF5 is an error (never truncated).
+fn open_or_create(path: &Path) -> Result<(Id, bool), NexusError> {
+    if path.exists() {
+        let name = h5::cstr(&path.to_string_lossy());
+        if unsafe { hdf5_metno_sys::h5f::H5Fis_hdf5(name.as_ptr()) } <= 0 {
+            return Err(NexusError::Event(format!("{} exists and is not an HDF5 file", path.display())));
+        }
+        Ok((h5::open_file(path, false)?, true))
+    } else {
+        Ok((h5::open_file(path, true)?, false))
     }
 }
 

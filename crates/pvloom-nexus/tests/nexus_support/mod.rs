@@ -238,7 +238,7 @@ pub fn ascan_expect(entry: &str, n: usize) -> Value {
             format!("{e}/instrument/positioners_start/sz"): {"values": 1.5},
         },
         "attrs": {
-            "/": {"NX_class": "NXroot", "creator": "pvloom-nexus tests", "HDF5_Version": "1.10.8", "NeXus_version": "*", "file_name": "*", "file_time": "*", "default": "*"},
+            "/": {"NX_class": "NXroot", "creator": "pvloom-nexus tests", "HDF5_Version": "$version", "NeXus_version": "*", "file_name": "*", "file_time": "*", "default": "*"},
             e.clone(): {"NX_class": "NXentry", "default": "plot"},
             format!("{e}/instrument"): {"NX_class": "NXinstrument"},
             format!("{e}/instrument/sy"): {"NX_class": "NXpositioner"},
@@ -281,4 +281,61 @@ pub fn merge(mut a: Value, b: Value) -> Value {
 
 pub fn closed() -> ScanEvent {
     ScanEvent::State(ScanState::Closed)
+}
+
+/// A child process killed (SIGKILL, by its PID) when dropped, with its stdout lines on a
+/// channel.
+pub struct ChildGuard {
+    pub child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ChildGuard {
+    pub fn spawn(mut cmd: Command) -> ChildGuard {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn child");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildGuard { child, lines: rx }
+    }
+
+    /// The next line satisfying `pred` within `limit` (earlier lines are returned through
+    /// `seen`).
+    pub fn wait_line(&self, limit: Duration, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if pred(&l) => return Some(l),
+                Ok(l) => seen.push(l),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// This test binary re-run with only `test` selected and `env` set: the child half of a
+/// crash test.
+pub fn self_child(test: &str, env: (&str, &str)) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"]).env(env.0, env.1);
+    cmd
 }

@@ -2,10 +2,11 @@
 
 usage: check_nexus_file.py FILE EXPECT.json
 EXPECT: {"swmr": bool, "datasets": {path: {"dtype", "shape", "values"?, "strings"?, "min_len"?}},
-         "attrs": {path: {name: value}}, "links": {path: target}, "absent": [path]}
+         "attrs": {path: {name: value ("*": any; "$version": any X.Y.Z)}}, "links": {path: target}, "absent": [path]}
 Prints one line per failure and "checks=N failures=M"; exits 1 on any failure.
 """
 import json
+import re
 import sys
 
 import h5py
@@ -83,6 +84,11 @@ with h5py.File(path, "r", **kw) as f:
                 continue
             got = norm(obj.attrs[name])
             if want == "*":
+                continue
+            if want == "$version":
+                # The writer's HDF5 (not necessarily h5py's bundled one): "X.Y.Z".
+                if not (isinstance(got, str) and re.fullmatch(r"\d+\.\d+\.\d+", got)):
+                    fail(f"{p}@{name}: {got!r} is not a version X.Y.Z")
                 continue
             if got != want:
                 fail(f"{p}@{name}: {got!r} != {want!r}")

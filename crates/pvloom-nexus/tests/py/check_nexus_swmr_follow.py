@@ -2,8 +2,9 @@
 length changes (the values are checked as they arrive: element i must equal VALUE_SCALE*i).
 
 usage: check_nexus_swmr_follow.py FILE DATASET TARGET_LEN VALUE_SCALE TIMEOUT_S
-Prints "open" once the file is open, "len N" on changes, "done" at TARGET_LEN; exits 1 on
-timeout or a wrong value.
+Prints "open" once the file is open, "len N" on changes, "done" at TARGET_LEN, then waits
+(file still open) for the entry's end_reason to leave "RUNNING" and prints "end REASON";
+exits 1 on timeout or a wrong value.
 """
 import sys
 import time
@@ -42,8 +43,23 @@ while True:
         last = n
     if n >= target:
         print("done", flush=True)
-        sys.exit(0)
+        break
     if time.monotonic() > deadline:
         print(f"timeout at len {n}", flush=True)
+        sys.exit(1)
+    time.sleep(0.01)
+
+# Then the end, written in place over the placeholder while this reader stays open.
+entry = dset.split("/")[1]
+reason = f[f"/{entry}/end_reason"]
+while True:
+    reason.refresh()
+    value = reason[()]
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    if value != "RUNNING":
+        print(f"end {value}", flush=True)
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        print("timeout waiting for the end", flush=True)
         sys.exit(1)
     time.sleep(0.01)
