@@ -12,8 +12,9 @@ python3 --version
 
 step "system packages (Debian)"
 # OpenSSL headers and pkg-config for pvloom-chirp's TLS (the openssl crate), which every
-# cargo step below builds; libuv and libffi for the real libchirp's C extension.
-PKGS=(pkg-config libssl-dev libuv1-dev libffi-dev)
+# cargo step below builds; libuv and libffi for the real libchirp's C extension; HDF5 for
+# pvloom-nexus's NeXus writer.
+PKGS=(pkg-config libssl-dev libuv1-dev libffi-dev libhdf5-dev)
 if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
   apt-get install -y -qq "${PKGS[@]}" >/dev/null ||
     { apt-get update -qq && apt-get install -y -qq "${PKGS[@]}" >/dev/null; }

@@ -10,6 +10,7 @@ mod chirp;
 mod errors;
 mod gil;
 mod ldms;
+mod nexus;
 mod outcome;
 mod runtime;
 mod sync;
@@ -39,6 +40,7 @@ fn _pvloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ca::register(m)?;
     ldms::register(m)?;
     chirp::register(m)?;
+    nexus::register(m)?;
     m.add_function(pyo3::wrap_pyfunction!(runtime::_shutdown_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
