@@ -217,6 +217,23 @@ fn a_payload_of_the_wrong_length_is_a_fault() {
 }
 
 #[test]
+fn a_stream_never_sealed_after_the_close_is_a_fault() {
+    let redis = Redis::start();
+    let key = redis.py("bad_scan.py", &["unsealed"]).trim().strip_prefix("KEY ").unwrap().to_owned();
+    let options = ReaderOptions { seal_timeout: Duration::from_millis(500), ..Default::default() };
+    let mut reader = ScanReader::open_with(&redis.url(), &key, options).unwrap();
+    let events = read_all(&mut reader, Duration::from_secs(10));
+    let meta = begin(&events);
+    let c = index_of(meta, "c:c");
+    let values: Vec<f64> =
+        fixed_bytes(&events, c).chunks(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(values, [0.0, 0.0]);
+    assert!(!events.contains(&ScanEvent::State(ScanState::Closed)), "{events:?}");
+    let reason = fault(&events);
+    assert!(reason.contains(&key) && reason.contains("not sealed") && reason.contains("c:c"), "{reason}");
+}
+
+#[test]
 fn redis_gone_mid_scan_is_a_fault_within_the_reconnect_window() {
     let mut redis = Redis::start();
     let mut writer = redis.spawn_py("write_scan.py", &["killed"]);

@@ -1,6 +1,6 @@
 """Writes a scan that breaks blissdata's layout in one way; prints KEY <key>.
 
-usage: bad_scan.py URL CASE, CASE one of: doc, encoding, dtype, length, open
+usage: bad_scan.py URL CASE, CASE one of: doc, encoding, dtype, length, unsealed
 """
 import os
 import sys
@@ -27,6 +27,13 @@ elif case == "dtype":
 elif case == "length":
     # 3 points claimed, 2 points of bytes given.
     r.xadd(s.key, {"payload": np.zeros((2, 2)).tobytes(), "len": 3}, id="0-1")
+elif case == "unsealed":
+    # Closed by hand, without blissdata's close() that seals the streams first.
+    s.send(np.zeros(2))
+    s.join()
+    state_key = scan._model.state_stream.key()
+    r.xadd(state_key, {"state": 3})
+    r.xadd(state_key, {"state": 4})
 print("KEY", scan.key, flush=True)
 # The scan stays open: leave without waiting for the stream writer threads.
 os._exit(0)

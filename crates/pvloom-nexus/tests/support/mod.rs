@@ -123,8 +123,26 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a helper script to its end, killing it (by PID) after 20 s.
     pub fn py_output(&self, name: &str, args: &[&str]) -> Output {
-        Command::new(python()).arg(script(name)).arg(self.url()).args(args).output().expect("run python")
+        let mut child = Command::new(python())
+            .arg(script(name))
+            .arg(self.url())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait python").is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait python");
+                panic!("{name} did not end within 20 s:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("wait python")
     }
 
     /// Starts a helper script in the background.
