@@ -32,6 +32,10 @@ pub struct DemoArgs {
     /// PV name prefix.
     #[arg(long, default_value = "DEMO:")]
     prefix: String,
+    /// The NeXus file the demo records its CA PVs and LDMS set into (replaced each run;
+    /// default: pvloom-demo.h5 in the temporary directory).
+    #[arg(long)]
+    nexus_out: Option<std::path::PathBuf>,
 }
 
 const WAVEFORM_POINTS: usize = 64;
@@ -141,7 +145,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         repeater_port,
         ..ClientConfig::default()
     };
-    let ctx = Context::builder().config(config).build().context("starting the CA client")?;
+    let ctx = Context::builder().config(config.clone()).build().context("starting the CA client")?;
     let ldms = LdmsDemo::start().context("starting the embedded LDMS daemon")?;
     let chirp = ChirpDemo::start()?;
     let names: Vec<String> =
@@ -168,6 +172,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }));
     }
     let units = pvs[0].read_with(ReadOptions::class(DbrClass::Control))?;
+    let nexus_out = args.nexus_out.clone().unwrap_or_else(|| std::env::temp_dir().join("pvloom-demo.h5"));
+    let recording = crate::demo_nexus::start(&ctx, &config, &names[..2], ldms.addr, &nexus_out)?;
 
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
@@ -180,6 +186,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ldms.addr,
     )?;
     writeln!(out, "             chirp echo node on {} (libchirp 1.2's wire)\n  {}", chirp.addr, chirp.round_trips(20))?;
+    writeln!(
+        out,
+        "             recording {} and {MIRROR} into {} (NeXus, SWMR)",
+        names[..2].join(", "),
+        nexus_out.display()
+    )?;
     let ldms_lines = ldms.lines().len();
     let start = Instant::now();
     let run_for = Duration::try_from_secs_f64(args.seconds.max(0.5)).unwrap_or(Duration::from_secs(3600));
@@ -217,6 +229,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         writeln!(out, "{clear}  t={secs:4.1}s  client I/O threads: {}", busy.join("  "))?;
     }
+    let nexus_summary = crate::demo_nexus::finish(recording)?;
     let chirp_summary = chirp.round_trips(100);
     chirp.close();
     ldms.close();
@@ -229,7 +242,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     writeln!(
         out,
-        "done: {total} monitor updates received over CA; setpoint written once; walk units '{units_text}'; {} callback failures;\n      LDMS: {} samples taken; {}\n      {chirp_summary}",
+        "done: {total} monitor updates received over CA; setpoint written once; walk units '{units_text}'; {} callback failures;\n      LDMS: {} samples taken; {}\n      {chirp_summary}\n      {nexus_summary}",
         ctx.runtime().callback_failures(),
         ldms.samples(),
         ldms.summary(),

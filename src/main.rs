@@ -5,6 +5,7 @@ mod chirp_cmd;
 mod demo;
 mod demo_chirp;
 mod demo_ldms;
+mod demo_nexus;
 mod ioc_cmd;
 mod ldms_cmd;
 mod ldmsd_cmd;

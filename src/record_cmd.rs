@@ -63,6 +63,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         number: args.number,
         session: args.session.clone(),
         connect_timeout: seconds(args.connect_timeout, "--connect-timeout")?,
+        ca_config: None,
     };
     let default_dir = args.out.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     let writer = WriterConfig {

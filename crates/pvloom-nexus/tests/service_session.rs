@@ -139,11 +139,8 @@ fn a_scan_whose_publisher_dies_is_closed_by_the_end_timeout_and_readable() {
         "attrs": {"/3.1": {"NX_class": "NXentry"}},
     });
     nexus_support::check_file(dir.path(), &file, &expect);
-    let (ok, out, err) = nexus_support::run_py(
-        "check_nexus_end_reason.py",
-        &[file.to_str().unwrap(), "/3.1"],
-        Duration::from_secs(20),
-    );
+    let (ok, out, err) =
+        nexus_support::run_py("check_nexus_end_reason.py", &[file.to_str().unwrap(), "/3.1"], Duration::from_secs(20));
     assert!(ok, "{out}\n{err}");
     assert!(out.trim().starts_with("FAILURE"), "end_reason should say why: {out}");
     assert!(out.contains(fault) || out.contains("end timeout") || out.contains("seal"), "{out} vs {fault}");

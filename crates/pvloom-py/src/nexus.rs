@@ -27,7 +27,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 fn seconds(value: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
     value
-        .map(|s| Duration::try_from_secs_f64(s).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0 seconds"))))
+        .map(|s| {
+            Duration::try_from_secs_f64(s).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0 seconds")))
+        })
         .transpose()
 }
 
@@ -35,7 +37,13 @@ fn state_name(state: SubscriberState) -> &'static str {
     state.name()
 }
 
-fn options(directory: PathBuf, end_timeout: f64, flush_interval: f64, swmr: bool, parallel: bool) -> PyResult<ScanWriterOptions> {
+fn options(
+    directory: PathBuf,
+    end_timeout: f64,
+    flush_interval: f64,
+    swmr: bool,
+    parallel: bool,
+) -> PyResult<ScanWriterOptions> {
     let defaults = ScanWriterOptions::default();
     Ok(ScanWriterOptions {
         writer: WriterConfig {
@@ -261,6 +269,7 @@ impl PyRecording {
             number,
             session,
             connect_timeout: seconds(Some(connect_timeout), "connect_timeout")?.unwrap_or_default(),
+            ca_config: None,
         };
         let writer = WriterConfig {
             default_dir: out.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),

@@ -189,7 +189,7 @@ def test_scan_writer_kill_is_fault_and_the_file_readable(redis_url, tmp_path):
 
 def test_recording_an_ldms_set(tmp_path):
     ldms.init(16 * 1024 * 1024)
-    schema = ldms.Schema("rec_py", metric_list=[("component_id", "u64", 1, True), ("x", "u64"), ("y", "d64"), ("a", "s32", 3)])
+    schema = ldms.Schema("rec_py", metric_list=[("component_id", "u64", 1, True), ("x", "u64"), ("y", "d64"), ("a", "s32[]", 3)])
     lset = ldms.Set("py/rec", schema, producer="py")
     lset.publish()
     listener = ldms.Xprt()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
-use pvloom_ca::client::{CallbackHandle, Context, Pv, Response, SubscribeOptions, Subscription, Value};
+use pvloom_ca::client::{CallbackHandle, ClientConfig, Context, Pv, Response, SubscribeOptions, Subscription, Value};
 
 use super::point::{Sample, SampleValue};
 use super::{RecordError, RecordStats};
@@ -80,12 +80,16 @@ fn sample_value(shape: Shape, value: &Value) -> SampleValue {
 impl CaRecording {
     pub fn start(
         names: &[String],
+        config: Option<ClientConfig>,
         connect_timeout: Duration,
         streams: &mut Vec<StreamDesc>,
         tx: flume::Sender<Vec<Sample>>,
         stats: Arc<RecordStats>,
     ) -> Result<CaRecording, RecordError> {
-        let context = Context::new()?;
+        let context = match config {
+            Some(config) => Context::builder().config(config).build()?,
+            None => Context::new()?,
+        };
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let pvs = context.get_pvs(&refs);
         let mut handles = Vec::new();

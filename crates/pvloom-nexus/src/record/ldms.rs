@@ -75,9 +75,10 @@ fn metric_encoding(value: &MetricValue) -> Encoding {
         MetricValue::F32Array(v) => array(E::F32, v.len()),
         MetricValue::D64Array(v) => array(E::F64, v.len()),
         // Text, lists and records have no fixed numeric shape: one JSON value per point.
-        MetricValue::CharArray(_) | MetricValue::List(_) | MetricValue::RecordInst(_) | MetricValue::RecordArray { .. } => {
-            Encoding::Json
-        }
+        MetricValue::CharArray(_)
+        | MetricValue::List(_)
+        | MetricValue::RecordInst(_)
+        | MetricValue::RecordArray { .. } => Encoding::Json,
     }
 }
 
@@ -227,7 +228,11 @@ impl LdmsRecording {
             if let Some(unit) = desc.unit.as_deref().filter(|u| !u.is_empty()) {
                 metric_info.insert("units".into(), unit.into());
             }
-            streams.push(StreamDesc { name: format!("{}:{}", source.set, desc.name).into(), encoding, info: metric_info });
+            streams.push(StreamDesc {
+                name: format!("{}:{}", source.set, desc.name).into(),
+                encoding,
+                info: metric_info,
+            });
         }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {

@@ -52,6 +52,8 @@ pub struct RecordSpec {
     pub session: String,
     /// How long to wait for every PV and set to answer before recording starts.
     pub connect_timeout: Duration,
+    /// The CA client's configuration; `None`: from the environment (`EPICS_CA_*`).
+    pub ca_config: Option<pvloom_ca::client::ClientConfig>,
 }
 
 /// Counters shared with the callbacks.
@@ -94,7 +96,14 @@ impl Recorder {
         let ca = if spec.ca.is_empty() {
             None
         } else {
-            Some(ca::CaRecording::start(&spec.ca, spec.connect_timeout, &mut streams, tx.clone(), stats.clone())?)
+            Some(ca::CaRecording::start(
+                &spec.ca,
+                spec.ca_config.clone(),
+                spec.connect_timeout,
+                &mut streams,
+                tx.clone(),
+                stats.clone(),
+            )?)
         };
         let mut ldms_recordings = Vec::new();
         for source in &spec.ldms {

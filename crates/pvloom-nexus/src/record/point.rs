@@ -141,8 +141,13 @@ mod tests {
         batcher.push(Sample { stream: 0, value: SampleValue::Fixed(9f64.to_le_bytes().to_vec()) });
         batcher.push(Sample { stream: 2, value: SampleValue::Json(serde_json::json!("x")) });
         let second = batcher.drain();
-        assert!(matches!(&second[0], ScanEvent::Data { stream: 0, first_index: 3, points: Points::Fixed { count: 1, .. } }));
-        assert!(matches!(&second[1], ScanEvent::Data { stream: 2, first_index: 0, points: Points::Json(v) } if v.len() == 1));
+        assert!(matches!(
+            &second[0],
+            ScanEvent::Data { stream: 0, first_index: 3, points: Points::Fixed { count: 1, .. } }
+        ));
+        assert!(
+            matches!(&second[1], ScanEvent::Data { stream: 2, first_index: 0, points: Points::Json(v) } if v.len() == 1)
+        );
         assert_eq!(batcher.counts(), &[4, 1, 1]);
         assert!(batcher.drain().is_empty());
     }

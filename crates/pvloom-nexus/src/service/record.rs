@@ -68,10 +68,10 @@ impl NexusRecording {
             let mut writer = ScanWriter::new(writer);
             let mut publisher = publisher;
             move |(event, emitted): (ScanEvent, Instant)| -> pvloom_core::Result<()> {
-                if let Some(publisher) = publisher.as_mut() {
-                    if let Some(key) = publisher.publish(&event).map_err(failed)? {
-                        progress.lock().scan_key = Some(key);
-                    }
+                if let Some(publisher) = publisher.as_mut()
+                    && let Some(key) = publisher.publish(&event).map_err(failed)?
+                {
+                    progress.lock().scan_key = Some(key);
                 }
                 let outcome = writer.handle(event).and_then(|()| writer.tick(Instant::now()));
                 let mut progress = progress.lock();

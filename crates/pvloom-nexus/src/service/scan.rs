@@ -150,7 +150,12 @@ impl NexusScanWriter {
     }
 }
 
-fn listen(url: &str, key: &str, options: &ScanWriterOptions, emitter: &Emitter<WriterInput>) -> pvloom_core::Result<()> {
+fn listen(
+    url: &str,
+    key: &str,
+    options: &ScanWriterOptions,
+    emitter: &Emitter<WriterInput>,
+) -> pvloom_core::Result<()> {
     let mut reader = ScanReader::open(url, key).map_err(failed)?;
     let mut last_news = Instant::now();
     while !reader.is_finished() {
@@ -169,7 +174,10 @@ fn listen(url: &str, key: &str, options: &ScanWriterOptions, emitter: &Emitter<W
         };
         if events.is_empty() {
             if last_news.elapsed() >= options.end_timeout {
-                let reason = format!("no event from the scan within {:?}: closed by the writer's end timeout", options.end_timeout);
+                let reason = format!(
+                    "no event from the scan within {:?}: closed by the writer's end timeout",
+                    options.end_timeout
+                );
                 emitter.emit(WriterInput::Event(ScanEvent::Fault(ScanFault { reason: reason.clone() })))?;
                 return Err(failed(ScanFailed { key: key.to_owned(), reason }));
             }

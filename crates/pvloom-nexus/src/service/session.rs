@@ -81,7 +81,8 @@ impl NexusSessionWriter {
         let listener = {
             let (url, session) = (url.to_owned(), session.map(str::to_owned));
             move |emitter: &Emitter<String>| -> pvloom_core::Result<()> {
-                let mut watcher = ScanWatcher::connect(&url, session.as_deref()).map_err(|e| pvloom_core::Error::Failed(Arc::new(e)))?;
+                let mut watcher = ScanWatcher::connect(&url, session.as_deref())
+                    .map_err(|e| pvloom_core::Error::Failed(Arc::new(e)))?;
                 while !emitter.should_stop() {
                     // An empty key is the purge tick.
                     let key = watcher.next_scan(poll).map_err(|e| pvloom_core::Error::Failed(Arc::new(e)))?;
