@@ -43,18 +43,6 @@ fn le_bytes(value: &Value) -> Vec<u8> {
     }
 }
 
-fn len(value: &Value) -> usize {
-    match value {
-        Value::String(v) => v.len(),
-        Value::Short(v) => v.len(),
-        Value::Float(v) => v.len(),
-        Value::Enum(v) => v.len(),
-        Value::Char(v) => v.len(),
-        Value::Long(v) => v.len(),
-        Value::Double(v) => v.len(),
-    }
-}
-
 /// How one PV's values are written, decided from its first reading.
 #[derive(Clone, Copy)]
 enum Shape {
@@ -73,7 +61,7 @@ fn sample_value(shape: Shape, value: &Value) -> SampleValue {
             SampleValue::Json(items.iter().map(|s| serde_json::Value::String(s.to_string())).collect())
         }
         (Shape::Scalar, value) => SampleValue::Fixed(le_bytes(value)),
-        (_, value) => SampleValue::Variable(vec![len(value)], le_bytes(value)),
+        (_, value) => SampleValue::Variable(vec![value.len()], le_bytes(value)),
     }
 }
 
@@ -99,7 +87,7 @@ impl CaRecording {
             let first = pv.read()?;
             let (shape, encoding) = match element(first.value()) {
                 None => (Shape::Strings, Encoding::Json),
-                Some(element) if len(first.value()) == 1 && pv.element_count() == Some(1) => {
+                Some(element) if first.value().len() == 1 && pv.element_count() == Some(1) => {
                     (Shape::Scalar, Encoding::Numeric { dtype: Dtype::little(element), shape: vec![] })
                 }
                 Some(element) => (Shape::Array, Encoding::Numeric { dtype: Dtype::little(element), shape: vec![-1] }),
