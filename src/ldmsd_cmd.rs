@@ -124,7 +124,16 @@ pub fn main(argv: &[OsString]) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     tracing::info!(sets = daemon.registry().len(), addrs = ?daemon.listen_addrs(), "pvloom ldmsd running");
-    wait_for_stop(args.run_for);
+    let runtime = daemon.runtime().handle();
+    wait_for_stop(args.run_for, || {
+        // Here: the arenas' freed pages go back to the OS (the configuration's transients
+        // among them). On each I/O thread: the empty pages its own heap kept after a
+        // burst (mimalloc would free them only on that thread's later allocations).
+        crate::release_freed_memory();
+        for i in 0..runtime.io_threads() {
+            let _ = runtime.run_on(i, |_| crate::release_freed_memory());
+        }
+    });
     tracing::info!("pvloom ldmsd stopping");
     if let Some(path) = &args.pid_file {
         let _ = std::fs::remove_file(path);
@@ -132,18 +141,26 @@ pub fn main(argv: &[OsString]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Block until SIGINT or SIGTERM (or `run_for` seconds).
-fn wait_for_stop(run_for: Option<f64>) {
+/// Every this many quarter-second waits, [`wait_for_stop`] calls its `tick`.
+const TICKS_PER_COLLECT: u32 = 4;
+
+/// Block until SIGINT or SIGTERM (or `run_for` seconds), calling `tick` about every second.
+fn wait_for_stop(run_for: Option<f64>, mut tick: impl FnMut()) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
     let deadline = run_for.map(|s| std::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut ticks = 0u32;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             break;
         }
         // Only this thread waits here; a signal is seen within a quarter second.
         std::thread::sleep(Duration::from_millis(250));
+        ticks += 1;
+        if ticks.is_multiple_of(TICKS_PER_COLLECT) {
+            tick();
+        }
     }
 }

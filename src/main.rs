@@ -80,6 +80,20 @@ fn init_logging(verbose: u8) {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Frees the calling thread's empty mimalloc pages and gives the OS every freed page the
+/// arenas still hold. mimalloc only does this lazily, from a thread's later allocations
+/// and frees (and purges freed pages only after `purge_delay`, 1 s): a daemon whose I/O
+/// threads go quiet after a burst of traffic would keep the burst's pages committed for
+/// as long as it stays quiet (a pvloom ldmsd kept 20 KB per served set so). Called about
+/// once a second on each of the daemon's threads, it bounds that to a second; the cost is
+/// a walk of the thread's pages and, for a thread still busy, refaulting the few pages it
+/// would have reused (measured: no change in throughput or CPU per update).
+pub(crate) fn release_freed_memory() {
+    // SAFETY: mi_collect takes no pointers; it runs mimalloc's own collection of the
+    // calling thread's heap, which any thread may do at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 fn main() -> anyhow::Result<()> {
     // ldmsd's flags are its own getopt letters (`-v LEVEL` among them): parsed apart.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

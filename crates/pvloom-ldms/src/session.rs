@@ -17,6 +17,9 @@ use crate::zap::{Connect, Frame, FrameDecoder, Msg, RailConnMsg, ZapError};
 /// and leaves an empty one, and growing that from nothing frame by frame copied the
 /// queue over and over.
 const OUT_RESERVE: usize = 16 * 1024;
+/// Capacity the outbound buffer keeps once it is drained; a burst that grew it beyond
+/// gives the memory back rather than holding it for the connection's lifetime.
+const OUT_KEEP: usize = 256 * 1024;
 
 /// Which side of the handshake this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +351,9 @@ impl Session {
         } else {
             out.extend_from_slice(&self.out.split_to(n));
         }
+        if self.out.is_empty() && self.out.capacity() > OUT_KEEP {
+            self.out = BytesMut::new();
+        }
     }
 
     /// The next event.
@@ -396,6 +402,27 @@ mod tests {
             b.poll_transmit(usize::MAX, &mut buf);
             a.handle_input(now, &buf);
         }
+    }
+
+    #[test]
+    fn a_drained_outbound_buffer_does_not_keep_a_burst_capacity() {
+        let now = Instant::now();
+        let mut c = Session::new(Role::Active, SessionConfig::default(), now);
+        let mut s = Session::new(Role::Passive, SessionConfig::default(), now);
+        pump(&mut c, &mut s, now);
+        let data = vec![7u8; 4096];
+        for i in 0..512 {
+            s.reply_read(i, 0, 0, &data);
+        }
+        // Room beyond the queue, as a burst's doubling leaves it.
+        s.out.reserve(2 * OUT_KEEP);
+        // Taken in pieces, into a send buffer that still holds bytes (the driver's).
+        let mut out = BytesMut::from(&b"x"[..]);
+        while s.queued() > 0 {
+            s.poll_transmit(64 * 1024, &mut out);
+            out.truncate(1);
+        }
+        assert!(s.out.capacity() <= OUT_KEEP, "capacity kept: {}", s.out.capacity());
     }
 
     #[test]

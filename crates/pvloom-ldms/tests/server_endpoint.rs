@@ -428,6 +428,34 @@ fn a_peer_that_does_not_read_stops_being_read_and_pushes_coalesce() {
     assert!(p.server.wants_input());
 }
 
+#[test]
+fn reads_ahead_of_the_socket_are_bounded_below_max_queued() {
+    // A peer with many READ_REQs in flight is answered at the socket's pace: the server
+    // queues about a send buffer's worth (256 KiB) of answers and leaves the rest of the
+    // requests unread, not max_queued (8 MiB) of answers that the allocator would keep.
+    let reg = SetRegistry::new();
+    let h = reg.publish(small_set("p/r", 0, 0, 0o440)).unwrap();
+    let mut p = pair(&reg, ServerConfig::default());
+    p.drive();
+    p.client_reads = false;
+    p.window = 4096;
+    let n = h.read(|s| s.image().len()) as u32;
+    let count = 4 * (256 * 1024) / n as usize;
+    for _ in 0..count {
+        p.client.send(read_msg(h.map_key(), h.base(), n));
+    }
+    p.drive();
+    assert!(!p.server.wants_input(), "input paused");
+    assert!(p.server.queued() < 256 * 1024 + 2 * n as usize + 1024, "queue bounded: {}", p.server.queued());
+    p.client_reads = true;
+    p.window = 1 << 20;
+    p.drive();
+    let got = p.client.take();
+    let reads = got.iter().filter(|f| matches!(f.msg, Msg::ReadResp(_))).count();
+    assert_eq!(reads, count, "every READ_REQ answered in the end");
+    assert!(p.server.wants_input());
+}
+
 fn handshake_prefix() -> Vec<u8> {
     let c2s = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/ldms-captures/ls-l-meminfo/c2s.bin"))
         .expect("captures");

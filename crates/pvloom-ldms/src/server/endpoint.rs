@@ -91,6 +91,13 @@ impl SendError {
 const MSG_DISABLED: &str = "LDMS Message Service disabled";
 /// Largest compiled LOOKUP regex (bounds what one peer can make the server allocate).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Answers (READ_RESP above all) queued at most before the connection takes no more
+/// requests (at most [`ServerConfig::max_queued`]): the driver's send buffer's worth, so
+/// one buffer fills while the other is written. The socket sets the pace: answering a
+/// peer's whole window of READ_REQs ahead of it only grew the outbound buffer (256 reads
+/// of a 4 KiB set: a megabyte, regrown after every drain), which the allocator then kept
+/// committed after the burst.
+const READ_AHEAD: usize = 256 * 1024;
 
 /// Settings of the set server and each of its connections.
 #[derive(Debug, Clone)]
@@ -338,6 +345,11 @@ impl ServerConn {
         self.session.queued() >= self.config.max_queued
     }
 
+    /// Enough answers wait for the socket: take no more requests until they drain.
+    fn busy(&self) -> bool {
+        self.session.queued() >= self.config.max_queued.min(READ_AHEAD)
+    }
+
     /// Too many of this peer's messages are still held in the bus: read no more.
     fn held_up(&self) -> bool {
         self.msg.as_ref().is_some_and(MsgConn::held_up)
@@ -400,7 +412,7 @@ impl ServerConn {
         }
         self.backlog = false;
         while self.live() {
-            if self.full() {
+            if self.busy() {
                 self.backlog = true;
                 break;
             }
@@ -841,7 +853,7 @@ impl StreamEndpoint for ServerConn {
     }
 
     fn wants_input(&self) -> bool {
-        self.live() && !self.backlog && !self.full() && !self.held_up()
+        self.live() && !self.backlog && !self.busy() && !self.held_up()
     }
 
     fn handle_closed(&mut self, _now: Instant, reason: &CloseReason) {
