@@ -158,13 +158,17 @@ def serve(args, tmp: pathlib.Path) -> None:
             ).stdout
             r = parse_kv(out.strip().splitlines()[-1])
             r["rss_per_set"] = (rss_kib(d.proc.pid) - rss0) * 1024 / args.sets
+            # And once the daemon has had 2 s of quiet to give a burst's memory back.
+            time.sleep(2)
+            r["rss_settled"] = (rss_kib(d.proc.pid) - rss0) * 1024 / args.sets
             rows[kind] = r
         finally:
             d.stop()
         print(
             f"  {kind:7} ldmsd: {float(r['rate']):>9,.0f} updates/s  client CPU {r['client_cpu_us']:>5} us/update  "
             f"server CPU {r['server_cpu_us']:>5} us/update  RSS/set {r['rss_per_set']:,.0f} B "
-            f"({r['rss_per_set'] / int(r['set_bytes']):.2f}x the set's {int(r['set_bytes']):,} B)"
+            f"({r['rss_per_set'] / int(r['set_bytes']):.2f}x the set's {int(r['set_bytes']):,} B) right after, "
+            f"{r['rss_settled']:,.0f} B ({r['rss_settled'] / int(r['set_bytes']):.2f}x) 2 s later"
         )
     if "real" in rows:
         p, q = rows["pvloom"], rows["real"]
