@@ -24,7 +24,9 @@ use hdf5_metno_sys::h5p::{
 use hdf5_metno_sys::h5s::{
     H5S_ALL, H5S_SCALAR, H5S_SELECT_SET, H5S_UNLIMITED, H5Screate, H5Screate_simple, H5Sselect_hyperslab,
 };
-use hdf5_metno_sys::h5t::{H5T_C_S1, H5T_CSET_UTF8, H5T_VARIABLE, H5Tcopy, H5Tset_cset, H5Tset_size};
+use hdf5_metno_sys::h5t::{
+    H5T_C_S1, H5T_CSET_UTF8, H5T_STR_NULLPAD, H5T_VARIABLE, H5Tcopy, H5Tset_cset, H5Tset_size, H5Tset_strpad,
+};
 use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 
 use super::error::NexusError;
@@ -183,6 +185,40 @@ pub(crate) fn vlen_str() -> Result<Id, NexusError> {
     check(unsafe { H5Tset_size(t.raw(), H5T_VARIABLE) }, "H5Tset_size")?;
     check(unsafe { H5Tset_cset(t.raw(), H5T_CSET_UTF8) }, "H5Tset_cset")?;
     Ok(t)
+}
+
+/// Bytes of the strings rewritten in place at the end (`end_time`, `end_reason`). They
+/// are fixed-size: a variable-length string rewritten in place moves to a new global heap
+/// object, and a SWMR reader holding the file open then fails to read it ("bad heap index").
+pub(crate) const REWRITABLE_STR: usize = 512;
+
+fn fixed_str() -> Result<Id, NexusError> {
+    let t = id(unsafe { H5Tcopy(*H5T_C_S1) }, "H5Tcopy")?;
+    check(unsafe { H5Tset_size(t.raw(), REWRITABLE_STR) }, "H5Tset_size")?;
+    check(unsafe { H5Tset_strpad(t.raw(), H5T_STR_NULLPAD) }, "H5Tset_strpad")?;
+    check(unsafe { H5Tset_cset(t.raw(), H5T_CSET_UTF8) }, "H5Tset_cset")?;
+    Ok(t)
+}
+
+/// `value` NUL-padded to [`REWRITABLE_STR`] bytes, cut at a character boundary if longer.
+fn padded(value: &str) -> Vec<u8> {
+    let mut end = value.len().min(REWRITABLE_STR);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = value.as_bytes()[..end].to_vec();
+    bytes.resize(REWRITABLE_STR, 0);
+    bytes
+}
+
+/// A scalar fixed-size UTF-8 string dataset that can be rewritten while SWMR readers follow.
+pub(crate) fn dataset_rewritable_str(loc: &Id, name: &str, value: &str) -> Result<Id, NexusError> {
+    dataset_raw(loc, name, &fixed_str()?, &[], &padded(value))
+}
+
+/// Rewrites a dataset made by [`dataset_rewritable_str`].
+pub(crate) fn rewrite_rewritable_str(loc: &Id, name: &str, value: &str) -> Result<(), NexusError> {
+    rewrite_raw(loc, name, &fixed_str()?, &padded(value))
 }
 
 fn simple_space(dims: &[u64], max: Option<&[u64]>) -> Result<Id, NexusError> {

@@ -96,8 +96,8 @@ pub(crate) fn create_entry(
     let start = info.get("start_time").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now_iso);
     h5::dataset_str(entry, "start_time", &start)?;
     // Placeholders the end overwrites in place (SWMR allows writes, not new objects).
-    h5::dataset_str(entry, "end_time", "")?;
-    h5::dataset_str(entry, "end_reason", RUNNING)?;
+    h5::dataset_rewritable_str(entry, "end_time", "")?;
+    h5::dataset_rewritable_str(entry, "end_reason", RUNNING)?;
     let instrument = group(entry, "instrument", "NXinstrument")?;
     h5::dataset_str(&instrument, "name", meta.identity.session.as_str())?;
     let mut created = Vec::with_capacity(meta.streams.len());
@@ -231,8 +231,8 @@ pub(crate) fn positioners(instrument: &Id, name: &str, positions: &Value, info: 
 /// known at the start; others are logged and skipped — no new objects in SWMR mode).
 pub(crate) fn write_end(entry: &Id, info: &Value, end_reason: &str) -> Result<(), NexusError> {
     let end = info.get("end_time").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now_iso);
-    h5::rewrite_str(entry, "end_time", &end)?;
-    h5::rewrite_str(entry, "end_reason", end_reason)?;
+    h5::rewrite_rewritable_str(entry, "end_time", &end)?;
+    h5::rewrite_rewritable_str(entry, "end_reason", end_reason)?;
     let Some(map) = info.pointer("/positioners/positioners_end").and_then(Value::as_object) else { return Ok(()) };
     let g = h5::open_group(entry, "instrument/positioners")?;
     for (motor, v) in map {
