@@ -33,6 +33,16 @@ fn seconds(value: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
         .transpose()
 }
 
+/// Runs a blocking call with its timeout (seconds, None: no limit) and the GIL released.
+fn released(
+    py: Python<'_>,
+    timeout: Option<f64>,
+    call: impl FnOnce(Option<Duration>) -> pvloom_core::Result<()> + Send,
+) -> PyResult<()> {
+    let timeout = seconds(timeout, "timeout")?;
+    py.detach(|| call(timeout)).map_err(to_py)
+}
+
 fn state_name(state: SubscriberState) -> &'static str {
     state.name()
 }
@@ -146,20 +156,17 @@ impl PyScanWriter {
 
     #[pyo3(signature = (wait=true, timeout=None))]
     fn stop(&self, py: Python<'_>, wait: bool, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = seconds(timeout, "timeout")?;
-        py.detach(|| self.inner.stop(wait, timeout)).map_err(to_py)
+        released(py, timeout, |timeout| self.inner.stop(wait, timeout))
     }
 
     #[pyo3(signature = (wait=true, timeout=None))]
     fn kill(&self, py: Python<'_>, wait: bool, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = seconds(timeout, "timeout")?;
-        py.detach(|| self.inner.kill(wait, timeout)).map_err(to_py)
+        released(py, timeout, |timeout| self.inner.kill(wait, timeout))
     }
 
     #[pyo3(signature = (timeout=None))]
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = seconds(timeout, "timeout")?;
-        py.detach(|| self.inner.join(timeout)).map_err(to_py)
+        released(py, timeout, |timeout| self.inner.join(timeout))
     }
 
     fn done(&self) -> bool {
@@ -207,14 +214,12 @@ impl PySessionWriter {
     /// Stop watching and stop every running scan writer.
     #[pyo3(signature = (timeout=None))]
     fn stop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = seconds(timeout, "timeout")?;
-        py.detach(|| self.inner.stop(timeout)).map_err(to_py)
+        released(py, timeout, |timeout| self.inner.stop(timeout))
     }
 
     #[pyo3(signature = (timeout=None))]
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = seconds(timeout, "timeout")?;
-        py.detach(|| self.inner.join(timeout)).map_err(to_py)
+        released(py, timeout, |timeout| self.inner.join(timeout))
     }
 
     /// The scans being written: a list of (key, progress dict).
@@ -303,7 +308,6 @@ impl PyRecording {
     /// End the recording: seals, STOPPED, CLOSED, the file closed.
     #[pyo3(signature = (timeout=None))]
     fn stop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = seconds(timeout, "timeout")?;
-        py.detach(|| self.inner.stop(timeout)).map_err(to_py)
+        released(py, timeout, |timeout| self.inner.stop(timeout))
     }
 }
