@@ -23,6 +23,10 @@ use pvloom_ldms::client::{Xprt, XprtConfig};
 use pvloom_ldms::msg::MsgType;
 use pvloom_ldms::server::{LdmsServer, ServerConfig, SetRegistry};
 
+/// The allocator the `pvloom` binary ships with, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// CPU seconds (user + system) of this process, from /proc/self/stat.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();

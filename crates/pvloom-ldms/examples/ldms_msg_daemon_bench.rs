@@ -25,6 +25,10 @@ use pvloom_ldms::bus::{BusConfig, MsgBus, MsgClient};
 use pvloom_ldms::client::{Xprt, XprtConfig};
 use pvloom_ldms::msg::MsgType;
 
+/// The allocator the `pvloom` binary ships with, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Error = Box<dyn std::error::Error>;
 
 /// CPU seconds (user + system) of a process, from /proc/PID/stat.

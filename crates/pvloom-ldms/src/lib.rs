@@ -29,3 +29,9 @@ pub mod server;
 pub mod session;
 pub mod set;
 pub mod zap;
+
+/// A fast seeded hasher for the maps on the per-message and per-update paths (their keys
+/// are ids this process hands out or map keys it looks up; SipHash showed in profiles).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The set form of [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

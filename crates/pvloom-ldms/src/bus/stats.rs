@@ -1,6 +1,6 @@
 //! Counters of the bus: per channel (message name) with per source, and per client.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -127,10 +127,6 @@ impl BusStats {
         serde_json::json!({"channels": channels, "clients": clients})
     }
 }
-
-/// A fast seeded hasher: every message looks its channel up, and SipHash showed in the
-/// profile.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Channel {

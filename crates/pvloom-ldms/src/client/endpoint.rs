@@ -6,13 +6,14 @@
 //! the metadata when its generation moved), push registration and the server's
 //! SET_DELETE. Every operation has a deadline compared with the `now` it is given.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use pvloom_core::{CloseReason, StreamEndpoint};
 
+use super::op_table::OpTable;
 use super::types::{ClientEvent, DirPart, LookupResult, MsgSubStatus, OpError, OpId, SetId, SetSnapshot};
 use crate::bus::{Link, MsgBus, MsgConn};
 use crate::msg::{MsgSub, SubReply};
@@ -25,6 +26,7 @@ use crate::server::Credentials;
 use crate::session::{Role, Session, SessionConfig, SessionError, SessionEvent};
 use crate::set::{DataHeader, SetMeta};
 use crate::zap::{ACCESS_READ, ACCESS_WRITE, Frame, Msg, ReadReq, ReadResp, Rendezvous};
+use crate::{FastMap, FastSet};
 
 /// Settings of a client connection.
 #[derive(Debug, Clone)]
@@ -94,7 +96,6 @@ enum Op {
 #[derive(Debug)]
 struct Pending {
     op: Op,
-    deadline: Option<Instant>,
     timeout: Duration,
 }
 
@@ -123,11 +124,11 @@ pub struct ClientConn {
     session: Session,
     config: ClientConnConfig,
     events: VecDeque<ClientEvent>,
-    ops: HashMap<OpId, Pending>,
-    reads: HashMap<u64, PendingRead>,
-    sets: HashMap<SetId, RemoteSet>,
+    ops: OpTable<Pending>,
+    reads: FastMap<u64, PendingRead>,
+    sets: FastMap<SetId, RemoteSet>,
     /// Ops that timed out: their late answers are dropped, not a protocol error.
-    stale: HashSet<u64>,
+    stale: FastSet<u64>,
     next_id: u64,
     close: Option<CloseReason>,
     connected: bool,
@@ -164,10 +165,10 @@ impl ClientConn {
             session: Session::new(Role::Active, config.session.clone(), now),
             config: config.clone(),
             events: VecDeque::new(),
-            ops: HashMap::new(),
-            reads: HashMap::new(),
-            sets: HashMap::new(),
-            stale: HashSet::new(),
+            ops: OpTable::default(),
+            reads: FastMap::default(),
+            sets: FastMap::default(),
+            stale: FastSet::default(),
             next_id: 0x1000,
             close: None,
             connected: false,
@@ -230,7 +231,7 @@ impl ClientConn {
 
     fn add_op(&mut self, now: Instant, id: OpId, op: Op, timeout: Option<Duration>) {
         let timeout = timeout.unwrap_or(self.config.op_timeout);
-        self.ops.insert(id, Pending { op, deadline: now.checked_add(timeout), timeout });
+        self.ops.insert(id, Pending { op, timeout }, now.checked_add(timeout));
     }
 
     /// Ask for the directory; `flags` may hold [`DIR_F_NOTIFY`](request::DIR_F_NOTIFY).
@@ -549,7 +550,7 @@ impl ClientConn {
                 if more == 0 {
                     *done = true;
                     if notify {
-                        p.deadline = None;
+                        self.ops.clear_deadline(&op);
                     } else {
                         self.ops.remove(&op);
                     }
@@ -770,10 +771,11 @@ impl ClientConn {
     }
 
     fn expire(&mut self, now: Instant) {
-        let due: Vec<OpId> =
-            self.ops.iter().filter(|(_, p)| p.deadline.is_some_and(|d| now >= d)).map(|(id, _)| *id).collect();
-        for op in due {
-            let Some(p) = self.ops.remove(&op) else { continue };
+        let due = self.ops.take_expired(now);
+        if due.is_empty() {
+            return;
+        }
+        for (op, p) in due {
             self.stale.insert(op.0);
             let e = OpError::TimedOut(p.timeout);
             tracing::debug!("LDMS operation {op:?} timed out");
@@ -905,8 +907,8 @@ impl StreamEndpoint for ClientConn {
             return None;
         }
         self.ops
-            .values()
-            .filter_map(|p| p.deadline)
+            .next_deadline()
+            .into_iter()
             .chain(self.session.poll_timeout())
             .chain(self.msg.credit_deadline(self.config.credit_timeout))
             .min()
@@ -923,9 +925,7 @@ impl StreamEndpoint for ClientConn {
         self.closed = true;
         self.msg.forget();
         let why = reason.to_string();
-        let mut ops: Vec<(OpId, Pending)> = self.ops.drain().collect();
-        ops.sort_by_key(|(id, _)| *id);
-        for (op, p) in ops {
+        for (op, p) in self.ops.drain_in_order() {
             self.fail_op(op, p, OpError::Disconnected(why.clone()));
         }
         self.reads.clear();

@@ -27,6 +27,7 @@
 mod endpoint;
 pub mod format;
 mod msg;
+mod op_table;
 mod set;
 mod types;
 mod xprt;

@@ -7,7 +7,6 @@
 //! and so returns [`WouldDeadlock`](pvloom_core::Error::WouldDeadlock) at once on an I/O
 //! thread.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use pvloom_core::{CloseReason, Completer, Completion, Deliverer, IoCtx, RuntimeH
 use super::endpoint::{ClientConn, ClientConnConfig};
 use super::set::Set;
 use super::types::{ClientEvent, DirPart, LookupResult, OpError, OpId, SetId, SetSnapshot};
+use crate::FastMap;
 use crate::request::dir::DirEntry;
 
 /// Why an API call failed.
@@ -199,12 +199,12 @@ pub(super) struct XprtApp {
     pub(super) conn: ClientConn,
     xprt: Weak<XprtInner>,
     connect: Option<Completer<Result<(), LdmsError>>>,
-    dirs: HashMap<OpId, (DirCb, bool)>,
-    lookups: HashMap<OpId, LookupCb>,
-    updates: HashMap<OpId, UpdateWaiter>,
-    pub(super) pushes: HashMap<SetId, PushCb>,
-    sets: HashMap<SetId, Weak<super::set::SetInner>>,
-    pub(super) msg_subs: HashMap<OpId, super::msg::MsgSubCb>,
+    dirs: FastMap<OpId, (DirCb, bool)>,
+    lookups: FastMap<OpId, LookupCb>,
+    updates: FastMap<OpId, UpdateWaiter>,
+    pub(super) pushes: FastMap<SetId, PushCb>,
+    sets: FastMap<SetId, Weak<super::set::SetInner>>,
+    pub(super) msg_subs: FastMap<OpId, super::msg::MsgSubCb>,
 }
 
 impl Xprt {
@@ -243,12 +243,12 @@ impl Xprt {
                 conn: ClientConn::with_link(ctx.now(), config.conn.clone(), link),
                 xprt: weak,
                 connect: Some(done),
-                dirs: HashMap::new(),
-                lookups: HashMap::new(),
-                updates: HashMap::new(),
-                pushes: HashMap::new(),
-                sets: HashMap::new(),
-                msg_subs: HashMap::new(),
+                dirs: FastMap::default(),
+                lookups: FastMap::default(),
+                updates: FastMap::default(),
+                pushes: FastMap::default(),
+                sets: FastMap::default(),
+                msg_subs: FastMap::default(),
             };
             // On failure the app is dropped with its completer: the wait sees Abandoned.
             if let Err(e) = driver::connect(ctx, &address, addr, stream, app) {

@@ -2,7 +2,7 @@
 //! passive side: DIR (and its updates), LOOKUP, READ_REQ, push, SET_DELETE, and the
 //! replies of a daemon whose message service is off.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +24,7 @@ use crate::request::{
 };
 use crate::session::{Role, Session, SessionConfig, SessionError, SessionEvent};
 use crate::zap::{self, Frame, Msg, RailConnMsg, Rendezvous, WriteResp};
+use crate::{FastMap, FastSet};
 
 /// zap status: the map key names no region (`ZAP_ERR_REMOTE_MAP`).
 pub const ZAP_ERR_REMOTE_MAP: u16 = 17;
@@ -194,9 +195,9 @@ pub struct ServerConn {
     inbox: Arc<ConnInbox>,
     config: ServerConfig,
     dir_xid: Option<u64>,
-    pushes: HashMap<u64, PushReg>,
-    notify: HashSet<u64>,
-    deletes: HashMap<u64, String>,
+    pushes: FastMap<u64, PushReg>,
+    notify: FastSet<u64>,
+    deletes: FastMap<u64, String>,
     next_delete_xid: u64,
     events: VecDeque<ServerEvent>,
     close: Option<CloseReason>,
@@ -205,7 +206,7 @@ pub struct ServerConn {
     backlog: bool,
     stats: ConnStats,
     /// Map keys this peer read, with their sets.
-    maps: HashMap<u32, Arc<Entry>>,
+    maps: FastMap<u32, Arc<Entry>>,
     /// `session.queued()` as of the last call, for other threads ([`ServerConn::queue_gauge`]).
     gauge: Arc<AtomicUsize>,
     /// The message service's state on this connection (with a bus).
@@ -238,15 +239,15 @@ impl ServerConn {
             registry,
             inbox: ConnInbox::new(),
             dir_xid: None,
-            pushes: HashMap::new(),
-            notify: HashSet::new(),
-            deletes: HashMap::new(),
+            pushes: FastMap::default(),
+            notify: FastSet::default(),
+            deletes: FastMap::default(),
             next_delete_xid: 1,
             events: VecDeque::new(),
             close: None,
             closed: false,
             backlog: false,
-            maps: HashMap::new(),
+            maps: FastMap::default(),
             stats: ConnStats::default(),
             gauge: Arc::new(AtomicUsize::new(0)),
             msg: config

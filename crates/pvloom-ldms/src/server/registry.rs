@@ -13,13 +13,14 @@
 //! Lock order: the registry's table lock, then a set's lock; never the other way round,
 //! and never an inbox lock while holding either for longer than a push onto it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::FastMap;
 use crate::request::dir::{DirEntry, DirInfo, DirTime, render_dir_update};
 use crate::request::{DIR_ADD, DIR_DEL, DIR_UPD, RBD_F_PUSH, RBD_F_PUSH_CHANGE};
 use crate::set::{LocalSet, TRANSACTION_END, Timestamp};
@@ -282,8 +283,8 @@ pub(crate) fn dir_entry(set: &LocalSet) -> DirEntry {
 #[derive(Default)]
 struct Table {
     by_name: BTreeMap<String, Arc<Entry>>,
-    by_id: HashMap<u64, Arc<Entry>>,
-    by_key: HashMap<u32, Arc<Entry>>,
+    by_id: FastMap<u64, Arc<Entry>>,
+    by_key: FastMap<u32, Arc<Entry>>,
     dir_watchers: Vec<Watcher>,
     next_id: u64,
     next_key: u32,
