@@ -125,20 +125,62 @@ pub fn main(argv: &[OsString]) -> anyhow::Result<()> {
     }
     tracing::info!(sets = daemon.registry().len(), addrs = ?daemon.listen_addrs(), "pvloom ldmsd running");
     let runtime = daemon.runtime().handle();
+    let mut collector = BurstCollector::new(runtime.io_threads());
+    // Once at start: the configuration's transients go back to the OS.
+    crate::release_freed_memory();
     wait_for_stop(args.run_for, || {
-        // Here: the arenas' freed pages go back to the OS (the configuration's transients
-        // among them). On each I/O thread: the empty pages its own heap kept after a
-        // burst (mimalloc would free them only on that thread's later allocations).
-        crate::release_freed_memory();
-        for i in 0..runtime.io_threads() {
+        let busy: Vec<Duration> = runtime.thread_stats().iter().map(|t| t.busy_total).collect();
+        let quiet_after_burst = collector.quiet_after_burst(&busy);
+        if quiet_after_burst.is_empty() {
+            return;
+        }
+        // On each thread whose burst ended: the empty pages its own heap kept (mimalloc
+        // would free them only on that thread's later allocations); then, here, the
+        // arenas' freed pages go back to the OS.
+        for i in quiet_after_burst {
             let _ = runtime.run_on(i, |_| crate::release_freed_memory());
         }
+        crate::release_freed_memory();
     });
     tracing::info!("pvloom ldmsd stopping");
     if let Some(path) = &args.pid_file {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Work in one collection tick (about a second) above which an I/O thread is in a burst.
+const BURST_WORK: Duration = Duration::from_millis(20);
+
+/// Which I/O threads to collect: those whose burst of work just ended. A collection
+/// walks the thread's pages (a few hundred microseconds): once a second on every thread
+/// it was a sixth of an aggregator's CPU at 100 updates a second, where nothing needs
+/// giving back; after a burst, it bounds how long the burst's pages stay committed.
+struct BurstCollector {
+    last_busy: Vec<Duration>,
+    in_burst: Vec<bool>,
+}
+
+impl BurstCollector {
+    fn new(threads: usize) -> BurstCollector {
+        BurstCollector { last_busy: vec![Duration::ZERO; threads], in_burst: vec![false; threads] }
+    }
+
+    /// Given each thread's total work so far, the threads that worked more than
+    /// [`BURST_WORK`] in an earlier tick and less in this one.
+    fn quiet_after_burst(&mut self, busy_total: &[Duration]) -> Vec<usize> {
+        let mut ended = Vec::new();
+        for (i, &total) in busy_total.iter().enumerate().take(self.last_busy.len()) {
+            let worked = total.saturating_sub(self.last_busy[i]);
+            self.last_busy[i] = total;
+            if worked > BURST_WORK {
+                self.in_burst[i] = true;
+            } else if std::mem::take(&mut self.in_burst[i]) {
+                ended.push(i);
+            }
+        }
+        ended
+    }
 }
 
 /// Every this many quarter-second waits, [`wait_for_stop`] calls its `tick`.
@@ -162,5 +204,22 @@ fn wait_for_stop(run_for: Option<f64>, mut tick: impl FnMut()) {
         if ticks.is_multiple_of(TICKS_PER_COLLECT) {
             tick();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_is_collected_once_when_its_burst_ends() {
+        let ms = Duration::from_millis;
+        let mut c = BurstCollector::new(2);
+        // Thread 0 idles along at 1 ms a tick; thread 1 works 500 ms a tick, then stops.
+        assert!(c.quiet_after_burst(&[ms(1), ms(500)]).is_empty());
+        assert!(c.quiet_after_burst(&[ms(2), ms(1000)]).is_empty(), "still in its burst");
+        assert_eq!(c.quiet_after_burst(&[ms(3), ms(1001)]), vec![1], "the burst ended");
+        assert!(c.quiet_after_burst(&[ms(4), ms(1002)]).is_empty(), "collected once, not every tick");
+        assert!(c.quiet_after_burst(&[ms(5), ms(1003)]).is_empty(), "a steady light load is never collected");
     }
 }

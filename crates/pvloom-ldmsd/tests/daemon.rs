@@ -1,10 +1,19 @@
 //! The daemon end to end on 127.0.0.1: the captures' sampler and aggregator configuration
 //! files run unchanged (ports rewritten to free ones), an aggregator pulls, re-serves and
-//! stores a sampler daemon's sets, and follows the sampler daemon across a restart.
+//! stores a sampler daemon's sets, follows the sampler daemon across a restart, and
+//! tries a failed lookup again at the next update interval.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use pvloom_ldms::request::{self, Message, Reply, ReplyBody, RequestBody};
+use pvloom_ldms::zap::{Frame, FrameDecoder, Msg};
 
 use pvloom_ldms::client::{Xprt, XprtConfig};
 use pvloom_ldmsd::config::parse_str;
@@ -147,4 +156,96 @@ fn every_captured_conf_runs_unchanged() {
         ran += 1;
     }
     assert!(ran >= 8, "only {ran} sampler.conf files found");
+}
+
+/// Each frame of `from` in turn, as its raw bytes and decoded, until the stream ends or
+/// does not decode.
+fn for_each_frame(mut from: TcpStream, mut each: impl FnMut(&[u8], &Frame) -> bool) {
+    let mut dec = FrameDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        if dec.push(&buf[..n]).is_err() {
+            return;
+        }
+        loop {
+            match dec.next_frame() {
+                Ok(Some(f)) => {
+                    let raw: Vec<u8> = pending.drain(..f.encoded_len()).collect();
+                    if !each(&raw, &f) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A proxy in front of `upstream` that answers the first LOOKUP it sees itself, with
+/// EBUSY, and forwards everything else frame by frame. Returns its address and the
+/// number of lookups it refused.
+fn proxy_refusing_the_first_lookup(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(upstream) else { return };
+            let to_client = Arc::new(Mutex::new(client.try_clone().unwrap()));
+            let (down_in, down_out) = (server.try_clone().unwrap(), to_client.clone());
+            std::thread::spawn(move || {
+                for_each_frame(down_in, |raw, _| down_out.lock().write_all(raw).is_ok());
+            });
+            let counter = counter.clone();
+            let mut to_server = server;
+            std::thread::spawn(move || {
+                for_each_frame(client, |raw, f| {
+                    if let Msg::SendRecv(data) = &f.msg
+                        && let Ok(Message::Request(r)) = request::decode(data)
+                        && matches!(r.body, RequestBody::Lookup { .. })
+                        && counter.fetch_add(1, Ordering::SeqCst) == 0
+                    {
+                        let reply = Message::Reply(Reply { xid: r.xid, rc: 16, body: ReplyBody::Lookup });
+                        let mut body = BytesMut::new();
+                        request::encode(&reply, &mut body);
+                        let frame =
+                            Frame { reserved: 0, xid: 0x7fff_0000, ctxt: 0, msg: Msg::SendRecv(Bytes::from(body)) };
+                        let mut out = BytesMut::new();
+                        frame.encode(&mut out);
+                        return to_client.lock().write_all(&out).is_ok();
+                    }
+                    to_server.write_all(raw).is_ok()
+                });
+                let _ = to_server.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, refused)
+}
+
+#[test]
+fn a_lookup_that_failed_is_tried_again_at_the_next_interval() {
+    let sampler = daemon(Path::new("/"));
+    sampler.apply_file(&captures().join("ls-l-two-samplers/sampler.conf")).unwrap();
+    let sampler_addr = sampler.listen(local()).unwrap();
+    let (proxy, refused) = proxy_refusing_the_first_lookup(sampler_addr);
+
+    let conf = std::fs::read_to_string(captures().join("aggregator/aggregator.conf")).unwrap();
+    let conf = conf.replace("port=10441", &format!("port={}", proxy.port()));
+    let agg = daemon(Path::new("/"));
+    agg.apply_all(&parse_str(&conf, "aggregator.conf").unwrap()).unwrap();
+    // One of the two lookups is refused; the updater asks again within its 1 s interval.
+    wait_until("both sets, the refused one looked up again", Duration::from_secs(10), || agg.registry().len() == 2);
+    assert_eq!(refused.load(Ordering::SeqCst), 3, "two lookups and the one retry went through the proxy");
+    assert_eq!(agg.producers()[0].connects, 1, "no reconnect was needed");
+    drop(agg);
 }

@@ -139,6 +139,11 @@ struct Producer {
     /// Bumped on every connect and stop: callbacks of an older connection are ignored.
     epoch: u64,
     sets: BTreeMap<String, Mirror>,
+    /// Sets the directory named that are not pulled yet: a lookup in flight (true) or
+    /// one that failed (false), tried again at the next update interval as ldmsd does.
+    unresolved: BTreeMap<String, bool>,
+    /// The directory request of this connection failed: asked again at the next interval.
+    dir_failed: bool,
     connects: u64,
     retry: Option<TimerHandle>,
     msg_subs: Vec<MsgSub>,
@@ -314,6 +319,8 @@ impl Aggregator {
                         sets: BTreeMap::new(),
                         connects: 0,
                         retry: None,
+                        unresolved: BTreeMap::new(),
+                        dir_failed: false,
                         msg_subs: Vec::new(),
                     },
                 );
@@ -644,13 +651,7 @@ fn on_xprt_event(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, ev: &Xprt
             for sub in &subs {
                 msg_subscribe(name, x, sub);
             }
-            let weak = Arc::downgrade(inner);
-            let pname = name.to_string();
-            x.dir_cb(DIR_F_NOTIFY, move |x, r| {
-                if let Some(inner) = weak.upgrade() {
-                    on_dir(&inner, &pname, epoch, x, r);
-                }
-            });
+            request_dir(inner, name, epoch, x);
         }
         XprtEventKind::Rejected | XprtEventKind::Error | XprtEventKind::Disconnected => {
             {
@@ -659,6 +660,8 @@ fn on_xprt_event(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, ev: &Xprt
                 p.xprt = None;
                 // Before the sets go, so no one sees a producer without sets still Connected.
                 p.state = ProducerState::Connecting;
+                p.unresolved.clear();
+                p.dir_failed = false;
                 for (_, m) in std::mem::take(&mut p.sets) {
                     if let Some(h) = m.local {
                         h.unpublish();
@@ -680,11 +683,43 @@ fn on_xprt_event(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, ev: &Xprt
 fn forget_set(inner: &Arc<Inner>, name: &str, epoch: u64, set: &str) {
     let mut st = inner.state.lock();
     let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
+    p.unresolved.remove(set);
     if let Some(m) = p.sets.remove(set)
         && let Some(h) = m.local
     {
         h.unpublish();
     }
+}
+
+fn request_dir(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt) {
+    let weak = Arc::downgrade(inner);
+    let pname = name.to_string();
+    x.dir_cb(DIR_F_NOTIFY, move |x, r| {
+        if let Some(inner) = weak.upgrade() {
+            on_dir(&inner, &pname, epoch, x, r);
+        }
+    });
+}
+
+fn request_lookup(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, set: &str) {
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    let pname = name.to_string();
+    let sname = set.to_string();
+    x.lookup_cb(set, LOOKUP_BY_INSTANCE, move |_, r, _| {
+        let Some(inner) = weak.upgrade() else { return };
+        match r {
+            Ok(remote) => adopt(&inner, &pname, epoch, remote),
+            Err(e) => {
+                tracing::debug!(producer = pname, set = sname, "lookup failed, tried again next interval: {e}");
+                let mut st = inner.state.lock();
+                if let Some(p) = st.producers.get_mut(&pname).filter(|p| p.epoch == epoch)
+                    && let Some(in_flight) = p.unresolved.get_mut(&sname)
+                {
+                    *in_flight = false;
+                }
+            }
+        }
+    });
 }
 
 fn on_dir(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, r: Result<DirReply, pvloom_ldms::client::OpError>) {
@@ -698,7 +733,11 @@ fn on_dir(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, r: Result<DirRep
         }
         Ok(DirReply::Update { .. }) => return,
         Err(e) => {
-            tracing::debug!(producer = name, "dir failed: {e}");
+            tracing::debug!(producer = name, "dir failed, asked again next interval: {e}");
+            let mut st = inner.state.lock();
+            if let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) {
+                p.dir_failed = true;
+            }
             return;
         }
     };
@@ -706,18 +745,18 @@ fn on_dir(inner: &Arc<Inner>, name: &str, epoch: u64, x: &Xprt, r: Result<DirRep
         forget_set(inner, name, epoch, &set);
     }
     for set in added {
-        if !wanted(&inner.state.lock(), name, &set, None) {
-            continue;
-        }
-        let weak: Weak<Inner> = Arc::downgrade(inner);
-        let pname = name.to_string();
-        x.lookup_cb(&set, LOOKUP_BY_INSTANCE, move |_, r, _| {
-            let Some(inner) = weak.upgrade() else { return };
-            match r {
-                Ok(remote) => adopt(&inner, &pname, epoch, remote),
-                Err(e) => tracing::debug!(producer = pname, "lookup failed: {e}"),
+        {
+            let mut st = inner.state.lock();
+            if !wanted(&st, name, &set, None) {
+                continue;
             }
-        });
+            let Some(p) = st.producers.get_mut(name).filter(|p| p.epoch == epoch) else { return };
+            if p.sets.contains_key(&set) || p.unresolved.get(&set) == Some(&true) {
+                continue;
+            }
+            p.unresolved.insert(set.clone(), true);
+        }
+        request_lookup(inner, name, epoch, x, &set);
     }
 }
 
@@ -742,6 +781,7 @@ fn adopt(inner: &Arc<Inner>, prdcr: &str, epoch: u64, remote: Set) {
         return;
     }
     let Some(p) = st.producers.get_mut(prdcr).filter(|p| p.epoch == epoch) else { return };
+    p.unresolved.remove(remote.name());
     p.sets.insert(remote.name().to_string(), Mirror { remote, local: None, last_gn: None, pushing: false });
     start_pushes(inner, &mut st);
 }
@@ -785,6 +825,7 @@ fn schedule_updater(inner: &Arc<Inner>, name: &str) {
 
 /// One updater interval: update every set it pulls.
 fn tick(inner: &Arc<Inner>, updater: &str) {
+    retry_failed_requests(inner, updater);
     let sets: Vec<(String, u64, Set)> = {
         let st = inner.state.lock();
         let Some(u) = st.updaters.get(updater) else { return };
@@ -809,6 +850,37 @@ fn tick(inner: &Arc<Inner>, updater: &str) {
                 Err(e) => tracing::debug!(producer = pname, set = set.name(), "update failed: {e}"),
             }
         });
+    }
+}
+
+/// Ask again for the directories and lookups that failed on the producers `updater`
+/// pulls from (ldmsd's updater retries a set's lookup each interval until it succeeds).
+fn retry_failed_requests(inner: &Arc<Inner>, updater: &str) {
+    let mut dirs = Vec::new();
+    let mut lookups = Vec::new();
+    {
+        let mut st = inner.state.lock();
+        let State { producers, updaters, .. } = &mut *st;
+        let Some(u) = updaters.get(updater) else { return };
+        for (pname, p) in producers
+            .iter_mut()
+            .filter(|(n, p)| p.state == ProducerState::Connected && u.prdcr_res.iter().any(|r| r.is_match(n)))
+        {
+            let Some(x) = p.xprt.clone() else { continue };
+            if std::mem::take(&mut p.dir_failed) {
+                dirs.push((pname.clone(), p.epoch, x.clone()));
+            }
+            for (set, in_flight) in p.unresolved.iter_mut().filter(|(_, f)| !**f) {
+                *in_flight = true;
+                lookups.push((pname.clone(), p.epoch, x.clone(), set.clone()));
+            }
+        }
+    }
+    for (pname, epoch, x) in dirs {
+        request_dir(inner, &pname, epoch, &x);
+    }
+    for (pname, epoch, x, set) in lookups {
+        request_lookup(inner, &pname, epoch, &x, &set);
     }
 }
 
