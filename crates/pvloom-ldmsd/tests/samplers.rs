@@ -155,6 +155,83 @@ fn procnetdev2_ifaces_and_exclude() {
     }
 }
 
+/// A `/proc/net/dev` with these interfaces, each counter `base + its column`.
+fn net_dev(ifaces: &[(&str, u64)]) -> String {
+    let mut text = String::from(
+        "Inter-|   Receive                                                |  Transmit\n \
+         face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n",
+    );
+    for (name, base) in ifaces {
+        let cols: Vec<String> = (0..16).map(|c| (base + c).to_string()).collect();
+        text += &format!("{name:>6}: {}\n", cols.join(" "));
+    }
+    text
+}
+
+/// The (name, counters) of every record in procnetdev2's list, and each one's heap offset.
+fn netdev_records(d: &SetData) -> Vec<(String, Vec<u64>, u32)> {
+    let Some(MetricValue::List(l)) = &d.values[4] else { panic!("no list: {:?}", d.values[4]) };
+    l.iter()
+        .map(|e| {
+            let MetricValue::RecordInst(r) = &e.value else { panic!("{:?}", e.value) };
+            let MetricValue::CharArray(n) = &r.members[0] else { panic!() };
+            let counters =
+                r.members[1..].iter().map(|m| if let MetricValue::U64(v) = m { *v } else { panic!() }).collect();
+            (String::from_utf8_lossy(n).trim_end_matches('\0').to_string(), counters, e.heap_off)
+        })
+        .collect()
+}
+
+#[test]
+fn procnetdev2_follows_counters_in_place_and_interfaces_by_a_new_list() {
+    let root = std::env::temp_dir().join(format!("pvloom-netdev-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("proc/net")).unwrap();
+    let write = |ifaces: &[(&str, u64)]| std::fs::write(root.join("proc/net/dev"), net_dev(ifaces)).unwrap();
+    write(&[("lo", 100), ("eth0", 200)]);
+    let Some(Cmd::Config(cfg)) = Parser::new().parse_line("config name=procnetdev2 producer=p instance=p/n").unwrap()
+    else {
+        panic!()
+    };
+    let mut s = sampler_with_root("procnetdev2", &root).unwrap();
+    let mut set = s.configure(&cfg).unwrap().remove(0);
+    let counters = |base: u64| (base..base + 16).collect::<Vec<u64>>();
+
+    let first = netdev_records(&sample(s.as_mut(), &mut set));
+    assert_eq!(
+        first.iter().map(|r| (r.0.as_str(), r.1.clone())).collect::<Vec<_>>(),
+        [("lo", counters(100)), ("eth0", counters(200))]
+    );
+
+    // The same interfaces, new counters: the same records, rewritten where they are.
+    write(&[("lo", 1_000), ("eth0", 2_000)]);
+    let heap_gn = set.data().unwrap().heap.gn;
+    let second = netdev_records(&sample(s.as_mut(), &mut set));
+    assert_eq!(
+        second.iter().map(|r| (r.0.as_str(), r.1.clone())).collect::<Vec<_>>(),
+        [("lo", counters(1_000)), ("eth0", counters(2_000))]
+    );
+    assert_eq!(second.iter().map(|r| r.2).collect::<Vec<_>>(), first.iter().map(|r| r.2).collect::<Vec<_>>());
+    assert_eq!(set.data().unwrap().heap.gn, heap_gn, "no heap change for new counters");
+
+    // An interface comes, another goes: a new list, as a fresh sampler would build it.
+    for ifaces in [&[("lo", 5), ("eth0", 6), ("ib0", 7)][..], &[("ib0", 8)], &[]] {
+        write(ifaces);
+        let got = netdev_records(&sample(s.as_mut(), &mut set));
+        let mut fresh = sampler_with_root("procnetdev2", &root).unwrap();
+        let mut fresh_set = fresh.configure(&cfg).unwrap().remove(0);
+        let want = netdev_records(&sample(fresh.as_mut(), &mut fresh_set));
+        assert_eq!(
+            got.iter().map(|r| (&r.0, &r.1)).collect::<Vec<_>>(),
+            want.iter().map(|r| (&r.0, &r.1)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            ifaces.iter().map(|i| i.0).collect::<Vec<_>>()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 fn loadavg(line: &str) -> (Box<dyn Sampler>, LocalSet) {
     let Some(Cmd::Config(cfg)) = Parser::new().parse_line(line).unwrap() else { panic!() };
     let mut s = sampler_with_root("loadavg", &Path::new(FIXTURES).join("loadavg")).unwrap();

@@ -235,6 +235,80 @@ impl LocalSet {
         self.set(index, &MetricValue::U64(v))
     }
 
+    /// Write `values` to the U64 data metrics `first`, `first + 1`, ... in one pass: as
+    /// many [`set_u64`](Self::set_u64) calls (the data gn moves by one per value), for
+    /// samplers that fill a run of counters each sample. Nothing is written if one of the
+    /// metrics is not a U64 data metric.
+    pub fn set_u64s(&mut self, first: usize, values: &[u64]) -> Result<(), SetError> {
+        let ms = self.meta.meta_sz as usize;
+        let end = first
+            .checked_add(values.len())
+            .ok_or(SetError::ValueMismatch { index: first, reason: "metric index overflow".into() })?;
+        let descs = self.meta.metrics.get(first..end).ok_or_else(|| SetError::ValueMismatch {
+            index: end.saturating_sub(1),
+            reason: format!("no such metric (card {})", self.meta.card()),
+        })?;
+        for (i, d) in descs.iter().enumerate() {
+            let off = ms + d.data_offset as usize;
+            if d.ty != ValueType::U64 || d.is_meta() || off + 8 > self.image.len() {
+                return Err(SetError::ValueMismatch {
+                    index: first + i,
+                    reason: format!("{:?} is not a U64 data metric", d.ty),
+                });
+            }
+        }
+        for (d, v) in self.meta.metrics[first..end].iter().zip(values) {
+            let off = ms + d.data_offset as usize;
+            self.image[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let gn = self.data_gn().wrapping_add(values.len() as u64);
+        self.put_data(DATA_GN_OFF, &gn.to_le_bytes());
+        Ok(())
+    }
+
+    /// Write `values` to the U64 members `first_member`, ... of the record instance at data
+    /// offset `inst_off` (its `set_data_off`, as [`data`](Self::data) decodes it), in place:
+    /// `ldms_record_set_u64` for a run of members, the heap's layout untouched. The data gn
+    /// moves by one per value.
+    pub fn set_record_u64s(&mut self, inst_off: u32, first_member: usize, values: &[u64]) -> Result<(), SetError> {
+        let bad = |reason: String| SetError::BadRecord(reason);
+        let ms = self.meta.meta_sz as usize;
+        let at = ms + inst_off as usize;
+        if at + 16 > self.image.len() {
+            return Err(bad(format!("record instance at data offset {inst_off} is outside the set")));
+        }
+        let word = |o: usize| u32::from_le_bytes(self.image[o..o + 4].try_into().expect("4 bytes"));
+        let (flags, rec_type) = (word(at), word(at + 12));
+        if flags != super::RECORD_F_INST {
+            return Err(bad(format!("no record instance at data offset {inst_off} (flags {flags})")));
+        }
+        let rt = self
+            .meta
+            .metrics
+            .get(rec_type as usize)
+            .and_then(|m| m.record_type.as_ref())
+            .ok_or_else(|| bad(format!("rec_type {rec_type} is not a RECORD_TYPE metric")))?;
+        if at + rt.inst_sz as usize > self.image.len() {
+            return Err(bad(format!("record instance at data offset {inst_off} runs past the set")));
+        }
+        let members = first_member
+            .checked_add(values.len())
+            .and_then(|end| rt.members.get(first_member..end))
+            .ok_or_else(|| bad(format!("members {first_member}.. past the record's {}", rt.members.len())))?;
+        for (i, m) in members.iter().enumerate() {
+            if m.ty != ValueType::U64 || at + m.data_offset as usize + 8 > self.image.len() {
+                return Err(bad(format!("member {} is a {:?} inside the set, not a U64", first_member + i, m.ty)));
+            }
+        }
+        for (m, v) in members.iter().zip(values) {
+            let off = at + m.data_offset as usize;
+            self.image[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let gn = self.data_gn().wrapping_add(values.len() as u64);
+        self.put_data(DATA_GN_OFF, &gn.to_le_bytes());
+        Ok(())
+    }
+
     /// Write element `elem` of an array metric.
     pub fn set_elem(&mut self, index: usize, elem: usize, v: &MetricValue) -> Result<(), SetError> {
         let (off, _, d) = self.slot(index)?;
@@ -422,6 +496,75 @@ mod tests {
         let huge = (0..1000).map(|i| ListEntry { heap_off: 0, value: MetricValue::U64(i) }).collect::<Vec<_>>();
         let before = s.image().to_vec();
         assert!(matches!(s.update_values(|v| v[3] = Some(MetricValue::List(huge))), Err(SetError::HeapFull { .. })));
+        assert_eq!(s.image(), &before[..]);
+    }
+
+    #[test]
+    fn runs_of_u64s_and_record_members_in_place() {
+        let mut s = LocalSet::new(&schema(), &info()).unwrap();
+        s.set_u64s(1, &[11]).unwrap();
+        assert_eq!((s.get(1).unwrap(), s.data_gn()), (MetricValue::U64(11), 1));
+        let before = s.image().to_vec();
+        assert!(s.set_u64s(0, &[1, 2]).is_err(), "component_id is a meta metric");
+        assert!(s.set_u64s(1, &[1, 2]).is_err(), "metric 2 is an F32 array");
+        assert!(s.set_u64s(3, &[1, 2]).is_err(), "past the last metric");
+        assert_eq!(s.image(), &before[..], "a refused run writes nothing");
+
+        let name = MetricSpec::new("name", ValueType::CharArray, 4, false);
+        let counters = ["x", "y", "z"].map(|n| MetricSpec::new(n, ValueType::U64, 1, false));
+        let mut members = vec![name];
+        members.extend(counters);
+        let rt = MetricSpec { members, ..MetricSpec::new("rt", ValueType::RecordType, 0, true) };
+        let schema = Schema {
+            name: "r".into(),
+            metrics: vec![rt, MetricSpec::new("l", ValueType::List, 512, false)],
+            digest: None,
+            meta_sz: None,
+            heap_sz: None,
+        };
+        let mut s = LocalSet::new(&schema, &info()).unwrap();
+        let inst = |b: &[u8]| RecordInst {
+            set_data_off: 0,
+            rec_type: 0,
+            members: vec![
+                MetricValue::CharArray(b.to_vec()),
+                MetricValue::U64(0),
+                MetricValue::U64(0),
+                MetricValue::U64(0),
+            ],
+        };
+        let entries = [b"a\0\0\0", b"b\0\0\0"]
+            .map(|n| ListEntry { heap_off: 0, value: MetricValue::RecordInst(inst(n)) })
+            .to_vec();
+        s.update_values(|v| v[1] = Some(MetricValue::List(entries))).unwrap();
+        let offsets: Vec<u32> = match &s.data().unwrap().values[1] {
+            Some(MetricValue::List(l)) => l
+                .iter()
+                .map(|e| match &e.value {
+                    MetricValue::RecordInst(r) => r.set_data_off,
+                    v => panic!("{v:?}"),
+                })
+                .collect(),
+            v => panic!("{v:?}"),
+        };
+        let (gn, heap_gn) = (s.data_gn(), s.data().unwrap().heap.gn);
+        s.set_record_u64s(offsets[1], 1, &[7, 8, 9]).unwrap();
+        s.set_record_u64s(offsets[0], 3, &[5]).unwrap();
+        assert_eq!(s.data_gn(), gn + 4, "one per value, as ldms_record_set_u64");
+        let d = s.data().unwrap();
+        assert_eq!(d.heap.gn, heap_gn, "the heap is not laid out again");
+        let Some(MetricValue::List(l)) = &d.values[1] else { panic!() };
+        let values = |i: usize| match &l[i].value {
+            MetricValue::RecordInst(r) => r.members[1..].to_vec(),
+            v => panic!("{v:?}"),
+        };
+        assert_eq!(values(0), [MetricValue::U64(0), MetricValue::U64(0), MetricValue::U64(5)]);
+        assert_eq!(values(1), [MetricValue::U64(7), MetricValue::U64(8), MetricValue::U64(9)]);
+        let before = s.image().to_vec();
+        assert!(s.set_record_u64s(0, 1, &[1]).is_err(), "no record instance at the data header");
+        assert!(s.set_record_u64s(offsets[0], 0, &[1]).is_err(), "member 0 is the name");
+        assert!(s.set_record_u64s(offsets[0], 2, &[1, 2, 3]).is_err(), "past the last member");
+        assert!(s.set_record_u64s(u32::MAX, 1, &[1]).is_err(), "outside the set");
         assert_eq!(s.image(), &before[..]);
     }
 

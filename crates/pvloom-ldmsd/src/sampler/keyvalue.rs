@@ -29,12 +29,14 @@ pub struct KeyValue {
     flavor: Flavor,
     file: ProcFile,
     card: Option<usize>,
+    /// One sample's values, kept between samples.
+    values: Vec<u64>,
 }
 
 impl KeyValue {
     /// A sampler of `flavor` reading under `root`.
     pub fn new(flavor: Flavor, root: PathBuf) -> KeyValue {
-        KeyValue { file: ProcFile::new(&root, flavor.rel_path), flavor, card: None }
+        KeyValue { file: ProcFile::new(&root, flavor.rel_path), flavor, card: None, values: Vec::new() }
     }
 }
 
@@ -77,16 +79,14 @@ impl Sampler for KeyValue {
         let card = self.card.ok_or(SamplerError::State("sample before config"))?;
         let t0 = Instant::now();
         set.transaction_begin(now);
-        let mut idx = BASE_METRICS;
         let mut bad = None;
+        let room = card.saturating_sub(BASE_METRICS);
+        self.values.clear();
         match self.file.read() {
             Ok(buf) => {
-                for (i, l) in lines(buf).enumerate() {
-                    if idx >= card {
-                        break;
-                    }
+                for (i, l) in lines(buf).enumerate().take(room) {
                     match token(l).and_then(|(_, rest)| u64_field(rest)) {
-                        Some((v, _)) => set.set_u64(idx, v)?,
+                        Some((v, _)) => self.values.push(v),
                         None => {
                             if !self.flavor.lenient {
                                 bad = Some(format!("line {} is not `name value`", i + 1));
@@ -94,7 +94,6 @@ impl Sampler for KeyValue {
                             break;
                         }
                     }
-                    idx += 1;
                 }
             }
             Err(e) => {
@@ -102,7 +101,9 @@ impl Sampler for KeyValue {
                 return Err(e);
             }
         }
+        let written = set.set_u64s(BASE_METRICS, &self.values);
         set.transaction_end(end_time(now, t0));
+        written?;
         match bad {
             Some(msg) => Err(self.file.bad(msg)),
             None => Ok(()),

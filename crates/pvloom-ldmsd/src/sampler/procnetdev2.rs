@@ -51,6 +51,9 @@ pub fn record_type() -> MetricSpec {
     MetricSpec { unit: None, members, ..MetricSpec::new("netdev", ValueType::RecordType, 0, true) }
 }
 
+/// One interface's line: its name (NUL-padded to [`IFNAMSIZ`]) and counters.
+type Row = ([u8; IFNAMSIZ], [u64; 16]);
+
 /// The procnetdev2 sampler.
 #[derive(Debug)]
 pub struct Procnetdev2 {
@@ -58,6 +61,12 @@ pub struct Procnetdev2 {
     ifaces: Vec<String>,
     exclude: Vec<String>,
     configured: bool,
+    /// This sample's interfaces, kept between samples.
+    rows: Vec<Row>,
+    /// The interfaces the list holds now, in list order, with each record instance's data
+    /// offset: while the interfaces stay the same, a sample writes the counters in place
+    /// (as the C sampler keeps its record handles) instead of laying the heap out again.
+    layout: Vec<([u8; IFNAMSIZ], u32)>,
 }
 
 fn names(plugin: &'static str, key: &str, v: Option<&str>) -> Result<Vec<String>, SamplerError> {
@@ -76,7 +85,50 @@ impl Procnetdev2 {
             ifaces: Vec::new(),
             exclude: Vec::new(),
             configured: false,
+            rows: Vec::new(),
+            layout: Vec::new(),
         }
+    }
+
+    /// Counters into the record instances the list already holds; false if the interfaces
+    /// are not the ones laid out (or the set refuses), so the list must be built again.
+    fn write_in_place(&self, set: &mut LocalSet) -> bool {
+        self.rows.len() == self.layout.len()
+            && self.rows.iter().zip(&self.layout).all(|((name, _), (laid, _))| name == laid)
+            && self
+                .rows
+                .iter()
+                .zip(&self.layout)
+                .all(|((_, counters), (_, off))| set.set_record_u64s(*off, 1, counters).is_ok())
+    }
+
+    /// Build the list afresh from the rows, and note where each record instance went.
+    fn rebuild(&mut self, set: &mut LocalSet, list_idx: usize) -> Result<(), SamplerError> {
+        let rec_type = BASE_METRICS as u32;
+        let entries = self
+            .rows
+            .iter()
+            .map(|(name, counters)| {
+                let mut members = Vec::with_capacity(17);
+                members.push(MetricValue::CharArray(name.to_vec()));
+                members.extend(counters.iter().map(|&c| MetricValue::U64(c)));
+                let r = RecordInst { set_data_off: 0, rec_type, members };
+                ListEntry { heap_off: 0, value: MetricValue::RecordInst(r) }
+            })
+            .collect();
+        self.layout.clear();
+        set.update_values(|v| v[list_idx] = Some(MetricValue::List(entries)))?;
+        if let Some(Some(MetricValue::List(laid))) = set.data()?.values.get(list_idx) {
+            for (e, (name, _)) in laid.iter().zip(&self.rows) {
+                if let MetricValue::RecordInst(r) = &e.value {
+                    self.layout.push((*name, r.set_data_off));
+                }
+            }
+        }
+        if self.layout.len() != self.rows.len() {
+            self.layout.clear();
+        }
+        Ok(())
     }
 
     fn wanted(ifaces: &[String], exclude: &[String], name: &str) -> bool {
@@ -123,28 +175,25 @@ impl Sampler for Procnetdev2 {
     fn sample(&mut self, set: &mut LocalSet, now: Timestamp) -> Result<(), SamplerError> {
         check_configured(self.configured)?;
         let t0 = Instant::now();
-        let rec_type = BASE_METRICS as u32;
         let list_idx = BASE_METRICS + 1;
         let buf = self.file.read()?;
-        let mut entries = Vec::new();
+        self.rows.clear();
         for l in lines(buf).skip(2) {
             let Some((name, counters)) = Self::parse_line(l) else { continue };
             if !Self::wanted(&self.ifaces, &self.exclude, std::str::from_utf8(name).unwrap_or("")) {
                 continue;
             }
-            let mut n = vec![0u8; IFNAMSIZ];
+            if self.rows.len() == MAXIFACE {
+                break;
+            }
+            let mut n = [0u8; IFNAMSIZ];
             let k = name.len().min(IFNAMSIZ - 1);
             n[..k].copy_from_slice(&name[..k]);
-            let mut members = Vec::with_capacity(17);
-            members.push(MetricValue::CharArray(n));
-            members.extend(counters.iter().map(|&c| MetricValue::U64(c)));
-            let r = RecordInst { set_data_off: 0, rec_type, members };
-            entries.push(ListEntry { heap_off: 0, value: MetricValue::RecordInst(r) });
+            self.rows.push((n, counters));
         }
-        entries.truncate(MAXIFACE);
         set.transaction_begin(now);
-        let r = set.update_values(|v| v[list_idx] = Some(MetricValue::List(entries)));
+        let r = if self.write_in_place(set) { Ok(()) } else { self.rebuild(set, list_idx) };
         set.transaction_end(end_time(now, t0));
-        Ok(r?)
+        r
     }
 }
