@@ -83,9 +83,34 @@ impl<H: Driven> Address<H> {
             .is_ok()
     }
 
+    /// As [`exec`](Self::exec), with `state` moved to `f`, or back to `missing` if the
+    /// handler is gone: what must reach one of the two (a waiter to complete) needs no
+    /// shared slot of its own.
+    pub fn exec_with<S: Send + 'static>(
+        self: &Arc<Self>,
+        state: S,
+        f: impl FnOnce(S, &mut H::App, &mut IoCtx<'_>) + Send + 'static,
+        missing: impl FnOnce(S) + Send + 'static,
+    ) -> bool {
+        let address = self.clone();
+        self.runtime
+            .run_on(self.thread, move |ctx| {
+                let mut slot = Some(state);
+                let ran = address.exec_here(ctx, |app, ctx| {
+                    if let Some(state) = slot.take() {
+                        f(state, app, ctx);
+                    }
+                });
+                if !ran && let Some(state) = slot.take() {
+                    missing(state);
+                }
+            })
+            .is_ok()
+    }
+
     /// As [`exec`](Self::exec), already on the handler's thread: runs now. False if
     /// the handler is gone or is the one running right now (then use `exec`).
-    pub fn exec_here(&self, ctx: &mut IoCtx<'_>, f: impl FnOnce(&mut H::App, &mut IoCtx<'_>) + Send + 'static) -> bool {
+    pub fn exec_here(&self, ctx: &mut IoCtx<'_>, f: impl FnOnce(&mut H::App, &mut IoCtx<'_>)) -> bool {
         let Some(&token) = self.token.get() else { return false };
         let id = self.id;
         let mut f = Some(f);

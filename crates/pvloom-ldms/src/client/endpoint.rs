@@ -820,6 +820,10 @@ impl ClientConn {
 }
 
 fn snapshot(rs: &mut RemoteSet, bytes: Bytes) -> Result<Arc<SetSnapshot>, OpError> {
+    // A copy of its own: a slice would keep the whole receive buffer it came in alive for
+    // as long as the set's last snapshot lives, so with many sets every buffer stayed
+    // pinned by some set and each read took fresh pages.
+    let bytes = Bytes::copy_from_slice(&bytes);
     let prev = rs.last.as_ref().map(|s| s.data_gn());
     let snap = SetSnapshot::new(rs.meta.clone(), bytes, prev).map_err(|e| OpError::BadImage(e.to_string()))?;
     let snap = Arc::new(snap);

@@ -188,32 +188,30 @@ impl Xprt {
     }
 
     fn msg_sub_op(&self, pattern: &str, is_regex: bool, rate: i64, unsub: bool, cb: MsgSubCb) {
-        let pattern = pattern.to_string();
         let timeout = self.inner.config.timeout;
-        let slot = Arc::new(parking_lot::Mutex::new(Some(cb)));
-        let on_missing = slot.clone();
-        let (me, me2) = (self.clone(), self.clone());
-        let p2 = pattern.clone();
-        self.exec(
-            move |app, ctx| {
-                let Some(cb) = slot.lock().take() else { return };
-                match app.conn.msg_subscribe(ctx.now(), &pattern, is_regex, rate, unsub, Some(timeout)) {
-                    Ok(op) => {
-                        app.msg_subs.insert(op, cb);
-                    }
-                    Err(e) => {
-                        let status = failed(pattern, is_regex, unsub, &e);
-                        let x = me.clone();
-                        me.deliver("ldms.msg_subscribe", move || cb(&x, status));
-                    }
+        self.exec_with(
+            (cb, pattern.to_string(), self.clone()),
+            move |(cb, pattern, me), app, ctx| match app.conn.msg_subscribe(
+                ctx.now(),
+                &pattern,
+                is_regex,
+                rate,
+                unsub,
+                Some(timeout),
+            ) {
+                Ok(op) => {
+                    app.msg_subs.insert(op, cb);
+                }
+                Err(e) => {
+                    let status = failed(pattern, is_regex, unsub, &e);
+                    let x = me.clone();
+                    me.deliver("ldms.msg_subscribe", move || cb(&x, status));
                 }
             },
-            move || {
-                if let Some(cb) = on_missing.lock().take() {
-                    let status = failed(p2, is_regex, unsub, &OpError::NotConnected);
-                    let x = me2.clone();
-                    me2.deliver("ldms.msg_subscribe", move || cb(&x, status));
-                }
+            move |(cb, pattern, me)| {
+                let status = failed(pattern, is_regex, unsub, &OpError::NotConnected);
+                let x = me.clone();
+                me.deliver("ldms.msg_subscribe", move || cb(&x, status));
             },
         );
     }

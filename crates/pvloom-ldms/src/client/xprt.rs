@@ -321,6 +321,17 @@ impl Xprt {
         self.inner.address.exec(f, missing);
     }
 
+    /// As [`exec`](Self::exec), `state` going to `f`, or to `missing` if the connection
+    /// is gone.
+    pub(super) fn exec_with<S: Send + 'static>(
+        &self,
+        state: S,
+        f: impl FnOnce(S, &mut XprtApp, &mut IoCtx<'_>) + Send + 'static,
+        missing: impl FnOnce(S) + Send + 'static,
+    ) {
+        self.inner.address.exec_with(state, f, missing);
+    }
+
     /// Deliver `f(self)` as a callback.
     fn call(&self, origin: &'static str, f: impl FnOnce(&Xprt) + Send + 'static) {
         let x = self.clone();
@@ -482,33 +493,23 @@ impl Xprt {
     pub(super) fn update_set(&self, set: &Set, waiter: UpdateWaiter) {
         let id = set.id();
         let timeout = self.inner.config.timeout;
-        let me = self.clone();
-        let s = set.clone();
-        let slot = Arc::new(Mutex::new(Some(waiter)));
-        let on_missing = slot.clone();
-        let s2 = set.clone();
-        self.exec(
-            move |app, ctx| {
-                let Some(waiter) = slot.lock().take() else { return };
-                match app.conn.update(ctx.now(), id, Some(timeout)) {
-                    Ok(op) => {
-                        app.updates.insert(op, waiter);
-                    }
-                    Err(e) => {
-                        let flags = error_flags(&e);
-                        waiter.finish(&me, s, Err(e), flags);
-                    }
+        self.exec_with(
+            (waiter, set.clone()),
+            move |(waiter, s), app, ctx| match app.conn.update(ctx.now(), id, Some(timeout)) {
+                Ok(op) => {
+                    app.updates.insert(op, waiter);
+                }
+                Err(e) => {
+                    let flags = error_flags(&e);
+                    let me = s.xprt().clone();
+                    waiter.finish(&me, s, Err(e), flags);
                 }
             },
-            {
-                let me = self.clone();
-                move || {
-                    if let Some(waiter) = on_missing.lock().take() {
-                        let e = OpError::NotConnected;
-                        let flags = error_flags(&e);
-                        waiter.finish(&me, s2, Err(e), flags);
-                    }
-                }
+            |(waiter, s)| {
+                let e = OpError::NotConnected;
+                let flags = error_flags(&e);
+                let me = s.xprt().clone();
+                waiter.finish(&me, s, Err(e), flags);
             },
         );
     }
