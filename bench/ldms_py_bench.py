@@ -5,8 +5,10 @@
 The server is a real ``ldmsd`` (from ``$LDMS_PREFIX``) running test_sampler with
 ``$NSETS`` sets of 64 u64 data metrics; without a real LDMS it is ``pvloom ldmsd``
 (``$PVLOOM_BIN``, or ``target/debug/pvloom``) with the same configuration. Each client
-looks every set up, then updates each in turn for ``$BENCH_SECONDS`` seconds (blocking
-``set.update()``); pvloom also runs the batch form (``ldms.update_all(sets)``).
+looks every set up, then updates each in turn for ``$BENCH_SECONDS`` seconds: blocking
+``set.update()`` one after the other, and the callback form (``set.update(cb=...)`` for
+every set, then wait for all the callbacks); pvloom also runs its batch form
+(``ldms.update_all(sets)``).
 
 Environment: ``LDMS_PREFIX`` (default /tmp/ldms-install), ``LDMS_PYTHON`` (the
 interpreter the real API works with; default /usr/bin/python3), ``PVLOOM_PYTHON``
@@ -52,12 +54,23 @@ while True:
 for s in sets:
     s.update()
 check = sum(s["component_id"] for s in sets)
+import threading
+updated = threading.Semaphore(0)
+def on_update(lset, flags, arg):
+    updated.release()
+
 n = 0
 start = time.monotonic()
 end = start + seconds
 while time.monotonic() < end:
     if mode == "update_all":
         n += ldms.update_all(sets)
+    elif mode == "cb":
+        for s in sets:
+            s.update(cb=on_update)
+        for _ in sets:
+            updated.acquire()
+        n += len(sets)
     else:
         for s in sets:
             s.update()
@@ -180,15 +193,21 @@ def main() -> int:
             real = run_worker(real_python, "real", port, "loop", env)
         else:
             print(f"real Python API: ABSENT ({real_python} cannot import ovis_ldms.ldms); only pvloom is measured")
+        real_cb = run_worker(real_python, "real", port, "cb", env) if real else None
         mine = run_worker(pvloom_python, "pvloom", port, "loop", env)
+        mine_cb = run_worker(pvloom_python, "pvloom", port, "cb", env)
         batch = run_worker(pvloom_python, "pvloom", port, "update_all", env)
         for name, r in [("real ovis_ldms.ldms, set.update() loop", real),
+                        ("real ovis_ldms.ldms, set.update(cb) all", real_cb),
                         ("pvloom.ldms, set.update() loop", mine),
+                        ("pvloom.ldms, set.update(cb) all", mine_cb),
                         ("pvloom.ldms, ldms.update_all(sets)", batch)]:  # fmt: skip
             if r:
                 print(f"  {name:42s} {r['rate']:10.0f} updates/s  ({r['updates']} in {r['seconds']:.2f} s, {r['sets']} sets)")
         if real and mine:
-            print(f"ratio pvloom/real (same loop): {mine['rate'] / real['rate']:.2f}x")
+            print(f"ratio pvloom/real (same blocking loop): {mine['rate'] / real['rate']:.2f}x")
+            if real_cb and mine_cb:
+                print(f"ratio pvloom/real (same callback form): {mine_cb['rate'] / real_cb['rate']:.2f}x")
             if batch:
                 print(f"ratio pvloom update_all/real loop: {batch['rate'] / real['rate']:.2f}x")
             if real["check"] != mine["check"]:
