@@ -76,7 +76,7 @@ fn init_logging(verbose: u8) {
 /// mimalloc for the binary (daemons, IOCs, CLI): glibc's allocator was the daemon's
 /// largest single cost routing small messages between I/O threads (its per-thread
 /// arenas trimmed and regrew, and frees from another thread took the arena lock). The
-/// libraries and the Python extension leave the choice to their host.
+/// libraries leave the choice to their host (the Python extension makes the same one).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

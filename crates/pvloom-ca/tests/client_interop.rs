@@ -361,17 +361,23 @@ fn would_deadlock_in_inline_callback() {
     let ctx = server.client_with(0);
     let pv = ctx.get_pv(&server.pv("double"));
     pv.wait_for_connection(None).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let inner = pv.clone();
-    pv.read_async(ReadOptions { notify: true, ..Default::default() }).then(move |_| {
-        let _ = tx.send(inner.read().map(|_| ()));
-    });
-    match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-        Err(CaError::Core(pvloom_core::Error::WouldDeadlock)) => {}
-        other => panic!("{other:?}"),
+    let _ = (Value::Double(vec![]), DbrType::Double);
+    // `then` runs the callback on this thread when the read finished first (this thread
+    // was preempted between the two calls): only a callback the I/O thread ran counts.
+    for _attempt in 0..20 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = pv.clone();
+        pv.read_async(ReadOptions { notify: true, ..Default::default() }).then(move |_| {
+            let on_io_thread = pvloom_core::is_io_thread();
+            let _ = tx.send((on_io_thread, inner.read().map(|_| ())));
+        });
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            (true, Err(CaError::Core(pvloom_core::Error::WouldDeadlock))) => return,
+            (true, other) => panic!("a blocking read on the I/O thread: {other:?}"),
+            (false, r) => assert!(r.is_ok(), "{r:?}"),
+        }
     }
-    let _ = Value::Double(vec![]);
-    let _ = DbrType::Double;
+    panic!("the read always finished before its callback was registered");
 }
 
 #[test]

@@ -397,3 +397,51 @@ fn coalescing_never_drops_one_shot_callbacks() {
     }
     assert_eq!(ran.load(Ordering::SeqCst), 10, "every one-shot callback ran");
 }
+
+#[test]
+fn tasks_an_io_thread_sends_itself_run_in_order_beside_other_threads_tasks() {
+    let runtime = Runtime::builder().io_threads(2).build().unwrap();
+    let handle = runtime.handle();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let (h, s) = (handle.clone(), seen.clone());
+    // A chain: each task on thread 0 sends the next to thread 0 itself, as a completion
+    // callback starting the next operation does; thread 1 and this thread send theirs too.
+    fn chain(h: pvloom_core::RuntimeHandle, s: Arc<Mutex<Vec<u32>>>, n: u32, tx: mpsc::Sender<usize>) {
+        let next = h.clone();
+        h.run_on(0, move |ctx: &mut IoCtx<'_>| {
+            s.lock().push(n);
+            if n == 999 {
+                tx.send(ctx.thread_index()).unwrap();
+            } else {
+                chain(next, s, n + 1, tx);
+            }
+        })
+        .unwrap();
+    }
+    handle.run_on(0, move |_| chain(h, s, 0, tx)).unwrap();
+    let other = Arc::new(AtomicU64::new(0));
+    for i in 0..100 {
+        let o = other.clone();
+        let from = if i % 2 == 0 { 1 } else { 0 };
+        let h = handle.clone();
+        handle
+            .run_on(from, move |_| {
+                h.run_on(0, move |_| {
+                    o.fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap();
+            })
+            .unwrap();
+    }
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), 0);
+    assert_eq!(*seen.lock(), (0..1000).collect::<Vec<u32>>(), "every task once, in the order sent");
+    let end = Instant::now() + WAIT;
+    while other.load(Ordering::SeqCst) < 100 {
+        assert!(Instant::now() < end, "the other threads' tasks ran too");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // After shutdown, sending is refused.
+    drop(runtime);
+    assert!(handle.run_on(0, |_| {}).is_err());
+}

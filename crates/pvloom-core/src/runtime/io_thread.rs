@@ -1,7 +1,9 @@
 //! One I/O thread: a mio poll loop over its sockets, its task queue and its timers.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -278,15 +280,65 @@ impl IoCtx<'_> {
 }
 
 pub(crate) struct LoopInputs {
+    pub(crate) loop_id: u64,
     pub(crate) poll: Poll,
     pub(crate) tasks: Receiver<Task>,
     pub(crate) wake_pending: Arc<AtomicBool>,
     pub(crate) shutdown: Arc<AtomicBool>,
 }
 
+/// A fresh loop identity (never 0, which means "no loop on this thread").
+pub(crate) fn new_loop_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+thread_local! {
+    /// The loop this thread runs (0: none).
+    static CURRENT_LOOP: Cell<u64> = const { Cell::new(0) };
+    /// Tasks this thread sent to its own loop.
+    static LOCAL_TASKS: RefCell<VecDeque<Task>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Queue `task` on this thread's own loop if that loop is `loop_id`; otherwise hand it back.
+pub(crate) fn send_local(loop_id: u64, task: Task) -> std::result::Result<(), Task> {
+    if CURRENT_LOOP.with(Cell::get) != loop_id {
+        return Err(task);
+    }
+    LOCAL_TASKS.with(|q| q.borrow_mut().push_back(task));
+    Ok(())
+}
+
+fn next_local_task() -> Option<Task> {
+    LOCAL_TASKS.with(|q| q.borrow_mut().pop_front())
+}
+
+fn local_tasks_pending() -> bool {
+    LOCAL_TASKS.with(|q| !q.borrow().is_empty())
+}
+
+/// Marks the thread as running loop `id` until dropped; then drops what it queued itself.
+struct CurrentLoop;
+
+impl CurrentLoop {
+    fn enter(id: u64) -> CurrentLoop {
+        CURRENT_LOOP.with(|c| c.set(id));
+        CurrentLoop
+    }
+}
+
+impl Drop for CurrentLoop {
+    fn drop(&mut self) {
+        CURRENT_LOOP.with(|c| c.set(0));
+        let left = LOCAL_TASKS.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        drop(left);
+    }
+}
+
 pub(crate) fn run_loop(mut state: LoopState, inputs: LoopInputs) {
     let _io_thread = IoThreadGuard::enter();
-    let LoopInputs { mut poll, tasks, wake_pending, shutdown } = inputs;
+    let LoopInputs { loop_id, mut poll, tasks, wake_pending, shutdown } = inputs;
+    let _current = CurrentLoop::enter(loop_id);
     let mut events = Events::with_capacity(256);
     let mut window_start = Instant::now();
     let mut window_busy = Duration::ZERO;
@@ -299,7 +351,7 @@ pub(crate) fn run_loop(mut state: LoopState, inputs: LoopInputs) {
         if let Some(deadline) = state.timers.next_deadline() {
             timeout = timeout.min(deadline.saturating_duration_since(state.clock.now()));
         }
-        if more_tasks || !state.deferred.is_empty() {
+        if more_tasks || !state.deferred.is_empty() || local_tasks_pending() {
             timeout = Duration::ZERO;
         }
         if let Err(err) = poll.poll(&mut events, Some(timeout))
@@ -325,13 +377,15 @@ pub(crate) fn run_loop(mut state: LoopState, inputs: LoopInputs) {
 
         wake_pending.store(false, Ordering::SeqCst);
         more_tasks = false;
+        // Tasks from other threads, then the ones this thread sent itself (those its
+        // handlers' callbacks queued in this turn among them), within one budget.
         for budget_left in (0..TASK_BUDGET).rev() {
-            let Ok(task) = tasks.try_recv() else { break };
+            let Some(task) = tasks.try_recv().ok().or_else(next_local_task) else { break };
             state.counters.callbacks.fetch_add(1, Ordering::Relaxed);
             let containment = state.containment.clone();
             containment.run("runtime.task", || task(&mut IoCtx { state: &mut state }));
             if budget_left == 0 {
-                more_tasks = !tasks.is_empty();
+                more_tasks = !tasks.is_empty() || local_tasks_pending();
             }
         }
 

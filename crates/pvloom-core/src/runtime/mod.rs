@@ -121,7 +121,9 @@ impl RuntimeBuilder {
             let counters = Arc::new(IoCounters::default());
             let wake_pending = Arc::new(AtomicBool::new(false));
             let name = format!("{}-io-{index}", self.name);
+            let loop_id = io_thread::new_loop_id();
             threads.push(IoThread {
+                loop_id,
                 name: name.clone(),
                 tasks: tx,
                 waker,
@@ -143,7 +145,7 @@ impl RuntimeBuilder {
                     deferred: Vec::new(),
                     read_buf: Vec::new(),
                 },
-                LoopInputs { poll, tasks: rx, wake_pending, shutdown: shutdown.clone() },
+                LoopInputs { loop_id, poll, tasks: rx, wake_pending, shutdown: shutdown.clone() },
             ));
         }
         let shared = Arc::new(Shared {
@@ -168,6 +170,8 @@ impl RuntimeBuilder {
 }
 
 struct IoThread {
+    /// Tells this thread's loop apart from every other (see [`io_thread::send_local`]).
+    loop_id: u64,
     name: String,
     tasks: Sender<Task>,
     waker: mio::Waker,
@@ -178,6 +182,9 @@ struct IoThread {
 
 impl IoThread {
     fn send(&self, task: Task) -> Result<()> {
+        // From the thread itself (a callback starting the next operation): its own queue,
+        // without the channel's atomics or a wake-up of a poll it is not in.
+        let Err(task) = io_thread::send_local(self.loop_id, task) else { return Ok(()) };
         self.tasks.send(task).map_err(|_| Error::Closed("runtime"))?;
         // Wake the poll only if no wake-up is pending already: a burst of tasks costs
         // one eventfd write, not one per task.
