@@ -97,14 +97,25 @@ impl Redis {
     /// loads it, as a Redis with persistence would come back; without, it comes back empty.
     pub fn restart(&mut self, keep_data: bool) {
         if keep_data {
-            let reply: String = redis::cmd("SAVE").query(&mut self.conn()).expect("SAVE");
-            assert_eq!(reply, "OK");
+            self.save();
         }
-        self.kill();
         let dump = self._dir.path().join("dump.rdb");
         if !keep_data && dump.exists() {
             std::fs::remove_file(&dump).unwrap();
         }
+        self.restart_from_last_save();
+    }
+
+    /// Snapshots the data now (`SAVE`).
+    pub fn save(&self) {
+        let reply: String = redis::cmd("SAVE").query(&mut self.conn()).expect("SAVE");
+        assert_eq!(reply, "OK");
+    }
+
+    /// Kills the server (by its PID) and starts a new one that loads the last snapshot
+    /// ([`Redis::save`]), losing what was written since.
+    pub fn restart_from_last_save(&mut self) {
+        self.kill();
         // The port was just freed; another process could take it, but nothing else here binds it.
         self.child = spawn_server(self.port, self._dir.path());
         assert!(self.wait_ready(), "redis-server did not restart on port {}", self.port);
