@@ -182,17 +182,28 @@ impl Redis {
 
     /// Starts a helper script in the background.
     pub fn spawn_py(&self, name: &str, args: &[&str]) -> Proc {
-        Proc(
-            Command::new(python())
-                .arg(script(name))
-                .arg(self.url())
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("run python"),
-        )
+        let mut child = Command::new(python())
+            .arg(script(name))
+            .arg(self.url())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run python");
+        // One reader for the child's whole life: a reader per wait_line would drop lines it
+        // had buffered past the one asked for.
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc(child, lines)
     }
 
     pub fn kill(&mut self) {
@@ -210,22 +221,27 @@ impl Drop for Redis {
     }
 }
 
-/// A child process killed on drop.
-pub struct Proc(pub Child);
+/// A child process killed on drop, with its stdout lines on a channel.
+pub struct Proc(pub Child, std::sync::mpsc::Receiver<String>);
 
 impl Proc {
-    /// Reads stdout lines until one starts with `prefix`; returns its rest.
+    /// Reads stdout lines until one starts with `prefix` (at most 30 s); returns its rest.
     pub fn wait_line(&mut self, prefix: &str) -> String {
-        use std::io::BufRead;
-        let out = self.0.stdout.as_mut().expect("piped stdout");
-        let mut reader = std::io::BufReader::new(out);
-        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            line.clear();
-            let n = reader.read_line(&mut line).expect("read child stdout");
-            assert!(n > 0, "child ended before printing {prefix}");
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
-                return rest.to_owned();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.1.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no line {prefix:?} from the child within 30 s")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("child ended before printing {prefix:?}")
+                }
             }
         }
     }
