@@ -15,8 +15,10 @@ use crate::model::{Points, ScanEvent, ScanFault, ScanState};
 /// How a [`ScanReader`] copes with a writer or a Redis that goes away.
 #[derive(Clone, Debug)]
 pub struct ReaderOptions {
-    /// How long Redis may be unreachable (reconnects are tried meanwhile) before the scan
-    /// ends with a fault.
+    /// How long Redis may be unreachable (reconnects are tried meanwhile, 50 ms apart
+    /// doubling to 1 s) before the scan ends with a fault. When Redis answers again the
+    /// scan goes on only if it survived: its key exists and every stream read so far still
+    /// reaches the entry last read (else a fault says what was lost).
     pub reconnect_window: Duration,
     /// How long after the scan closed its streams may stay unsealed.
     pub seal_timeout: Duration,
