@@ -86,7 +86,8 @@ fn writer(args: &WriterArgs) -> anyhow::Result<()> {
         let finished = service.finished();
         for scan in finished.iter().filter(|s| s.seq > reported) {
             let file = scan.progress.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
-            let entry = scan.progress.entry.as_deref().unwrap_or("-");
+            // A scan with subscans has several entries: "7.1,7.2".
+            let entry = if scan.progress.entries.is_empty() { "-".to_owned() } else { scan.progress.entries.join(",") };
             match (&scan.state, scan.progress.fault.as_deref().or(scan.error.as_deref())) {
                 (SubscriberState::Fault, cause) | (_, cause @ Some(_)) => writeln!(
                     out,

@@ -258,3 +258,31 @@ fn redis_gone_mid_scan_is_a_fault_within_the_reconnect_window() {
     let reason = fault(&events);
     assert!(reason.contains(&key) && reason.contains("unreachable") && reason.contains(&redis.url()), "{reason}");
 }
+
+#[test]
+fn redis_back_from_an_older_snapshot_is_a_fault_naming_what_was_lost() {
+    let mut redis = Redis::start();
+    let mut writer = redis.spawn_py("bliss_restart.py", &["s", "/unused/old.h5", "11", "20"]);
+    let key = writer.wait_line("KEY ");
+    writer.wait_line("HALF");
+    // The snapshot has the first half and the scan STARTED; then the scan runs to its end.
+    redis.save();
+    writer.send_line("GO");
+    writer.wait_line("DONE");
+    let options = ReaderOptions { max_entries_per_read: 4, ..Default::default() };
+    let mut reader = ScanReader::open_with(&redis.url(), &key, options).unwrap();
+    let mut events = Vec::new();
+    // Read past the snapshot (the CLOSED state and more than half of the points) but not
+    // to the end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while points_of(&events, 0).iter().map(|p| p.len()).sum::<usize>() <= 12 {
+        assert!(Instant::now() < deadline && !reader.is_finished(), "{events:?}");
+        events.extend(reader.next_events(Duration::from_millis(200)).unwrap());
+    }
+    assert!(!reader.is_finished());
+    redis.restart_from_last_save();
+    events.extend(read_all(&mut reader, Duration::from_secs(10)));
+    let reason = fault(&events);
+    assert!(reason.contains(&key) && reason.contains("lost entries") && reason.contains("esrf:stream:"), "{reason}");
+    assert!(!events.contains(&ScanEvent::State(ScanState::Closed)), "{events:?}");
+}

@@ -10,6 +10,36 @@ use super::BlissError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a non-blocking command may take to answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// The name our connections carry in `CLIENT LIST`, so an operator (or a test) can tell
+/// the writer's connections from BLISS's own.
+pub const CLIENT_NAME: &str = "pvloom-nexus";
+
+/// Waits between reconnect attempts: doubling from `FIRST` up to `MAX`, reset once a
+/// command succeeds, so a Redis that is down is tried a few times a second at most.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new() -> Backoff {
+        Backoff { next: Backoff::FIRST }
+    }
+
+    /// The wait before the next attempt (and the one after it doubles).
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Backoff::MAX);
+        delay
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = Backoff::FIRST;
+    }
+}
 
 pub(crate) struct Conn {
     url: String,
@@ -34,8 +64,10 @@ impl Conn {
 
     fn connection(&mut self) -> Result<&mut Connection, BlissError> {
         if self.conn.is_none() {
-            let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
+            let mut conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
             conn.set_write_timeout(Some(COMMAND_TIMEOUT)).map_err(|e| self.err(e))?;
+            conn.set_read_timeout(Some(COMMAND_TIMEOUT)).map_err(|e| self.err(e))?;
+            redis::cmd("CLIENT").arg("SETNAME").arg(CLIENT_NAME).query::<()>(&mut conn).map_err(|e| self.err(e))?;
             self.conn = Some(conn);
         }
         // Just set above when it was None.

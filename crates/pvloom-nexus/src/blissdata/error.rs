@@ -32,7 +32,8 @@ impl BlissError {
         BlissError::Malformed { key: key.into(), reason: reason.into() }
     }
 
-    /// Whether the error is the connection's (worth a reconnect), not the data's.
+    /// Whether the error is the connection's (worth a reconnect), not the data's. A Redis
+    /// still loading its data after a restart (`LOADING`) counts: it answers soon.
     pub fn is_connection(&self) -> bool {
         match self {
             BlissError::Redis { source, .. } => {
@@ -40,9 +41,32 @@ impl BlissError {
                     || source.is_timeout()
                     || source.is_connection_dropped()
                     || source.is_connection_refusal()
+                    || source.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
             }
             BlissError::Unreachable { .. } => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_error(source: redis::RedisError) -> BlissError {
+        BlissError::Redis { url: "redis://127.0.0.1:1".into(), source }
+    }
+
+    #[test]
+    fn a_loading_redis_is_worth_a_retry_a_bad_reply_is_not() {
+        let loading = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
+            "Redis is loading the dataset in memory",
+        ));
+        assert!(redis_error(loading).is_connection());
+        let wrong =
+            redis::RedisError::from((redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError), "WRONGTYPE"));
+        assert!(!redis_error(wrong).is_connection());
+        assert!(!BlissError::malformed("k", "bad").is_connection());
     }
 }

@@ -26,6 +26,7 @@ mod resp;
 mod ulid;
 mod watcher;
 
+pub use conn::CLIENT_NAME;
 pub use error::BlissError;
 pub use publisher::ScanPublisher;
 pub use reader::{ReaderOptions, ScanReader};

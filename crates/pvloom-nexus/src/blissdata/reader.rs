@@ -6,7 +6,7 @@ use redis::cmd;
 use serde_json::Value;
 
 use super::codec::{self, Batch};
-use super::conn::Conn;
+use super::conn::{Backoff, Conn};
 use super::doc::{self, ScanDoc};
 use super::resp::{self, Entry};
 use super::{BlissError, SEAL_ID};
@@ -15,8 +15,10 @@ use crate::model::{Points, ScanEvent, ScanFault, ScanState};
 /// How a [`ScanReader`] copes with a writer or a Redis that goes away.
 #[derive(Clone, Debug)]
 pub struct ReaderOptions {
-    /// How long Redis may be unreachable (reconnects are tried meanwhile) before the scan
-    /// ends with a fault.
+    /// How long Redis may be unreachable (reconnects are tried meanwhile, 50 ms apart
+    /// doubling to 1 s) before the scan ends with a fault. When Redis answers again the
+    /// scan goes on only if it survived: its key exists and every stream read so far still
+    /// reaches the entry last read (else a fault says what was lost).
     pub reconnect_window: Duration,
     /// How long after the scan closed its streams may stay unsealed.
     pub seal_timeout: Duration,
@@ -72,6 +74,9 @@ pub struct ScanReader {
     closed_at: Option<Instant>,
     last_news: Instant,
     down_since: Option<Instant>,
+    /// The connection was lost: before reading on, check that the scan survived it.
+    check_survival: bool,
+    backoff: Backoff,
     finished: bool,
 }
 
@@ -94,6 +99,8 @@ impl ScanReader {
             closed_at: None,
             last_news: Instant::now(),
             down_since: None,
+            check_survival: false,
+            backoff: Backoff::new(),
             finished: false,
         })
     }
@@ -115,15 +122,30 @@ impl ScanReader {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            match self.step(deadline) {
-                Ok(events) => {
-                    self.down_since = None;
+            // Ok(Err(reason)): the scan did not survive a lost connection.
+            let outcome = match self.check_reconnected() {
+                Ok(Some(reason)) => Ok(Err(reason)),
+                Ok(None) => self.step(deadline).map(Ok),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Err(reason)) => return Ok(self.fault(reason)),
+                Ok(Ok(events)) => {
+                    if let Some(since) = self.down_since.take() {
+                        tracing::info!(key = %self.key, after = ?since.elapsed(), "Redis reachable again; reading on");
+                    }
+                    self.backoff.reset();
                     if !events.is_empty() {
                         return Ok(events);
                     }
                 }
                 Err(e) if e.is_connection() => {
-                    let since = *self.down_since.get_or_insert_with(Instant::now);
+                    // Whatever was in Redis may be gone when it answers again.
+                    self.check_survival = true;
+                    let since = *self.down_since.get_or_insert_with(|| {
+                        tracing::warn!(key = %self.key, "lost Redis, reconnecting: {e}");
+                        Instant::now()
+                    });
                     let after = since.elapsed();
                     if after >= self.options.reconnect_window {
                         let reason =
@@ -132,7 +154,7 @@ impl ScanReader {
                     }
                     tracing::debug!(key = %self.key, "Redis unreachable, retrying: {e}");
                     let left = deadline.saturating_duration_since(Instant::now());
-                    std::thread::sleep(left.min(Duration::from_millis(100)));
+                    std::thread::sleep(left.min(self.backoff.next_delay()));
                 }
                 Err(e) => return Ok(self.fault(e.to_string())),
             }
@@ -152,6 +174,57 @@ impl ScanReader {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    /// `Some(reason)` if a connection was lost since the last check and the scan did not
+    /// survive it; the check is done once per lost connection.
+    fn check_reconnected(&mut self) -> Result<Option<String>, BlissError> {
+        if !self.check_survival {
+            return Ok(None);
+        }
+        let lost = self.lost_with_the_connection()?;
+        self.check_survival = false;
+        Ok(lost)
+    }
+
+    /// After a lost connection: why the scan cannot go on, if the server now answering
+    /// lacks what was read before (the scan's key, or points of a stream — a Redis
+    /// restarted without its data, or from an older snapshot).
+    fn lost_with_the_connection(&mut self) -> Result<Option<String>, BlissError> {
+        let exists = self.conn.query(cmd("EXISTS").arg(&self.key), Duration::ZERO)?;
+        if !matches!(exists, redis::Value::Int(n) if n > 0) {
+            return Ok(Some(format!(
+                "scan {}: its key is gone from Redis after the connection was lost \
+                 (Redis restarted without its data?); the scan ends here",
+                self.key
+            )));
+        }
+        let mut read: Vec<(String, String)> = Vec::new();
+        if let Some(state_key) = &self.state_key
+            && self.state_last_id != "0-0"
+        {
+            read.push((state_key.clone(), self.state_last_id.clone()));
+        }
+        if let Phase::Streaming { cursors, .. } = &self.phase {
+            read.extend(
+                cursors.iter().filter(|c| !c.sealed && c.last_id != "0-0").map(|c| (c.key.clone(), c.last_id.clone())),
+            );
+        }
+        for (key, last_read) in read {
+            let answer =
+                self.conn.query(cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1), Duration::ZERO)?;
+            let last = resp::entries(&answer).map_err(|e| BlissError::malformed(&key, e))?;
+            let now = last.first().and_then(|e| e.id_parts());
+            if now.is_none_or(|now| Some(now) < id_parts(&last_read)) {
+                let now = last.first().map_or("nothing", |e| e.id.as_str());
+                return Ok(Some(format!(
+                    "scan {}: stream {key} lost entries after the connection was lost (read up to {last_read}, \
+                     Redis now has up to {now}: restarted from an older snapshot?); the scan ends here",
+                    self.key
+                )));
+            }
+        }
+        Ok(None)
     }
 
     fn fault(&mut self, reason: String) -> Vec<ScanEvent> {
@@ -423,6 +496,12 @@ fn read_data(
         events.push(ScanEvent::Sealed { stream: index, total });
     }
     Ok(())
+}
+
+/// An entry id `ms-seq` as numbers (ids compare as such, not as text).
+fn id_parts(id: &str) -> Option<(u64, u64)> {
+    let (a, b) = id.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 fn points_len(points: &Points) -> usize {

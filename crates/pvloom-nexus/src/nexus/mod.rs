@@ -5,7 +5,12 @@
 //! /                            NX_class=NXroot, default=<last entry>, file_name, file_time,
 //! │                            creator, HDF5_Version, NeXus_version
 //! └─ N.k                       NXentry (N = scan number; k = 1, or the next free k when
-//!    │                         the file already has N.1), default=<first plot>
+//!    │                         the file already has N.1), default=<first plot>; a scan
+//!    │                         with several top masters gets one per subscan (N.1, N.2…
+//!    │                         in the sorted order of its acquisition_chain keys, each
+//!    │                         with the streams of its top master's subtree, the scan's
+//!    │                         title, start_time and positioners; the root's default is
+//!    │                         the last one, as BLISS's writer leaves it)
 //!    ├─ title, start_time      strings (info.title / info.start_time)
 //!    ├─ end_time, end_reason   "" and "RUNNING" until the end writes them (SUCCESS, or
 //!    │                         info.end_reason; "FAILURE: <reason>" after a fault/abort)

@@ -50,7 +50,9 @@ struct Sink {
 
 struct Scan {
     file: Option<Id>,
-    entry: Option<Id>,
+    /// One NXentry per subscan (one for most scans), in name order.
+    entries: Vec<Id>,
+    /// Indexed by the scan's stream index, whichever entry holds the stream.
     sinks: Vec<Sink>,
     info: Value,
     swmr_on: bool,
@@ -59,19 +61,20 @@ struct Scan {
     _claim: Claim,
 }
 
-/// Writes one scan as one NXentry (see the module documentation for the layout).
+/// Writes one scan as one NXentry, or one per subscan (see the module documentation for
+/// the layout).
 pub struct ScanWriter {
     config: WriterConfig,
     scan: Option<Scan>,
     path: Option<PathBuf>,
-    entry: Option<String>,
+    entries: Vec<String>,
     points: u64,
     closed: bool,
 }
 
 impl ScanWriter {
     pub fn new(config: WriterConfig) -> ScanWriter {
-        ScanWriter { config, scan: None, path: None, entry: None, points: 0, closed: false }
+        ScanWriter { config, scan: None, path: None, entries: Vec::new(), points: 0, closed: false }
     }
 
     /// Consumes one event.
@@ -143,8 +146,14 @@ impl ScanWriter {
         self.path.as_deref()
     }
 
+    /// The scan's first NXentry (`N.1` for a new scan number).
     pub fn entry_name(&self) -> Option<&str> {
-        self.entry.as_deref()
+        self.entries.first().map(String::as_str)
+    }
+
+    /// Every NXentry of the scan: one per subscan (`N.1`, `N.2`, …), in order.
+    pub fn entry_names(&self) -> &[String] {
+        &self.entries
     }
 
     pub fn is_closed(&self) -> bool {
@@ -200,33 +209,49 @@ impl ScanWriter {
             }
         };
         let (file, existing) = opened;
-        let entry_name = structure::entry_name(&file, meta.identity.number);
-        structure::root(&file, &path, &self.config.creator, &entry_name, !existing)?;
-        let plan: Layout = layout::plan(&meta);
-        let entry = h5::create_group(&file, &entry_name)?;
-        let created = structure::create_entry(&entry, &meta, &plan, &meta.info)?;
-        let sinks = created
-            .into_iter()
-            .zip(meta.streams.iter().zip(plan.streams))
-            .map(|(created, (desc, place))| {
+        let mut slots: Vec<Option<Sink>> = meta.streams.iter().map(|_| None).collect();
+        let mut entries = Vec::new();
+        let mut entry_names = Vec::new();
+        for sub in layout::subscans(&meta) {
+            // Each subscan takes the next free `N.k`: N.1, N.2, … in a file without scan N.
+            let entry_name = structure::entry_name(&file, meta.identity.number);
+            let sub_meta = layout::subscan_meta(&meta, &sub);
+            let plan: Layout = layout::plan_subscan(&sub_meta, &sub);
+            let entry = h5::create_group(&file, &entry_name)?;
+            let created = structure::create_entry(&entry, &sub_meta, &plan, &meta.info)?;
+            for ((created, place), (&global, desc)) in
+                created.into_iter().zip(plan.streams).zip(sub.streams.iter().zip(&sub_meta.streams))
+            {
                 let inner = match &place.kind {
                     Kind::Fixed(s) => s.clone(),
                     Kind::Variable(r) => vec![0; *r],
                     Kind::Json => vec![],
                 };
-                Sink { created, encoding: desc.encoding.clone(), kind: place.kind, len: 0, inner }
-            })
-            .collect();
+                slots[global] =
+                    Some(Sink { created, encoding: desc.encoding.clone(), kind: place.kind, len: 0, inner });
+            }
+            entries.push(entry);
+            entry_names.push(entry_name);
+        }
+        let sinks = slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.ok_or_else(|| NexusError::Event(format!("stream {i} is in no entry"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        // BLISS's writer marks each subscan default up to the root as it finishes them in
+        // order, so the root's `default` ends on the last subscan.
+        let default_entry = entry_names.last().cloned().unwrap_or_default();
+        structure::root(&file, &path, &self.config.creator, &default_entry, !existing)?;
         h5::flush(&file)?;
         if self.config.swmr {
             h5::start_swmr(&file)?;
         }
-        tracing::info!(file = %path.display(), entry = %entry_name, swmr = self.config.swmr, "scan entry created");
+        tracing::info!(file = %path.display(), entries = ?entry_names, swmr = self.config.swmr, "scan entry created");
         self.path = Some(path);
-        self.entry = Some(entry_name);
+        self.entries = entry_names;
         self.scan = Some(Scan {
             file: Some(file),
-            entry: Some(entry),
+            entries,
             sinks,
             info: meta.info,
             swmr_on: self.config.swmr,
@@ -345,15 +370,18 @@ impl ScanWriter {
         self.closed = true;
         let Some(mut scan) = self.scan.take() else { return Ok(()) };
         let path = self.path.clone().unwrap_or_default();
-        let entry_name = self.entry.clone().unwrap_or_default();
+        let entry_name = self.entries.join(",");
         let flushed = Self::flush(&mut scan);
         scan.sinks.clear();
-        let entry = scan.entry.take().expect("an open scan has its entry");
+        let entries = std::mem::take(&mut scan.entries);
         let file = scan.file.take().expect("an open scan has its file");
         // Each step is tried even if an earlier one failed (a full disk may still take the
         // few bytes of the end); the first error is the one returned.
-        let ended = structure::write_end(&entry, &scan.info, reason);
-        drop(entry);
+        let mut ended = Ok(());
+        for entry in entries {
+            let this = structure::write_end(&entry, &scan.info, reason);
+            ended = ended.and(this);
+        }
         let flushed_end = h5::flush(&file);
         let closed = h5::close_file(file);
         let result = flushed.and(ended).and(flushed_end).and(closed);

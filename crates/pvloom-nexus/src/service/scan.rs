@@ -53,8 +53,10 @@ pub struct ScanProgress {
     pub points_written: u64,
     /// The file, once the scan began.
     pub file: Option<PathBuf>,
-    /// The NXentry, once the scan began (`"12.1"`).
+    /// The (first) NXentry, once the scan began (`"12.1"`).
     pub entry: Option<String>,
+    /// Every NXentry of the scan, once it began: one per subscan (`["12.1", "12.2"]`).
+    pub entries: Vec<String>,
     /// Why the scan ended badly, if it did.
     pub fault: Option<String>,
     /// The scan reached CLOSED and its entry was closed.
@@ -221,6 +223,7 @@ fn consume(writer: &mut ScanWriter, progress: &Mutex<ScanProgress>, input: Write
         if progress.file.is_none() {
             progress.file = writer.file_path().map(|p| p.to_path_buf());
             progress.entry = writer.entry_name().map(str::to_owned);
+            progress.entries = writer.entry_names().to_vec();
         }
         progress.closed = writer.is_closed() && progress.fault.is_none();
     }

@@ -127,7 +127,9 @@ impl NexusSessionWriter {
         Ok(())
     }
 
-    /// The watcher's state: ON while it runs; FAULT if Redis failed it.
+    /// The watcher's state: ON while it runs, also while Redis is unreachable (it
+    /// reconnects, and watches on when Redis is back); FAULT if Redis was unreachable at
+    /// start or its scan history is malformed.
     pub fn state(&self) -> SubscriberState {
         self.watcher.state()
     }

