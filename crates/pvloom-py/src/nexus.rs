@@ -73,6 +73,7 @@ fn scan_progress<'py>(py: Python<'py>, p: &ScanProgress) -> PyResult<Bound<'py, 
     d.set_item("points_written", p.points_written)?;
     d.set_item("file", p.file.as_ref().map(|f| f.display().to_string()))?;
     d.set_item("entry", p.entry.as_deref())?;
+    d.set_item("entries", p.entries.clone())?;
     d.set_item("fault", p.fault.as_deref())?;
     d.set_item("closed", p.closed)?;
     Ok(d)
@@ -145,7 +146,7 @@ impl PyScanWriter {
         self.inner.duration().map(|d| d.as_secs_f64())
     }
 
-    /// points_written, file, entry, fault, closed.
+    /// points_written, file, entry (the first), entries (one per subscan), fault, closed.
     fn progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         scan_progress(py, &self.inner.progress())
     }

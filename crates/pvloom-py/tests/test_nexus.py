@@ -130,6 +130,7 @@ def test_session_writer_writes_each_scan_of_its_session(redis_url, tmp_path):
     assert len(done) == 1, done
     assert done[0]["state"] == "OFF" and done[0]["closed"] and done[0]["fault"] is None, done
     assert done[0]["entry"] == "5.1" and done[0]["points_written"] == 20
+    assert done[0]["entries"] == ["5.1"], done[0]
     assert not (tmp_path / "no.h5").exists()
     with h5py.File(path, "r") as f:
         entry = f["5.1"]
