@@ -48,6 +48,17 @@ struct Sink {
     inner: Vec<usize>,
 }
 
+/// A file whose writes failed, with what of it was open and its claim: held for the life
+/// of the process, never closed (see [`ScanWriter::finish`]).
+struct FailedFile {
+    _file: Id,
+    _entries: Vec<Id>,
+    _sinks: Option<Vec<Sink>>,
+    _claim: Claim,
+}
+
+static FAILED_FILES: parking_lot::Mutex<Vec<FailedFile>> = parking_lot::Mutex::new(Vec::new());
+
 struct Scan {
     file: Option<Id>,
     /// One NXentry per subscan (one for most scans), in name order.
@@ -372,18 +383,41 @@ impl ScanWriter {
         let path = self.path.clone().unwrap_or_default();
         let entry_name = self.entries.join(",");
         let flushed = Self::flush(&mut scan);
-        scan.sinks.clear();
+        // A dataset whose data could not be flushed fails its close half way (it flushes
+        // again), leaving a torn object in HDF5's tables that the next file's
+        // H5Fstart_swmr_write walked into and crashed on: after a failed flush, nothing of
+        // this file is closed (see the end of this function).
+        let sinks = std::mem::take(&mut scan.sinks);
+        let kept_sinks = if flushed.is_err() { Some(sinks) } else { None };
         let entries = std::mem::take(&mut scan.entries);
         let file = scan.file.take().expect("an open scan has its file");
         // Each step is tried even if an earlier one failed (a full disk may still take the
         // few bytes of the end); the first error is the one returned.
         let mut ended = Ok(());
-        for entry in entries {
-            let this = structure::write_end(&entry, &scan.info, reason);
+        for entry in &entries {
+            let this = structure::write_end(entry, &scan.info, reason);
             ended = ended.and(this);
         }
         let flushed_end = h5::flush(&file);
-        let closed = h5::close_file(file);
+        let write_failed = flushed.is_err() || ended.is_err() || flushed_end.is_err();
+        let closed = if write_failed {
+            // HDF5's close of a file it could not flush fails half way through tearing the
+            // file down (the truncate to its allocated end fails again), as a dataset's
+            // does: such a file, its groups and datasets stay open, untouched, and claimed
+            // (later scans of this process go to a sibling file); what reached the disk
+            // before the failure is what a reader sees.
+            tracing::warn!(file = %path.display(), "writes to the file failed: it is left open and unused");
+            FAILED_FILES.lock().push(FailedFile {
+                _file: file,
+                _entries: entries,
+                _sinks: kept_sinks,
+                _claim: scan._claim,
+            });
+            Ok(())
+        } else {
+            drop((entries, kept_sinks));
+            h5::close_file(file)
+        };
         let result = flushed.and(ended).and(flushed_end).and(closed);
         match &result {
             Ok(()) => {

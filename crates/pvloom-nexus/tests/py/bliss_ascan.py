@@ -48,7 +48,7 @@ for i in range(npoints):
     sy.send(np.float64(i / max(npoints - 1, 1)))
     timer.send(np.float64(0.01 * i))
     diode.send(np.float64(100.0 * np.sin(i)))
-    image.send((np.arange(20, dtype=np.uint16) + 100 * i).reshape(4, 5))
+    image.send(((np.arange(20) + 100 * i) % 65536).astype(np.uint16).reshape(4, 5))
     if hang and i == npoints // 2:
         for s in (sy, timer, diode, image):
             s.join()

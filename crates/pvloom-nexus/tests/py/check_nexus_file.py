@@ -1,7 +1,8 @@
 """Checks a NeXus file against an expectation document written by the Rust test.
 
 usage: check_nexus_file.py FILE EXPECT.json
-EXPECT: {"swmr": bool, "datasets": {path: {"dtype", "shape", "values"?, "strings"?, "min_len"?}},
+EXPECT: {"swmr": bool, "datasets": {path: {"dtype", "shape", "values"?, "strings"?, "min_len"?,
+                                         "prefix"? (values are the dataset's first), "prefix_of"? (the dataset is the values' first)}},
          "attrs": {path: {name: value ("*": any; "$version": any X.Y.Z)}}, "links": {path: target}, "absent": [path]}
 Prints one line per failure and "checks=N failures=M"; exits 1 on any failure.
 """
@@ -56,6 +57,8 @@ with h5py.File(path, "r", **kw) as f:
             n = len(d["values"]) if d.get("prefix") else None
             if n is not None:
                 got = got[:n] if got.ndim else got
+            if d.get("prefix_of"):  # the dataset holds the first len(dataset) of the values
+                d = dict(d, values=d["values"][: len(got)])
             if got.dtype.kind == "c":
                 got = np.stack([got.real, got.imag], -1)
             want = np.array(d["values"], dtype=float if got.dtype.kind in "fc" else (bool if got.dtype.kind == "b" else None))
