@@ -7,43 +7,17 @@
 #![recursion_limit = "256"]
 
 mod nexus_support;
+mod service_support;
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nexus_support::TempDir;
 use pvloom_core::subscriber::SubscriberState;
-use pvloom_nexus::nexus::WriterConfig;
-use pvloom_nexus::service::{FinishedScan, NexusSessionWriter, ScanWriterOptions};
+use pvloom_nexus::service::NexusSessionWriter;
 use serde_json::{Value, json};
+use service_support::wait_finished;
 use support::Redis;
-
-fn options(dir: &Path) -> ScanWriterOptions {
-    ScanWriterOptions {
-        writer: WriterConfig {
-            flush_interval: Duration::from_millis(100),
-            swmr: true,
-            default_dir: dir.to_owned(),
-            creator: "pvloom-nexus subscan tests".into(),
-        },
-        end_timeout: Duration::from_secs(20),
-        poll: Duration::from_millis(50),
-        ..ScanWriterOptions::default()
-    }
-}
-
-fn wait_finished(service: &NexusSessionWriter, n: usize, limit: Duration) -> Vec<FinishedScan> {
-    let end = Instant::now() + limit;
-    loop {
-        let finished = service.finished();
-        if finished.len() >= n {
-            return finished;
-        }
-        assert!(Instant::now() < end, "only {} of {n} scans ended within {limit:?}: {finished:?}", finished.len());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// What bliss_subscans.py publishes, entry by entry (n1 points in the first chain, n2 in
 /// the second).
@@ -174,7 +148,11 @@ fn a_scan_with_two_top_masters_becomes_two_subscan_entries() {
     let redis = Redis::start();
     let dir = TempDir::new("subscans");
     let file = dir.path().join("sample.h5");
-    let service = NexusSessionWriter::new(&redis.url(), Some("beamline"), options(dir.path()));
+    let service = NexusSessionWriter::new(
+        &redis.url(),
+        Some("beamline"),
+        service_support::options(dir.path(), "pvloom-nexus subscan tests", Duration::from_secs(20)),
+    );
     service.start().unwrap();
     assert_eq!(service.state(), SubscriberState::On);
     let (n1, n2) = (8, 5);

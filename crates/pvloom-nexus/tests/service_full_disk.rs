@@ -4,14 +4,15 @@
 //! session into another file is recorded whole; the session writer stays ON.
 
 mod nexus_support;
+mod service_support;
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nexus_support::{ChildGuard, TempDir, self_child};
 use pvloom_core::subscriber::SubscriberState;
-use pvloom_nexus::nexus::WriterConfig;
-use pvloom_nexus::service::{NexusSessionWriter, ScanWriterOptions};
+use pvloom_nexus::service::NexusSessionWriter;
 use serde_json::json;
 use support::Redis;
 
@@ -30,17 +31,7 @@ fn child(spec: &str) {
         let lim = libc::rlimit { rlim_cur: FILE_LIMIT, rlim_max: FILE_LIMIT };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
     }
-    let options = ScanWriterOptions {
-        writer: WriterConfig {
-            flush_interval: Duration::from_millis(100),
-            swmr: true,
-            default_dir: dir.into(),
-            creator: "pvloom-nexus full disk test".into(),
-        },
-        end_timeout: Duration::from_secs(20),
-        poll: Duration::from_millis(50),
-        ..ScanWriterOptions::default()
-    };
+    let options = service_support::options(Path::new(dir), "pvloom-nexus full disk test", Duration::from_secs(20));
     let service = NexusSessionWriter::new(url, Some("beamline"), options);
     service.start().unwrap();
     println!("ready");
@@ -109,12 +100,13 @@ fn a_full_disk_faults_its_scan_and_spares_the_others() {
     assert!(spared["fault"].is_null() && spared["points"] == 4 * 12, "{spared}");
 
     // Both files open (the full one, never closed, as a killed writer's: in SWMR read
-    // mode); it holds a prefix of the scan, the other file all of its scan.
+    // mode). The full one holds a prefix of the scan, then the fill value (NaN) where the
+    // points of the failed flush never reached the disk; the other file all of its scan.
     let sy = |n: usize| (0..n).map(|i| i as f64 / (n - 1) as f64).collect::<Vec<_>>();
     nexus_support::check_file(
         dir.path(),
         &big,
-        &json!({"swmr": true, "datasets": {"/1.1/instrument/sy/value": {"min_len": 1, "prefix_of": true, "values": sy(20_000)}}}),
+        &json!({"swmr": true, "datasets": {"/1.1/instrument/sy/value": {"min_len": 1, "prefix_then_fill": true, "values": sy(20_000)}}}),
     );
     nexus_support::check_file(
         dir.path(),

@@ -5,6 +5,7 @@
 //! and records the next scan.
 
 mod nexus_support;
+mod service_support;
 mod support;
 
 use std::path::Path;
@@ -13,39 +14,13 @@ use std::time::{Duration, Instant};
 use nexus_support::TempDir;
 use pvloom_core::subscriber::SubscriberState;
 use pvloom_nexus::blissdata::CLIENT_NAME;
-use pvloom_nexus::nexus::WriterConfig;
-use pvloom_nexus::service::{FinishedScan, NexusSessionWriter, ScanWriterOptions};
+use pvloom_nexus::service::NexusSessionWriter;
 use serde_json::json;
+use service_support::wait_finished;
 use support::{Proc, Redis};
 
 const NPOINTS: usize = 20;
 const HALF: usize = NPOINTS / 2;
-
-fn options(dir: &Path) -> ScanWriterOptions {
-    ScanWriterOptions {
-        writer: WriterConfig {
-            flush_interval: Duration::from_millis(100),
-            swmr: true,
-            default_dir: dir.to_owned(),
-            creator: "pvloom-nexus restart tests".into(),
-        },
-        end_timeout: Duration::from_secs(20),
-        poll: Duration::from_millis(50),
-        ..ScanWriterOptions::default()
-    }
-}
-
-fn wait_finished(service: &NexusSessionWriter, n: usize, limit: Duration) -> Vec<FinishedScan> {
-    let end = Instant::now() + limit;
-    loop {
-        let finished = service.finished();
-        if finished.len() >= n {
-            return finished;
-        }
-        assert!(Instant::now() < end, "only {} of {n} scans ended within {limit:?}: {finished:?}", finished.len());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Starts bliss_restart.py and waits until the writer has written its first half: the
 /// scan is then being read when Redis goes away.
@@ -102,7 +77,11 @@ fn a_brief_disconnect_is_reconnected_and_the_scan_completes() {
     let redis = Redis::start();
     let dir = TempDir::new("disconnect");
     let file = dir.path().join("blip.h5");
-    let service = NexusSessionWriter::new(&redis.url(), Some("beamline"), options(dir.path()));
+    let service = NexusSessionWriter::new(
+        &redis.url(),
+        Some("beamline"),
+        service_support::options(dir.path(), "pvloom-nexus restart tests", Duration::from_secs(20)),
+    );
     service.start().unwrap();
     let (mut publisher, key) = publish_half(&redis, &service, &file, 5);
 
@@ -146,7 +125,11 @@ fn redis_restarted_with_its_data_mid_scan_is_read_on_to_the_end() {
     let mut redis = Redis::start();
     let dir = TempDir::new("restart-kept");
     let file = dir.path().join("kept.h5");
-    let service = NexusSessionWriter::new(&redis.url(), Some("beamline"), options(dir.path()));
+    let service = NexusSessionWriter::new(
+        &redis.url(),
+        Some("beamline"),
+        service_support::options(dir.path(), "pvloom-nexus restart tests", Duration::from_secs(20)),
+    );
     service.start().unwrap();
     let (mut publisher, key) = publish_half(&redis, &service, &file, 7);
 
@@ -182,7 +165,11 @@ fn redis_restarted_without_its_data_ends_the_scan_in_fault_and_the_file_stays_re
     let mut redis = Redis::start();
     let dir = TempDir::new("restart-lost");
     let file = dir.path().join("lost.h5");
-    let service = NexusSessionWriter::new(&redis.url(), Some("beamline"), options(dir.path()));
+    let service = NexusSessionWriter::new(
+        &redis.url(),
+        Some("beamline"),
+        service_support::options(dir.path(), "pvloom-nexus restart tests", Duration::from_secs(20)),
+    );
     service.start().unwrap();
     let (mut publisher, key) = publish_half(&redis, &service, &file, 9);
 

@@ -4,44 +4,17 @@
 //! whose publisher dies mid-way is closed by the end timeout, marked, and readable.
 
 mod nexus_support;
+mod service_support;
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nexus_support::TempDir;
 use pvloom_core::subscriber::SubscriberState;
-use pvloom_nexus::nexus::WriterConfig;
-use pvloom_nexus::service::{FinishedScan, NexusSessionWriter, ScanWriterOptions};
+use pvloom_nexus::service::NexusSessionWriter;
 use serde_json::json;
+use service_support::wait_finished;
 use support::Redis;
-
-fn options(dir: &Path, end_timeout: Duration) -> ScanWriterOptions {
-    ScanWriterOptions {
-        writer: WriterConfig {
-            flush_interval: Duration::from_millis(100),
-            swmr: true,
-            default_dir: dir.to_owned(),
-            creator: "pvloom-nexus service tests".into(),
-        },
-        end_timeout,
-        poll: Duration::from_millis(50),
-        ..ScanWriterOptions::default()
-    }
-}
-
-/// Waits (bounded) until the service has seen `n` scans end.
-fn wait_finished(service: &NexusSessionWriter, n: usize, limit: Duration) -> Vec<FinishedScan> {
-    let end = Instant::now() + limit;
-    loop {
-        let finished = service.finished();
-        if finished.len() >= n {
-            return finished;
-        }
-        assert!(Instant::now() < end, "only {} of {n} scans ended within {limit:?}: {finished:?}", finished.len());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn ascan_expect(entry: &str, n: usize) -> serde_json::Value {
     let sy: Vec<f64> = (0..n).map(|i| i as f64 / (n - 1) as f64).collect();
@@ -80,7 +53,11 @@ fn session_writer_records_every_scan_of_its_session() {
     let dir = TempDir::new("service");
     let file = dir.path().join("sample.h5");
     let other_file = dir.path().join("other.h5");
-    let service = NexusSessionWriter::new(&redis.url(), Some("beamline"), options(dir.path(), Duration::from_secs(20)));
+    let service = NexusSessionWriter::new(
+        &redis.url(),
+        Some("beamline"),
+        service_support::options(dir.path(), "pvloom-nexus service tests", Duration::from_secs(20)),
+    );
     service.start().unwrap();
     assert_eq!(service.state(), SubscriberState::On);
 
@@ -117,7 +94,11 @@ fn a_scan_whose_publisher_dies_is_closed_by_the_end_timeout_and_readable() {
     let redis = Redis::start();
     let dir = TempDir::new("service-hang");
     let file = dir.path().join("hang.h5");
-    let service = NexusSessionWriter::new(&redis.url(), None, options(dir.path(), Duration::from_millis(1500)));
+    let service = NexusSessionWriter::new(
+        &redis.url(),
+        None,
+        service_support::options(dir.path(), "pvloom-nexus service tests", Duration::from_millis(1500)),
+    );
     service.start().unwrap();
     let mut publisher = redis.spawn_py("bliss_ascan.py", &["any", file.to_str().unwrap(), "3", "20", "hang"]);
     publisher.wait_line("HALF");

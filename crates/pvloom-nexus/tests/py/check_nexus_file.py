@@ -2,7 +2,8 @@
 
 usage: check_nexus_file.py FILE EXPECT.json
 EXPECT: {"swmr": bool, "datasets": {path: {"dtype", "shape", "values"?, "strings"?, "min_len"?,
-                                         "prefix"? (values are the dataset's first), "prefix_of"? (the dataset is the values' first)}},
+                                         "prefix"? (values are the dataset's first), "prefix_of"? (the dataset is the values' first),
+                                         "prefix_then_fill"? (the values' first, then NaN fill only)}},
          "attrs": {path: {name: value ("*": any; "$version": any X.Y.Z)}}, "links": {path: target}, "absent": [path]}
 Prints one line per failure and "checks=N failures=M"; exits 1 on any failure.
 """
@@ -59,6 +60,15 @@ with h5py.File(path, "r", **kw) as f:
                 got = got[:n] if got.ndim else got
             if d.get("prefix_of"):  # the dataset holds the first len(dataset) of the values
                 d = dict(d, values=d["values"][: len(got)])
+            if d.get("prefix_then_fill"):
+                # A file whose writes failed: the values' first k, then only the fill value
+                # (NaN) where the points in flight never reached the disk; k > 0.
+                filled = np.isnan(got)
+                k = int(np.argmax(filled)) if filled.any() else len(got)
+                if k == 0 or not filled[k:].all():
+                    fail(f"{p}: not a prefix then fill: first fill at {k}, {int(filled[k:].sum())} of {len(got) - k} after it")
+                got = got[:k]
+                d = dict(d, values=d["values"][:k])
             if got.dtype.kind == "c":
                 got = np.stack([got.real, got.imag], -1)
             want = np.array(d["values"], dtype=float if got.dtype.kind in "fc" else (bool if got.dtype.kind == "b" else None))
