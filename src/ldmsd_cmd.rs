@@ -98,7 +98,6 @@ fn detach(argv: &[OsString]) -> anyhow::Result<()> {
 
 /// Run `pvloom ldmsd` with `argv` (from `ldmsd` on).
 pub fn main(argv: &[OsString]) -> anyhow::Result<()> {
-    crate::purge_freed_memory_at_once();
     let args = LdmsdArgs::parse_from(argv);
     if !args.foreground {
         return detach(argv);

@@ -94,24 +94,6 @@ pub(crate) fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
-/// mimalloc.h's `mi_option_purge_delay`: its place in `mi_option_e` (v2 and v3 alike;
-/// libmimalloc-sys names that place only by its old name, which it no longer exports).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Give freed pages back to the OS as soon as they are free, not a second later
-/// (mimalloc v3's default purge delay, ten seconds for its arenas): a daemon's RSS right
-/// after a burst of updates was 2.2-3.8x its sets' size instead of 1.7x, at no measured
-/// cost in CPU per update or per routed message. `MIMALLOC_PURGE_DELAY` in the
-/// environment still decides when given.
-pub(crate) fn purge_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return; // the operator's own setting stands
-    }
-    // SAFETY: mi_option_set takes an option index and a value, no pointers; any thread
-    // may set an option at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
-}
-
 fn main() -> anyhow::Result<()> {
     // ldmsd's flags are its own getopt letters (`-v LEVEL` among them): parsed apart.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -138,21 +120,5 @@ fn main() -> anyhow::Result<()> {
             let argv: Vec<_> = std::iter::once("ldmsd".into()).chain(args).collect();
             ldmsd_cmd::main(&argv)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_purge_delay_option_is_the_one_set() {
-        // mimalloc reads MIMALLOC_PURGE_DELAY into this option; v3's default is 1000 ms.
-        let expected = std::env::var("MIMALLOC_PURGE_DELAY").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-        // SAFETY: reading and setting an option, no pointers.
-        let now = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(now, expected, "mimalloc's purge delay (ms) sits at index {MI_OPTION_PURGE_DELAY}");
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, 0);
     }
 }
