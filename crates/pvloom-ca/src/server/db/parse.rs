@@ -105,6 +105,11 @@ impl Macros {
         self
     }
 
+    /// Every definition, raw, in definition order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.defs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// The raw (unexpanded) value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.defs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
@@ -112,12 +117,22 @@ impl Macros {
 
     /// Expands every macro reference in `text` (one line of a file).
     pub fn expand(&self, text: &str) -> Result<String, MacroError> {
+        self.expand_with(text, true)
+    }
+
+    /// Expands every macro reference in `text`, a `#` included: an iocsh line is
+    /// expanded whole (macLib knows no comments; iocsh skips `#` lines before).
+    pub fn expand_all(&self, text: &str) -> Result<String, MacroError> {
+        self.expand_with(text, false)
+    }
+
+    fn expand_with(&self, text: &str, comments: bool) -> Result<String, MacroError> {
         if !text.contains('$') {
             return Ok(text.to_string());
         }
         let mut expander = Expander { macros: self, scopes: Vec::new(), visiting: Vec::new() };
         let mut out = Vec::new();
-        let end = expander.trans(text.as_bytes(), 0, 0, b"", &mut Some(&mut out), true)?;
+        let end = expander.trans(text.as_bytes(), 0, 0, b"", &mut Some(&mut out), comments)?;
         debug_assert_eq!(end, text.len());
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
