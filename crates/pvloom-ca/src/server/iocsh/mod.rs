@@ -7,8 +7,8 @@
 //! `${NAME}`, `$(NAME=default)`), a line naming an undefined macro is reported and not
 //! run; script lines are echoed; then it is split into words ([`lex`]) and the command
 //! runs. `< file` runs another script, `> file` / `2> file` redirect a command's output.
-//! An unknown command is reported as iocsh does (`ERROR st.cmd line 5: Command X not
-//! found.`) and the script goes on.
+//! An unknown command is reported as base 7.0.10's iocsh does (`ERROR st.cmd line 5: Command 'X' not
+//! registered.`; older bases said "Command X not found.") and the script goes on.
 //!
 //! Records load into a [`Database`] until `iocInit`, which processes `PINI` records,
 //! reads the access security file and starts serving (a CA [`Server`] configured
@@ -775,7 +775,7 @@ impl Iocsh {
             _ if name.ends_with("_registerRecordDeviceDriver") => {
                 tracing::info!("{name}: record and device support are built in, nothing to register");
             }
-            _ => self.report(at, &format!("Command {name} not found.")),
+            _ => self.report(at, &format!("Command '{name}' not registered.")),
         }
     }
 

@@ -141,7 +141,7 @@ impl Lexer<'_> {
         if self.peeked.is_none() {
             self.peeked = Some(self.lex()?);
         }
-        Ok(&self.peeked.as_ref().map(|(t, _)| t).unwrap_or(&Tok::Eof))
+        Ok(self.peeked.as_ref().map(|(t, _)| t).unwrap_or(&Tok::Eof))
     }
 
     fn expect(&mut self, want: Tok, context: &str) -> Result<usize, SubstError> {

@@ -95,7 +95,7 @@ fn unknown_commands_are_reported_and_the_script_goes_on() {
     let dir = Dir::new("unknown");
     let (mut sh, _out, err) = shell(&dir);
     sh.run_script("epicsEnvSet A 1\nnoSuchCommand(1, 2)\nepicsEnvSet B 2\nexit\nepicsEnvSet C 3\n", "st.cmd");
-    assert_eq!(err.text(), "ERROR st.cmd line 2: Command noSuchCommand not found.\n");
+    assert_eq!(err.text(), "ERROR st.cmd line 2: Command 'noSuchCommand' not registered.\n");
     assert_eq!((sh.env("B"), sh.env("C")), (Some("2"), None), "exit ends the script");
     let (mut sh, _out, err) = shell(&dir);
     sh.run_script("echo \"open\n", "x.cmd");
@@ -198,7 +198,7 @@ fn iocinit_serves_and_dbpf_dbgf_work_after_it_only() {
     let typed = tx.text();
     assert!(typed.starts_with("epics> DBF_DOUBLE:         5\nepics> epics> "), "{typed}");
     assert!(!typed.contains("DBF_DOUBLE:         6"), "exit stops reading: {typed}");
-    assert_eq!(rx.text(), "ERROR Command bogus not found.\n");
+    assert_eq!(rx.text(), "ERROR Command 'bogus' not registered.\n");
 }
 
 #[test]
