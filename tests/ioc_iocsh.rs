@@ -460,3 +460,48 @@ print('OK')
     assert_eq!(idle.wait_exit(Duration::from_secs(5)), Some(1));
     assert!(idle.stderr().contains("Nothing to do!"), "{}", idle.stderr());
 }
+
+#[test]
+fn interactive_shell_on_a_terminal() {
+    let dir = Scratch::new("tty");
+    dir.file("x.db", "record(ao, \"T:X\") { field(VAL, 3) }\n");
+    let env = support::loopback_env(free_port(), free_udp_port());
+    // util-linux `script` gives the IOC a pseudo-terminal, as an operator's shell would.
+    let command = format!("{} ioc -d x.db", env!("CARGO_BIN_EXE_pvloom"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(&dir.0)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script(1)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    use std::io::Write as _;
+    stdin.write_all(b"dbgf T:X\ndbpf T:X 7\nbogus 1\nexit\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    let text = strip_ansi(&reader.join().unwrap()).replace('\r', "");
+    assert!(status.is_some_and(|s| s.success()), "exit did not stop the IOC cleanly: {status:?}\n{text}");
+    assert!(text.contains("epics> DBF_DOUBLE:         3\n"), "{text}");
+    assert!(text.contains("epics> DBF_DOUBLE:         7\n"), "{text}");
+    assert!(text.contains("Command 'bogus' not registered."), "{text}");
+}

@@ -526,7 +526,8 @@ impl Iocsh {
         self.errors += 1;
         let _ = match at {
             Some((file, line)) => writeln!(self.err, "ERROR {file} line {line}: {message}"),
-            None => writeln!(self.err, "ERROR {message}"),
+            // Typed lines: base's iocsh prints the bare message.
+            None => writeln!(self.err, "{message}"),
         };
         let _ = self.err.flush();
     }

@@ -198,7 +198,7 @@ fn iocinit_serves_and_dbpf_dbgf_work_after_it_only() {
     let typed = tx.text();
     assert!(typed.starts_with("epics> DBF_DOUBLE:         5\nepics> epics> "), "{typed}");
     assert!(!typed.contains("DBF_DOUBLE:         6"), "exit stops reading: {typed}");
-    assert_eq!(rx.text(), "ERROR Command 'bogus' not registered.\n");
+    assert_eq!(rx.text(), "Command 'bogus' not registered.\n");
 }
 
 #[test]
