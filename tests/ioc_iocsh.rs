@@ -167,7 +167,8 @@ fn pvloom(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Proc {
     )
 }
 
-/// Reads `names` with pyepics; returns one JSON object name → [value, severity, status]
+/// Reads `names` with pyepics; returns one JSON object name → [value, severity, status,
+/// write access]
 /// (`value` as pyepics gives it: numbers, strings, enums as their strings).
 fn read_all(env: &[(&str, String)], names: &[&str]) -> serde_json::Value {
     let script = r#"
@@ -179,7 +180,7 @@ for name in sys.argv[1:]:
     v = pv.get(use_monitor=False, as_string=(pv.type.endswith('enum')), timeout=5)
     if hasattr(v, 'tolist'):
         v = v.tolist()
-    out[name] = [v, pv.severity, pv.status]
+    out[name] = [v, pv.severity, pv.status, pv.write_access]
 print(json.dumps(out))
 "#;
     let script = format!("{script}{FAST_EXIT}");
@@ -237,19 +238,25 @@ dbLoadTemplate("temps.substitutions", "P=$(P)")
 myDriverConfig("/dev/ttyS0", 9600)
 cd ..
 
+asSetSubstitutions("RO=READ")
+asSetFilename("site.acf")
 iocInit
 
 dbpf $(P)SETPOINT 12.5
 dbpf "$(P)ENABLE" "On"
+dbl ai
+dbgf $(P)T2.DESC
 dbpf $(P)MODE 2
 "#,
     );
+    dir.file("site.acf", "ASG(DEFAULT) {\n    RULE(1, WRITE)\n}\nASG(LOCKED) {\n    RULE(1, $(RO))\n}\n");
     dir.file("common.cmd", "# site settings\nepicsEnvSet(\"LOCATION\", \"hutch 1, rack 2\")\n");
     dir.file("dbd/softIoc.dbd", "# record types come with the IOC (base.dbd)\n");
     dir.file(
         "db/ioc.db",
         r#"record(stringin, "$(P)NAME") {
     field(DESC, "IOC name")
+    field(ASG, "LOCKED")
     field(VAL, "$(NAME)")
 }
 record(stringin, "$(P)LOCATION") {
@@ -379,6 +386,13 @@ fn st_cmd_serves_what_epics_base_serves() {
     assert_eq!(ours["TST:MODE"][0], "service");
     assert_eq!(ours["TST:T2.DESC"][0], "Outlet, rear");
     assert_eq!(ours["TST:T3.EGU"][0], "K", "a global inside a template applies to later rows");
+    assert_eq!(ours["TST:NAME"][3], false, "asSetFilename's LOCKED group, RULE(1, $(RO)) substituted");
+    assert_eq!(ours["TST:SETPOINT"][3], true);
+    // dbl and dbgf print what base prints.
+    for out in [ioc.stdout(), base.stdout()] {
+        assert!(out.contains("dbl ai\nTST:T1\nTST:T2\nTST:T3\nTST:T4\n"), "{out}");
+        assert!(out.contains("DBF_STRING:         \"Outlet, rear\""), "{out}");
+    }
 
     // The unknown command: iocsh's own message, file and line; the script went on.
     let unknown = "ERROR st.cmd line 17: Command 'myDriverConfig' not registered.";
@@ -398,8 +412,12 @@ fn st_cmd_serves_what_epics_base_serves() {
 #[test]
 fn softioc_flags_macros_databases_and_the_exit_record() {
     let dir = Scratch::new("flags");
-    dir.file("db/x.db", "record(ao, \"$(P)X\") { field(VAL, \"$(V=1)\") field(PINI, YES) }\n");
+    dir.file(
+        "db/x.db",
+        "record(ao, \"$(P)X\") { field(VAL, \"$(V=1)\") field(PINI, YES) field(ASG, \"$(G=DEFAULT)\") }\n",
+    );
     dir.file("st.cmd", "dbpf M2:X 9\n");
+    dir.file("site.acf", "ASG(DEFAULT) {\n    RULE(1, WRITE)\n}\nASG(LOCKED) {\n    RULE(1, $(RO))\n}\n");
     let env = support::loopback_env(free_port(), free_udp_port());
     let mut ioc = pvloom(
         &dir.0,
@@ -411,9 +429,11 @@ fn softioc_flags_macros_databases_and_the_exit_record() {
             "-d",
             "db/x.db",
             "-m",
-            "P=M2:,V=4",
+            "P=M2:,V=4,G=LOCKED,RO=READ",
             "-d",
             "db/x.db",
+            "-a",
+            "site.acf",
             "-x",
             "EXT",
             "-S",
@@ -427,6 +447,9 @@ fn softioc_flags_macros_databases_and_the_exit_record() {
 import epics
 assert epics.caget('M1:X', timeout=5) == 1.0, 'the first -m applies to the first -d'
 assert epics.caget('M2:X', timeout=5) == 4.0, 'a later -m replaces it for the next -d'
+m1, m2 = epics.PV('M1:X'), epics.PV('M2:X')
+assert m1.wait_for_connection(5) and m2.wait_for_connection(5)
+assert m1.write_access and not m2.write_access, '-a reads the .acf with the -m before it'
 assert epics.caget('EXT:BaseVersion', timeout=5), 'the -x version record'
 assert epics.caget('EXT:exit.DESC', timeout=5) == 'Exit subroutine'
 epics.caput('EXT:exit.A', 2, wait=False)
