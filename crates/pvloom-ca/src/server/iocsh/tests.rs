@@ -227,3 +227,25 @@ fn help_and_globs() {
     sh.run_script("help dbLoad*\n", "st.cmd");
     assert!(out.text().contains("dbLoadTemplate file [macros]"), "{}", out.text());
 }
+
+#[test]
+fn include_path_and_iocshload_scopes() {
+    let dir = Dir::new("scopes");
+    std::fs::create_dir_all(dir.0.join("lib")).unwrap();
+    dir.file("lib/part.db", "record(ai, \"$(P)PART\") { }\n");
+    dir.file("db/top.db", "include \"part.db\"\n");
+    dir.file("sub.cmd", "epicsEnvSet(SEEN, \"$(UNIT)\")\ndbLoadRecords(\"db/top.db\", \"P=$(UNIT):\")\n");
+    let (mut sh, _out, err) = shell(&dir);
+    sh.run_script(
+        "epicsEnvSet(EPICS_DB_INCLUDE_PATH, \"lib\")\niocshLoad(\"sub.cmd\", \"UNIT=U1\")\necho $(UNIT=gone)\n",
+        "st.cmd",
+    );
+    assert_eq!(err.text(), "");
+    assert!(value(&sh, "U1:PART").is_some(), "include found through EPICS_DB_INCLUDE_PATH");
+    // epicsEnvSet inside the loaded script is global; the scope's UNIT is not.
+    assert_eq!(sh.env("SEEN"), Some("U1"));
+    assert_eq!(sh.env("UNIT"), None);
+    let (mut sh, _out, err) = shell(&dir);
+    sh.run_script("< missing.cmd\n", "st.cmd");
+    assert!(err.text().starts_with("ERROR st.cmd line 1: Can't open missing.cmd:"), "{}", err.text());
+}
