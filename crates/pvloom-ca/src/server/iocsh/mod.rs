@@ -319,8 +319,11 @@ impl Iocsh {
             }
             Err(last)
         };
-        let options = ParseOptions::with_loader(&loader);
+        let db = &self.db;
+        let existing = |record: &str| db.find(record).map(|id| db.record(id).record_type());
+        let options = ParseOptions { existing: Some(&existing), ..ParseOptions::with_loader(&loader) };
         let defs = parse_db_with(text, name, &parsed, &options)?;
+        let max_elements = options.max_elements;
         let mut added = 0;
         for def in defs {
             match self.db.find(&def.name) {
@@ -340,7 +343,7 @@ impl Iocsh {
                     }
                     let record = self.db.record_mut(id);
                     for (field, value) in &def.fields {
-                        record.load_field(field, value, options.max_elements).map_err(|e| DbError {
+                        record.load_field(field, value, max_elements).map_err(|e| DbError {
                             file: def.file.clone(),
                             line: def.line,
                             column: 1,

@@ -160,9 +160,16 @@ fn records_loaded_twice_are_amended_and_type_clashes_refused() {
     dir.file("a.db", "record(ao, X) { field(DESC, first) }\n");
     dir.file("b.db", "record(ao, X) { field(EGU, mm) }\n");
     dir.file("c.db", "record(ai, X) { }\n");
+    dir.file("d.db", "record(\"*\", X) { field(PREC, 3) }\n");
     let (mut sh, _out, err) = shell(&dir);
-    sh.run_script("dbLoadRecords a.db\ndbLoadRecords b.db\ndbLoadRecords c.db\n", "st.cmd");
+    sh.run_script("dbLoadRecords a.db\ndbLoadRecords b.db\ndbLoadRecords c.db\ndbLoadRecords d.db\n", "st.cmd");
     assert_eq!((value(&sh, "X.DESC").as_deref(), value(&sh, "X.EGU").as_deref()), (Some("first"), Some("mm")));
+    assert_eq!(
+        value(&sh, "X.PREC").as_deref(),
+        Some("3"),
+        "record(*, X) amends an earlier file's record: {}",
+        err.text()
+    );
     assert!(err.text().contains("redefined with type ai"), "{}", err.text());
 }
 
