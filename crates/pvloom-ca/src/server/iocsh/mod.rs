@@ -702,7 +702,7 @@ impl Iocsh {
                 None => self.report(at, "Missing directory name"),
             },
             "epicsThreadSleep" => {
-                let seconds = arg(1).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+                let seconds = arg(1).and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite()).unwrap_or(0.0);
                 // Bounded: a script's pause, never a hang.
                 std::thread::sleep(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)));
             }

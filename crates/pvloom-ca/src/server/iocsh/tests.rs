@@ -231,7 +231,8 @@ fn help_and_globs() {
     assert!(glob("db*", "dbLoadRecords") && glob("d?l", "dbl") && !glob("db?", "dbpf"));
     let dir = Dir::new("help");
     let (mut sh, out, _err) = shell(&dir);
-    sh.run_script("help dbLoad*\n", "st.cmd");
+    // Bad numbers are no panic and no hang.
+    sh.run_script("epicsThreadSleep nan\nepicsThreadSleep -1\nepicsThreadSleep 0.001\nhelp dbLoad*\n", "st.cmd");
     assert!(out.text().contains("dbLoadTemplate file [macros]"), "{}", out.text());
 }
 
