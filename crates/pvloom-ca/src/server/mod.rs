@@ -15,6 +15,7 @@ mod acf;
 mod backend;
 pub mod db;
 mod endpoint;
+pub mod iocsh;
 mod outbox;
 mod records;
 mod registry;

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use super::backend::{PvBackend, Status};
-use super::db::{Changes, Database, FieldValue, GetError, PutError, RecordId};
+use super::db::{Changes, Database, FieldValue, GetError, PutError, Record, RecordId};
 use super::registry::ServedPv;
 use super::{Server, TimerHandles};
 use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NOWTACCESS, ECA_PUTFAIL};
@@ -17,10 +17,14 @@ use crate::proto::{DbrClass, DbrData, DbrType, Value};
 /// The channels opened on each record: (field, channel).
 type OpenChannels = HashMap<RecordId, Vec<(String, Weak<ServedPv>)>>;
 
+/// Called after a put to a watched record succeeded: the record and the field written.
+pub type PutWatcher = Arc<dyn Fn(&Record, &str) + Send + Sync>;
+
 /// The database behind a server and the channels clients opened on it.
 pub struct DbIoc {
     db: Mutex<Database>,
     channels: Mutex<OpenChannels>,
+    watchers: Mutex<HashMap<RecordId, PutWatcher>>,
     _timers: Mutex<TimerHandles>,
 }
 
@@ -109,6 +113,7 @@ impl PvBackend for RecordField {
             }
         };
         ioc.post(&results);
+        ioc.notify_put(self.id, &self.field);
         // Already posted to every affected channel, this one included.
         Ok(0)
     }
@@ -130,7 +135,47 @@ impl PvBackend for RecordField {
 impl DbIoc {
     /// Wrap a loaded database.
     pub fn new(db: Database) -> Arc<Self> {
-        Arc::new(DbIoc { db: Mutex::new(db), channels: Mutex::new(HashMap::new()), _timers: Mutex::new(Vec::new()) })
+        Arc::new(DbIoc {
+            db: Mutex::new(db),
+            channels: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
+            _timers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Reads the database (iocsh's `dbl`, `dbpr`, `dbgf`).
+    pub fn with_database<R>(&self, f: impl FnOnce(&Database) -> R) -> R {
+        f(&self.db.lock())
+    }
+
+    /// Writes `value` to the channel `name` (`REC` or `REC.FIELD`) as a client put
+    /// would (iocsh's `dbpf`): processing, forward links, posts to subscribers, watchers.
+    pub fn put(&self, name: &str, value: FieldValue) -> Result<(), PutError> {
+        let (id, field, results) = {
+            let mut db = self.db.lock();
+            let (id, field) = db.resolve(name).ok_or_else(|| PutError::NoSuchField(name.to_owned()))?;
+            let field = field.to_owned();
+            let results = db.put_field(id, &field, value, SystemTime::now())?;
+            (id, field, results)
+        };
+        self.post(&results);
+        self.notify_put(id, &field);
+        Ok(())
+    }
+
+    /// Calls `watcher` after every successful put to record `name` (by a client or
+    /// [`DbIoc::put`]); false when there is no such record. softIoc's `-x` exit record
+    /// is such a watcher.
+    pub fn watch_puts(&self, name: &str, watcher: PutWatcher) -> bool {
+        let Some(id) = self.db.lock().find(name) else { return false };
+        self.watchers.lock().insert(id, watcher);
+        true
+    }
+
+    fn notify_put(&self, id: RecordId, field: &str) {
+        let Some(watcher) = self.watchers.lock().get(&id).cloned() else { return };
+        let db = self.db.lock();
+        watcher(db.record(id), field);
     }
 
     /// Records in the database.

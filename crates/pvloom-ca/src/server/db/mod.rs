@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 pub use alarm::{AlarmState, LimitAlarms};
 pub use calc::{CalcError, CalcExpr};
 pub use dbr::GetError;
-pub use parse::{IncludeLoader, MacroError, Macros, ParseOptions, RecordDef, parse_db, parse_db_with};
+pub use parse::{ExistingRecords, IncludeLoader, MacroError, Macros, ParseOptions, RecordDef, parse_db, parse_db_with};
 pub use record::{
     Analog, Binary, Calc, CalcInput, Changes, Deadband, Display, FieldSpec, Kind, Link, LinkError, LoadError, Long,
     Multi, PutEffect, PutError, Record, RecordType, SeverityMode, Text, Waveform,

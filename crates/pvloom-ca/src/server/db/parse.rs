@@ -105,6 +105,11 @@ impl Macros {
         self
     }
 
+    /// Every definition, raw, in definition order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.defs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// The raw (unexpanded) value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.defs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
@@ -112,12 +117,22 @@ impl Macros {
 
     /// Expands every macro reference in `text` (one line of a file).
     pub fn expand(&self, text: &str) -> Result<String, MacroError> {
+        self.expand_with(text, true)
+    }
+
+    /// Expands every macro reference in `text`, a `#` included: an iocsh line is
+    /// expanded whole (macLib knows no comments; iocsh skips `#` lines before).
+    pub fn expand_all(&self, text: &str) -> Result<String, MacroError> {
+        self.expand_with(text, false)
+    }
+
+    fn expand_with(&self, text: &str, comments: bool) -> Result<String, MacroError> {
         if !text.contains('$') {
             return Ok(text.to_string());
         }
         let mut expander = Expander { macros: self, scopes: Vec::new(), visiting: Vec::new() };
         let mut out = Vec::new();
-        let end = expander.trans(text.as_bytes(), 0, 0, b"", &mut Some(&mut out), true)?;
+        let end = expander.trans(text.as_bytes(), 0, 0, b"", &mut Some(&mut out), comments)?;
         debug_assert_eq!(end, text.len());
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
@@ -301,11 +316,24 @@ pub struct ParseOptions<'a> {
     pub max_include_depth: usize,
     /// Largest input accepted, per file, in bytes (default 64 MiB).
     pub max_file_len: usize,
+    /// Records loaded before this file (by earlier `dbLoadRecords`), by name: the type
+    /// of `record(*, NAME)` when `NAME` is not in this file. Without it `*` only
+    /// amends records of the same file.
+    pub existing: Option<&'a ExistingRecords<'a>>,
 }
+
+/// The type of a record loaded before, by name (see [`ParseOptions::existing`]).
+pub type ExistingRecords<'a> = dyn Fn(&str) -> Option<RecordType> + 'a;
 
 impl Default for ParseOptions<'_> {
     fn default() -> Self {
-        ParseOptions { loader: None, max_elements: 16 * 1024 * 1024, max_include_depth: 16, max_file_len: 64 << 20 }
+        ParseOptions {
+            loader: None,
+            max_elements: 16 * 1024 * 1024,
+            max_include_depth: 16,
+            max_file_len: 64 << 20,
+            existing: None,
+        }
     }
 }
 
@@ -316,6 +344,7 @@ impl std::fmt::Debug for ParseOptions<'_> {
             .field("max_elements", &self.max_elements)
             .field("max_include_depth", &self.max_include_depth)
             .field("max_file_len", &self.max_file_len)
+            .field("existing", &self.existing.is_some())
             .finish()
     }
 }
@@ -722,13 +751,15 @@ impl Parser<'_> {
                 index
             }
             None => {
-                if type_name == "*" {
-                    return Err(
+                let record_type = if type_name == "*" {
+                    // A record of an earlier file: its fields are applied to it by the loader.
+                    options.existing.and_then(|existing| existing(&name)).ok_or_else(|| {
                         self.error_at(type_at, format!("record {name:?} not found (type \"*\" amends a record)"))
-                    );
-                }
-                let record_type = RecordType::from_name(&type_name)
-                    .ok_or_else(|| self.error_at(type_at, format!("unknown record type {type_name:?}")))?;
+                    })?
+                } else {
+                    RecordType::from_name(&type_name)
+                        .ok_or_else(|| self.error_at(type_at, format!("unknown record type {type_name:?}")))?
+                };
                 let (line, _) = self.location(at);
                 state.defs.push(RecordDef {
                     record_type,
