@@ -3,7 +3,7 @@
 //! times requests to its chirp echo. Every process started is killed by PID.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,18 @@ const PVLOOM: &str = env!("CARGO_BIN_EXE_pvloom");
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A port no one listens on, and the sockets that keep it so while they live: the local
+/// end of a connection holds the port (no `bind` to port 0 hands it out), and with no
+/// listener a connect to it is refused. A port from [`free_port`] could be taken by a
+/// parallel test's listener between two sends.
+fn port_nobody_listens_on() -> ((TcpStream, TcpStream), u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (remote, _) = listener.accept().unwrap();
+    let port = local.local_addr().unwrap().port();
+    ((local, remote), port)
 }
 
 /// A child process killed (by its PID) and reaped when dropped.
@@ -75,8 +87,9 @@ fn echo_answers_send_sync() {
 
 #[test]
 fn send_to_nobody_fails() {
+    let (_held, port) = port_nobody_listens_on();
     let out = Command::new(PVLOOM)
-        .args(["chirp", "send", &format!("127.0.0.1:{}", free_port()), "--count", "2", "--wait", "0"])
+        .args(["chirp", "send", &format!("127.0.0.1:{port}"), "--count", "2", "--wait", "0"])
         .output()
         .unwrap();
     assert!(!out.status.success());
