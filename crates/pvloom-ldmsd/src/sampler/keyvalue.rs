@@ -7,7 +7,7 @@ use std::time::Instant;
 use pvloom_ldms::set::{LocalSet, MetricSpec, Timestamp, ValueType};
 
 use super::base::{BASE_METRICS, BaseConfig};
-use super::procfile::{ProcFile, lines, token, u64_field};
+use super::procfile::{ProcFile, lines, name_values, token, u64_field};
 use super::{Sampler, SamplerError, end_time};
 use crate::config::PluginConfig;
 
@@ -84,16 +84,10 @@ impl Sampler for KeyValue {
         self.values.clear();
         match self.file.read() {
             Ok(buf) => {
-                for (i, l) in lines(buf).enumerate().take(room) {
-                    match token(l).and_then(|(_, rest)| u64_field(rest)) {
-                        Some((v, _)) => self.values.push(v),
-                        None => {
-                            if !self.flavor.lenient {
-                                bad = Some(format!("line {} is not `name value`", i + 1));
-                            }
-                            break;
-                        }
-                    }
+                if let Some(i) = name_values(buf, room, &mut self.values)
+                    && !self.flavor.lenient
+                {
+                    bad = Some(format!("line {} is not `name value`", i + 1));
                 }
             }
             Err(e) => {
