@@ -1,5 +1,7 @@
 //! The client half of `bench/ldms`: `ldms_bench HOST:PORT [--seconds S] [--window W]
-//! [--server-pid PID] [--regex RE]`.
+//! [--server-pid PID] [--regex RE] [--blocking]`. `--blocking`: one blocking `update()`
+//! after the other from this thread (the round trip an application's loop sees), in
+//! place of `W` callback-driven updates in flight.
 //!
 //! Looks up every set matching RE (default: all), then keeps W updates in flight, each
 //! completion starting the next set's update, for S seconds. Prints one line of
@@ -53,13 +55,14 @@ fn start_one(run: &Arc<Run>) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: ldms_bench HOST:PORT [--seconds S] [--window W] [--server-pid PID] [--regex RE]";
+    let usage = "usage: ldms_bench HOST:PORT [--seconds S] [--window W] [--server-pid PID] [--regex RE] [--blocking]";
     let addr = args.get(1).ok_or(usage)?.parse()?;
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let seconds: f64 = opt("--seconds").map_or(Ok(5.0), |s| s.parse())?;
     let window: usize = opt("--window").map_or(Ok(256), |s| s.parse())?;
     let server_pid = opt("--server-pid");
     let regex = opt("--regex").unwrap_or_else(|| ".*".into());
+    let blocking = args.iter().any(|a| a == "--blocking");
 
     let rt = pvloom_core::Runtime::builder().io_threads(1).build()?;
     let x = Xprt::connect(&rt.handle(), addr, XprtConfig::default())?;
@@ -83,10 +86,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let me = std::process::id().to_string();
     let (cpu0, srv0) = (cpu_seconds(&me), server_pid.as_deref().and_then(cpu_seconds));
     let t = Instant::now();
-    for _ in 0..window.max(1) {
-        start_one(&run);
+    if blocking {
+        let end = t + Duration::from_secs_f64(seconds);
+        'run: loop {
+            for s in &run.sets {
+                match s.update() {
+                    Ok(_) => run.done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => run.errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            if Instant::now() >= end {
+                break 'run;
+            }
+        }
+    } else {
+        for _ in 0..window.max(1) {
+            start_one(&run);
+        }
+        std::thread::sleep(Duration::from_secs_f64(seconds));
     }
-    std::thread::sleep(Duration::from_secs_f64(seconds));
     let n = run.done.load(Ordering::Relaxed);
     let dt = t.elapsed().as_secs_f64();
     let (cpu1, srv1) = (cpu_seconds(&me), server_pid.as_deref().and_then(cpu_seconds));
