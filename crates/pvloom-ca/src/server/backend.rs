@@ -39,6 +39,19 @@ pub trait PvBackend: Send + Sync + 'static {
     fn access_group(&self) -> Option<String> {
         None
     }
+
+    /// A fresh gate for one new subscription, when updates may be held back (a
+    /// channel's `dbnd` filter); `None`: every update goes out.
+    fn monitor_gate(&self) -> Option<Box<dyn MonitorGate>> {
+        None
+    }
+}
+
+/// Decides, per subscription, which updates go out; keeps what it needs to (the last
+/// value sent). Called with each update as read for that subscription.
+pub trait MonitorGate: Send {
+    /// True if `data` goes to the client.
+    fn admit(&mut self, data: &DbrData) -> bool;
 }
 
 /// Hook run on every client write of a [`SimplePv`]: it may accept the value, change

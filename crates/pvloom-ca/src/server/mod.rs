@@ -15,6 +15,7 @@ mod acf;
 mod backend;
 pub mod db;
 mod endpoint;
+mod filter;
 pub mod iocsh;
 mod outbox;
 mod records;
@@ -34,7 +35,7 @@ use pvloom_core::{Runtime, RuntimeHandle};
 
 pub use access::{AccessError, AccessRule, AccessRules, NO_ACCESS, READ_ONLY, READ_WRITE};
 pub use acf::{AccessSecurity, AcfError};
-pub use backend::{PutHook, PutHookError, PvBackend, PvSpec, SimplePv, Status};
+pub use backend::{MonitorGate, PutHook, PutHookError, PvBackend, PvSpec, SimplePv, Status};
 pub use records::DbIoc;
 pub use registry::{Registry, Resolver, ServedPv};
 pub use tcp::DEFAULT_SEND_STALL_TIMEOUT;

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use super::backend::{PvBackend, Status};
-use super::db::{Changes, Database, FieldValue, GetError, PutError, Record, RecordId};
+use super::db::{Changes, Database, FieldType, FieldValue, GetError, PutError, Record, RecordId};
+use super::filter::{self, ChannelSpec, FilteredField};
 use super::registry::ServedPv;
 use super::{Server, TimerHandles};
 use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NOWTACCESS, ECA_PUTFAIL};
@@ -41,6 +42,38 @@ struct RecordField {
     native: DbrType,
     count: u32,
     writable: bool,
+    /// `FIELD$`: the string served as `count` chars, NUL-terminated.
+    long_string: bool,
+}
+
+/// Elements of a link field's `$` channel (base's `PVLINK_STRINGSZ`).
+const LINK_STRING_SIZE: u32 = 1024;
+
+impl RecordField {
+    /// `FIELD$` read: the field's text as chars (with its NUL; all `count` when asked for
+    /// a fixed count) and the record's metadata.
+    fn read_long_string(&self, db: &Database, data_type: DbrType, count: u32) -> Result<DbrData, Status> {
+        let record = db.record(self.id);
+        let text = match record.get_field(&self.field) {
+            Some(FieldValue::String(text)) => text,
+            _ => return Err(ECA_BADTYPE),
+        };
+        let meta_type = DbrType::from_parts(crate::proto::NativeType::String, data_type.class()).ok_or(ECA_BADTYPE)?;
+        let mut data = record.dbr_data(&self.field, meta_type, None).map_err(|e| eca_of_get(&e))?;
+        let mut chars = text.into_bytes();
+        chars.truncate(self.count as usize - 1);
+        chars.push(0);
+        let chars = if count > 0 { filter::fit_count(Value::Char(chars), count as usize) } else { Value::Char(chars) };
+        data.value = chars.convert(data_type.native()).map_err(|_| ECA_BADTYPE)?;
+        Ok(data)
+    }
+
+    /// `FIELD$` write: the chars up to the first NUL (at most `count - 1`) as the string.
+    fn long_string_value(&self, value: &Value) -> Option<FieldValue> {
+        let Value::Char(chars) = value.convert(crate::proto::NativeType::Char).ok()? else { return None };
+        let end = chars.iter().position(|&c| c == 0).unwrap_or(chars.len()).min(self.count as usize - 1);
+        Some(FieldValue::String(String::from_utf8_lossy(&chars[..end]).into_owned()))
+    }
 }
 
 fn eca_of_get(err: &GetError) -> Status {
@@ -86,6 +119,9 @@ impl PvBackend for RecordField {
     fn read(&self, data_type: DbrType, count: u32) -> Result<DbrData, Status> {
         let ioc = self.ioc.upgrade().ok_or(ECA_BADTYPE)?;
         let db = ioc.db.lock();
+        if self.long_string {
+            return self.read_long_string(&db, data_type, count);
+        }
         db.record(self.id).dbr_data(&self.field, data_type, (count > 0).then_some(count)).map_err(|e| eca_of_get(&e))
     }
 
@@ -100,7 +136,9 @@ impl PvBackend for RecordField {
                 vec![(self.id, changes)]
             } else {
                 let whole = self.count > 1 && self.field == "VAL";
-                let value = if whole || data.value.native_type() == crate::proto::NativeType::String {
+                let value = if self.long_string {
+                    self.long_string_value(&data.value)
+                } else if whole || data.value.native_type() == crate::proto::NativeType::String {
                     field_value(&data.value, whole)
                 } else {
                     field_value(&data.value, false)
@@ -188,21 +226,50 @@ impl DbIoc {
         self.len() == 0
     }
 
-    /// The channel `name` (`REC` or `REC.FIELD`), made on first use.
+    /// The channel `name` (`REC`, `REC.FIELD`, `REC.FIELD$`, with filters), made on
+    /// first use.
     fn channel(self: &Arc<Self>, name: &str) -> Option<Arc<ServedPv>> {
+        let spec = ChannelSpec::parse(name)?;
         let (id, field, native, count, writable) = {
             let db = self.db.lock();
-            let (id, field) = db.resolve(name)?;
+            let (id, field) = db.resolve(&spec.base)?;
             let record = db.record(id);
-            let native = DbrType::from_parts(record.native_type(field)?, DbrClass::Plain)?;
-            let count = record.element_count(field).unwrap_or(1).max(1);
             let writable = record.record_type().field(field).is_none_or(|spec| !spec.read_only());
-            (id, field.to_owned(), native, count, writable)
+            if spec.long_string {
+                // As base: string and link fields only, NELM their size (links 1024).
+                let size = match record.field_type(field)? {
+                    FieldType::String { size } => u32::from(size),
+                    FieldType::InLink | FieldType::OutLink | FieldType::FwdLink => LINK_STRING_SIZE,
+                    _ => return None,
+                };
+                (id, field.to_owned(), DbrType::Char, size, writable)
+            } else {
+                let native = DbrType::from_parts(record.native_type(field)?, DbrClass::Plain)?;
+                let count = record.element_count(field).unwrap_or(1).max(1);
+                (id, field.to_owned(), native, count, writable)
+            }
         };
-        let backend =
-            Arc::new(RecordField { ioc: Arc::downgrade(self), id, field: field.clone(), native, count, writable });
-        let served = ServedPv::new(name.to_owned(), backend);
-        self.channels.lock().entry(id).or_default().push((field, Arc::downgrade(&served)));
+        let field_backend = RecordField {
+            ioc: Arc::downgrade(self),
+            id,
+            field: field.clone(),
+            native,
+            count,
+            writable,
+            long_string: spec.long_string,
+        };
+        let served = if spec.filters.is_empty() {
+            ServedPv::new(name.to_owned(), Arc::new(field_backend))
+        } else {
+            let filtered = FilteredField::new(Arc::new(field_backend), spec.filters);
+            ServedPv::new_transient(name.to_owned(), Arc::new(filtered))
+        };
+        let mut channels = self.channels.lock();
+        let list = channels.entry(id).or_default();
+        // Searches for filtered names resolve afresh each time: what they left is pruned
+        // here, or a record that never posts would collect them.
+        list.retain(|(_, pv)| pv.strong_count() > 0);
+        list.push((field, Arc::downgrade(&served)));
         Some(served)
     }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::backend::PvBackend;
+use super::backend::{MonitorGate, PvBackend};
 use super::outbox::Outbox;
 use crate::proto::DbrType;
 use crate::proto::command::Command;
@@ -17,6 +17,9 @@ pub struct ServedPv {
     /// Where its value lives.
     pub backend: Arc<dyn PvBackend>,
     subscribers: Mutex<Vec<Weak<ServerSubscription>>>,
+    /// Made afresh per lookup, never kept by name: channels with filters, whose names a
+    /// client can vary without end.
+    transient: bool,
 }
 
 impl std::fmt::Debug for ServedPv {
@@ -27,7 +30,12 @@ impl std::fmt::Debug for ServedPv {
 
 impl ServedPv {
     pub(crate) fn new(name: String, backend: Arc<dyn PvBackend>) -> Arc<Self> {
-        Arc::new(ServedPv { name, backend, subscribers: Mutex::new(Vec::new()) })
+        Arc::new(ServedPv { name, backend, subscribers: Mutex::new(Vec::new()), transient: false })
+    }
+
+    /// A PV the registry hands out but does not keep (see [`Registry::get`]).
+    pub(crate) fn new_transient(name: String, backend: Arc<dyn PvBackend>) -> Arc<Self> {
+        Arc::new(ServedPv { name, backend, subscribers: Mutex::new(Vec::new()), transient: true })
     }
 
     /// Tell subscribers whose mask matches `events` (DBE_*) about a change. Never
@@ -65,12 +73,15 @@ pub(crate) struct ServerSubscription {
     pub(crate) count: u32,
     pub(crate) mask: u16,
     pub(crate) outbox: Arc<Outbox>,
+    /// The channel's per-subscription filter state (`dbnd`), if it has one.
+    pub(crate) gate: Option<Mutex<Box<dyn MonitorGate>>>,
 }
 
 impl ServerSubscription {
     /// Read the PV now and queue the update for the client.
     pub(crate) fn send_current(&self, backend: &Arc<dyn PvBackend>) {
         let reply = match backend.read(self.data_type, self.count) {
+            Ok(data) if self.gate.as_ref().is_some_and(|gate| !gate.lock().admit(&data)) => return,
             Ok(data) => {
                 Command::event_add_response(self.id, crate::proto::constants::ECA_NORMAL, self.data_type, &data)
             }
@@ -110,6 +121,9 @@ impl Registry {
         }
         let resolver = self.resolver.read().clone()?;
         let pv = resolver(name)?;
+        if pv.transient {
+            return Some(pv);
+        }
         Some(self.pvs.write().entry(name.to_owned()).or_insert(pv).clone())
     }
 

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use pvloom_core::IoCtx;
 use pvloom_core::driver::{self, StreamAddress, StreamApp, StreamConfig};
 use pvloom_core::endpoint::CloseReason;
@@ -225,6 +227,7 @@ impl ServerCircuit {
                     count,
                     mask,
                     outbox: self.outbox.clone(),
+                    gate: pv.backend.monitor_gate().map(Mutex::new),
                 });
                 self.outbox.register(subscription_id);
                 pv.subscribe(&subscription);
