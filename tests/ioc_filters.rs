@@ -101,7 +101,6 @@ epics.caput("F:C.INPA$", b"F:AO.EGU NPP", wait=True); out["inpa"] = epics.caget(
 # A put through arr writes the whole field.
 epics.caput("F:WF.[2:5]", [10.0, 11.0], wait=True); out["wf after arr put"] = epics.caget("F:WF").tolist()
 print(json.dumps(out))
-import os; sys.stdout.flush(); os._exit(0)
 "#;
 
 /// A process killed (by its PID, through `Child`) when dropped.

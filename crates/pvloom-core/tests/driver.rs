@@ -185,6 +185,39 @@ fn bytes_written_before_connect_arrive_and_come_back() {
 }
 
 #[test]
+fn data_and_the_peers_fin_in_one_edge_still_close_the_connection() {
+    use std::io::{Read, Write};
+    let (runtime, addr, server) = echo_server(StreamConfig::default(), true);
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.write_all(b"hello").unwrap();
+    let mut echoed = [0u8; 5];
+    client.read_exact(&mut echoed).unwrap();
+    // Hold the server's I/O thread so the next data and the FIN are both waiting when
+    // it polls again: one readiness edge for both.
+    let (release, held) = channel::<()>();
+    let (parked, is_parked) = channel::<()>();
+    runtime
+        .run_on(0, move |_| {
+            let _ = parked.send(());
+            let _ = held.recv();
+        })
+        .unwrap();
+    is_parked.recv().unwrap();
+    client.write_all(b"bye").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    release.send(()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    // Without the read to the end the server sat in CLOSE_WAIT and this read timed out.
+    client.read_to_end(&mut rest).expect("the server closed its side");
+    // What was still to be echoed goes with the connection (a peer that stopped sending
+    // is closed at once, as before).
+    assert!(rest.is_empty() || rest == b"bye", "{rest:?}");
+    assert!(matches!(wait_closed(&server).1, CloseReason::PeerClosed));
+}
+
+#[test]
 fn the_endpoint_deadline_fires_and_is_not_rearmed_once_gone() {
     let (runtime, addr, _server) = echo_server(StreamConfig::default(), true);
     let mut echo = Echo::new(false);

@@ -99,6 +99,9 @@ pub struct StreamDriver<A: StreamApp> {
     out: BytesMut,
     write_interest: bool,
     read_paused: bool,
+    /// The poller said the peer finished sending (FIN): read to the end even after a
+    /// short read, for no further edge will come for it.
+    peer_finished: bool,
     /// The endpoint held back decoded input (it wanted none): deliver again once it
     /// wants input.
     input_held: bool,
@@ -162,6 +165,7 @@ fn open<A: StreamApp>(
         out: BytesMut::with_capacity(4096),
         write_interest: true,
         read_paused: false,
+        peer_finished: false,
         input_held: false,
         read_scheduled: false,
         pump_scheduled: false,
@@ -319,7 +323,7 @@ impl<A: StreamApp> StreamDriver<A> {
                     // traffic one that contends with the kernel delivering the next
                     // segment on the socket's lock. Data arriving later raises a new edge
                     // (epoll and kqueue report every arrival on an edge-triggered socket).
-                    if n < buf.len() {
+                    if n < buf.len() && !self.peer_finished {
                         return false;
                     }
                 }
@@ -526,6 +530,10 @@ impl<A: StreamApp> IoHandler for StreamDriver<A> {
             self.finish_connect(ctx);
         }
         if self.phase == Phase::Open && (event.is_readable() || event.is_read_closed() || event.is_error()) {
+            // Data and the FIN can come in one edge: the short read that takes the data
+            // must not be the last read, or the connection sits half-closed (CLOSE_WAIT)
+            // while the peer waits for our close (libca's exit waited 30 s).
+            self.peer_finished |= event.is_read_closed();
             if self.read_paused {
                 // Input waits in the socket until the endpoint wants it.
             } else {
