@@ -16,6 +16,7 @@ pub mod alarm;
 pub mod calc;
 mod dbr;
 pub mod parse;
+pub mod rec;
 pub mod record;
 pub mod value;
 
@@ -26,10 +27,11 @@ pub use alarm::{AlarmState, LimitAlarms};
 pub use calc::{CalcError, CalcExpr};
 pub use dbr::GetError;
 pub use parse::{ExistingRecords, IncludeLoader, MacroError, Macros, ParseOptions, RecordDef, parse_db, parse_db_with};
-pub use record::{
-    Analog, Binary, Calc, CalcInput, Changes, Deadband, Display, FieldSpec, Kind, Link, LinkError, LoadError, Long,
-    Multi, PutEffect, PutError, Record, RecordType, SeverityMode, Text, Waveform,
+pub use rec::{
+    Analog, Binary, Calc, Deadband, Display, FieldSpec, Follow, Limits, Long, Multi, OutputWrite, Process,
+    RecordSupport, RecordType, RecordTypeDef, Text, Waveform,
 };
+pub use record::{CalcInput, Changes, Link, LinkError, LoadError, PutEffect, PutError, Record, SeverityMode};
 pub use value::{FieldType, FieldValue, Menu};
 
 use crate::proto::constants::{alarm_status, severity};
@@ -192,40 +194,104 @@ impl Database {
         groups
     }
 
-    /// Processes record `id` at `now`: a calc record first reads its input
+    /// Processes record `id` at `now`: the record first reads its input
     /// links (alarm severity propagating per `MS`/`MSS`/`MSI`; a link to a
-    /// missing record or field raises LINK/INVALID), then forward links
-    /// (`FLNK`) are followed. Returns the changes of every record processed.
+    /// missing record or field raises LINK/INVALID; a `PP` link processes a
+    /// passive target first), then writes its output links (processing a
+    /// passive target of a `PP` link), processes the targets of fanout-style
+    /// links, and follows its forward link (`FLNK`). Returns the changes of
+    /// every record processed, this one first.
     pub fn process(&mut self, id: RecordId, now: SystemTime) -> Vec<(RecordId, Changes)> {
         let mut results = Vec::new();
-        let mut next = Some(id);
-        while let Some(id) = next.take() {
-            if results.len() >= MAX_FORWARD_LINKS || results.iter().any(|(done, _)| *done == id) {
-                break;
-            }
-            let changes = self.process_one(id, now);
-            results.push((id, changes));
-            next = self.records[id.0].forward_link().and_then(|name| self.find(&name));
-        }
+        self.process_chain(id, now, &mut results);
         results
     }
 
-    fn process_one(&mut self, id: RecordId, now: SystemTime) -> Changes {
-        let links: Vec<(usize, Link)> =
-            self.records[id.0].calc_inputs().into_iter().map(|(i, link)| (i, link.clone())).collect();
-        if links.is_empty() {
-            return self.records[id.0].process(now);
+    fn process_chain(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
+        if results.len() >= MAX_FORWARD_LINKS || results.iter().any(|(done, _)| *done == id) {
+            return;
         }
-        let mut inputs = [0.0; calc::NUM_ARGS];
+        let slot = results.len();
+        results.push((id, Changes::default()));
+        let (changes, follow) = self.process_one(id, now, results);
+        results[slot].1.merge(changes);
+        for write in follow.outputs {
+            self.write_link(id, &write, now, results);
+        }
+        for link_field in follow.process_links {
+            if let Some(target) = self.link_target(id, link_field) {
+                self.process_chain(target, now, results);
+            }
+        }
+        if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
+            self.process_chain(next, now, results);
+        }
+    }
+
+    /// The record a link field of record `id` names, if it exists.
+    fn link_target(&self, id: RecordId, link_field: &str) -> Option<RecordId> {
+        let text = self.records[id.0].get_field(link_field)?.to_text();
+        match Link::parse_input(&text) {
+            Ok(CalcInput::Link(link)) => self.find(&link.record),
+            _ => None,
+        }
+    }
+
+    /// `dbPutLink`: writes `write.value` to the target of an output link of
+    /// record `id`; a `PP` link processes a passive target. A missing target
+    /// raises LINK/INVALID on the next processing.
+    fn write_link(
+        &mut self,
+        id: RecordId,
+        write: &OutputWrite,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+    ) {
+        let Some(text) = self.records[id.0].get_field(write.link_field).map(|v| v.to_text()) else { return };
+        let Ok(CalcInput::Link(link)) = Link::parse_input(&text) else { return };
+        let Some(target) = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some())
+        else {
+            self.records[id.0].raise_alarm(alarm_status::LINK, severity::INVALID);
+            return;
+        };
+        let Ok((changes, process)) = self.records[target.0].put_without_processing(&link.field, write.value.clone())
+        else {
+            return;
+        };
+        let passive = self.records[target.0].scan() == 0;
+        if (link.process_passive && passive) || (process && link.field == "PROC") {
+            let slot = results.len();
+            self.process_chain(target, now, results);
+            if let Some((_, first)) = results.get_mut(slot) {
+                first.merge(changes);
+            }
+        } else {
+            results.push((target, changes));
+        }
+    }
+
+    fn process_one(
+        &mut self,
+        id: RecordId,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+    ) -> (Changes, Follow) {
+        let links = self.records[id.0].input_links();
+        let mut inputs = Vec::with_capacity(links.len());
         let mut raised = Vec::new();
-        for (i, link) in links {
+        for (link_field, link) in links {
             let target = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some());
             let Some(target) = target else {
                 raised.push((alarm_status::LINK, severity::INVALID));
                 continue;
             };
+            if link.process_passive && self.records[target.0].scan() == 0 {
+                self.process_chain(target, now, results);
+            }
             let source = &self.records[target.0];
-            inputs[i] = source.get_field(&link.field).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+            if let Some(value) = source.get_field(&link.field) {
+                inputs.push((link_field, value));
+            }
             let (stat, sevr) = (source.alarm().stat, source.alarm().sevr);
             match link.severity_mode {
                 SeverityMode::Nms => {}
@@ -239,7 +305,7 @@ impl Database {
         for (stat, sevr) in raised {
             record.raise_alarm(stat, sevr);
         }
-        record.process_calc(&inputs, now)
+        record.process_with(&inputs, now)
     }
 
     /// Writes `field` of record `id` like a CA put; when that processes the
@@ -288,8 +354,8 @@ mod tests {
         assert_eq!(periodic.len(), 1);
         assert_eq!(periodic[0].1, vec![db.find("c").unwrap(), a], "PHAS order");
         let mut other = Database::new();
-        other.add(Record::new(RecordType::Ai, "a")).unwrap();
-        assert!(other.add(Record::new(RecordType::Ao, "a")).is_err());
+        other.add(Record::new(RecordType::named("ai"), "a")).unwrap();
+        assert!(other.add(Record::new(RecordType::named("ao"), "a")).is_err());
     }
 
     #[test]
