@@ -206,6 +206,10 @@ fn sample_records() -> Vec<Record> {
         record(mbbo, mbbo) { field(ZRST, x) field(ONST, "") field(TWST, z) field(VAL, 1) }
         record(waveform, wf) { field(FTVL, FLOAT) field(NELM, 5) field(VAL, [1.5, 2.5]) field(HOPR, 3) }
         record(calc, calc) { field(CALC, "A+1") field(A, 2) }
+        record(calcout, calcout) { field(CALC, "A*2") field(A, 2) field(PREC, 1) }
+        record(seq, seq) { field(DO0, 1) }
+        record(fanout, fanout) { }
+        record(dfanout, dfanout) { field(VAL, 2) field(EGU, V) }
     "#;
     let defs = parse_db(text, "all.db", &Macros::new()).unwrap();
     let mut records: Vec<Record> = defs.into_iter().map(|d| d.into_record()).collect();

@@ -238,8 +238,7 @@ impl Database {
     }
 
     /// `dbPutLink`: writes `write.value` to the target of an output link of
-    /// record `id`; a `PP` link processes a passive target. A missing target
-    /// raises LINK/INVALID on the next processing.
+    /// record `id`; a `PP` link processes a passive target.
     fn write_link(
         &mut self,
         id: RecordId,
@@ -249,9 +248,10 @@ impl Database {
     ) {
         let Some(text) = self.records[id.0].get_field(write.link_field).map(|v| v.to_text()) else { return };
         let Ok(CalcInput::Link(link)) = Link::parse_input(&text) else { return };
+        // A target that is not in this database would be a CA link in base, which
+        // drops the write while disconnected.
         let Some(target) = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some())
         else {
-            self.records[id.0].raise_alarm(alarm_status::LINK, severity::INVALID);
             return;
         };
         let Ok((changes, process)) = self.records[target.0].put_without_processing(&link.field, write.value.clone())

@@ -383,6 +383,16 @@ impl Record {
             coerce(spec, FieldValue::String(text.to_string()), Some(self)).map_err(LoadError::Refused)?
         };
         self.store(spec, value).map_err(LoadError::Refused)?;
+        if let Some(target) = self.support.constant_target(spec.name)
+            && let Ok(CalcInput::Constant(v)) = Link::parse_input(text)
+            && let Some(target_spec) = self.spec(target)
+        {
+            let value = coerce(target_spec, FieldValue::Double(v), Some(self)).map_err(LoadError::Refused)?;
+            self.store(target_spec, value).map_err(LoadError::Refused)?;
+            if target == "VAL" {
+                self.udf = v.is_nan();
+            }
+        }
         if name == "VAL" {
             self.udf = self.support.value_is_nan();
             self.support.value_loaded();
@@ -688,6 +698,7 @@ impl Record {
         self.time = EpicsTime::from_system_time(now).unwrap_or(EpicsTime::EPOCH);
         let mut ctx = Process {
             now,
+            record_type: self.record_type,
             alarm: &mut self.alarm,
             udf: &mut self.udf,
             udfs: self.udfs,
@@ -749,7 +760,7 @@ impl Record {
 }
 
 /// The default value of an unmodeled field (its `.dbd` `initial`).
-fn initial_value(spec: &'static FieldSpec) -> FieldValue {
+pub(crate) fn initial_value(spec: &'static FieldSpec) -> FieldValue {
     let zero = match spec.field_type {
         FieldType::Enum | FieldType::Menu(_) => FieldValue::Enum(0),
         FieldType::Float | FieldType::Double => FieldValue::Double(0.0),

@@ -95,6 +95,9 @@ pub(crate) mod types {
 
 use types::*;
 
+/// Menus of the record types (their `.dbd` `menu(...)` blocks).
+pub(crate) mod menus;
+
 /// The `dbCommon` fields every record has.
 pub(crate) static COMMON_FIELDS: &[FieldSpec] = fields! {
     "NAME": s(61), RO;
@@ -153,10 +156,14 @@ mod ao;
 mod bi;
 mod bo;
 mod calc;
+mod calcout;
+mod dfanout;
+mod fanout;
 mod longin;
 mod longout;
 mod mbbi;
 mod mbbo;
+mod seq;
 mod stringin;
 mod stringout;
 mod waveform;
@@ -180,6 +187,10 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &mbbo::TYPE,
     &waveform::TYPE,
     &calc::TYPE,
+    &calcout::TYPE,
+    &seq::TYPE,
+    &fanout::TYPE,
+    &dfanout::TYPE,
 ];
 
 /// What the database needs to know of a record type: its name, its own
@@ -305,6 +316,8 @@ pub struct Follow {
 pub struct Process<'a> {
     /// The processing time.
     pub now: SystemTime,
+    /// The record's type (for the initial values of fields never set).
+    pub record_type: RecordType,
     /// The record's alarm state: raise alarms here (committed after processing).
     pub alarm: &'a mut AlarmState,
     /// `UDF`: processing clears it when the value becomes defined.
@@ -335,9 +348,42 @@ impl Process<'_> {
         self.inputs.iter().find(|(f, _)| *f == link_field).map(|(_, v)| v)
     }
 
-    /// A generically kept field as a number (0 when unset or not numeric).
+    /// A generically kept field: its value, or its `.dbd` initial value when never set.
+    pub fn get(&self, name: &'static str) -> FieldValue {
+        match self.fields.get(name) {
+            Some(v) => v.clone(),
+            None => self.record_type.field(name).map(super::record::initial_value).unwrap_or(FieldValue::Int(0)),
+        }
+    }
+
+    /// A generically kept field as a number (0 when not numeric).
     pub fn number(&self, name: &'static str) -> f64 {
-        self.fields.get(name).and_then(FieldValue::as_f64).unwrap_or(0.0)
+        self.get(name).as_f64().unwrap_or(0.0)
+    }
+
+    /// A generically kept menu or enum field as its index.
+    pub fn index(&self, name: &'static str) -> u16 {
+        match self.get(name) {
+            FieldValue::Enum(v) => v,
+            other => other.as_f64().unwrap_or(0.0) as u16,
+        }
+    }
+
+    /// True when link field `name` holds a link or constant (is not empty).
+    pub fn link_set(&self, name: &'static str) -> bool {
+        !self.get(name).to_text().trim().is_empty()
+    }
+
+    /// Writes `value` through output link `link_field` after this processing, if the link is set.
+    pub fn write(&mut self, link_field: &'static str, value: FieldValue) {
+        if self.link_set(link_field) {
+            self.follow.outputs.push(OutputWrite { link_field, value });
+        }
+    }
+
+    /// Raises an alarm for this processing (`recGblSetSevr`).
+    pub fn raise(&mut self, stat: u16, sevr: u16) {
+        self.alarm.raise(stat, sevr);
     }
 
     /// Stores `value` into generically kept field `name`, posting it when it changed.
@@ -426,5 +472,59 @@ pub trait RecordSupport: std::fmt::Debug + Send + Sync + 'static {
     /// The input link fields the database reads before processing.
     fn input_links(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// The field a constant in input link `link_field` is loaded into when
+    /// the database file sets the link (`recGblInitConstantLink`).
+    fn constant_target(&self, _link_field: &str) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Helpers for the record types' unit tests: a database from `.db` text, processed at a fixed time.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::time::{Duration, SystemTime};
+
+    use super::super::{Database, FieldValue, Macros, parse_db};
+
+    /// The fixed processing time of the tests.
+    pub fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    /// Loads `text` as a database (processing `PINI` records).
+    pub fn db(text: &str) -> Database {
+        Database::from_defs(parse_db(text, "t.db", &Macros::new()).unwrap(), now()).unwrap()
+    }
+
+    /// Field `channel` (`REC.FIELD`) of `db`.
+    pub fn get(db: &Database, channel: &str) -> FieldValue {
+        let (id, field) = db.resolve(channel).unwrap_or_else(|| panic!("no channel {channel}"));
+        db.record(id).get_field(field).unwrap()
+    }
+
+    /// Field `channel` as a number.
+    pub fn number(db: &Database, channel: &str) -> f64 {
+        get(db, channel).as_f64().unwrap_or_else(|| panic!("{channel} is not a number"))
+    }
+
+    /// Writes `value` to `channel` as a CA put does (processing when the field is PP).
+    pub fn put(db: &mut Database, channel: &str, value: FieldValue) {
+        let (id, field) = db.resolve(channel).unwrap_or_else(|| panic!("no channel {channel}"));
+        let field = field.to_string();
+        db.put_field(id, &field, value, now()).unwrap();
+    }
+
+    /// Processes record `name`.
+    pub fn process(db: &mut Database, name: &str) {
+        let id = db.find(name).unwrap();
+        db.process(id, now());
+    }
+
+    /// `(STAT, SEVR)` of record `name`.
+    pub fn alarm(db: &Database, name: &str) -> (u16, u16) {
+        let a = db.record(db.find(name).unwrap()).alarm();
+        (a.stat, a.sevr)
     }
 }

@@ -516,3 +516,25 @@ pub(crate) fn process_text(t: &mut Text, ctx: &mut super::Process<'_>) -> u16 {
     }
     mask
 }
+
+/// `SELL`, when it is a link, sets `SELN` (fanout, seq, dfanout).
+pub(crate) fn read_selection(ctx: &mut super::Process<'_>) {
+    if let Some(v) = ctx.input("SELL").and_then(FieldValue::as_f64) {
+        ctx.set("SELN", FieldValue::Int(i64::from(v as u16)));
+    }
+}
+
+/// The links `SELM` selects among 16 (fanout, seq), as a bit mask: All,
+/// Specified (`SELN` + `OFFS`) or Mask (`SELN` shifted right by `SHFT`).
+/// `None` for a selection out of range, which raises SOFT/INVALID.
+pub(crate) fn selected_links(selm: u16, seln: u16, offs: i16, shft: i16) -> Option<u16> {
+    match selm {
+        0 => Some(0xffff),
+        1 => {
+            let n = i32::from(seln) + i32::from(offs);
+            (0..16).contains(&n).then(|| 1 << n)
+        }
+        2 if (-15..=15).contains(&shft) => Some(if shft >= 0 { seln >> shft } else { seln << -shft }),
+        _ => None,
+    }
+}

@@ -1,0 +1,16 @@
+//! Menus of the record types added after the first twelve (each type's `.dbd` `menu(...)`).
+
+use super::super::value::Menu;
+
+/// Selection modes of fanout, seq and dfanout (`fanoutSELM`, `seqSELM`, `dfanoutSELM`).
+const SELECT_CHOICES: &[&str] = &["All", "Specified", "Mask"];
+pub(crate) static MENU_FANOUT_SELM: Menu = Menu { name: "fanoutSELM", choices: SELECT_CHOICES };
+pub(crate) static MENU_SEQ_SELM: Menu = Menu { name: "seqSELM", choices: SELECT_CHOICES };
+pub(crate) static MENU_DFANOUT_SELM: Menu = Menu { name: "dfanoutSELM", choices: SELECT_CHOICES };
+pub(crate) static MENU_CALCOUT_OOPT: Menu = Menu {
+    name: "calcoutOOPT",
+    choices: &["Every Time", "On Change", "When Zero", "When Non-zero", "Transition To Zero", "Transition To Non-zero"],
+};
+pub(crate) static MENU_CALCOUT_DOPT: Menu = Menu { name: "calcoutDOPT", choices: &["Use CALC", "Use OCAL"] };
+pub(crate) static MENU_CALCOUT_INAV: Menu =
+    Menu { name: "calcoutINAV", choices: &["Ext PV NC", "Ext PV OK", "Local PV", "Constant"] };
