@@ -210,6 +210,12 @@ fn sample_records() -> Vec<Record> {
         record(seq, seq) { field(DO0, 1) }
         record(fanout, fanout) { }
         record(dfanout, dfanout) { field(VAL, 2) field(EGU, V) }
+        record(int64in, int64in) { field(VAL, 1234567890123) field(EGU, counts) }
+        record(int64out, int64out) { field(VAL, -3) field(DRVH, 10) field(DRVL, -10) }
+        record(lsi, lsi) { field(SIZV, 100) field(VAL, "12") }
+        record(lso, lso) { field(VAL, "4.5") }
+        record(mbbiDirect, mbbiDirect) { field(VAL, 5) }
+        record(mbboDirect, mbboDirect) { field(VAL, 6) }
     "#;
     let defs = parse_db(text, "all.db", &Macros::new()).unwrap();
     let mut records: Vec<Record> = defs.into_iter().map(|d| d.into_record()).collect();

@@ -349,7 +349,7 @@ impl Record {
         if name == "NAME" {
             return Err(LoadError::NameField);
         }
-        if spec.read_only() && !matches!(name, "NELM" | "FTVL") {
+        if spec.read_only() && !matches!(name, "NELM" | "FTVL") && !self.support.loads_read_only(name) {
             return Err(LoadError::ReadOnly(name.to_string()));
         }
         if let FieldType::String { size } = spec.field_type

@@ -56,11 +56,7 @@ impl RecordSupport for Longin {
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        let l = &mut self.0;
-        if !ctx.raise_udf() {
-            l.limits.check(f64::from(l.val), ctx.alarm);
-        }
-        deadband_mask(&mut l.deadband, f64::from(l.val))
+        process_long(&mut self.0, false, ctx)
     }
 
     fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {

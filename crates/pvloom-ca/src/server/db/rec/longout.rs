@@ -62,24 +62,11 @@ impl RecordSupport for Longout {
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        let l = &mut self.0;
-        if l.drvh > l.drvl {
-            l.val = l.val.clamp(l.drvl, l.drvh);
-        }
-        if !ctx.raise_udf() {
-            l.limits.check(f64::from(l.val), ctx.alarm);
-        }
-        deadband_mask(&mut l.deadband, f64::from(l.val))
+        process_long(&mut self.0, true, ctx)
     }
 
     fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
-        long_limits(
-            &self.0,
-            field,
-            field_type,
-            (self.0.drvh > self.0.drvl).then(|| (f64::from(self.0.drvh), f64::from(self.0.drvl))),
-            limits,
-        );
+        long_limits(&self.0, field, field_type, long_drive(&self.0), limits);
     }
 
     fn value_loaded(&mut self) {

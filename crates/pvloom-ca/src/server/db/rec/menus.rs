@@ -14,3 +14,4 @@ pub(crate) static MENU_CALCOUT_OOPT: Menu = Menu {
 pub(crate) static MENU_CALCOUT_DOPT: Menu = Menu { name: "calcoutDOPT", choices: &["Use CALC", "Use OCAL"] };
 pub(crate) static MENU_CALCOUT_INAV: Menu =
     Menu { name: "calcoutINAV", choices: &["Ext PV NC", "Ext PV OK", "Local PV", "Constant"] };
+pub(crate) static MENU_POST: Menu = Menu { name: "menuPost", choices: &["On Change", "Always"] };

@@ -73,7 +73,7 @@ impl FieldSpec {
 #[allow(non_upper_case_globals)]
 pub(crate) mod types {
     pub(crate) use super::super::value::FieldType::{
-        Double as D, Enum as E, FwdLink, InLink, Long as L, OutLink, Short as S, UChar, ULong, UShort,
+        Double as D, Enum as E, FwdLink, InLink, Int64, Long as L, OutLink, Short as S, UChar, ULong, UShort,
     };
     use super::super::value::*;
 
@@ -159,10 +159,16 @@ mod calc;
 mod calcout;
 mod dfanout;
 mod fanout;
+mod int64in;
+mod int64out;
 mod longin;
 mod longout;
+mod lsi;
+mod lso;
 mod mbbi;
+mod mbbi_direct;
 mod mbbo;
+mod mbbo_direct;
 mod seq;
 mod stringin;
 mod stringout;
@@ -191,6 +197,12 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &seq::TYPE,
     &fanout::TYPE,
     &dfanout::TYPE,
+    &int64in::TYPE,
+    &int64out::TYPE,
+    &lsi::TYPE,
+    &lso::TYPE,
+    &mbbi_direct::TYPE,
+    &mbbo_direct::TYPE,
 ];
 
 /// What the database needs to know of a record type: its name, its own
@@ -472,6 +484,11 @@ pub trait RecordSupport: std::fmt::Debug + Send + Sync + 'static {
     /// The input link fields the database reads before processing.
     fn input_links(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// True for a read-only field that a database file may still set (`SIZV`).
+    fn loads_read_only(&self, _name: &str) -> bool {
+        false
     }
 
     /// The field a constant in input link `link_field` is loaded into when

@@ -50,22 +50,23 @@ pub struct Analog {
     pub drvl: f64,
 }
 
-/// Fields of longin and longout records. Limits are kept as `f64`, which
-/// holds every `i32` exactly; their field type is `DBF_LONG`.
+/// Fields of longin, longout, int64in and int64out records. Limits are
+/// kept as `f64`, exact for every `i32` (and for `i64` up to 2^53); their
+/// field type is `DBF_LONG` or `DBF_INT64`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Long {
     /// `VAL`.
-    pub val: i32,
+    pub val: i64,
     /// `EGU`, `HOPR`, `LOPR` (`PREC` is unused).
     pub display: Display,
     /// Limit alarms.
     pub limits: LimitAlarms,
     /// Deadbands.
     pub deadband: Deadband,
-    /// Upper drive limit (longout only).
-    pub drvh: i32,
-    /// Lower drive limit (longout only).
-    pub drvl: i32,
+    /// Upper drive limit (outputs only).
+    pub drvh: i64,
+    /// Lower drive limit (outputs only).
+    pub drvl: i64,
 }
 
 /// Fields of bi and bo records.
@@ -326,9 +327,9 @@ pub(crate) fn analog_limits(a: &Analog, field: &str, field_type: FieldType, driv
 
 pub(crate) fn get_long(l: &Long, name: &str) -> Option<FieldValue> {
     match name {
-        "VAL" => Some(FieldValue::Int(l.val.into())),
-        "DRVH" => Some(FieldValue::Int(l.drvh.into())),
-        "DRVL" => Some(FieldValue::Int(l.drvl.into())),
+        "VAL" => Some(FieldValue::Int(l.val)),
+        "DRVH" => Some(FieldValue::Int(l.drvh)),
+        "DRVL" => Some(FieldValue::Int(l.drvl)),
         _ => get_display(&l.display, name)
             .or_else(|| get_limits(&l.limits, name))
             .or_else(|| get_deadband(&l.deadband, name))
@@ -341,10 +342,15 @@ pub(crate) fn get_long(l: &Long, name: &str) -> Option<FieldValue> {
 
 pub(crate) fn set_long(l: &mut Long, name: &str, value: &FieldValue) -> bool {
     let (f, _) = number_and_index(value);
+    // Integers are taken as they are: an int64 does not survive a trip through f64.
+    let int = match value {
+        FieldValue::Int(v) => *v,
+        _ => f as i64,
+    };
     match name {
-        "VAL" => l.val = f as i32,
-        "DRVH" => l.drvh = f as i32,
-        "DRVL" => l.drvl = f as i32,
+        "VAL" => l.val = int,
+        "DRVH" => l.drvh = int,
+        "DRVL" => l.drvl = int,
         _ => {
             return set_display(&mut l.display, name, f, || value.to_text())
                 || set_limits(&mut l.limits, name, f)
@@ -356,7 +362,7 @@ pub(crate) fn set_long(l: &mut Long, name: &str, value: &FieldValue) -> bool {
 
 /// Limits of longin/longout fields; `drive` are the control limits of an output.
 pub(crate) fn long_limits(l: &Long, field: &str, field_type: FieldType, drive: Option<(f64, f64)>, out: &mut Limits) {
-    if field_type == FieldType::Long {
+    if matches!(field_type, FieldType::Long | FieldType::Int64) {
         out.units = l.display.egu.clone();
     }
     if VALUE_LIKE.contains(&field) {
@@ -369,9 +375,26 @@ pub(crate) fn long_limits(l: &Long, field: &str, field_type: FieldType, drive: O
 }
 
 pub(crate) fn long_loaded(l: &mut Long) {
-    l.deadband.mlst = l.val.into();
-    l.deadband.alst = l.val.into();
-    l.limits.lalm = l.val.into();
+    l.deadband.mlst = l.val as f64;
+    l.deadband.alst = l.val as f64;
+    l.limits.lalm = l.val as f64;
+}
+
+/// Processing common to longin/longout/int64in/int64out: drive limits of an
+/// output, limit alarms, deadbands.
+pub(crate) fn process_long(l: &mut Long, output: bool, ctx: &mut super::Process<'_>) -> u16 {
+    if output && l.drvh > l.drvl {
+        l.val = l.val.clamp(l.drvl, l.drvh);
+    }
+    if !ctx.raise_udf() {
+        l.limits.check(l.val as f64, ctx.alarm);
+    }
+    deadband_mask(&mut l.deadband, l.val as f64)
+}
+
+/// The drive limits of an output as control limits, when they are set.
+pub(crate) fn long_drive(l: &Long) -> Option<(f64, f64)> {
+    (l.drvh > l.drvl).then_some((l.drvh as f64, l.drvl as f64))
 }
 
 pub(crate) fn analog_loaded(a: &mut Analog) {
@@ -537,4 +560,28 @@ pub(crate) fn selected_links(selm: u16, seln: u16, offs: i16, shft: i16) -> Opti
         2 if (-15..=15).contains(&shft) => Some(if shft >= 0 { seln >> shft } else { seln << -shft }),
         _ => None,
     }
+}
+
+/// An input value as an integer, exact for integers.
+pub(crate) fn integer(value: &FieldValue) -> i64 {
+    match value {
+        FieldValue::Int(v) => *v,
+        FieldValue::Enum(v) => i64::from(*v),
+        other => other.as_f64().filter(|v| v.is_finite()).map_or(0, |v| v as i64),
+    }
+}
+
+/// An output record's write to `OUT`, unless `IVOA` forbids it while the
+/// record is INVALID ("Set output to IVOV" writes `IVOV`).
+pub(crate) fn write_output(ctx: &mut super::Process<'_>, value: FieldValue) {
+    let value = if ctx.alarm.nsev >= crate::proto::constants::severity::INVALID {
+        match ctx.index("IVOA") {
+            1 => return,
+            2 => ctx.get("IVOV"),
+            _ => value,
+        }
+    } else {
+        value
+    };
+    ctx.write("OUT", value);
 }
