@@ -216,6 +216,14 @@ fn sample_records() -> Vec<Record> {
         record(lso, lso) { field(VAL, "4.5") }
         record(mbbiDirect, mbbiDirect) { field(VAL, 5) }
         record(mbboDirect, mbboDirect) { field(VAL, 6) }
+        record(aai, aai) { field(FTVL, SHORT) field(NELM, 3) field(VAL, [1, 2]) }
+        record(aao, aao) { field(FTVL, DOUBLE) field(NELM, 3) field(PREC, 2) field(VAL, [0.5]) }
+        record(subArray, subArray) { field(FTVL, LONG) field(MALM, 8) field(NELM, 3) }
+        record(sel, sel) { field(A, 1) field(B, 2) field(SELM, "High Signal") }
+        record(permissive, permissive) { field(VAL, 1) }
+        record(state, state) { field(VAL, "12") }
+        record(sub, sub) { field(VAL, 3) }
+        record(aSub, aSub) { field(VAL, 3) }
     "#;
     let defs = parse_db(text, "all.db", &Macros::new()).unwrap();
     let mut records: Vec<Record> = defs.into_iter().map(|d| d.into_record()).collect();

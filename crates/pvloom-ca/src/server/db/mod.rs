@@ -254,8 +254,15 @@ impl Database {
         else {
             return;
         };
-        let Ok((changes, process)) = self.records[target.0].put_without_processing(&link.field, write.value.clone())
-        else {
+        let mut value = write.value.clone();
+        // dbPut writes at most the elements the target holds.
+        if let FieldValue::Array(array) = &value {
+            let max = self.records[target.0].element_count(&link.field).unwrap_or(1) as usize;
+            if array.len() > max {
+                value = FieldValue::Array(record::truncate_value(array, max));
+            }
+        }
+        let Ok((changes, process)) = self.records[target.0].put_without_processing(&link.field, value) else {
             return;
         };
         let passive = self.records[target.0].scan() == 0;

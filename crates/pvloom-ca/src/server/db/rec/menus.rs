@@ -15,3 +15,9 @@ pub(crate) static MENU_CALCOUT_DOPT: Menu = Menu { name: "calcoutDOPT", choices:
 pub(crate) static MENU_CALCOUT_INAV: Menu =
     Menu { name: "calcoutINAV", choices: &["Ext PV NC", "Ext PV OK", "Local PV", "Constant"] };
 pub(crate) static MENU_POST: Menu = Menu { name: "menuPost", choices: &["On Change", "Always"] };
+pub(crate) static MENU_AAI_POST: Menu = Menu { name: "aaiPOST", choices: &["Always", "On Change"] };
+pub(crate) static MENU_AAO_POST: Menu = Menu { name: "aaoPOST", choices: &["Always", "On Change"] };
+pub(crate) static MENU_SEL_SELM: Menu =
+    Menu { name: "selSELM", choices: &["Specified", "High Signal", "Low Signal", "Median Signal"] };
+pub(crate) static MENU_A_SUB_LFLG: Menu = Menu { name: "aSubLFLG", choices: &["IGNORE", "READ"] };
+pub(crate) static MENU_A_SUB_EFLG: Menu = Menu { name: "aSubEFLG", choices: &["NEVER", "ON CHANGE", "ALWAYS"] };

@@ -151,6 +151,9 @@ macro_rules! support_boilerplate {
 
 #[macro_use]
 pub(crate) mod shared;
+mod a_sub;
+mod aai;
+mod aao;
 mod ai;
 mod ao;
 mod bi;
@@ -169,9 +172,14 @@ mod mbbi;
 mod mbbi_direct;
 mod mbbo;
 mod mbbo_direct;
+mod permissive;
+mod sel;
 mod seq;
+mod state;
 mod stringin;
 mod stringout;
+mod sub;
+mod sub_array;
 mod waveform;
 
 pub use calc::Calc;
@@ -203,6 +211,14 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &lso::TYPE,
     &mbbi_direct::TYPE,
     &mbbo_direct::TYPE,
+    &aai::TYPE,
+    &aao::TYPE,
+    &sub_array::TYPE,
+    &sel::TYPE,
+    &permissive::TYPE,
+    &state::TYPE,
+    &sub::TYPE,
+    &a_sub::TYPE,
 ];
 
 /// What the database needs to know of a record type: its name, its own

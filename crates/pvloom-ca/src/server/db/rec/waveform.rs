@@ -2,7 +2,7 @@
 
 use crate::proto::constants::{DBE_LOG, DBE_VALUE};
 use crate::proto::dbr::Value;
-use crate::server::db::record::{hash_value, wrap_elements, zeros};
+use crate::server::db::record::{hash_value, truncate_value, wrap_elements, zeros};
 
 use super::shared::*;
 use super::types::*;
@@ -51,25 +51,88 @@ pub struct Waveform {
     pub mpst: u16,
     /// Archive post policy (0 = Always, 1 = On Change).
     pub apst: u16,
+    /// Which array record this is: where processing takes the array from.
+    pub role: ArrayRole,
     hash: u64,
+}
+
+/// What processing does with an array record's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArrayRole {
+    /// waveform, aai: `INP` is read into `VAL`.
+    #[default]
+    Input,
+    /// aao: `DOL` is read in closed loop, `VAL` is written to `OUT`.
+    Output,
+    /// subArray: `NELM` elements from index `INDX` of the first `MALM` that `INP` holds.
+    Sub {
+        /// Elements of the source array (`MALM`).
+        malm: u32,
+        /// First element taken (`INDX`).
+        indx: u32,
+    },
 }
 
 impl Default for Waveform {
     /// As `init_record` leaves a waveform with the `.dbd` defaults: one UCHAR element.
     fn default() -> Self {
-        Waveform {
-            data: Value::Char(vec![0]),
-            ftvl: 2,
-            nelm: 1,
-            display: Display::default(),
-            mpst: 0,
-            apst: 0,
-            hash: 0,
-        }
+        Waveform::with_role(ArrayRole::Input)
     }
 }
 
 impl Waveform {
+    /// An array record of `role` with the `.dbd` defaults.
+    pub fn with_role(role: ArrayRole) -> Self {
+        let data = Value::Char(vec![0]);
+        Waveform { data, ftvl: 2, nelm: 1, display: Display::default(), mpst: 0, apst: 0, role, hash: 0 }
+    }
+
+    /// Takes at most `limit` elements read from a link as the new value.
+    fn take(&mut self, value: &FieldValue, limit: usize) {
+        let array = match value {
+            FieldValue::Array(a) => a.clone(),
+            FieldValue::String(s) => Value::String(vec![s.as_str().into()]),
+            FieldValue::Int(v) => Value::Double(vec![*v as f64]),
+            FieldValue::Double(v) => Value::Double(vec![*v]),
+            FieldValue::Enum(v) => Value::Enum(vec![*v]),
+        };
+        let element = self.element_type();
+        if let Ok(converted) = array.convert(element.native()) {
+            let n = converted.len().min(limit);
+            self.data = wrap_elements(element, truncate_value(&converted, n));
+        }
+    }
+
+    /// Reads this processing's input into `VAL`, as the soft device support of the role does.
+    fn read_input(&mut self, ctx: &mut Process<'_>) {
+        match self.role {
+            ArrayRole::Input => {
+                if let Some(v) = ctx.input("INP") {
+                    self.take(v, self.nelm as usize);
+                }
+            }
+            ArrayRole::Output => {
+                if ctx.index("OMSL") == 1
+                    && let Some(v) = ctx.input("DOL")
+                {
+                    self.take(v, self.nelm as usize);
+                }
+            }
+            ArrayRole::Sub { malm, indx } => {
+                let Some(v) = ctx.input("INP") else { return };
+                let before = self.nord();
+                let wanted = (indx.saturating_add(self.nelm)).min(malm) as usize;
+                self.take(v, wanted);
+                let available = self.data.len().saturating_sub(indx as usize);
+                let count = available.min(self.nelm as usize);
+                self.data = subrange(&self.data, indx as usize, count);
+                if before != self.nord() {
+                    ctx.changes.post("NORD", DBE_VALUE | DBE_LOG);
+                }
+            }
+        }
+    }
+
     /// Number of valid elements.
     pub fn nord(&self) -> u32 {
         self.data.len() as u32
@@ -93,6 +156,10 @@ impl RecordSupport for Waveform {
             "FTVL" => Some(Enum(self.ftvl)),
             "MPST" => Some(Enum(self.mpst)),
             "APST" => Some(Enum(self.apst)),
+            "MALM" | "INDX" => match self.role {
+                ArrayRole::Sub { malm, indx } => Some(Int(if name == "MALM" { malm } else { indx }.into())),
+                _ => None,
+            },
             _ => get_display(&self.display, name),
         }
     }
@@ -119,11 +186,23 @@ impl RecordSupport for Waveform {
                 self.apst = e;
                 true
             }
+            "MALM" | "INDX" => match &mut self.role {
+                ArrayRole::Sub { malm, indx } => {
+                    if name == "MALM" {
+                        *malm = (f as u32).max(1);
+                    } else {
+                        *indx = f as u32;
+                    }
+                    true
+                }
+                _ => false,
+            },
             _ => set_display(&mut self.display, name, f, || value.to_text()),
         })
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
+        self.read_input(ctx);
         *ctx.udf = false;
         let hash = hash_value(&self.data);
         let changed = hash != self.hash;
@@ -135,7 +214,21 @@ impl RecordSupport for Waveform {
         if self.apst == 0 || changed {
             mask |= DBE_LOG;
         }
+        if self.role == ArrayRole::Output {
+            write_output(ctx, FieldValue::Array(self.data.clone()));
+        }
         mask
+    }
+
+    fn input_links(&self) -> &'static [&'static str] {
+        match self.role {
+            ArrayRole::Output => &["DOL"],
+            _ => &["INP"],
+        }
+    }
+
+    fn loads_read_only(&self, name: &str) -> bool {
+        name == "MALM"
     }
 
     fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
@@ -197,5 +290,21 @@ impl RecordSupport for Waveform {
             }
             Err(e) => Err(PutError::BadValue { field: "VAL", reason: e.to_string() }),
         })
+    }
+}
+
+/// Elements `start..start + count` of `value` (fewer when it is shorter).
+fn subrange(value: &Value, start: usize, count: usize) -> Value {
+    fn take<T: Clone>(v: &[T], start: usize, count: usize) -> Vec<T> {
+        v.iter().skip(start).take(count).cloned().collect()
+    }
+    match value {
+        Value::String(v) => Value::String(take(v, start, count)),
+        Value::Short(v) => Value::Short(take(v, start, count)),
+        Value::Float(v) => Value::Float(take(v, start, count)),
+        Value::Enum(v) => Value::Enum(take(v, start, count)),
+        Value::Char(v) => Value::Char(take(v, start, count)),
+        Value::Long(v) => Value::Long(take(v, start, count)),
+        Value::Double(v) => Value::Double(take(v, start, count)),
     }
 }
