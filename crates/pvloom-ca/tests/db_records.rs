@@ -224,6 +224,7 @@ fn sample_records() -> Vec<Record> {
         record(state, state) { field(VAL, "12") }
         record(sub, sub) { field(VAL, 3) }
         record(aSub, aSub) { field(VAL, 3) }
+        record(event, event) { field(VAL, "12") }
     "#;
     let defs = parse_db(text, "all.db", &Macros::new()).unwrap();
     let mut records: Vec<Record> = defs.into_iter().map(|d| d.into_record()).collect();

@@ -223,9 +223,26 @@ impl Database {
                 self.process_chain(target, now, results);
             }
         }
+        for event in follow.events {
+            let scanned: Vec<RecordId> = self.ids().filter(|&r| self.records[r.0].scans_on_event(&event)).collect();
+            for target in scanned {
+                self.process_chain(target, now, results);
+            }
+        }
         if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
             self.process_chain(next, now, results);
         }
+    }
+
+    /// Posts the named event as `post_event`/`postEvent` do: every record with
+    /// `SCAN` Event and that `EVNT` processes. Returns the changes.
+    pub fn post_event(&mut self, event: &str, now: SystemTime) -> Vec<(RecordId, Changes)> {
+        let mut results = Vec::new();
+        let scanned: Vec<RecordId> = self.ids().filter(|&r| self.records[r.0].scans_on_event(event)).collect();
+        for target in scanned {
+            self.process_chain(target, now, &mut results);
+        }
+        results
     }
 
     /// The record a link field of record `id` names, if it exists.

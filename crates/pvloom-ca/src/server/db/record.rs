@@ -467,6 +467,13 @@ impl Record {
         scan_period(self.scan)
     }
 
+    /// True when the record has `SCAN` Event and `EVNT` names `event`.
+    pub fn scans_on_event(&self, event: &str) -> bool {
+        const SCAN_EVENT: u16 = 1;
+        self.scan == SCAN_EVENT
+            && matches!(self.extras.get("EVNT"), Some(FieldValue::String(name)) if name.trim() == event.trim())
+    }
+
     /// `PHAS`: order among records of the same scan period.
     pub fn phase(&self) -> i16 {
         self.phas

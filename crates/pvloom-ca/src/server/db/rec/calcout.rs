@@ -1,7 +1,7 @@
 //! Calculation with output (`calcoutRecord`): `VAL` = `CALC`; `OOPT` decides
 //! whether to write, `DOPT` whether `OVAL` is `VAL` or `OCAL`, `IVOA` what an
-//! INVALID record writes. `ODLY` is kept but the output is written at once:
-//! the database has no timer to delay it. `OEVT` is kept but posts no event.
+//! INVALID record writes, `OEVT` the event posted with each write. `ODLY` is
+//! kept but the output is written at once: the database has no timer to delay it.
 
 use crate::proto::constants::{DBE_LOG, DBE_VALUE, alarm_status, severity};
 use crate::server::db::calc::CalcExpr;
@@ -157,6 +157,8 @@ impl Calcout {
             }
         }
         ctx.write("OUT", FieldValue::Double(self.oval));
+        let event = ctx.get("OEVT").to_text();
+        ctx.post_event(&event);
     }
 }
 

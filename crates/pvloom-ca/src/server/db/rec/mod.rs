@@ -161,6 +161,7 @@ mod bo;
 mod calc;
 mod calcout;
 mod dfanout;
+mod event;
 mod fanout;
 mod int64in;
 mod int64out;
@@ -219,6 +220,7 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &state::TYPE,
     &sub::TYPE,
     &a_sub::TYPE,
+    &event::TYPE,
 ];
 
 /// What the database needs to know of a record type: its name, its own
@@ -338,6 +340,8 @@ pub struct Follow {
     pub outputs: Vec<OutputWrite>,
     /// Links whose targets to process (fanout, seq), by link field.
     pub process_links: Vec<&'static str>,
+    /// Named events posted (`postEvent`): records with `SCAN` Event and this `EVNT` process.
+    pub events: Vec<String>,
 }
 
 /// What one processing of a record sees and produces besides the type's own state.
@@ -406,6 +410,14 @@ impl Process<'_> {
     pub fn write(&mut self, link_field: &'static str, value: FieldValue) {
         if self.link_set(link_field) {
             self.follow.outputs.push(OutputWrite { link_field, value });
+        }
+    }
+
+    /// Posts the named event (`postEvent`); an empty name posts nothing.
+    pub fn post_event(&mut self, name: &str) {
+        let name = name.trim();
+        if !name.is_empty() {
+            self.follow.events.push(name.to_string());
         }
     }
 
