@@ -8,6 +8,9 @@ use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef, menus};
 use crate::server::db::value::*;
 
+/// `S_db_BadSub` (`M_dbAccess | 35`), base's status for a missing subroutine.
+const S_DB_BAD_SUB: i64 = (511 << 16) | 35;
+
 pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "aSub", fields: FIELDS, new: || Box::new(Subroutine) };
 
 static FIELDS: &[FieldSpec] = fields! {
@@ -221,6 +224,8 @@ impl RecordSupport for Subroutine {
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
         ctx.raise(alarm_status::BAD_SUB, severity::INVALID);
+        // aSub's process stores the subroutine's status in VAL; without one that is S_db_BadSub.
+        ctx.set("VAL", FieldValue::Int(S_DB_BAD_SUB));
         0
     }
 

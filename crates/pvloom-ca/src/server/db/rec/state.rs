@@ -54,5 +54,6 @@ mod tests {
         process(&mut db, "as");
         assert_eq!(alarm(&db, "as"), (alarm_status::BAD_SUB, severity::INVALID));
         assert_eq!(get(&db, "as.NOA"), Int(4));
+        assert_eq!(get(&db, "as"), Int(33488931), "S_db_BadSub, as base stores it");
     }
 }

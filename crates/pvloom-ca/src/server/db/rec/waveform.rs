@@ -133,6 +133,14 @@ impl Waveform {
         }
     }
 
+    /// Elements `VAL` holds at most: a subArray's buffer holds `MALM` (its cvt_dbaddr), others `NELM`.
+    pub fn capacity(&self) -> u32 {
+        match self.role {
+            ArrayRole::Sub { malm, .. } => malm,
+            _ => self.nelm,
+        }
+    }
+
     /// Number of valid elements.
     pub fn nord(&self) -> u32 {
         self.data.len() as u32
@@ -268,7 +276,7 @@ impl RecordSupport for Waveform {
     }
 
     fn element_count(&self, name: &str) -> u32 {
-        if name == "VAL" { self.nelm } else { 1 }
+        if name == "VAL" { self.capacity() } else { 1 }
     }
 
     fn is_array(&self, name: &str) -> bool {
@@ -279,8 +287,8 @@ impl RecordSupport for Waveform {
         if name != "VAL" {
             return None;
         }
-        if value.len() > self.nelm as usize {
-            return Some(Err(PutError::TooManyElements { field: "VAL", count: value.len(), max: self.nelm }));
+        if value.len() > self.capacity() as usize {
+            return Some(Err(PutError::TooManyElements { field: "VAL", count: value.len(), max: self.capacity() }));
         }
         let element = self.element_type();
         Some(match value.convert(element.native()) {
