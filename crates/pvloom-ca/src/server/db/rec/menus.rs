@@ -21,3 +21,5 @@ pub(crate) static MENU_SEL_SELM: Menu =
     Menu { name: "selSELM", choices: &["Specified", "High Signal", "Low Signal", "Median Signal"] };
 pub(crate) static MENU_A_SUB_LFLG: Menu = Menu { name: "aSubLFLG", choices: &["IGNORE", "READ"] };
 pub(crate) static MENU_A_SUB_EFLG: Menu = Menu { name: "aSubEFLG", choices: &["NEVER", "ON CHANGE", "ALWAYS"] };
+pub(crate) static MENU_HISTOGRAM_CMD: Menu =
+    Menu { name: "histogramCMD", choices: &["Read", "Clear", "Start", "Stop"] };

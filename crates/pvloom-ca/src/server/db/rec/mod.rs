@@ -163,6 +163,7 @@ mod calcout;
 mod dfanout;
 mod event;
 mod fanout;
+mod histogram;
 mod int64in;
 mod int64out;
 mod longin;
@@ -221,6 +222,7 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &sub::TYPE,
     &a_sub::TYPE,
     &event::TYPE,
+    &histogram::TYPE,
 ];
 
 /// What the database needs to know of a record type: its name, its own
