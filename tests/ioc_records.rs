@@ -1,6 +1,6 @@
 //! The record types beyond the common twelve (calcout, seq, fanout, dfanout, int64in/out,
 //! lsi/lso, mbbiDirect/mbboDirect, aai/aao, subArray, sel, state, permissive, event, sub,
-//! aSub) served
+//! aSub, histogram, printf) served
 //! by `pvloom ioc` and by EPICS base's own IOC (tests/peers/base_iocsh.py) from the same
 //! st.cmd and database: after the same puts and processing, pyepics must read the same
 //! values, severities, statuses and element counts from both.
@@ -49,6 +49,11 @@ record(event, "$(P)EV") { field(VAL, "tick") }
 record(calc, "$(P)TICKS") { field(SCAN, "Event") field(EVNT, "tick") field(CALC, "VAL+1") }
 record(sub, "$(P)SUB") { field(SNAM, "noSuchSubroutine") }
 record(aSub, "$(P)ASUB") { field(SNAM, "noSuchSubroutine") }
+record(histogram, "$(P)HIST") { field(NELM, "4") field(LLIM, "0") field(ULIM, "8") field(SVL, "$(P)SRC") }
+record(printf, "$(P)PF") {
+    field(SIZV, "80") field(FMT, "%s:%5.2f|%-4d|%04x|%.3e|%g|%d") field(INP0, "$(P)STATE") field(INP1, "$(P)SRC")
+    field(INP2, "$(P)I64I") field(INP3, "255") field(INP4, "$(P)S0") field(INP5, "0.0001")
+}
 "#;
 
 /// Puts (each waiting for completion) in order, then every channel read.
@@ -61,6 +66,7 @@ puts = [
     ("I64O", 123), ("I64O", 5000), ("LSO", "a longer string, 30 bytes"), ("MBBOD", 10), ("MBBOD.B0", 1),
     ("AAO", [1.5, 2, 3, 4, 5]), ("SEL.PROC", 1), ("SELN.PROC", 1), ("STATE", "running"),
     ("PERM", 1), ("PERM.WFLG", 1), ("EV.PROC", 1), ("EV.PROC", 1), ("SUB.PROC", 1), ("ASUB.PROC", 1),
+    ("HIST.PROC", 1), ("HIST.SGNL", 6.5), ("HIST.PROC", 1), ("PF.PROC", 1),
 ]
 for name, value in puts:
     assert epics.caput(P + name, value, wait=True, timeout=5) == 1, name
@@ -122,6 +128,10 @@ const NAMES: &[&str] = &[
     "TICKS",
     "SUB",
     "ASUB",
+    "HIST",
+    "HIST.WDTH",
+    "PF",
+    "PF.LEN",
 ];
 
 fn read_after_puts(env: &[(&str, String)]) -> serde_json::Value {
@@ -187,6 +197,8 @@ fn new_record_types_behave_as_epics_base() {
     assert_eq!(ours["CO"][0], serde_json::json!(12.0));
     assert_eq!(ours["TICKS"][0], serde_json::json!(2.0), "two events processed TICKS");
     assert_eq!(ours["SUB"][1], serde_json::json!(3), "no subroutine: INVALID");
+    assert_eq!(ours["HIST"][0], serde_json::json!([0.0, 2.0, 0.0, 1.0]), "SVL 4 twice, SGNL 6.5 once");
+    assert!(ours["PF"][0].as_str().is_some_and(|s| s.starts_with("running: 4.00|1000|00ff|")), "{}", ours["PF"]);
     assert_eq!(ours["SUBA"][0], serde_json::json!([3.0, 4.0, 5.0]));
     assert_eq!(ours["FANBAD"][1], serde_json::json!(3), "INVALID");
     drop(ioc);

@@ -226,6 +226,7 @@ fn sample_records() -> Vec<Record> {
         record(aSub, aSub) { field(VAL, 3) }
         record(event, event) { field(VAL, "12") }
         record(histogram, histogram) { field(NELM, 3) field(ULIM, 3) field(SGNL, 1.5) }
+        record(printf, printf) { field(FMT, "%d") field(INP0, "12") }
     "#;
     let defs = parse_db(text, "all.db", &Macros::new()).unwrap();
     let mut records: Vec<Record> = defs.into_iter().map(|d| d.into_record()).collect();

@@ -175,6 +175,7 @@ mod mbbi_direct;
 mod mbbo;
 mod mbbo_direct;
 mod permissive;
+mod printf;
 mod sel;
 mod seq;
 mod state;
@@ -223,6 +224,7 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &a_sub::TYPE,
     &event::TYPE,
     &histogram::TYPE,
+    &printf::TYPE,
 ];
 
 /// What the database needs to know of a record type: its name, its own
