@@ -1,6 +1,6 @@
 //! The record types beyond the common twelve (calcout, seq, fanout, dfanout, int64in/out,
 //! lsi/lso, mbbiDirect/mbboDirect, aai/aao, subArray, sel, state, permissive, event, sub,
-//! aSub, histogram, printf) served
+//! aSub, histogram, printf, compress) served
 //! by `pvloom ioc` and by EPICS base's own IOC (tests/peers/base_iocsh.py) from the same
 //! st.cmd and database: after the same puts and processing, pyepics must read the same
 //! values, severities, statuses and element counts from both.
@@ -50,6 +50,10 @@ record(calc, "$(P)TICKS") { field(SCAN, "Event") field(EVNT, "tick") field(CALC,
 record(sub, "$(P)SUB") { field(SNAM, "noSuchSubroutine") }
 record(aSub, "$(P)ASUB") { field(SNAM, "noSuchSubroutine") }
 record(histogram, "$(P)HIST") { field(NELM, "4") field(LLIM, "0") field(ULIM, "8") field(SVL, "$(P)SRC") }
+record(compress, "$(P)RING") { field(ALG, "Circular Buffer") field(NSAM, "3") field(INP, "$(P)SRC") }
+record(compress, "$(P)LIFO") { field(ALG, "Circular Buffer") field(BALG, "LIFO Buffer") field(NSAM, "3") field(INP, "$(P)SRC") }
+record(compress, "$(P)MEAN") { field(ALG, "N to 1 Average") field(N, "2") field(NSAM, "4") field(INP, "$(P)SRC") }
+record(compress, "$(P)HIGH") { field(ALG, "N to 1 High Value") field(N, "2") field(NSAM, "4") field(INP, "$(P)AAI") }
 record(printf, "$(P)PF") {
     field(SIZV, "80") field(FMT, "%s:%5.2f|%-4d|%04x|%.3e|%g|%d") field(INP0, "$(P)STATE") field(INP1, "$(P)SRC")
     field(INP2, "$(P)I64I") field(INP3, "255") field(INP4, "$(P)S0") field(INP5, "0.0001")
@@ -66,8 +70,16 @@ puts = [
     ("I64O", 123), ("I64O", 5000), ("LSO", "a longer string, 30 bytes"), ("MBBOD", 10), ("MBBOD.B0", 1),
     ("AAO", [1.5, 2, 3, 4, 5]), ("SEL.PROC", 1), ("SELN.PROC", 1), ("STATE", "running"),
     ("PERM", 1), ("PERM.WFLG", 1), ("EV.PROC", 1), ("EV.PROC", 1), ("SUB.PROC", 1), ("ASUB.PROC", 1),
-    ("HIST.PROC", 1), ("HIST.SGNL", 6.5), ("HIST.PROC", 1), ("PF.PROC", 1),
+    ("HIST.PROC", 1), ("HIST.SGNL", 6.5), ("HIST.PROC", 1), ("PF.PROC", 1), ("HIGH.PROC", 1),
 ]
+for v in (1, 6, 2, 7, 3):
+    assert epics.caput(P + "SRC", v, wait=True, timeout=5) == 1, v
+    for name in ("RING", "LIFO", "MEAN"):
+        # No wait: base completes a put callback only when compress stores a sample
+        # (recGblFwdLink), which N-to-1 does every N-th time; the read after it
+        # on the same circuit is answered after the put is done.
+        epics.caput(P + name + ".PROC", 1)
+        epics.caget(P + name + ".NUSE", timeout=5)
 for name, value in puts:
     assert epics.caput(P + name, value, wait=True, timeout=5) == 1, name
 out = {}
@@ -132,6 +144,13 @@ const NAMES: &[&str] = &[
     "HIST.WDTH",
     "PF",
     "PF.LEN",
+    "RING",
+    "RING.NUSE",
+    "LIFO",
+    "MEAN",
+    "MEAN.NUSE",
+    "MEAN.CVB",
+    "HIGH",
 ];
 
 fn read_after_puts(env: &[(&str, String)]) -> serde_json::Value {
@@ -197,6 +216,7 @@ fn new_record_types_behave_as_epics_base() {
     assert_eq!(ours["CO"][0], serde_json::json!(12.0));
     assert_eq!(ours["TICKS"][0], serde_json::json!(2.0), "two events processed TICKS");
     assert_eq!(ours["SUB"][1], serde_json::json!(3), "no subroutine: INVALID");
+    assert_eq!(ours["RING"][0], serde_json::json!([2.0, 7.0, 3.0]));
     assert_eq!(ours["HIST"][0], serde_json::json!([0.0, 2.0, 0.0, 1.0]), "SVL 4 twice, SGNL 6.5 once");
     assert!(ours["PF"][0].as_str().is_some_and(|s| s.starts_with("running: 4.00|1000|00ff|")), "{}", ours["PF"]);
     assert_eq!(ours["SUBA"][0], serde_json::json!([3.0, 4.0, 5.0]));

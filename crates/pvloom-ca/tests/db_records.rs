@@ -227,6 +227,7 @@ fn sample_records() -> Vec<Record> {
         record(event, event) { field(VAL, "12") }
         record(histogram, histogram) { field(NELM, 3) field(ULIM, 3) field(SGNL, 1.5) }
         record(printf, printf) { field(FMT, "%d") field(INP0, "12") }
+        record(compress, compress) { field(NSAM, 4) field(PREC, 1) }
     "#;
     let defs = parse_db(text, "all.db", &Macros::new()).unwrap();
     let mut records: Vec<Record> = defs.into_iter().map(|d| d.into_record()).collect();

@@ -23,3 +23,15 @@ pub(crate) static MENU_A_SUB_LFLG: Menu = Menu { name: "aSubLFLG", choices: &["I
 pub(crate) static MENU_A_SUB_EFLG: Menu = Menu { name: "aSubEFLG", choices: &["NEVER", "ON CHANGE", "ALWAYS"] };
 pub(crate) static MENU_HISTOGRAM_CMD: Menu =
     Menu { name: "histogramCMD", choices: &["Read", "Clear", "Start", "Stop"] };
+pub(crate) static MENU_COMPRESS_ALG: Menu = Menu {
+    name: "compressALG",
+    choices: &[
+        "N to 1 Low Value",
+        "N to 1 High Value",
+        "N to 1 Average",
+        "Average",
+        "Circular Buffer",
+        "N to 1 Median",
+    ],
+};
+pub(crate) static MENU_BUFFERING_ALG: Menu = Menu { name: "bufferingALG", choices: &["FIFO Buffer", "LIFO Buffer"] };

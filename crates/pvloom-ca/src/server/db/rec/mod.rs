@@ -160,6 +160,7 @@ mod bi;
 mod bo;
 mod calc;
 mod calcout;
+mod compress;
 mod dfanout;
 mod event;
 mod fanout;
@@ -225,6 +226,7 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &event::TYPE,
     &histogram::TYPE,
     &printf::TYPE,
+    &compress::TYPE,
 ];
 
 /// What the database needs to know of a record type: its name, its own
