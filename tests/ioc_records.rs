@@ -1,4 +1,5 @@
-//! The record types beyond the common twelve (calcout, seq, fanout, dfanout, int64in/out,
+//! Output and input links of the common record types, and the record types beyond
+//! them (calcout, seq, fanout, dfanout, int64in/out,
 //! lsi/lso, mbbiDirect/mbboDirect, aai/aao, subArray, sel, state, permissive, event, sub,
 //! aSub, histogram, printf, compress) served
 //! by `pvloom ioc` and by EPICS base's own IOC (tests/peers/base_iocsh.py) from the same
@@ -50,6 +51,15 @@ record(calc, "$(P)TICKS") { field(SCAN, "Event") field(EVNT, "tick") field(CALC,
 record(sub, "$(P)SUB") { field(SNAM, "noSuchSubroutine") }
 record(aSub, "$(P)ASUB") { field(SNAM, "noSuchSubroutine") }
 record(histogram, "$(P)HIST") { field(NELM, "4") field(LLIM, "0") field(ULIM, "8") field(SVL, "$(P)SRC") }
+record(ai, "$(P)AIN") { field(INP, "$(P)AOUT") }
+record(ao, "$(P)AOUT") { field(OUT, "$(P)AIN PP") field(DRVH, "50") field(DRVL, "0") }
+record(bo, "$(P)BOUT") { field(OUT, "$(P)BIN PP") field(ZNAM, "off") field(ONAM, "on") }
+record(bi, "$(P)BIN") { field(ZNAM, "off") field(ONAM, "on") field(OSV, "MINOR") }
+record(stringout, "$(P)SOUT") { field(OUT, "$(P)SIN PP") }
+record(stringin, "$(P)SIN") { }
+record(longout, "$(P)LOUT") { field(OMSL, "closed_loop") field(DOL, "$(P)I64I") field(OUT, "$(P)MBBIN PP") }
+record(mbbi, "$(P)MBBIN") { field(ZRST, "zero") field(ONST, "one") field(TWST, "two") field(TWSV, "MAJOR") }
+record(ai, "$(P)AICONST") { field(INP, "3.5") field(PINI, "YES") }
 record(compress, "$(P)RING") { field(ALG, "Circular Buffer") field(NSAM, "3") field(INP, "$(P)SRC") }
 record(compress, "$(P)LIFO") { field(ALG, "Circular Buffer") field(BALG, "LIFO Buffer") field(NSAM, "3") field(INP, "$(P)SRC") }
 record(compress, "$(P)MEAN") { field(ALG, "N to 1 Average") field(N, "2") field(NSAM, "4") field(INP, "$(P)SRC") }
@@ -71,6 +81,7 @@ puts = [
     ("AAO", [1.5, 2, 3, 4, 5]), ("SEL.PROC", 1), ("SELN.PROC", 1), ("STATE", "running"),
     ("PERM", 1), ("PERM.WFLG", 1), ("EV.PROC", 1), ("EV.PROC", 1), ("SUB.PROC", 1), ("ASUB.PROC", 1),
     ("HIST.PROC", 1), ("HIST.SGNL", 6.5), ("HIST.PROC", 1), ("PF.PROC", 1), ("HIGH.PROC", 1),
+    ("AOUT", 75), ("BOUT", 1), ("SOUT", "hello"), ("I64I", 2), ("LOUT.PROC", 1),
 ]
 for v in (1, 6, 2, 7, 3):
     assert epics.caput(P + "SRC", v, wait=True, timeout=5) == 1, v
@@ -151,6 +162,13 @@ const NAMES: &[&str] = &[
     "MEAN.NUSE",
     "MEAN.CVB",
     "HIGH",
+    "AIN",
+    "AOUT",
+    "BIN",
+    "SIN",
+    "LOUT",
+    "MBBIN",
+    "AICONST",
 ];
 
 fn read_after_puts(env: &[(&str, String)]) -> serde_json::Value {
@@ -216,6 +234,8 @@ fn new_record_types_behave_as_epics_base() {
     assert_eq!(ours["CO"][0], serde_json::json!(12.0));
     assert_eq!(ours["TICKS"][0], serde_json::json!(2.0), "two events processed TICKS");
     assert_eq!(ours["SUB"][1], serde_json::json!(3), "no subroutine: INVALID");
+    assert_eq!(ours["AIN"][0], serde_json::json!(50.0), "ao clamped to DRVH, written to ai");
+    assert_eq!(ours["MBBIN"][1], serde_json::json!(2), "state two: MAJOR");
     assert_eq!(ours["RING"][0], serde_json::json!([2.0, 7.0, 3.0]));
     assert_eq!(ours["HIST"][0], serde_json::json!([0.0, 2.0, 0.0, 1.0]), "SVL 4 twice, SGNL 6.5 once");
     assert!(ours["PF"][0].as_str().is_some_and(|s| s.starts_with("running: 4.00|1000|00ff|")), "{}", ours["PF"]);

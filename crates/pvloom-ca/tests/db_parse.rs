@@ -27,7 +27,7 @@ record(ai, "$(P)$(R)Temp-I") {
     field(HYST, "0.5")
     field(MDEL, "0.1")
     field(ADEL, "1")
-    field(INP,  "0")
+    field(INP,  "21.5")
     info(autosaveFields, "VAL HIHI")
     alias("$(P)$(R)T")
 }

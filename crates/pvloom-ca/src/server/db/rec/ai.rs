@@ -6,7 +6,8 @@ use super::{FieldSpec, Limits, Process, RecordSupport, RecordTypeDef};
 use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "ai", fields: FIELDS, new: || Box::new(Ai::default()) };
+pub(super) static TYPE: RecordTypeDef =
+    RecordTypeDef { name: "ai", fields: FIELDS, new: || Box::new(AnalogRecord::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;
@@ -51,39 +52,70 @@ static FIELDS: &[FieldSpec] = fields! {
     "SDLY": D, 0, "-1.0";
 };
 
-/// The state of an ai record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Ai(pub Analog);
+/// The state of an ai or ao record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalogRecord {
+    /// `VAL`, display, limits, deadbands, drive limits.
+    pub analog: Analog,
+    /// An output record (ao) rather than an input (ai).
+    pub output: bool,
+}
 
-impl RecordSupport for Ai {
+impl AnalogRecord {
+    pub(super) fn new(output: bool) -> Self {
+        AnalogRecord { analog: Analog::default(), output }
+    }
+}
+
+impl RecordSupport for AnalogRecord {
     support_boilerplate!();
 
     fn get(&self, name: &str) -> Option<FieldValue> {
-        get_analog(&self.0, name)
+        get_analog(&self.analog, name)
     }
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
         let (f, _) = number_and_index(value);
-        Ok(set_analog(&mut self.0, name, f, || value.to_text()))
+        Ok(set_analog(&mut self.analog, name, f, || value.to_text()))
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        let a = &mut self.0;
+        let a = &mut self.analog;
+        if let Some(v) = value_input(ctx, self.output).and_then(|v| v.as_f64()) {
+            a.val = v;
+            *ctx.udf = v.is_nan();
+        }
+        if self.output && a.drvh > a.drvl {
+            a.val = a.val.clamp(a.drvl, a.drvh);
+        }
         if !ctx.raise_udf() {
             a.limits.check(a.val, ctx.alarm);
         }
-        deadband_mask(&mut a.deadband, a.val)
+        let mask = deadband_mask(&mut a.deadband, a.val);
+        if self.output {
+            write_output(ctx, FieldValue::Double(a.val));
+        }
+        mask
     }
 
     fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
-        analog_limits(&self.0, field, field_type, None, limits);
+        let drive = self.output.then_some((self.analog.drvh, self.analog.drvl));
+        analog_limits(&self.analog, field, field_type, drive, limits);
     }
 
     fn value_is_nan(&self) -> bool {
-        self.0.val.is_nan()
+        self.analog.val.is_nan()
     }
 
     fn value_loaded(&mut self) {
-        analog_loaded(&mut self.0);
+        analog_loaded(&mut self.analog);
+    }
+
+    fn input_links(&self) -> &'static [&'static str] {
+        value_links(self.output)
+    }
+
+    fn constant_target(&self, link_field: &str) -> Option<&'static str> {
+        (link_field == value_link(self.output)).then_some("VAL")
     }
 }

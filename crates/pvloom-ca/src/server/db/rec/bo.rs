@@ -1,12 +1,11 @@
 //! Binary output (`boRecord`): state alarms.
 
-use super::shared::*;
+use super::bi::BinaryRecord;
 use super::types::*;
-use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
-use crate::server::db::record::PutError;
-use crate::server::db::value::*;
+use super::{FieldSpec, RecordTypeDef};
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "bo", fields: FIELDS, new: || Box::new(Bo::default()) };
+pub(super) static TYPE: RecordTypeDef =
+    RecordTypeDef { name: "bo", fields: FIELDS, new: || Box::new(BinaryRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": E, PP;
@@ -35,32 +34,3 @@ static FIELDS: &[FieldSpec] = fields! {
     "IVOA": IVOA;
     "IVOV": UShort;
 };
-
-/// The state of a bo record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Bo(pub Binary);
-
-impl RecordSupport for Bo {
-    support_boilerplate!();
-
-    fn get(&self, name: &str) -> Option<FieldValue> {
-        get_binary(&self.0, name)
-    }
-
-    fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        Ok(set_binary(&mut self.0, name, value))
-    }
-
-    fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        process_binary(&mut self.0, ctx)
-    }
-
-    fn enum_strings(&self, _name: &str) -> Option<Vec<&str>> {
-        Some(binary_strings(&self.0))
-    }
-
-    fn value_loaded(&mut self) {
-        self.0.mlst = self.0.val;
-        self.0.lalm = self.0.val;
-    }
-}

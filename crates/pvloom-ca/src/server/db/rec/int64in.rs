@@ -7,7 +7,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "int64in", fields: FIELDS, new: || Box::new(Int64in::default()) };
+    RecordTypeDef { name: "int64in", fields: FIELDS, new: || Box::new(Int64Record::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": Int64, PP;
@@ -41,42 +41,57 @@ static FIELDS: &[FieldSpec] = fields! {
     "SDLY": D, 0, "-1.0";
 };
 
-/// The state of an int64in record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Int64in(pub Long);
+/// The state of an int64in or int64out record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int64Record {
+    /// `VAL`, display, limits, deadbands, drive limits.
+    pub long: Long,
+    /// An output record (int64out) rather than an input (int64in).
+    pub output: bool,
+}
 
-impl RecordSupport for Int64in {
+impl Int64Record {
+    pub(super) fn new(output: bool) -> Self {
+        Int64Record { long: Long::default(), output }
+    }
+}
+
+impl RecordSupport for Int64Record {
     support_boilerplate!();
 
     fn get(&self, name: &str) -> Option<FieldValue> {
-        get_long(&self.0, name)
+        get_long(&self.long, name)
     }
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        Ok(set_long(&mut self.0, name, value))
+        Ok(set_long(&mut self.long, name, value))
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        if let Some(v) = ctx.input("INP") {
-            self.0.val = integer(v);
-            *ctx.udf = false;
+        if let Some(v) = value_input(ctx, self.output) {
+            self.long.val = integer(&v);
         }
-        process_long(&mut self.0, false, ctx)
+        let mask = process_long(&mut self.long, self.output, ctx);
+        if self.output {
+            write_output(ctx, FieldValue::Int(self.long.val));
+        }
+        mask
     }
 
     fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
-        long_limits(&self.0, field, field_type, None, limits);
+        let drive = if self.output { long_drive(&self.long) } else { None };
+        long_limits(&self.long, field, field_type, drive, limits);
     }
 
     fn value_loaded(&mut self) {
-        long_loaded(&mut self.0);
+        long_loaded(&mut self.long);
     }
 
     fn input_links(&self) -> &'static [&'static str] {
-        &["INP"]
+        value_links(self.output)
     }
 
     fn constant_target(&self, link_field: &str) -> Option<&'static str> {
-        (link_field == "INP").then_some("VAL")
+        (link_field == value_link(self.output)).then_some("VAL")
     }
 }

@@ -1,13 +1,11 @@
 //! 64-bit integer output (`int64outRecord`): drive limits; `DOL` in closed loop, `VAL` written to `OUT`.
 
-use super::shared::*;
+use super::int64in::Int64Record;
 use super::types::*;
-use super::{FieldSpec, Limits, Process, RecordSupport, RecordTypeDef};
-use crate::server::db::record::PutError;
-use crate::server::db::value::*;
+use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "int64out", fields: FIELDS, new: || Box::new(Int64out::default()) };
+    RecordTypeDef { name: "int64out", fields: FIELDS, new: || Box::new(Int64Record::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": Int64, PP;
@@ -43,50 +41,6 @@ static FIELDS: &[FieldSpec] = fields! {
     "IVOA": IVOA;
     "IVOV": Int64;
 };
-
-/// The state of an int64out record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Int64out(pub Long);
-
-impl RecordSupport for Int64out {
-    support_boilerplate!();
-
-    fn get(&self, name: &str) -> Option<FieldValue> {
-        get_long(&self.0, name)
-    }
-
-    fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        Ok(set_long(&mut self.0, name, value))
-    }
-
-    fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        if ctx.index("OMSL") == 1
-            && let Some(v) = ctx.input("DOL")
-        {
-            self.0.val = integer(v);
-            *ctx.udf = false;
-        }
-        let mask = process_long(&mut self.0, true, ctx);
-        write_output(ctx, FieldValue::Int(self.0.val));
-        mask
-    }
-
-    fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
-        long_limits(&self.0, field, field_type, long_drive(&self.0), limits);
-    }
-
-    fn value_loaded(&mut self) {
-        long_loaded(&mut self.0);
-    }
-
-    fn input_links(&self) -> &'static [&'static str] {
-        &["DOL"]
-    }
-
-    fn constant_target(&self, link_field: &str) -> Option<&'static str> {
-        (link_field == "DOL").then_some("VAL")
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "longin", fields: FIELDS, new: || Box::new(Longin::default()) };
+    RecordTypeDef { name: "longin", fields: FIELDS, new: || Box::new(LongRecord::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;
@@ -40,30 +40,57 @@ static FIELDS: &[FieldSpec] = fields! {
     "SDLY": D, 0, "-1.0";
 };
 
-/// The state of a longin record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Longin(pub Long);
+/// The state of a longin or longout record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRecord {
+    /// `VAL`, display, limits, deadbands, drive limits.
+    pub long: Long,
+    /// An output record (longout) rather than an input (longin).
+    pub output: bool,
+}
 
-impl RecordSupport for Longin {
+impl LongRecord {
+    pub(super) fn new(output: bool) -> Self {
+        LongRecord { long: Long::default(), output }
+    }
+}
+
+impl RecordSupport for LongRecord {
     support_boilerplate!();
 
     fn get(&self, name: &str) -> Option<FieldValue> {
-        get_long(&self.0, name)
+        get_long(&self.long, name)
     }
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        Ok(set_long(&mut self.0, name, value))
+        Ok(set_long(&mut self.long, name, value))
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        process_long(&mut self.0, false, ctx)
+        if let Some(v) = value_input(ctx, self.output) {
+            self.long.val = i64::from(integer(&v) as i32);
+        }
+        let mask = process_long(&mut self.long, self.output, ctx);
+        if self.output {
+            write_output(ctx, FieldValue::Int(self.long.val));
+        }
+        mask
     }
 
     fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
-        long_limits(&self.0, field, field_type, None, limits);
+        let drive = if self.output { long_drive(&self.long) } else { None };
+        long_limits(&self.long, field, field_type, drive, limits);
     }
 
     fn value_loaded(&mut self) {
-        long_loaded(&mut self.0);
+        long_loaded(&mut self.long);
+    }
+
+    fn input_links(&self) -> &'static [&'static str] {
+        value_links(self.output)
+    }
+
+    fn constant_target(&self, link_field: &str) -> Option<&'static str> {
+        (link_field == value_link(self.output)).then_some("VAL")
     }
 }

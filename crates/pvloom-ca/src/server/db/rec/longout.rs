@@ -1,13 +1,12 @@
 //! 32-bit integer output (`longoutRecord`): drive limits.
 
-use super::shared::*;
+use super::longin::LongRecord;
 use super::types::*;
-use super::{FieldSpec, Limits, Process, RecordSupport, RecordTypeDef};
-use crate::server::db::record::PutError;
+use super::{FieldSpec, RecordTypeDef};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "longout", fields: FIELDS, new: || Box::new(Longout::default()) };
+    RecordTypeDef { name: "longout", fields: FIELDS, new: || Box::new(LongRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;
@@ -45,31 +44,3 @@ static FIELDS: &[FieldSpec] = fields! {
     "OOCH": YESNO, 0, "1";
     "OOPT": FieldType::Menu(&MENU_LONGOUT_OOPT);
 };
-
-/// The state of a longout record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Longout(pub Long);
-
-impl RecordSupport for Longout {
-    support_boilerplate!();
-
-    fn get(&self, name: &str) -> Option<FieldValue> {
-        get_long(&self.0, name)
-    }
-
-    fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        Ok(set_long(&mut self.0, name, value))
-    }
-
-    fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        process_long(&mut self.0, true, ctx)
-    }
-
-    fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
-        long_limits(&self.0, field, field_type, long_drive(&self.0), limits);
-    }
-
-    fn value_loaded(&mut self) {
-        long_loaded(&mut self.0);
-    }
-}

@@ -8,7 +8,8 @@ use super::{FieldSpec, Process, RecordSupport, RecordTypeDef, menus};
 use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "lsi", fields: FIELDS, new: || Box::new(Lsi::default()) };
+pub(super) static TYPE: RecordTypeDef =
+    RecordTypeDef { name: "lsi", fields: FIELDS, new: || Box::new(LongString::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(41), PP;
@@ -28,36 +29,28 @@ static FIELDS: &[FieldSpec] = fields! {
     "SDLY": D, 0, "-1.0";
 };
 
-/// The state of an lsi record.
+/// The state of an lsi or lso record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lsi {
+pub struct LongString {
     /// `VAL`, `OVAL`, `MPST`, `APST`.
     pub text: Text,
     /// Capacity of `VAL` in bytes, with the terminating nul (`SIZV`).
     pub sizv: u16,
+    /// An output record (lso) rather than an input (lsi).
+    pub output: bool,
 }
 
-impl Default for Lsi {
-    fn default() -> Self {
-        Lsi { text: Text::default(), sizv: 41 }
+impl LongString {
+    pub(super) fn new(output: bool) -> Self {
+        LongString { text: Text::default(), sizv: 41, output }
     }
-}
 
-impl Lsi {
     fn set_value(&mut self, text: &str) {
         self.text.val = truncate_to(text, usize::from(self.sizv).saturating_sub(1)).to_string();
     }
-
-    /// Posts `VAL` by `MPST`/`APST`; `LEN` and `OLEN` follow.
-    fn post(&mut self, ctx: &mut Process<'_>) -> u16 {
-        let mask = process_text(&mut self.text, ctx);
-        ctx.set("LEN", FieldValue::Int(self.text.val.len() as i64 + 1));
-        ctx.set("OLEN", FieldValue::Int(self.text.oval.len() as i64 + 1));
-        mask
-    }
 }
 
-impl RecordSupport for Lsi {
+impl RecordSupport for LongString {
     support_boilerplate!();
 
     fn get(&self, name: &str) -> Option<FieldValue> {
@@ -69,7 +62,7 @@ impl RecordSupport for Lsi {
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
         match name {
-            // lsi's init_record: SIZV is at most 32767 and at least 1.
+            // init_record: SIZV is at most 32767 and at least 1.
             "SIZV" => self.sizv = (value.as_f64().unwrap_or(41.0) as u16).clamp(1, 0x7fff),
             "VAL" => self.set_value(&value.to_text()),
             _ => return Ok(set_text(&mut self.text, name, value)),
@@ -78,10 +71,16 @@ impl RecordSupport for Lsi {
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        if let Some(v) = ctx.input("INP") {
+        if let Some(v) = value_input(ctx, self.output) {
             self.set_value(&v.to_text());
         }
-        self.post(ctx)
+        let mask = process_text(&mut self.text, ctx);
+        ctx.set("LEN", FieldValue::Int(self.text.val.len() as i64 + 1));
+        ctx.set("OLEN", FieldValue::Int(self.text.oval.len() as i64 + 1));
+        if self.output {
+            write_output(ctx, FieldValue::String(self.text.val.clone()));
+        }
+        mask
     }
 
     fn field_type(&self, name: &str) -> Option<FieldType> {
@@ -97,6 +96,10 @@ impl RecordSupport for Lsi {
     }
 
     fn input_links(&self) -> &'static [&'static str] {
-        &["INP"]
+        value_links(self.output)
+    }
+
+    fn constant_target(&self, link_field: &str) -> Option<&'static str> {
+        (link_field == value_link(self.output)).then_some("VAL")
     }
 }

@@ -2,13 +2,13 @@
 //! Channels see `VAL` and `OVAL` as strings (as `DBR_STRING`, at most 39
 //! bytes); a `.db` file can set at most 40 bytes of `VAL`.
 
-use super::shared::*;
+use super::lsi::LongString;
 use super::types::*;
-use super::{FieldSpec, Process, RecordSupport, RecordTypeDef, menus};
-use crate::server::db::record::PutError;
+use super::{FieldSpec, RecordTypeDef, menus};
 use crate::server::db::value::*;
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "lso", fields: FIELDS, new: || Box::new(Lso::default()) };
+pub(super) static TYPE: RecordTypeDef =
+    RecordTypeDef { name: "lso", fields: FIELDS, new: || Box::new(LongString::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(41), PP;
@@ -31,83 +31,6 @@ static FIELDS: &[FieldSpec] = fields! {
     "SSCN": SCAN, 0, "65535";
     "SDLY": D, 0, "-1.0";
 };
-
-/// The state of an lso record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lso {
-    /// `VAL`, `OVAL`, `MPST`, `APST`.
-    pub text: Text,
-    /// Capacity of `VAL` in bytes, with the terminating nul (`SIZV`).
-    pub sizv: u16,
-}
-
-impl Default for Lso {
-    fn default() -> Self {
-        Lso { text: Text::default(), sizv: 41 }
-    }
-}
-
-impl Lso {
-    fn set_value(&mut self, text: &str) {
-        self.text.val = truncate_to(text, usize::from(self.sizv).saturating_sub(1)).to_string();
-    }
-
-    /// Posts `VAL` by `MPST`/`APST`; `LEN` and `OLEN` follow.
-    fn post(&mut self, ctx: &mut Process<'_>) -> u16 {
-        let mask = process_text(&mut self.text, ctx);
-        ctx.set("LEN", FieldValue::Int(self.text.val.len() as i64 + 1));
-        ctx.set("OLEN", FieldValue::Int(self.text.oval.len() as i64 + 1));
-        mask
-    }
-}
-
-impl RecordSupport for Lso {
-    support_boilerplate!();
-
-    fn get(&self, name: &str) -> Option<FieldValue> {
-        match name {
-            "SIZV" => Some(FieldValue::Int(self.sizv.into())),
-            _ => get_text(&self.text, name),
-        }
-    }
-
-    fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        match name {
-            // lsi's init_record: SIZV is at most 32767 and at least 1.
-            "SIZV" => self.sizv = (value.as_f64().unwrap_or(41.0) as u16).clamp(1, 0x7fff),
-            "VAL" => self.set_value(&value.to_text()),
-            _ => return Ok(set_text(&mut self.text, name, value)),
-        }
-        Ok(true)
-    }
-
-    fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        if ctx.index("OMSL") == 1
-            && let Some(v) = ctx.input("DOL")
-        {
-            self.set_value(&v.to_text());
-        }
-        let mask = self.post(ctx);
-        write_output(ctx, FieldValue::String(self.text.val.clone()));
-        mask
-    }
-
-    fn field_type(&self, name: &str) -> Option<FieldType> {
-        matches!(name, "VAL" | "OVAL").then_some(FieldType::String { size: self.sizv })
-    }
-
-    fn loads_read_only(&self, name: &str) -> bool {
-        name == "SIZV"
-    }
-
-    fn value_loaded(&mut self) {
-        self.text.oval = self.text.val.clone();
-    }
-
-    fn input_links(&self) -> &'static [&'static str] {
-        &["DOL"]
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "mbbiDirect", fields: FIELDS, new: || Box::new(MbbiDirect::default()) };
+    RecordTypeDef { name: "mbbiDirect", fields: FIELDS, new: || Box::new(MbbDirect::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;
@@ -67,18 +67,26 @@ pub(crate) const BITS: [&str; 32] = [
     "B12", "B13", "B14", "B15", "B16", "B17", "B18", "B19", "B1A", "B1B", "B1C", "B1D", "B1E", "B1F",
 ];
 
-/// The state of an mbbiDirect record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MbbiDirect {
+/// The state of an mbbiDirect or mbboDirect record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MbbDirect {
     /// `VAL`.
     pub val: i32,
     /// The bits `B0`..`B1F` as last posted.
     pub bits: u32,
     /// `VAL` as last posted (`MLST`).
     pub mlst: i32,
+    /// An output record (mbboDirect) rather than an input (mbbiDirect).
+    pub output: bool,
 }
 
-impl RecordSupport for MbbiDirect {
+impl MbbDirect {
+    pub(super) fn new(output: bool) -> Self {
+        MbbDirect { val: 0, bits: 0, mlst: 0, output }
+    }
+}
+
+impl RecordSupport for MbbDirect {
     support_boilerplate!();
 
     fn get(&self, name: &str) -> Option<FieldValue> {
@@ -93,9 +101,19 @@ impl RecordSupport for MbbiDirect {
     }
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        if BITS.contains(&name) {
-            // The bits follow VAL when the record processes.
-            return Ok(false);
+        if let Some(bit) = BITS.iter().position(|b| *b == name) {
+            // mbbiDirect's bits follow VAL when it processes; mbboDirect's special()
+            // sets or clears the bit written in VAL.
+            if !self.output {
+                return Ok(false);
+            }
+            if value.as_f64().unwrap_or(0.0) != 0.0 {
+                self.val |= 1 << bit;
+            } else {
+                self.val &= !(1 << bit);
+            }
+            self.bits = self.val as u32;
+            return Ok(true);
         }
         if name == "VAL" {
             self.val = integer(value) as i32;
@@ -105,9 +123,8 @@ impl RecordSupport for MbbiDirect {
     }
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        if let Some(v) = ctx.input("INP") {
-            self.val = integer(v) as i32;
-            *ctx.udf = false;
+        if let Some(v) = value_input(ctx, self.output) {
+            self.val = integer(&v) as i32;
         }
         ctx.raise_udf();
         let bits = self.val as u32;
@@ -122,6 +139,9 @@ impl RecordSupport for MbbiDirect {
             self.mlst = self.val;
             mask = DBE_VALUE | DBE_LOG;
         }
+        if self.output {
+            write_output(ctx, FieldValue::Int(self.val.into()));
+        }
         mask
     }
 
@@ -131,10 +151,10 @@ impl RecordSupport for MbbiDirect {
     }
 
     fn input_links(&self) -> &'static [&'static str] {
-        &["INP"]
+        value_links(self.output)
     }
 
     fn constant_target(&self, link_field: &str) -> Option<&'static str> {
-        (link_field == "INP").then_some("VAL")
+        (link_field == value_link(self.output)).then_some("VAL")
     }
 }

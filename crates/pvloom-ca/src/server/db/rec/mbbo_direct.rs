@@ -1,16 +1,11 @@
 //! Multi-bit binary output direct (`mbboDirectRecord`): `VAL` and its bits `B0`..`B1F` (writing a bit sets it in `VAL`); `DOL` in closed loop, `VAL` written to `OUT`.
 
-use crate::proto::constants::{DBE_LOG, DBE_VALUE};
-
-use super::mbbi_direct::BITS;
-use super::shared::*;
+use super::mbbi_direct::MbbDirect;
 use super::types::*;
-use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
-use crate::server::db::record::PutError;
-use crate::server::db::value::*;
+use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "mbboDirect", fields: FIELDS, new: || Box::new(MbboDirect::default()) };
+    RecordTypeDef { name: "mbboDirect", fields: FIELDS, new: || Box::new(MbbDirect::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;
@@ -68,87 +63,6 @@ static FIELDS: &[FieldSpec] = fields! {
     "B1E": UChar, PP;
     "B1F": UChar, PP;
 };
-
-/// The state of an mbboDirect record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MbboDirect {
-    /// `VAL`.
-    pub val: i32,
-    /// The bits `B0`..`B1F` as last posted.
-    pub bits: u32,
-    /// `VAL` as last posted (`MLST`).
-    pub mlst: i32,
-}
-
-impl RecordSupport for MbboDirect {
-    support_boilerplate!();
-
-    fn get(&self, name: &str) -> Option<FieldValue> {
-        if let Some(bit) = BITS.iter().position(|b| *b == name) {
-            return Some(FieldValue::Int(i64::from((self.bits >> bit) & 1)));
-        }
-        match name {
-            "VAL" => Some(FieldValue::Int(self.val.into())),
-            "MLST" => Some(FieldValue::Int(self.mlst.into())),
-            _ => None,
-        }
-    }
-
-    fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        if let Some(bit) = BITS.iter().position(|b| *b == name) {
-            // mbboDirect's special(): a bit written sets or clears that bit of VAL.
-            if value.as_f64().unwrap_or(0.0) != 0.0 {
-                self.val |= 1 << bit;
-            } else {
-                self.val &= !(1 << bit);
-            }
-            self.bits = self.val as u32;
-            return Ok(true);
-        }
-        if name == "VAL" {
-            self.val = integer(value) as i32;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        if ctx.index("OMSL") == 1
-            && let Some(v) = ctx.input("DOL")
-        {
-            self.val = integer(v) as i32;
-            *ctx.udf = false;
-        }
-        ctx.raise_udf();
-        let bits = self.val as u32;
-        for (bit, name) in BITS.iter().enumerate() {
-            if (bits ^ self.bits) & (1 << bit) != 0 {
-                ctx.changes.post(name, DBE_VALUE | DBE_LOG);
-            }
-        }
-        self.bits = bits;
-        let mut mask = 0;
-        if self.mlst != self.val {
-            self.mlst = self.val;
-            mask = DBE_VALUE | DBE_LOG;
-        }
-        write_output(ctx, FieldValue::Int(self.val.into()));
-        mask
-    }
-
-    fn value_loaded(&mut self) {
-        self.bits = self.val as u32;
-        self.mlst = self.val;
-    }
-
-    fn input_links(&self) -> &'static [&'static str] {
-        &["DOL"]
-    }
-
-    fn constant_target(&self, link_field: &str) -> Option<&'static str> {
-        (link_field == "DOL").then_some("VAL")
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -585,3 +585,25 @@ pub(crate) fn write_output(ctx: &mut super::Process<'_>, value: FieldValue) {
     };
     ctx.write("OUT", value);
 }
+
+/// The link `VAL` comes from: `INP` for an input record, `DOL` for an output.
+pub(crate) fn value_link(output: bool) -> &'static str {
+    if output { "DOL" } else { "INP" }
+}
+
+/// The value this processing takes for `VAL`, as soft device support reads
+/// it: `INP`'s for an input, `DOL`'s for an output in closed loop (`OMSL`).
+/// Reading it defines the value (`UDF` false).
+pub(crate) fn value_input(ctx: &mut super::Process<'_>, output: bool) -> Option<FieldValue> {
+    if output && ctx.index("OMSL") != 1 {
+        return None;
+    }
+    let value = ctx.input(value_link(output)).cloned()?;
+    *ctx.udf = false;
+    Some(value)
+}
+
+/// `VAL`'s input link, as the rset's list of links the database reads.
+pub(crate) fn value_links(output: bool) -> &'static [&'static str] {
+    if output { &["DOL"] } else { &["INP"] }
+}

@@ -1,13 +1,12 @@
 //! String output (`stringoutRecord`).
 
-use super::shared::*;
+use super::stringin::TextRecord;
 use super::types::*;
-use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
-use crate::server::db::record::PutError;
+use super::{FieldSpec, RecordTypeDef};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "stringout", fields: FIELDS, new: || Box::new(Stringout::default()) };
+    RecordTypeDef { name: "stringout", fields: FIELDS, new: || Box::new(TextRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(40), PP;
@@ -26,27 +25,3 @@ static FIELDS: &[FieldSpec] = fields! {
     "IVOA": IVOA;
     "IVOV": s(40);
 };
-
-/// The state of a stringout record.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Stringout(pub Text);
-
-impl RecordSupport for Stringout {
-    support_boilerplate!();
-
-    fn get(&self, name: &str) -> Option<FieldValue> {
-        get_text(&self.0, name)
-    }
-
-    fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
-        Ok(set_text(&mut self.0, name, value))
-    }
-
-    fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
-        process_text(&mut self.0, ctx)
-    }
-
-    fn value_loaded(&mut self) {
-        self.0.oval = self.0.val.clone();
-    }
-}
