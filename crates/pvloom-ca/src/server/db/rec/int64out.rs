@@ -1,11 +1,11 @@
 //! 64-bit integer output (`int64outRecord`): drive limits; `DOL` in closed loop, `VAL` written to `OUT`.
 
-use super::int64in::Int64Record;
+use super::longin::LongRecord;
 use super::types::*;
 use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "int64out", fields: FIELDS, new: || Box::new(Int64Record::new(true)) };
+    RecordTypeDef { name: "int64out", fields: FIELDS, new: || Box::new(LongRecord::wide(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": Int64, PP;

@@ -40,18 +40,24 @@ static FIELDS: &[FieldSpec] = fields! {
     "SDLY": D, 0, "-1.0";
 };
 
-/// The state of a longin or longout record.
+/// The state of a longin, longout, int64in or int64out record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongRecord {
     /// `VAL`, display, limits, deadbands, drive limits.
     pub long: Long,
+    /// 64-bit `VAL` (int64in, int64out) rather than 32-bit.
+    pub wide: bool,
     /// An output record (longout) rather than an input (longin).
     pub output: bool,
 }
 
 impl LongRecord {
     pub(super) fn new(output: bool) -> Self {
-        LongRecord { long: Long::default(), output }
+        LongRecord { long: Long::default(), wide: false, output }
+    }
+
+    pub(super) fn wide(output: bool) -> Self {
+        LongRecord { long: Long::default(), wide: true, output }
     }
 }
 
@@ -68,7 +74,8 @@ impl RecordSupport for LongRecord {
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
         if let Some(v) = value_input(ctx, self.output) {
-            self.long.val = i64::from(integer(&v) as i32);
+            let v = integer(&v);
+            self.long.val = if self.wide { v } else { i64::from(v as i32) };
         }
         let mask = process_long(&mut self.long, self.output, ctx);
         if self.output {
