@@ -59,6 +59,7 @@ record(stringout, "$(P)SOUT") { field(OUT, "$(P)SIN PP") }
 record(stringin, "$(P)SIN") { }
 record(longout, "$(P)LOUT") { field(OMSL, "closed_loop") field(DOL, "$(P)I64I") field(OUT, "$(P)MBBIN PP") }
 record(mbbi, "$(P)MBBIN") { field(ZRST, "zero") field(ONST, "one") field(TWST, "two") field(TWSV, "MAJOR") }
+record(calc, "$(P)CPCALC") { field(INPA, "$(P)SRC CP") field(CALC, "A*10") }
 record(ai, "$(P)AICONST") { field(INP, "3.5") field(PINI, "YES") }
 record(compress, "$(P)RING") { field(ALG, "Circular Buffer") field(NSAM, "3") field(INP, "$(P)SRC") }
 record(compress, "$(P)LIFO") { field(ALG, "Circular Buffer") field(BALG, "LIFO Buffer") field(NSAM, "3") field(INP, "$(P)SRC") }
@@ -93,6 +94,9 @@ for v in (1, 6, 2, 7, 3):
         epics.caget(P + name + ".NUSE", timeout=5)
 for name, value in puts:
     assert epics.caput(P + name, value, wait=True, timeout=5) == 1, name
+# Base processes a CP link's record from its CA link monitor, a moment later.
+import time
+time.sleep(0.5)
 out = {}
 for name in sys.argv[2:]:
     pv = epics.PV(P + name, form='ctrl')
@@ -169,6 +173,7 @@ const NAMES: &[&str] = &[
     "LOUT",
     "MBBIN",
     "AICONST",
+    "CPCALC",
 ];
 
 fn read_after_puts(env: &[(&str, String)]) -> serde_json::Value {
@@ -236,6 +241,7 @@ fn new_record_types_behave_as_epics_base() {
     assert_eq!(ours["SUB"][1], serde_json::json!(3), "no subroutine: INVALID");
     assert_eq!(ours["AIN"][0], serde_json::json!(50.0), "ao clamped to DRVH, written to ai");
     assert_eq!(ours["MBBIN"][1], serde_json::json!(2), "state two: MAJOR");
+
     assert_eq!(ours["RING"][0], serde_json::json!([2.0, 7.0, 3.0]));
     assert_eq!(ours["HIST"][0], serde_json::json!([0.0, 2.0, 0.0, 1.0]), "SVL 4 twice, SGNL 6.5 once");
     assert!(ours["PF"][0].as_str().is_some_and(|s| s.starts_with("running: 4.00|1000|00ff|")), "{}", ours["PF"]);

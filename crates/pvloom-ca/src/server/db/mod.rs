@@ -34,7 +34,7 @@ pub use rec::{
 pub use record::{CalcInput, Changes, Link, LinkError, LoadError, PutEffect, PutError, Record, SeverityMode};
 pub use value::{FieldType, FieldValue, Menu};
 
-use crate::proto::constants::{alarm_status, severity};
+use crate::proto::constants::{DBE_ALARM, DBE_VALUE, alarm_status, severity};
 
 /// A database file that cannot be loaded: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +62,9 @@ pub const MAX_FORWARD_LINKS: usize = 64;
 pub struct Database {
     records: Vec<Record>,
     names: HashMap<String, RecordId>,
+    /// For each record, the records whose `CP`/`CPP` input links name it; built
+    /// when needed, dropped whenever records or links may have changed.
+    change_listeners: Option<HashMap<RecordId, Vec<RecordId>>>,
 }
 
 /// A record or alias of that name exists already.
@@ -132,6 +135,7 @@ impl Database {
             self.names.insert(name, id);
         }
         self.records.push(record);
+        self.change_listeners = None;
         Ok(id)
     }
 
@@ -172,6 +176,7 @@ impl Database {
 
     /// The record `id`, mutably.
     pub fn record_mut(&mut self, id: RecordId) -> &mut Record {
+        self.change_listeners = None;
         &mut self.records[id.0]
     }
 
@@ -232,6 +237,42 @@ impl Database {
         if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
             self.process_chain(next, now, results);
         }
+        self.process_listeners(id, now, results);
+    }
+
+    /// `CP`/`CPP` links: the records reading `id` through one process when it
+    /// posts a value or alarm change (a `CPP` link only when its record is passive).
+    fn process_listeners(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
+        let posted = results
+            .iter()
+            .filter(|(r, _)| *r == id)
+            .any(|(_, c)| c.posts().iter().any(|(field, mask)| *field == "VAL" && mask & (DBE_VALUE | DBE_ALARM) != 0));
+        if !posted {
+            return;
+        }
+        let listeners = self.change_listeners().get(&id).cloned().unwrap_or_default();
+        for listener in listeners {
+            self.process_chain(listener, now, results);
+        }
+    }
+
+    fn change_listeners(&mut self) -> &HashMap<RecordId, Vec<RecordId>> {
+        if self.change_listeners.is_none() {
+            let mut index: HashMap<RecordId, Vec<RecordId>> = HashMap::new();
+            for (i, record) in self.records.iter().enumerate() {
+                for (_, link) in record.input_links() {
+                    let passive_only = link.process_passive;
+                    if !link.process_on_change || (passive_only && record.scan() != 0) {
+                        continue;
+                    }
+                    if let Some(&target) = self.names.get(&link.record) {
+                        index.entry(target).or_default().push(RecordId(i));
+                    }
+                }
+            }
+            self.change_listeners = Some(index);
+        }
+        self.change_listeners.get_or_insert_default()
     }
 
     /// Posts the named event as `post_event`/`postEvent` do: every record with
@@ -291,6 +332,7 @@ impl Database {
             }
         } else {
             results.push((target, changes));
+            self.process_listeners(target, now, results);
         }
     }
 
@@ -342,9 +384,14 @@ impl Database {
         value: FieldValue,
         now: SystemTime,
     ) -> Result<Vec<(RecordId, Changes)>, PutError> {
+        if self.records[id.0].field_type(field).is_some_and(|t| t == FieldType::InLink) || field == "SCAN" {
+            self.change_listeners = None;
+        }
         let (first, process) = self.records[id.0].put_without_processing(field, value)?;
         if !process {
-            return Ok(vec![(id, first)]);
+            let mut results = vec![(id, first)];
+            self.process_listeners(id, now, &mut results);
+            return Ok(results);
         }
         let mut results = self.process(id, now);
         if let Some((_, changes)) = results.first_mut() {
@@ -402,6 +449,26 @@ mod tests {
         let broken = db.find("broken").unwrap();
         db.process(broken, now);
         assert_eq!(db.record(broken).alarm().sevr, severity::INVALID);
+    }
+
+    #[test]
+    fn cp_links_process_on_change() {
+        let mut db = db("record(ao, src) { }\n\
+                         record(calc, cp) { field(CALC, \"A*2\") field(INPA, \"src CP\") }\n\
+                         record(calc, cpp) { field(SCAN, \"1 second\") field(CALC, \"A\") field(INPA, \"src CPP\") }\n\
+                         record(calc, chained) { field(CALC, \"A+1\") field(INPA, \"cp CP\") }\n\
+                         record(ao, npp) { field(OUT, \"src\") }");
+        let now = SystemTime::now();
+        let src = db.find("src").unwrap();
+        db.put_field(src, "VAL", FieldValue::Double(3.0), now).unwrap();
+        let val = |db: &Database, name: &str| db.record(db.find(name).unwrap()).get_field("VAL");
+        assert_eq!(val(&db, "cp"), Some(FieldValue::Double(6.0)));
+        assert_eq!(val(&db, "chained"), Some(FieldValue::Double(7.0)), "cp's change reached chained");
+        assert_eq!(val(&db, "cpp"), Some(FieldValue::Double(0.0)), "CPP: only a passive record processes");
+        let npp = db.find("npp").unwrap();
+        db.put_field(npp, "VAL", FieldValue::Double(5.0), now).unwrap();
+        // dbPut posts no monitor for a pp(TRUE) VAL written without processing: no CP either.
+        assert_eq!(val(&db, "cp"), Some(FieldValue::Double(6.0)));
     }
 
     #[test]
