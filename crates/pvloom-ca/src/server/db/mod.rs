@@ -218,6 +218,13 @@ impl Database {
         }
         let slot = results.len();
         results.push((id, Changes::default()));
+        self.read_disable_link(id);
+        if self.records[id.0].disabled() {
+            // dbProcess: a disabled record only shows DISABLE with DISS; no processing, no FLNK.
+            let changes = self.records[id.0].mark_disabled();
+            results[slot].1.merge(changes);
+            return;
+        }
         let (changes, follow) = self.process_one(id, now, results);
         results[slot].1.merge(changes);
         for write in follow.outputs {
@@ -284,6 +291,16 @@ impl Database {
             self.process_chain(target, now, &mut results);
         }
         results
+    }
+
+    /// `SDIS`, when it names a record, sets `DISA` before processing (as dbProcess reads it).
+    fn read_disable_link(&mut self, id: RecordId) {
+        let Some(FieldValue::String(text)) = self.records[id.0].get_field("SDIS") else { return };
+        let Ok(CalcInput::Link(link)) = Link::parse_input(&text) else { return };
+        let value = self.find(&link.record).and_then(|t| self.records[t.0].get_field(&link.field));
+        if let Some(v) = value.and_then(|v| v.as_f64()) {
+            let _ = self.records[id.0].put_without_processing("DISA", FieldValue::Int(v as i64));
+        }
     }
 
     /// The record a link field of record `id` names, if it exists.
@@ -469,6 +486,23 @@ mod tests {
         db.put_field(npp, "VAL", FieldValue::Double(5.0), now).unwrap();
         // dbPut posts no monitor for a pp(TRUE) VAL written without processing: no CP either.
         assert_eq!(val(&db, "cp"), Some(FieldValue::Double(6.0)));
+    }
+
+    #[test]
+    fn disabled_records_do_not_process() {
+        let mut db = db("record(bo, gate) { }\n\
+                         record(calc, c) { field(CALC, \"VAL+1\") field(SDIS, \"gate\") field(DISS, MINOR) field(FLNK, d) }\n\
+                         record(calc, d) { field(CALC, \"VAL+1\") }");
+        let now = SystemTime::now();
+        let (gate, c) = (db.find("gate").unwrap(), db.find("c").unwrap());
+        db.process(c, now);
+        assert_eq!(db.record(c).get_field("VAL"), Some(FieldValue::Double(1.0)));
+        db.put_field(gate, "VAL", FieldValue::Enum(1), now).unwrap();
+        db.process(c, now);
+        let r = db.record(c);
+        assert_eq!(r.get_field("VAL"), Some(FieldValue::Double(1.0)), "DISA 1 = DISV: not processed");
+        assert_eq!((r.alarm().stat, r.alarm().sevr), (alarm_status::DISABLE, severity::MINOR));
+        assert_eq!(db.record(db.find("d").unwrap()).get_field("VAL"), Some(FieldValue::Double(1.0)), "no FLNK");
     }
 
     #[test]

@@ -520,6 +520,32 @@ impl Record {
         }
     }
 
+    /// True when `DISA` equals `DISV`: processing is disabled.
+    pub fn disabled(&self) -> bool {
+        self.get_field("DISA") == self.get_field("DISV")
+    }
+
+    /// What dbProcess does to a disabled record: `STAT` DISABLE with severity
+    /// `DISS` (once), nothing processed.
+    pub(crate) fn mark_disabled(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        if self.alarm.stat == alarm_status::DISABLE {
+            return changes;
+        }
+        let diss = match self.get_field("DISS") {
+            Some(FieldValue::Enum(v)) => v,
+            _ => 0,
+        };
+        self.alarm.stat = alarm_status::DISABLE;
+        self.alarm.sevr = diss;
+        self.alarm.nsta = 0;
+        self.alarm.nsev = 0;
+        changes.post("STAT", DBE_VALUE | DBE_ALARM);
+        changes.post("SEVR", DBE_VALUE);
+        changes.post("VAL", DBE_ALARM);
+        changes
+    }
+
     /// Raises a pending alarm that the next processing commits
     /// (`recGblSetSevr`), e.g. a link alarm found by the server.
     pub fn raise_alarm(&mut self, stat: u16, sevr: u16) {
