@@ -5,111 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Scratch, free_port, free_udp_port, root, venv_python};
-
-/// A process whose stdout lines and stderr text are collected; killed (by its PID,
-/// through `Child`) when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(command: &mut Command) -> Proc {
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let (stdout, stderr) = (Arc::new(Mutex::new(String::new())), Arc::new(Mutex::new(String::new())));
-        let (mut pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let (tx, lines) = mpsc::channel();
-        let (out, sink) = (child.stdout.take().unwrap(), stdout.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Proc { child, lines, stdout, stderr }
-    }
-
-    /// The first stdout line containing `marker`, within 10 s.
-    fn wait_line(&mut self, marker: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(marker) => return line,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "no {marker:?} line; stdout:\n{}\nstderr:\n{}",
-                    self.stdout.lock().unwrap(),
-                    self.stderr.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        strip_ansi(&self.stderr.lock().unwrap())
-    }
-
-    fn stdout(&self) -> String {
-        strip_ansi(&self.stdout.lock().unwrap())
-    }
-
-    /// The exit status within `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Base colours its iocsh output; compare text.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+use support::{Proc, Scratch, free_port, free_udp_port, root, strip_ansi, venv_python};
 
 fn pvloom(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Proc {
     Proc::spawn(

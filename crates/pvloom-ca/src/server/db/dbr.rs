@@ -8,7 +8,8 @@ use crate::proto::dbr::{
     Alarm, CaString, ControlLimits, ConvertError, DbrClass, DbrData, DbrType, GraphicInfo, Metadata, NativeType, Value,
 };
 
-use super::record::{Changes, Kind, PutError, Record, truncate_value};
+use super::rec::Limits;
+use super::record::{Changes, PutError, Record, truncate_value};
 use super::value::{FieldType, FieldValue, truncate_to};
 
 /// Why a field cannot be read as the requested DBR type.
@@ -33,15 +34,6 @@ pub enum GetError {
     Convert(#[from] ConvertError),
 }
 
-/// Display, alarm and control limits of one field, before narrowing to a DBR type.
-struct Limits {
-    units: String,
-    precision: i16,
-    display: (f64, f64),
-    alarm: [f64; 4],
-    control: (f64, f64),
-}
-
 /// `getMaxRangeValues`: the default limits of a field type.
 fn type_range(field_type: FieldType) -> (f64, f64) {
     match field_type {
@@ -59,9 +51,6 @@ fn type_range(field_type: FieldType) -> (f64, f64) {
     }
 }
 
-/// Fields that share the display limits of `VAL` in ai/ao/longin/longout/calc.
-const VALUE_LIKE: [&str; 11] = ["VAL", "HIHI", "HIGH", "LOW", "LOLO", "LALM", "ALST", "MLST", "OVAL", "PVAL", "SVAL"];
-
 impl Record {
     /// The CA type of a channel to field `name`.
     pub fn native_type(&self, name: &str) -> Option<NativeType> {
@@ -69,96 +58,10 @@ impl Record {
     }
 
     fn limits(&self, field: &str, field_type: FieldType) -> Limits {
-        let nan4 = [f64::NAN; 4];
         let range = type_range(field_type);
-        let value_like = VALUE_LIKE.contains(&field);
-        let clamp_prec = |p: i16| if field == "VAL" || (0..=15).contains(&p) { p } else { 15 };
-        let float = matches!(field_type, FieldType::Float | FieldType::Double);
-        let mut limits = Limits { units: String::new(), precision: 0, display: range, alarm: nan4, control: range };
-        match self.kind() {
-            Kind::Ai(a) | Kind::Ao(a) => {
-                if float && !matches!(field, "ASLO" | "AOFF" | "SMOO") {
-                    limits.units = a.display.egu.clone();
-                }
-                limits.precision = if float { clamp_prec(a.display.prec) } else { 0 };
-                if value_like || field == "IVOV" {
-                    limits.display = (a.display.hopr, a.display.lopr);
-                    limits.control = if matches!(self.kind(), Kind::Ao(_)) {
-                        (a.drvh, a.drvl)
-                    } else {
-                        (a.display.hopr, a.display.lopr)
-                    };
-                }
-                if field == "VAL" {
-                    limits.alarm = a.limits.reported();
-                }
-            }
-            Kind::Calc(c) => {
-                let a = &c.analog;
-                if float {
-                    limits.units = a.display.egu.clone();
-                    limits.precision = clamp_prec(a.display.prec);
-                }
-                if value_like {
-                    limits.display = (a.display.hopr, a.display.lopr);
-                    limits.control = limits.display;
-                }
-                if field == "VAL" {
-                    limits.alarm = a.limits.reported();
-                }
-            }
-            Kind::Longin(l) | Kind::Longout(l) => {
-                if field_type == FieldType::Long {
-                    limits.units = l.display.egu.clone();
-                }
-                if value_like {
-                    limits.display = (l.display.hopr, l.display.lopr);
-                    limits.control = if matches!(self.kind(), Kind::Longout(_)) && l.drvh > l.drvl {
-                        (f64::from(l.drvh), f64::from(l.drvl))
-                    } else {
-                        limits.display
-                    };
-                }
-                if field == "VAL" {
-                    limits.alarm = l.limits.reported();
-                }
-            }
-            Kind::Waveform(w) => {
-                let element = w.element_type();
-                if matches!(field, "HOPR" | "LOPR")
-                    || (field == "VAL" && !matches!(element, FieldType::String { .. } | FieldType::Enum))
-                {
-                    limits.units = w.display.egu.clone();
-                }
-                limits.precision = if field == "VAL" {
-                    w.display.prec
-                } else if float {
-                    clamp_prec(w.display.prec)
-                } else {
-                    0
-                };
-                match field {
-                    "VAL" => {
-                        limits.display = (w.display.hopr, w.display.lopr);
-                        limits.control = limits.display;
-                    }
-                    "NORD" => {
-                        limits.display = (f64::from(w.nelm), 0.0);
-                        limits.control = limits.display;
-                    }
-                    "BUSY" => {
-                        limits.display = (1.0, 0.0);
-                        limits.control = limits.display;
-                    }
-                    _ => {}
-                }
-            }
-            // Record types without graphic support report zeros (dbAccess' get_graphics).
-            _ => {
-                limits.display = (0.0, 0.0);
-                limits.control = (0.0, 0.0);
-            }
-        }
+        let mut limits =
+            Limits { units: String::new(), precision: 0, display: range, alarm: [f64::NAN; 4], control: range };
+        self.support().limits(field, field_type, &mut limits);
         limits
     }
 
@@ -316,11 +219,7 @@ impl Record {
             DbrClass::StsackString | DbrClass::ClassName => return Err(PutError::BadType(data_type)),
             _ => {}
         }
-        let value = if matches!(self.kind(), Kind::Waveform(_)) && name == "VAL" {
-            FieldValue::Array(data.value.clone())
-        } else {
-            first(&data.value)?
-        };
+        let value = if self.is_array(name) { FieldValue::Array(data.value.clone()) } else { first(&data.value)? };
         self.put_field_at(name, value, now)
     }
 }

@@ -16,6 +16,7 @@ pub mod alarm;
 pub mod calc;
 mod dbr;
 pub mod parse;
+pub mod rec;
 pub mod record;
 pub mod value;
 
@@ -26,13 +27,14 @@ pub use alarm::{AlarmState, LimitAlarms};
 pub use calc::{CalcError, CalcExpr};
 pub use dbr::GetError;
 pub use parse::{ExistingRecords, IncludeLoader, MacroError, Macros, ParseOptions, RecordDef, parse_db, parse_db_with};
-pub use record::{
-    Analog, Binary, Calc, CalcInput, Changes, Deadband, Display, FieldSpec, Kind, Link, LinkError, LoadError, Long,
-    Multi, PutEffect, PutError, Record, RecordType, SeverityMode, Text, Waveform,
+pub use rec::{
+    Analog, Binary, Calc, Deadband, Display, FieldSpec, Follow, Limits, Long, Multi, OutputWrite, Process,
+    RecordSupport, RecordType, RecordTypeDef, Text, Waveform,
 };
+pub use record::{CalcInput, Changes, Link, LinkError, LoadError, PutEffect, PutError, Record, SeverityMode};
 pub use value::{FieldType, FieldValue, Menu};
 
-use crate::proto::constants::{alarm_status, severity};
+use crate::proto::constants::{DBE_ALARM, DBE_VALUE, alarm_status, severity};
 
 /// A database file that cannot be loaded: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +62,9 @@ pub const MAX_FORWARD_LINKS: usize = 64;
 pub struct Database {
     records: Vec<Record>,
     names: HashMap<String, RecordId>,
+    /// For each record, the records whose `CP`/`CPP` input links name it; built
+    /// when needed, dropped whenever records or links may have changed.
+    change_listeners: Option<HashMap<RecordId, Vec<RecordId>>>,
 }
 
 /// A record or alias of that name exists already.
@@ -130,6 +135,7 @@ impl Database {
             self.names.insert(name, id);
         }
         self.records.push(record);
+        self.change_listeners = None;
         Ok(id)
     }
 
@@ -170,6 +176,7 @@ impl Database {
 
     /// The record `id`, mutably.
     pub fn record_mut(&mut self, id: RecordId) -> &mut Record {
+        self.change_listeners = None;
         &mut self.records[id.0]
     }
 
@@ -192,40 +199,182 @@ impl Database {
         groups
     }
 
-    /// Processes record `id` at `now`: a calc record first reads its input
+    /// Processes record `id` at `now`: the record first reads its input
     /// links (alarm severity propagating per `MS`/`MSS`/`MSI`; a link to a
-    /// missing record or field raises LINK/INVALID), then forward links
-    /// (`FLNK`) are followed. Returns the changes of every record processed.
+    /// missing record or field raises LINK/INVALID; a `PP` link processes a
+    /// passive target first), then writes its output links (processing a
+    /// passive target of a `PP` link), processes the targets of fanout-style
+    /// links, and follows its forward link (`FLNK`). Returns the changes of
+    /// every record processed, this one first.
     pub fn process(&mut self, id: RecordId, now: SystemTime) -> Vec<(RecordId, Changes)> {
         let mut results = Vec::new();
-        let mut next = Some(id);
-        while let Some(id) = next.take() {
-            if results.len() >= MAX_FORWARD_LINKS || results.iter().any(|(done, _)| *done == id) {
-                break;
+        self.process_chain(id, now, &mut results);
+        results
+    }
+
+    fn process_chain(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
+        if results.len() >= MAX_FORWARD_LINKS || results.iter().any(|(done, _)| *done == id) {
+            return;
+        }
+        let slot = results.len();
+        results.push((id, Changes::default()));
+        self.read_disable_link(id);
+        if self.records[id.0].disabled() {
+            // dbProcess: a disabled record only shows DISABLE with DISS; no processing, no FLNK.
+            let changes = self.records[id.0].mark_disabled();
+            results[slot].1.merge(changes);
+            return;
+        }
+        let (changes, follow) = self.process_one(id, now, results);
+        results[slot].1.merge(changes);
+        for write in follow.outputs {
+            self.write_link(id, &write, now, results);
+        }
+        for link_field in follow.process_links {
+            if let Some(target) = self.link_target(id, link_field) {
+                self.process_chain(target, now, results);
             }
-            let changes = self.process_one(id, now);
-            results.push((id, changes));
-            next = self.records[id.0].forward_link().and_then(|name| self.find(&name));
+        }
+        for event in follow.events {
+            let scanned: Vec<RecordId> = self.ids().filter(|&r| self.records[r.0].scans_on_event(&event)).collect();
+            for target in scanned {
+                self.process_chain(target, now, results);
+            }
+        }
+        if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
+            self.process_chain(next, now, results);
+        }
+        self.process_listeners(id, now, results);
+    }
+
+    /// `CP`/`CPP` links: the records reading `id` through one process when it
+    /// posts a value or alarm change (a `CPP` link only when its record is passive).
+    fn process_listeners(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
+        let posted = results
+            .iter()
+            .filter(|(r, _)| *r == id)
+            .any(|(_, c)| c.posts().iter().any(|(field, mask)| *field == "VAL" && mask & (DBE_VALUE | DBE_ALARM) != 0));
+        if !posted {
+            return;
+        }
+        let listeners = self.change_listeners().get(&id).cloned().unwrap_or_default();
+        for listener in listeners {
+            self.process_chain(listener, now, results);
+        }
+    }
+
+    fn change_listeners(&mut self) -> &HashMap<RecordId, Vec<RecordId>> {
+        if self.change_listeners.is_none() {
+            let mut index: HashMap<RecordId, Vec<RecordId>> = HashMap::new();
+            for (i, record) in self.records.iter().enumerate() {
+                for (_, link) in record.input_links() {
+                    let passive_only = link.process_passive;
+                    if !link.process_on_change || (passive_only && record.scan() != 0) {
+                        continue;
+                    }
+                    if let Some(&target) = self.names.get(&link.record) {
+                        index.entry(target).or_default().push(RecordId(i));
+                    }
+                }
+            }
+            self.change_listeners = Some(index);
+        }
+        self.change_listeners.get_or_insert_default()
+    }
+
+    /// Posts the named event as `post_event`/`postEvent` do: every record with
+    /// `SCAN` Event and that `EVNT` processes. Returns the changes.
+    pub fn post_event(&mut self, event: &str, now: SystemTime) -> Vec<(RecordId, Changes)> {
+        let mut results = Vec::new();
+        let scanned: Vec<RecordId> = self.ids().filter(|&r| self.records[r.0].scans_on_event(event)).collect();
+        for target in scanned {
+            self.process_chain(target, now, &mut results);
         }
         results
     }
 
-    fn process_one(&mut self, id: RecordId, now: SystemTime) -> Changes {
-        let links: Vec<(usize, Link)> =
-            self.records[id.0].calc_inputs().into_iter().map(|(i, link)| (i, link.clone())).collect();
-        if links.is_empty() {
-            return self.records[id.0].process(now);
+    /// `SDIS`, when it names a record, sets `DISA` before processing (as dbProcess reads it).
+    fn read_disable_link(&mut self, id: RecordId) {
+        let Some(FieldValue::String(text)) = self.records[id.0].get_field("SDIS") else { return };
+        let Ok(CalcInput::Link(link)) = Link::parse_input(&text) else { return };
+        let value = self.find(&link.record).and_then(|t| self.records[t.0].get_field(&link.field));
+        if let Some(v) = value.and_then(|v| v.as_f64()) {
+            let _ = self.records[id.0].put_without_processing("DISA", FieldValue::Int(v as i64));
         }
-        let mut inputs = [0.0; calc::NUM_ARGS];
+    }
+
+    /// The record a link field of record `id` names, if it exists.
+    fn link_target(&self, id: RecordId, link_field: &str) -> Option<RecordId> {
+        let text = self.records[id.0].get_field(link_field)?.to_text();
+        match Link::parse_input(&text) {
+            Ok(CalcInput::Link(link)) => self.find(&link.record),
+            _ => None,
+        }
+    }
+
+    /// `dbPutLink`: writes `write.value` to the target of an output link of
+    /// record `id`; a `PP` link processes a passive target.
+    fn write_link(
+        &mut self,
+        id: RecordId,
+        write: &OutputWrite,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+    ) {
+        let Some(text) = self.records[id.0].get_field(write.link_field).map(|v| v.to_text()) else { return };
+        let Ok(CalcInput::Link(link)) = Link::parse_input(&text) else { return };
+        // A target that is not in this database would be a CA link in base, which
+        // drops the write while disconnected.
+        let Some(target) = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some())
+        else {
+            return;
+        };
+        let mut value = write.value.clone();
+        // dbPut writes at most the elements the target holds.
+        if let FieldValue::Array(array) = &value {
+            let max = self.records[target.0].element_count(&link.field).unwrap_or(1) as usize;
+            if array.len() > max {
+                value = FieldValue::Array(record::truncate_value(array, max));
+            }
+        }
+        let Ok((changes, process)) = self.records[target.0].put_without_processing(&link.field, value) else {
+            return;
+        };
+        let passive = self.records[target.0].scan() == 0;
+        if (link.process_passive && passive) || (process && link.field == "PROC") {
+            let slot = results.len();
+            self.process_chain(target, now, results);
+            if let Some((_, first)) = results.get_mut(slot) {
+                first.merge(changes);
+            }
+        } else {
+            results.push((target, changes));
+            self.process_listeners(target, now, results);
+        }
+    }
+
+    fn process_one(
+        &mut self,
+        id: RecordId,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+    ) -> (Changes, Follow) {
+        let links = self.records[id.0].input_links();
+        let mut inputs = Vec::with_capacity(links.len());
         let mut raised = Vec::new();
-        for (i, link) in links {
+        for (link_field, link) in links {
             let target = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some());
             let Some(target) = target else {
                 raised.push((alarm_status::LINK, severity::INVALID));
                 continue;
             };
+            if link.process_passive && self.records[target.0].scan() == 0 {
+                self.process_chain(target, now, results);
+            }
             let source = &self.records[target.0];
-            inputs[i] = source.get_field(&link.field).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+            if let Some(value) = source.get_field(&link.field) {
+                inputs.push((link_field, value));
+            }
             let (stat, sevr) = (source.alarm().stat, source.alarm().sevr);
             match link.severity_mode {
                 SeverityMode::Nms => {}
@@ -239,7 +388,7 @@ impl Database {
         for (stat, sevr) in raised {
             record.raise_alarm(stat, sevr);
         }
-        record.process_calc(&inputs, now)
+        record.process_with(&inputs, now)
     }
 
     /// Writes `field` of record `id` like a CA put; when that processes the
@@ -252,9 +401,14 @@ impl Database {
         value: FieldValue,
         now: SystemTime,
     ) -> Result<Vec<(RecordId, Changes)>, PutError> {
+        if self.records[id.0].field_type(field).is_some_and(|t| t == FieldType::InLink) || field == "SCAN" {
+            self.change_listeners = None;
+        }
         let (first, process) = self.records[id.0].put_without_processing(field, value)?;
         if !process {
-            return Ok(vec![(id, first)]);
+            let mut results = vec![(id, first)];
+            self.process_listeners(id, now, &mut results);
+            return Ok(results);
         }
         let mut results = self.process(id, now);
         if let Some((_, changes)) = results.first_mut() {
@@ -288,8 +442,8 @@ mod tests {
         assert_eq!(periodic.len(), 1);
         assert_eq!(periodic[0].1, vec![db.find("c").unwrap(), a], "PHAS order");
         let mut other = Database::new();
-        other.add(Record::new(RecordType::Ai, "a")).unwrap();
-        assert!(other.add(Record::new(RecordType::Ao, "a")).is_err());
+        other.add(Record::new(RecordType::named("ai"), "a")).unwrap();
+        assert!(other.add(Record::new(RecordType::named("ao"), "a")).is_err());
     }
 
     #[test]
@@ -312,6 +466,43 @@ mod tests {
         let broken = db.find("broken").unwrap();
         db.process(broken, now);
         assert_eq!(db.record(broken).alarm().sevr, severity::INVALID);
+    }
+
+    #[test]
+    fn cp_links_process_on_change() {
+        let mut db = db("record(ao, src) { }\n\
+                         record(calc, cp) { field(CALC, \"A*2\") field(INPA, \"src CP\") }\n\
+                         record(calc, cpp) { field(SCAN, \"1 second\") field(CALC, \"A\") field(INPA, \"src CPP\") }\n\
+                         record(calc, chained) { field(CALC, \"A+1\") field(INPA, \"cp CP\") }\n\
+                         record(ao, npp) { field(OUT, \"src\") }");
+        let now = SystemTime::now();
+        let src = db.find("src").unwrap();
+        db.put_field(src, "VAL", FieldValue::Double(3.0), now).unwrap();
+        let val = |db: &Database, name: &str| db.record(db.find(name).unwrap()).get_field("VAL");
+        assert_eq!(val(&db, "cp"), Some(FieldValue::Double(6.0)));
+        assert_eq!(val(&db, "chained"), Some(FieldValue::Double(7.0)), "cp's change reached chained");
+        assert_eq!(val(&db, "cpp"), Some(FieldValue::Double(0.0)), "CPP: only a passive record processes");
+        let npp = db.find("npp").unwrap();
+        db.put_field(npp, "VAL", FieldValue::Double(5.0), now).unwrap();
+        // dbPut posts no monitor for a pp(TRUE) VAL written without processing: no CP either.
+        assert_eq!(val(&db, "cp"), Some(FieldValue::Double(6.0)));
+    }
+
+    #[test]
+    fn disabled_records_do_not_process() {
+        let mut db = db("record(bo, gate) { }\n\
+                         record(calc, c) { field(CALC, \"VAL+1\") field(SDIS, \"gate\") field(DISS, MINOR) field(FLNK, d) }\n\
+                         record(calc, d) { field(CALC, \"VAL+1\") }");
+        let now = SystemTime::now();
+        let (gate, c) = (db.find("gate").unwrap(), db.find("c").unwrap());
+        db.process(c, now);
+        assert_eq!(db.record(c).get_field("VAL"), Some(FieldValue::Double(1.0)));
+        db.put_field(gate, "VAL", FieldValue::Enum(1), now).unwrap();
+        db.process(c, now);
+        let r = db.record(c);
+        assert_eq!(r.get_field("VAL"), Some(FieldValue::Double(1.0)), "DISA 1 = DISV: not processed");
+        assert_eq!((r.alarm().stat, r.alarm().sevr), (alarm_status::DISABLE, severity::MINOR));
+        assert_eq!(db.record(db.find("d").unwrap()).get_field("VAL"), Some(FieldValue::Double(1.0)), "no FLNK");
     }
 
     #[test]

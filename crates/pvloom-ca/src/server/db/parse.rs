@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use std::io;
 
 use super::DbError;
-use super::record::{Record, RecordType};
+use super::rec::RecordType;
+use super::record::Record;
 
 /// Deepest macro nesting accepted before expansion is declared runaway.
 pub const MAX_MACRO_DEPTH: usize = 64;
