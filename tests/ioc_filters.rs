@@ -73,7 +73,7 @@ def monitored(name, puts):
         time.sleep(0.01)
     for v in puts:
         epics.caput("F:AO", v, wait=True)
-        time.sleep(0.05)
+        time.sleep(0.2)  # apart enough that no update coalesces with the next (pvloom keeps the newest)
     time.sleep(0.3)
     pv.clear_callbacks(); pv.disconnect()
     return got

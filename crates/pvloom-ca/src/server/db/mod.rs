@@ -54,8 +54,11 @@ pub struct DbError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordId(pub usize);
 
-/// How many forward links one processing may follow before giving up (a loop).
-pub const MAX_FORWARD_LINKS: usize = 64;
+/// How many records one processing chain (a scan, a put, an event and everything its
+/// links process) may process before giving up. Loops end earlier: as base's PACT, a
+/// record already processed in the chain is not processed again. The bound keeps a
+/// database of CP links that feed each other from processing without end.
+pub const MAX_CHAIN_PROCESSING: usize = 100_000;
 
 /// The records of a server, by name and alias.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +67,12 @@ pub struct Database {
     names: HashMap<String, RecordId>,
     /// For each record, the records whose `CP`/`CPP` input links name it; built
     /// when needed, dropped whenever records or links may have changed.
-    change_listeners: Option<HashMap<RecordId, Vec<RecordId>>>,
+    change_listeners: Option<HashMap<RecordId, Vec<(RecordId, String)>>>,
+    /// The chain each record last processed in (PACT for the chain running now).
+    processed_in: Vec<u64>,
+    /// The chain running now, and how many records it processed.
+    chain: u64,
+    chain_len: usize,
 }
 
 /// A record or alias of that name exists already.
@@ -207,15 +215,32 @@ impl Database {
     /// links, and follows its forward link (`FLNK`). Returns the changes of
     /// every record processed, this one first.
     pub fn process(&mut self, id: RecordId, now: SystemTime) -> Vec<(RecordId, Changes)> {
+        self.begin_chain();
         let mut results = Vec::new();
         self.process_chain(id, now, &mut results);
         results
     }
 
+    /// A new processing chain: every record may process once in it.
+    fn begin_chain(&mut self) {
+        self.chain += 1;
+        self.chain_len = 0;
+        self.processed_in.resize(self.records.len(), 0);
+    }
+
     fn process_chain(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
-        if results.len() >= MAX_FORWARD_LINKS || results.iter().any(|(done, _)| *done == id) {
+        if self.processed_in[id.0] == self.chain {
             return;
         }
+        if self.chain_len >= MAX_CHAIN_PROCESSING {
+            tracing::warn!(
+                record = self.records[id.0].name(),
+                "a processing chain passed {MAX_CHAIN_PROCESSING} records: stopped"
+            );
+            return;
+        }
+        self.processed_in[id.0] = self.chain;
+        self.chain_len += 1;
         let slot = results.len();
         results.push((id, Changes::default()));
         self.read_disable_link(id);
@@ -244,28 +269,34 @@ impl Database {
         if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
             self.process_chain(next, now, results);
         }
-        self.process_listeners(id, now, results);
+        self.process_listeners(id, slot, now, results);
     }
 
-    /// `CP`/`CPP` links: the records reading `id` through one process when it
-    /// posts a value or alarm change (a `CPP` link only when its record is passive).
-    fn process_listeners(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
-        let posted = results
+    /// `CP`/`CPP` links: the records reading `id` through one process when the field
+    /// they read posted a value or alarm change in `results[slot]` (a `CPP` link only
+    /// when its record is passive).
+    fn process_listeners(
+        &mut self,
+        id: RecordId,
+        slot: usize,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+    ) {
+        let Some(listeners) = self.change_listeners().get(&id) else { return };
+        let Some((_, changes)) = results.get(slot) else { return };
+        let due: Vec<RecordId> = listeners
             .iter()
-            .filter(|(r, _)| *r == id)
-            .any(|(_, c)| c.posts().iter().any(|(field, mask)| *field == "VAL" && mask & (DBE_VALUE | DBE_ALARM) != 0));
-        if !posted {
-            return;
-        }
-        let listeners = self.change_listeners().get(&id).cloned().unwrap_or_default();
-        for listener in listeners {
+            .filter(|(_, field)| changes.mask_for(field) & (DBE_VALUE | DBE_ALARM) != 0)
+            .map(|(listener, _)| *listener)
+            .collect();
+        for listener in due {
             self.process_chain(listener, now, results);
         }
     }
 
-    fn change_listeners(&mut self) -> &HashMap<RecordId, Vec<RecordId>> {
+    fn change_listeners(&mut self) -> &HashMap<RecordId, Vec<(RecordId, String)>> {
         if self.change_listeners.is_none() {
-            let mut index: HashMap<RecordId, Vec<RecordId>> = HashMap::new();
+            let mut index: HashMap<RecordId, Vec<(RecordId, String)>> = HashMap::new();
             for (i, record) in self.records.iter().enumerate() {
                 for (_, link) in record.input_links() {
                     let passive_only = link.process_passive;
@@ -273,7 +304,7 @@ impl Database {
                         continue;
                     }
                     if let Some(&target) = self.names.get(&link.record) {
-                        index.entry(target).or_default().push(RecordId(i));
+                        index.entry(target).or_default().push((RecordId(i), link.field.clone()));
                     }
                 }
             }
@@ -287,7 +318,9 @@ impl Database {
     pub fn post_event(&mut self, event: &str, now: SystemTime) -> Vec<(RecordId, Changes)> {
         let mut results = Vec::new();
         let scanned: Vec<RecordId> = self.ids().filter(|&r| self.records[r.0].scans_on_event(event)).collect();
+        // Each record an event scans processes in its own chain, as base queues them.
         for target in scanned {
+            self.begin_chain();
             self.process_chain(target, now, &mut results);
         }
         results
@@ -349,7 +382,7 @@ impl Database {
             }
         } else {
             results.push((target, changes));
-            self.process_listeners(target, now, results);
+            self.process_listeners(target, results.len() - 1, now, results);
         }
     }
 
@@ -406,8 +439,9 @@ impl Database {
         }
         let (first, process) = self.records[id.0].put_without_processing(field, value)?;
         if !process {
+            self.begin_chain();
             let mut results = vec![(id, first)];
-            self.process_listeners(id, now, &mut results);
+            self.process_listeners(id, 0, now, &mut results);
             return Ok(results);
         }
         let mut results = self.process(id, now);
@@ -510,5 +544,40 @@ mod tests {
         let mut db = db("record(ai, a) { field(FLNK, b) }\nrecord(ai, b) { field(FLNK, a) }");
         let a = db.find("a").unwrap();
         assert_eq!(db.process(a, SystemTime::now()).len(), 2);
+        // The next scan is a new chain: both process again.
+        assert_eq!(db.process(a, SystemTime::now()).len(), 2);
+    }
+
+    #[test]
+    fn long_flnk_and_cp_chains_run_to_their_end() {
+        // Base has no depth limit, only PACT: 200 records each way.
+        let mut text = String::from("record(calc, f0) { field(CALC, \"VAL+1\") field(FLNK, f1) }\n");
+        text.push_str("record(calc, c0) { field(CALC, \"VAL+1\") }\n");
+        for k in 1..200 {
+            let next = if k < 199 { format!(" field(FLNK, f{})", k + 1) } else { String::new() };
+            text.push_str(&format!("record(calc, f{k}) {{ field(INPA, f{}) field(CALC, \"A+1\"){next} }}\n", k - 1));
+            text.push_str(&format!("record(calc, c{k}) {{ field(INPA, \"c{} CP\") field(CALC, \"A+1\") }}\n", k - 1));
+        }
+        let mut db = db(&text);
+        let now = SystemTime::now();
+        for head in ["f0", "c0"] {
+            let id = db.find(head).unwrap();
+            assert_eq!(db.process(id, now).len(), 200, "{head}'s chain");
+            assert_eq!(db.process(id, now).len(), 200, "{head}'s chain, again");
+        }
+        let val = |db: &Database, name: &str| db.record(db.find(name).unwrap()).get_field("VAL");
+        assert_eq!(val(&db, "f199"), Some(FieldValue::Double(201.0)));
+        assert_eq!(val(&db, "c199"), Some(FieldValue::Double(201.0)));
+    }
+
+    #[test]
+    fn a_record_written_through_a_link_still_processes_later_in_the_chain() {
+        // `w` writes t.A without processing it; its FLNK then processes t, which must
+        // not count as already processed (PACT is about processing, not changes).
+        let mut db = db("record(ao, w) { field(VAL, \"4\") field(OUT, \"t.A\") field(FLNK, t) }\n\
+                         record(calc, t) { field(CALC, \"A*10\") }");
+        let w = db.find("w").unwrap();
+        db.process(w, SystemTime::now());
+        assert_eq!(db.record(db.find("t").unwrap()).get_field("VAL"), Some(FieldValue::Double(40.0)));
     }
 }
