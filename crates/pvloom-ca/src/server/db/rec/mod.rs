@@ -8,7 +8,8 @@
 //! one module plus its line in [`REGISTRY`].
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use super::alarm::AlarmState;
@@ -229,6 +230,26 @@ static REGISTRY: &[&RecordTypeDef] = &[
     &compress::TYPE,
 ];
 
+/// Each registered type's fields by name (own first, as `fields` lists them), keyed by
+/// the type's definition.
+type FieldIndex = HashMap<usize, HashMap<&'static str, &'static FieldSpec, FastState>, FastState>;
+type FastState = foldhash::fast::FixedState;
+
+fn field_index() -> &'static FieldIndex {
+    static INDEX: OnceLock<FieldIndex> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        RecordType::all()
+            .map(|t| {
+                let mut by_name = HashMap::with_hasher(FastState::default());
+                for f in t.fields() {
+                    by_name.entry(f.name).or_insert(f);
+                }
+                (t.0 as *const RecordTypeDef as usize, by_name)
+            })
+            .collect()
+    })
+}
+
 /// What the database needs to know of a record type: its name, its own
 /// fields and how to make the type-specific state of a new record.
 pub struct RecordTypeDef {
@@ -272,7 +293,12 @@ impl RecordType {
 
     /// The description of field `name`, if this type has it.
     pub fn field(self, name: &str) -> Option<&'static FieldSpec> {
-        self.fields().find(|f| f.name == name)
+        // Every get, put and link read looks fields up by name: a scan of a calc's 150
+        // names was a quarter of a processing's time.
+        match field_index().get(&(self.0 as *const RecordTypeDef as usize)) {
+            Some(fields) => fields.get(name).copied(),
+            None => self.fields().find(|f| f.name == name),
+        }
     }
 
     pub(crate) fn new_support(self) -> Box<dyn RecordSupport> {
