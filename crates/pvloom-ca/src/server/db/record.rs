@@ -598,7 +598,13 @@ impl Record {
         if let Some(v) = self.get_modeled(name) {
             return Some(v);
         }
-        Some(self.extras.get(name).cloned().unwrap_or_else(|| initial_value(spec)))
+        match (spec.field_type, self.extras.get(name)) {
+            (FieldType::InLink | FieldType::OutLink, Some(FieldValue::String(text))) => {
+                Some(FieldValue::String(link_as_base_prints(text)))
+            }
+            (_, Some(value)) => Some(value.clone()),
+            (_, None) => Some(initial_value(spec)),
+        }
     }
 
     fn get_modeled(&self, name: &str) -> Option<FieldValue> {
@@ -790,6 +796,28 @@ impl Record {
         }
         changes
     }
+}
+
+/// An input or output link's text as base's dbGetField gives it: a link to a PV with
+/// both its modifiers, the defaults written out (`"AO CP"` → `"AO CP NMS"`, `"AO"` →
+/// `"AO NPP NMS"`); constants, JSON and hardware addresses as written.
+pub(crate) fn link_as_base_prints(text: &str) -> String {
+    let text = text.trim();
+    let constant = text.parse::<f64>().is_ok() || text.starts_with(['{', '[', '"', '@', '#']);
+    if text.is_empty() || constant {
+        return text.to_owned();
+    }
+    let mut tokens = text.split_whitespace();
+    let target = tokens.next().unwrap_or_default();
+    let (mut process, mut severity) = ("NPP", "NMS");
+    for token in tokens {
+        match token {
+            "NPP" | "PP" | "CA" | "CP" | "CPP" => process = token,
+            "NMS" | "MS" | "MSS" | "MSI" => severity = token,
+            _ => {}
+        }
+    }
+    format!("{target} {process} {severity}")
 }
 
 /// The default value of an unmodeled field (its `.dbd` `initial`).
@@ -999,6 +1027,28 @@ mod tests {
         assert_eq!(wf.get_field("UDFS"), Some(FieldValue::Enum(3)));
         assert_eq!(Record::split_channel("a:b.EGU"), ("a:b", "EGU"));
         assert_eq!(Record::split_channel("a:b"), ("a:b", "VAL"));
+    }
+
+    #[test]
+    fn links_read_back_as_base_prints_them() {
+        // What EPICS base 7's IOC answered for these INP fields.
+        for (written, read) in [
+            ("T:AO CP", "T:AO CP NMS"),
+            ("T:AO", "T:AO NPP NMS"),
+            ("T:AO.VAL", "T:AO.VAL NPP NMS"),
+            ("T:AO.EGU NPP", "T:AO.EGU NPP NMS"),
+            ("5", "5"),
+            ("NOPE", "NOPE NPP NMS"),
+            ("T:AO PP MS", "T:AO PP MS"),
+            ("T:AO CPP MSI", "T:AO CPP MSI"),
+            ("NOPE CA", "NOPE CA NMS"),
+            ("T:AO MSS", "T:AO NPP MSS"),
+            ("  T:AO   PP  ", "T:AO PP NMS"),
+            ("", ""),
+            ("{const: 3}", "{const: 3}"),
+        ] {
+            assert_eq!(link_as_base_prints(written), read, "{written:?}");
+        }
     }
 
     #[test]
