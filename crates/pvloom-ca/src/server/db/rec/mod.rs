@@ -5,7 +5,7 @@
 //! models itself; every other field of the table is kept generically by the
 //! [`Record`](super::Record) with its `.dbd` initial value. Parsing, `get`,
 //! `put`, `dbpr` and `dbl` all read the same table. Adding a record type is
-//! one module plus its line in [`REGISTRY`].
+//! one module plus its line in `REGISTRY`.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};

@@ -33,7 +33,7 @@ pub struct Deadband {
     pub alst: f64,
 }
 
-/// Fields of ai, ao and (inside [`Calc`]) calc records.
+/// Fields of ai, ao and (inside `Calc`) calc records.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Analog {
     /// `VAL`.
