@@ -4,6 +4,7 @@
 
 use crate::proto::constants::{alarm_status, severity};
 
+use super::shared::*;
 use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef, menus};
 use crate::server::db::value::*;
@@ -11,7 +12,8 @@ use crate::server::db::value::*;
 /// `S_db_BadSub` (`M_dbAccess | 35`), base's status for a missing subroutine.
 const S_DB_BAD_SUB: i64 = (511 << 16) | 35;
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "aSub", fields: FIELDS, new: || Box::new(Subroutine) };
+pub(super) static TYPE: RecordTypeDef =
+    RecordTypeDef { name: "aSub", fields: &[FIELDS, INPUT_LINKS, FIELDS_2], new: || Box::new(Subroutine) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L;
@@ -24,18 +26,9 @@ static FIELDS: &[FieldSpec] = fields! {
     "BRSV": SEVR, PP;
     "PREC": S, PROP;
     "EFLG": FieldType::Menu(&menus::MENU_A_SUB_EFLG), 0, "1";
-    "INPA": InLink;
-    "INPB": InLink;
-    "INPC": InLink;
-    "INPD": InLink;
-    "INPE": InLink;
-    "INPF": InLink;
-    "INPG": InLink;
-    "INPH": InLink;
-    "INPI": InLink;
-    "INPJ": InLink;
-    "INPK": InLink;
-    "INPL": InLink;
+};
+
+static FIELDS_2: &[FieldSpec] = fields! {
     "INPM": InLink;
     "INPN": InLink;
     "INPO": InLink;

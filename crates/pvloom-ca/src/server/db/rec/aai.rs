@@ -7,7 +7,7 @@ use super::{FieldSpec, RecordTypeDef, menus};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "aai", fields: FIELDS, new: || Box::new(Waveform::with_role(ArrayRole::Input)) };
+    RecordTypeDef { name: "aai", fields: &[FIELDS], new: || Box::new(Waveform::with_role(ArrayRole::Input)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;

@@ -7,7 +7,7 @@ use super::{FieldSpec, RecordTypeDef, menus};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "aao", fields: FIELDS, new: || Box::new(Waveform::with_role(ArrayRole::Output)) };
+    RecordTypeDef { name: "aao", fields: &[FIELDS], new: || Box::new(Waveform::with_role(ArrayRole::Output)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;

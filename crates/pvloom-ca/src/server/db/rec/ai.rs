@@ -7,7 +7,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "ai", fields: FIELDS, new: || Box::new(AnalogRecord::new(false)) };
+    RecordTypeDef { name: "ai", fields: &[FIELDS], new: || Box::new(AnalogRecord::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;

@@ -6,7 +6,7 @@ use super::{FieldSpec, RecordTypeDef};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "ao", fields: FIELDS, new: || Box::new(AnalogRecord::new(true)) };
+    RecordTypeDef { name: "ao", fields: &[FIELDS], new: || Box::new(AnalogRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;

@@ -7,7 +7,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "bi", fields: FIELDS, new: || Box::new(BinaryRecord::new(false)) };
+    RecordTypeDef { name: "bi", fields: &[FIELDS], new: || Box::new(BinaryRecord::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "INP": InLink;

@@ -5,7 +5,7 @@ use super::types::*;
 use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "bo", fields: FIELDS, new: || Box::new(BinaryRecord::new(true)) };
+    RecordTypeDef { name: "bo", fields: &[FIELDS], new: || Box::new(BinaryRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": E, PP;

@@ -11,8 +11,11 @@ use super::{FieldSpec, Limits, Process, RecordSupport, RecordTypeDef};
 use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
-pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "calc", fields: FIELDS, new: || Box::new(Calc::default()) };
+pub(super) static TYPE: RecordTypeDef = RecordTypeDef {
+    name: "calc",
+    fields: &[FIELDS, INPUT_LINKS, FIELDS_2, ARGS, LAST_ARGS, FIELDS_3],
+    new: || Box::new(Calc::default()),
+};
 
 /// The calc input link fields, `INPA`..`INPL`.
 pub(crate) const CALC_INPUTS: [&str; NUM_ARGS] =
@@ -23,8 +26,9 @@ pub(crate) const CALC_LAST: [&str; NUM_ARGS] = ["LA", "LB", "LC", "LD", "LE", "L
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D;
     "CALC": s(80), PP, "0";
-    "INPA": InLink; "INPB": InLink; "INPC": InLink; "INPD": InLink; "INPE": InLink; "INPF": InLink;
-    "INPG": InLink; "INPH": InLink; "INPI": InLink; "INPJ": InLink; "INPK": InLink; "INPL": InLink;
+};
+
+static FIELDS_2: &[FieldSpec] = fields! {
     "EGU": s(16), PROP;
     "PREC": S, PROP;
     "HOPR": D, PROP;
@@ -42,10 +46,9 @@ static FIELDS: &[FieldSpec] = fields! {
     "HYST": D;
     "ADEL": D;
     "MDEL": D;
-    "A": D, PP; "B": D, PP; "C": D, PP; "D": D, PP; "E": D, PP; "F": D, PP;
-    "G": D, PP; "H": D, PP; "I": D, PP; "J": D, PP; "K": D, PP; "L": D, PP;
-    "LA": D, RO; "LB": D, RO; "LC": D, RO; "LD": D, RO; "LE": D, RO; "LF": D, RO;
-    "LG": D, RO; "LH": D, RO; "LI": D, RO; "LJ": D, RO; "LK": D, RO; "LL": D, RO;
+};
+
+static FIELDS_3: &[FieldSpec] = fields! {
     "LALM": D, RO;
     "ALST": D, RO;
     "MLST": D, RO;

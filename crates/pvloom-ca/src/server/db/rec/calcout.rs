@@ -13,26 +13,20 @@ use super::{FieldSpec, Limits, Process, RecordSupport, RecordTypeDef, menus};
 use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
-pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "calcout", fields: FIELDS, new: || Box::new(Calcout::default()) };
+pub(super) static TYPE: RecordTypeDef = RecordTypeDef {
+    name: "calcout",
+    fields: &[FIELDS, INPUT_LINKS, FIELDS_2, ARGS, FIELDS_3, LAST_ARGS, FIELDS_4],
+    new: || Box::new(Calcout::default()),
+};
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D;
     "PVAL": D;
     "CALC": s(80), PP, "0";
     "CLCV": L;
-    "INPA": InLink;
-    "INPB": InLink;
-    "INPC": InLink;
-    "INPD": InLink;
-    "INPE": InLink;
-    "INPF": InLink;
-    "INPG": InLink;
-    "INPH": InLink;
-    "INPI": InLink;
-    "INPJ": InLink;
-    "INPK": InLink;
-    "INPL": InLink;
+};
+
+static FIELDS_2: &[FieldSpec] = fields! {
     "OUT": OutLink;
     "INAV": FieldType::Menu(&menus::MENU_CALCOUT_INAV), RO, "1";
     "INBV": FieldType::Menu(&menus::MENU_CALCOUT_INAV), RO, "1";
@@ -71,31 +65,13 @@ static FIELDS: &[FieldSpec] = fields! {
     "HYST": D;
     "ADEL": D;
     "MDEL": D;
-    "A": D, PP;
-    "B": D, PP;
-    "C": D, PP;
-    "D": D, PP;
-    "E": D, PP;
-    "F": D, PP;
-    "G": D, PP;
-    "H": D, PP;
-    "I": D, PP;
-    "J": D, PP;
-    "K": D, PP;
-    "L": D, PP;
+};
+
+static FIELDS_3: &[FieldSpec] = fields! {
     "OVAL": D;
-    "LA": D, RO;
-    "LB": D, RO;
-    "LC": D, RO;
-    "LD": D, RO;
-    "LE": D, RO;
-    "LF": D, RO;
-    "LG": D, RO;
-    "LH": D, RO;
-    "LI": D, RO;
-    "LJ": D, RO;
-    "LK": D, RO;
-    "LL": D, RO;
+};
+
+static FIELDS_4: &[FieldSpec] = fields! {
     "POVL": D;
     "LALM": D, RO;
     "ALST": D, RO;

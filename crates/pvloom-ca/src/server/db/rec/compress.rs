@@ -14,7 +14,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "compress", fields: FIELDS, new: || Box::new(Compress::default()) };
+    RecordTypeDef { name: "compress", fields: &[FIELDS], new: || Box::new(Compress::default()) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, RO;

@@ -10,7 +10,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "dfanout", fields: FIELDS, new: || Box::new(Dfanout::default()) };
+    RecordTypeDef { name: "dfanout", fields: &[FIELDS], new: || Box::new(Dfanout::default()) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;

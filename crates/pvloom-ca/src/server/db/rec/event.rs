@@ -5,7 +5,7 @@
 use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "event", fields: FIELDS, new: || Box::new(Event) };
+pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "event", fields: &[FIELDS], new: || Box::new(Event) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(40);

@@ -8,7 +8,7 @@ use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef, menus};
 use crate::server::db::value::*;
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "fanout", fields: FIELDS, new: || Box::new(Fanout) };
+pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "fanout", fields: &[FIELDS], new: || Box::new(Fanout) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;

@@ -14,7 +14,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "histogram", fields: FIELDS, new: || Box::new(Histogram::default()) };
+    RecordTypeDef { name: "histogram", fields: &[FIELDS], new: || Box::new(Histogram::default()) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": ULong, RO;

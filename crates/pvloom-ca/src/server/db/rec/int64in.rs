@@ -5,7 +5,7 @@ use super::types::*;
 use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "int64in", fields: FIELDS, new: || Box::new(LongRecord::wide(false)) };
+    RecordTypeDef { name: "int64in", fields: &[FIELDS], new: || Box::new(LongRecord::wide(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": Int64, PP;

@@ -5,7 +5,7 @@ use super::types::*;
 use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "int64out", fields: FIELDS, new: || Box::new(LongRecord::wide(true)) };
+    RecordTypeDef { name: "int64out", fields: &[FIELDS], new: || Box::new(LongRecord::wide(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": Int64, PP;

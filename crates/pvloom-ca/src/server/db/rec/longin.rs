@@ -7,7 +7,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "longin", fields: FIELDS, new: || Box::new(LongRecord::new(false)) };
+    RecordTypeDef { name: "longin", fields: &[FIELDS], new: || Box::new(LongRecord::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;

@@ -6,7 +6,7 @@ use super::{FieldSpec, RecordTypeDef};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "longout", fields: FIELDS, new: || Box::new(LongRecord::new(true)) };
+    RecordTypeDef { name: "longout", fields: &[FIELDS], new: || Box::new(LongRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;

@@ -9,7 +9,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "lsi", fields: FIELDS, new: || Box::new(LongString::new(false)) };
+    RecordTypeDef { name: "lsi", fields: &[FIELDS], new: || Box::new(LongString::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(41), PP;

@@ -8,7 +8,7 @@ use super::{FieldSpec, RecordTypeDef, menus};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "lso", fields: FIELDS, new: || Box::new(LongString::new(true)) };
+    RecordTypeDef { name: "lso", fields: &[FIELDS], new: || Box::new(LongString::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(41), PP;

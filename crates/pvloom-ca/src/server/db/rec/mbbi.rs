@@ -7,7 +7,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "mbbi", fields: FIELDS, new: || Box::new(MultiRecord::new(false)) };
+    RecordTypeDef { name: "mbbi", fields: &[FIELDS], new: || Box::new(MultiRecord::new(false)) };
 
 static FIELDS: &[FieldSpec] = multibit_fields! {
     "INP": InLink;

@@ -5,7 +5,7 @@ use super::types::*;
 use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "mbbo", fields: FIELDS, new: || Box::new(MultiRecord::new(true)) };
+    RecordTypeDef { name: "mbbo", fields: &[FIELDS], new: || Box::new(MultiRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = multibit_fields! {
     "DOL": InLink;

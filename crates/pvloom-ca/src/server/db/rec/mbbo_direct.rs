@@ -1,11 +1,12 @@
 //! Multi-bit binary output direct (`mbboDirectRecord`): `VAL` and its bits `B0`..`B1F` (writing a bit sets it in `VAL`); `DOL` in closed loop, `VAL` written to `OUT`.
 
 use super::mbbi_direct::MbbDirect;
+use super::shared::*;
 use super::types::*;
 use super::{FieldSpec, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "mbboDirect", fields: FIELDS, new: || Box::new(MbbDirect::new(true)) };
+    RecordTypeDef { name: "mbboDirect", fields: &[FIELDS, BIT_FIELDS], new: || Box::new(MbbDirect::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;
@@ -30,38 +31,6 @@ static FIELDS: &[FieldSpec] = fields! {
     "SDLY": D, 0, "-1.0";
     "IVOA": IVOA;
     "IVOV": L;
-    "B0": UChar, PP;
-    "B1": UChar, PP;
-    "B2": UChar, PP;
-    "B3": UChar, PP;
-    "B4": UChar, PP;
-    "B5": UChar, PP;
-    "B6": UChar, PP;
-    "B7": UChar, PP;
-    "B8": UChar, PP;
-    "B9": UChar, PP;
-    "BA": UChar, PP;
-    "BB": UChar, PP;
-    "BC": UChar, PP;
-    "BD": UChar, PP;
-    "BE": UChar, PP;
-    "BF": UChar, PP;
-    "B10": UChar, PP;
-    "B11": UChar, PP;
-    "B12": UChar, PP;
-    "B13": UChar, PP;
-    "B14": UChar, PP;
-    "B15": UChar, PP;
-    "B16": UChar, PP;
-    "B17": UChar, PP;
-    "B18": UChar, PP;
-    "B19": UChar, PP;
-    "B1A": UChar, PP;
-    "B1B": UChar, PP;
-    "B1C": UChar, PP;
-    "B1D": UChar, PP;
-    "B1E": UChar, PP;
-    "B1F": UChar, PP;
 };
 
 #[cfg(test)]

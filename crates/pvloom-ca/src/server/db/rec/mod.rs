@@ -255,8 +255,9 @@ fn field_index() -> &'static FieldIndex {
 pub struct RecordTypeDef {
     /// The type's name in `.db` files, e.g. `"longin"`.
     pub name: &'static str,
-    /// The type-specific fields (the common `dbCommon` fields come on top).
-    pub fields: &'static [FieldSpec],
+    /// The type-specific fields in `.dbd` order (the common `dbCommon` fields come on
+    /// top): the type's own tables and the groups it shares with others.
+    pub fields: &'static [&'static [FieldSpec]],
     /// The state of a record before the database sets any field.
     pub new: fn() -> Box<dyn RecordSupport>,
 }
@@ -288,7 +289,7 @@ impl RecordType {
 
     /// Every field of this type: its own, then the common ones.
     pub fn fields(self) -> impl Iterator<Item = &'static FieldSpec> {
-        self.0.fields.iter().chain(COMMON_FIELDS.iter())
+        self.0.fields.iter().flat_map(|group| group.iter()).chain(COMMON_FIELDS.iter())
     }
 
     /// The description of field `name`, if this type has it.

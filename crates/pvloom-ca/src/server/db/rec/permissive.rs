@@ -7,7 +7,7 @@ use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "permissive", fields: FIELDS, new: || Box::new(Permissive) };
+    RecordTypeDef { name: "permissive", fields: &[FIELDS], new: || Box::new(Permissive) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": UShort, PP;

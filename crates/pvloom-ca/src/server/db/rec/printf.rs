@@ -11,7 +11,7 @@ use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "printf", fields: FIELDS, new: || Box::new(Printf::default()) };
+    RecordTypeDef { name: "printf", fields: &[FIELDS], new: || Box::new(Printf::default()) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(41), RO;

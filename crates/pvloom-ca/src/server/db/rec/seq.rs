@@ -10,7 +10,7 @@ use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef, menus};
 use crate::server::db::value::*;
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "seq", fields: FIELDS, new: || Box::new(Seq) };
+pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "seq", fields: &[FIELDS], new: || Box::new(Seq) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": L, PP;

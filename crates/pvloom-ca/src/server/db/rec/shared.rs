@@ -5,7 +5,8 @@ use crate::proto::constants::{DBE_LOG, DBE_VALUE};
 
 use super::super::alarm::{LimitAlarms, check_deadband};
 use super::super::value::*;
-use super::Limits;
+use super::types::*;
+use super::{FieldSpec, Limits};
 
 /// Display properties shared by numeric records: `EGU`, `PREC`, `HOPR`, `LOPR`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -607,3 +608,87 @@ pub(crate) fn value_input(ctx: &mut super::Process<'_>, output: bool) -> Option<
 pub(crate) fn value_links(output: bool) -> &'static [&'static str] {
     if output { &["DOL"] } else { &["INP"] }
 }
+
+/// Field groups several record types declare alike, in their `.dbd` order: a type's
+/// table lists them between its own fields ([`super::RecordTypeDef::fields`]).
+///
+/// `INPA`..`INPL` (calc, calcout, sel, sub, aSub).
+pub(crate) static INPUT_LINKS: &[FieldSpec] = fields! {
+    "INPA": InLink;
+    "INPB": InLink;
+    "INPC": InLink;
+    "INPD": InLink;
+    "INPE": InLink;
+    "INPF": InLink;
+    "INPG": InLink;
+    "INPH": InLink;
+    "INPI": InLink;
+    "INPJ": InLink;
+    "INPK": InLink;
+    "INPL": InLink;
+};
+/// Arguments `A`..`L` (calc, calcout, sel, sub).
+pub(crate) static ARGS: &[FieldSpec] = fields! {
+    "A": D, PP;
+    "B": D, PP;
+    "C": D, PP;
+    "D": D, PP;
+    "E": D, PP;
+    "F": D, PP;
+    "G": D, PP;
+    "H": D, PP;
+    "I": D, PP;
+    "J": D, PP;
+    "K": D, PP;
+    "L": D, PP;
+};
+/// Arguments as last posted, `LA`..`LL`.
+pub(crate) static LAST_ARGS: &[FieldSpec] = fields! {
+    "LA": D, RO;
+    "LB": D, RO;
+    "LC": D, RO;
+    "LD": D, RO;
+    "LE": D, RO;
+    "LF": D, RO;
+    "LG": D, RO;
+    "LH": D, RO;
+    "LI": D, RO;
+    "LJ": D, RO;
+    "LK": D, RO;
+    "LL": D, RO;
+};
+/// Bits `B0`..`B1F` (mbbiDirect, mbboDirect).
+pub(crate) static BIT_FIELDS: &[FieldSpec] = fields! {
+    "B0": UChar, PP;
+    "B1": UChar, PP;
+    "B2": UChar, PP;
+    "B3": UChar, PP;
+    "B4": UChar, PP;
+    "B5": UChar, PP;
+    "B6": UChar, PP;
+    "B7": UChar, PP;
+    "B8": UChar, PP;
+    "B9": UChar, PP;
+    "BA": UChar, PP;
+    "BB": UChar, PP;
+    "BC": UChar, PP;
+    "BD": UChar, PP;
+    "BE": UChar, PP;
+    "BF": UChar, PP;
+    "B10": UChar, PP;
+    "B11": UChar, PP;
+    "B12": UChar, PP;
+    "B13": UChar, PP;
+    "B14": UChar, PP;
+    "B15": UChar, PP;
+    "B16": UChar, PP;
+    "B17": UChar, PP;
+    "B18": UChar, PP;
+    "B19": UChar, PP;
+    "B1A": UChar, PP;
+    "B1B": UChar, PP;
+    "B1C": UChar, PP;
+    "B1D": UChar, PP;
+    "B1E": UChar, PP;
+    "B1F": UChar, PP;
+};

@@ -5,7 +5,7 @@ use crate::proto::constants::{DBE_LOG, DBE_VALUE};
 use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "state", fields: FIELDS, new: || Box::new(State) };
+pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "state", fields: &[FIELDS], new: || Box::new(State) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(20), PP;

@@ -7,7 +7,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "stringin", fields: FIELDS, new: || Box::new(TextRecord::new(false)) };
+    RecordTypeDef { name: "stringin", fields: &[FIELDS], new: || Box::new(TextRecord::new(false)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(40), PP;

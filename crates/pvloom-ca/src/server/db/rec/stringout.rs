@@ -6,7 +6,7 @@ use super::{FieldSpec, RecordTypeDef};
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "stringout", fields: FIELDS, new: || Box::new(TextRecord::new(true)) };
+    RecordTypeDef { name: "stringout", fields: &[FIELDS], new: || Box::new(TextRecord::new(true)) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": s(40), PP;

@@ -4,27 +4,23 @@
 
 use crate::proto::constants::{alarm_status, severity};
 
+use super::shared::*;
 use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
 
-pub(super) static TYPE: RecordTypeDef = RecordTypeDef { name: "sub", fields: FIELDS, new: || Box::new(Subroutine) };
+pub(super) static TYPE: RecordTypeDef = RecordTypeDef {
+    name: "sub",
+    fields: &[FIELDS, INPUT_LINKS, FIELDS_2, ARGS, LAST_ARGS, FIELDS_3],
+    new: || Box::new(Subroutine),
+};
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;
     "INAM": s(40), RO;
     "SNAM": s(40);
-    "INPA": InLink;
-    "INPB": InLink;
-    "INPC": InLink;
-    "INPD": InLink;
-    "INPE": InLink;
-    "INPF": InLink;
-    "INPG": InLink;
-    "INPH": InLink;
-    "INPI": InLink;
-    "INPJ": InLink;
-    "INPK": InLink;
-    "INPL": InLink;
+};
+
+static FIELDS_2: &[FieldSpec] = fields! {
     "EGU": s(16), PROP;
     "HOPR": D, PROP;
     "LOPR": D, PROP;
@@ -41,30 +37,9 @@ static FIELDS: &[FieldSpec] = fields! {
     "HYST": D;
     "ADEL": D;
     "MDEL": D;
-    "A": D, PP;
-    "B": D, PP;
-    "C": D, PP;
-    "D": D, PP;
-    "E": D, PP;
-    "F": D, PP;
-    "G": D, PP;
-    "H": D, PP;
-    "I": D, PP;
-    "J": D, PP;
-    "K": D, PP;
-    "L": D, PP;
-    "LA": D, RO;
-    "LB": D, RO;
-    "LC": D, RO;
-    "LD": D, RO;
-    "LE": D, RO;
-    "LF": D, RO;
-    "LG": D, RO;
-    "LH": D, RO;
-    "LI": D, RO;
-    "LJ": D, RO;
-    "LK": D, RO;
-    "LL": D, RO;
+};
+
+static FIELDS_3: &[FieldSpec] = fields! {
     "LALM": D, RO;
     "ALST": D, RO;
     "MLST": D, RO;

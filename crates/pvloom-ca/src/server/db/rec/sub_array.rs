@@ -8,7 +8,7 @@ use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef = RecordTypeDef {
     name: "subArray",
-    fields: FIELDS,
+    fields: &[FIELDS],
     new: || Box::new(Waveform::with_role(ArrayRole::Sub { malm: 1, indx: 0 })),
 };
 

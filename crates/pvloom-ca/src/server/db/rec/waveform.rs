@@ -11,7 +11,7 @@ use crate::server::db::record::PutError;
 use crate::server::db::value::*;
 
 pub(super) static TYPE: RecordTypeDef =
-    RecordTypeDef { name: "waveform", fields: FIELDS, new: || Box::new(Waveform::default()) };
+    RecordTypeDef { name: "waveform", fields: &[FIELDS], new: || Box::new(Waveform::default()) };
 
 static FIELDS: &[FieldSpec] = fields! {
     "VAL": D, PP;
