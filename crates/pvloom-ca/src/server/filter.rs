@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::backend::{MonitorGate, PvBackend, Status};
+use super::db::record::truncate_value;
 use crate::proto::{DbrData, DbrType, EpicsTime, Metadata, Value};
 
 /// A channel name taken apart.
@@ -221,23 +222,6 @@ fn slice_value(value: &Value, start: i64, end: i64, incr: i64) -> Value {
     }
 }
 
-/// `value` cut or zero-padded to `count` elements.
-pub(crate) fn fit_count(value: Value, count: usize) -> Value {
-    fn fit<T: Clone + Default>(mut v: Vec<T>, n: usize) -> Vec<T> {
-        v.resize(n, T::default());
-        v
-    }
-    match value {
-        Value::String(v) => Value::String(fit(v, count)),
-        Value::Short(v) => Value::Short(fit(v, count)),
-        Value::Float(v) => Value::Float(fit(v, count)),
-        Value::Enum(v) => Value::Enum(fit(v, count)),
-        Value::Char(v) => Value::Char(fit(v, count)),
-        Value::Long(v) => Value::Long(fit(v, count)),
-        Value::Double(v) => Value::Double(fit(v, count)),
-    }
-}
-
 impl PvBackend for FilteredField {
     fn native_type(&self) -> DbrType {
         self.inner.native_type()
@@ -273,7 +257,7 @@ impl PvBackend for FilteredField {
             }
         }
         if count > 0 {
-            data.value = fit_count(data.value, count as usize);
+            data.value = truncate_value(&data.value, count as usize);
         }
         Ok(data)
     }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::backend::{PvBackend, Status};
 use super::db::{Changes, Database, FieldType, FieldValue, GetError, PutError, Record, RecordId};
-use super::filter::{self, ChannelSpec, FilteredField};
+use super::filter::{ChannelSpec, FilteredField};
 use super::registry::ServedPv;
 use super::{Server, TimerHandles};
 use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NOWTACCESS, ECA_PUTFAIL};
@@ -63,7 +63,11 @@ impl RecordField {
         let mut chars = text.into_bytes();
         chars.truncate(self.count as usize - 1);
         chars.push(0);
-        let chars = if count > 0 { filter::fit_count(Value::Char(chars), count as usize) } else { Value::Char(chars) };
+        let chars = if count > 0 {
+            super::db::record::truncate_value(&Value::Char(chars), count as usize)
+        } else {
+            Value::Char(chars)
+        };
         data.value = chars.convert(data_type.native()).map_err(|_| ECA_BADTYPE)?;
         Ok(data)
     }
