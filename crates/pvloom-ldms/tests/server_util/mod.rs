@@ -1,13 +1,16 @@
 //! Helpers shared by the server tests: a small set, a hand-built client.
 #![allow(dead_code)]
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use pvloom_core::Runtime;
 use pvloom_core::endpoint::{CloseReason, StreamEndpoint};
 use pvloom_ldms::request::{
     self, Message, PushParam, RENDEZVOUS_PUSH, RendezvousBody, RendezvousMsg, Reply, Request, RequestBody,
 };
+use pvloom_ldms::server::{LdmsServer, ServerConfig, SetRegistry};
 use pvloom_ldms::session::{Role, Session, SessionConfig, SessionEvent};
 use pvloom_ldms::set::{LocalSet, MetricSpec, Schema, SetInfo, ValueType};
 use pvloom_ldms::zap::{self, Frame, Msg, ReadReq, Rendezvous};
@@ -142,3 +145,20 @@ impl StreamEndpoint for Client {
 
 /// The frame limit, for oversize tests.
 pub const MAX_FRAME: usize = zap::MAX_FRAME_LEN;
+
+/// A set server on 127.0.0.1 (any free port) over a runtime of two I/O threads.
+pub fn server(config: ServerConfig) -> (Runtime, Arc<SetRegistry>, LdmsServer) {
+    let rt = Runtime::builder().io_threads(2).build().unwrap();
+    let reg = SetRegistry::new();
+    let srv = LdmsServer::bind(rt.handle(), "127.0.0.1:0".parse().unwrap(), reg.clone(), config).unwrap();
+    (rt, reg, srv)
+}
+
+/// Polls `f` every 5 ms; fails the test naming `what` after 10 s.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
