@@ -1,11 +1,20 @@
 """blissdata -> NeXus writers, in one run: the same scans published by blissdata's own
 writer into a private Redis (redis-server 8 with RedisJSON and RediSearch from .venv),
-written by `pvloom nexus writer` and by an h5py writer on blissdata's own reader (the
+written by `pvloom nexus writer`, by an h5py writer on blissdata's own reader (the
 shape of BLISS's writer: one thread per scan reading stream cursors and appending to
-h5py datasets). Prints points/s per stream and aggregate, and the lag from the last
-publish to the last point readable in the file (h5py SWMR reader for pvloom).
+h5py datasets), and by the real BLISS writer, blisswriter (`blisswriter run REDIS_URL`,
+its standalone service, from its own venv). Prints points/s per stream and aggregate,
+and the lag from the last publish to the last point readable in the file (h5py SWMR
+reader for pvloom; plain opens for blisswriter, which neither writes SWMR nor lets a
+reader open the file while it holds it).
+
+Every scan carries what each writer needs: `filename` in the info (pvloom), and the
+identity's `path` plus `h5maps` in the info (blisswriter 3.0.0 writes a scan only when
+its path is absolute, and writes exactly the file layout its h5maps describe, streams
+included; it consults no "save" flag or "nexuswriter" section).
 
 usage: nexus_bench.py PVLOOM_BIN [--streams S] [--points N] [--batch B]
+                      [--blisswriter BLISSWRITER_BIN | --no-blisswriter REASON]
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import signal
 import socket
 import stat
 import subprocess
@@ -60,11 +70,28 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def h5map(number: int, streams: int) -> dict:
+    """The scan's file as blissdata's h5map (the value of info["h5maps"][file]), which is
+    what blisswriter writes: the places pvloom's writer uses (<n>.1/instrument/dev<i>/ch),
+    and measurement/dev<i>_ch soft links to them."""
+
+    def group(nx_class: str, children: dict) -> dict:
+        return {"type": "group", "attributes": {"NX_class": nx_class}, "children": children}
+
+    instrument = {f"dev{i}": group("NXdetector", {"ch": {"type": "stream", "stream": f"dev{i}:ch"}}) for i in range(streams)}
+    measurement = {f"dev{i}_ch": {"type": "soft_link", "target_path": f"/{number}.1/instrument/dev{i}/ch"} for i in range(streams)}
+    entry = group("NXentry", {"title": "bench", "instrument": group("NXinstrument", instrument),
+                              "measurement": group("NXcollection", measurement)})
+    return group("NXroot", {f"{number}.1": entry})
+
+
 def publish(url: str, session: str, filename: str, number: int, streams: int, points: int, batch: int) -> tuple[str, float, float]:
     """Publishes one scan; returns its key, the publish time and when the last point left."""
     ds = DataStore(url)
     identity = {"name": "bench", "number": number, "data_policy": "no_policy", "session": session, "path": filename}
-    scan = ds.create_scan(identity, info={"title": "bench", "filename": filename, "npoints": points, "scan_nb": number})
+    info = {"title": "bench", "filename": filename, "npoints": points, "scan_nb": number,
+            "h5maps": {filename: h5map(number, streams)}}
+    scan = ds.create_scan(identity, info=info)
     cursors = [scan.create_stream(Stream.make_definition(f"dev{i}:ch", "float64")) for i in range(streams)]
     scan.prepare()
     scan.start()
@@ -137,12 +164,126 @@ def swmr_last_point(path: str, dataset: str, points: int, limit: float) -> float
     return None
 
 
+def plain_last_point(path: str, dataset: str, points: int, limit: float, stop: threading.Event) -> float | None:
+    """Polls `path` with plain opens (no SWMR) until `dataset` holds `points`; returns when
+    (perf_counter). For a writer that holds the HDF5 file lock for the whole scan, the
+    first open that works is after it closed the file."""
+    end = time.perf_counter() + limit
+    while time.perf_counter() < end and not stop.is_set():
+        try:
+            # Not before the file has bytes: HDF5 takes its lock right after creating the
+            # file, before writing anything, so an open in between would make the writer's
+            # lock (and its scan) fail.
+            if os.path.getsize(path) > 0:
+                with h5py.File(path, "r") as f:
+                    if f[dataset].shape[0] >= points:
+                        return time.perf_counter()
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.002)
+    return None
+
+
+class LogTail:
+    """A child's stderr read on a thread, each line with when it came (perf_counter)."""
+
+    def __init__(self, pipe) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.eof = False
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe) -> None:
+        for line in pipe:
+            with self.cond:
+                self.lines.append((time.perf_counter(), line.rstrip("\n")))
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def wait_for(self, pred, timeout: float) -> tuple[float, str] | None:
+        end = time.perf_counter() + timeout
+        i = 0
+        with self.cond:
+            while True:
+                for i in range(i, len(self.lines)):
+                    if pred(self.lines[i][1]):
+                        return self.lines[i]
+                i = len(self.lines)
+                left = end - time.perf_counter()
+                if self.eof or left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def last(self, n: int = 3) -> str:
+        with self.cond:
+            return " | ".join(line for _, line in self.lines[-n:])
+
+
+class NotRun(Exception):
+    pass
+
+
+def bench_blisswriter(bw: str, url: str, tmp: str, streams: int, points: int, batch: int) -> dict:
+    """Runs `blisswriter run URL` (its standalone service: writes every scan that appears)
+    on one more scan of the same shape; returns its numbers, or raises NotRun(why)."""
+    proc = subprocess.Popen([bw, "run", url, "--log-level", "INFO"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        log = LogTail(proc.stderr)
+        if log.wait_for(lambda line: "Listening to" in line, 120) is None:
+            raise NotRun(f"it did not start: {log.last() or 'no output'}")
+        # It follows new scans from "$" until it has taken one, re-reading from "$" each
+        # second, so a scan created between two reads would be missed: feed it scans with
+        # no path (it skips those, saying so) until it takes one; from then on it misses none.
+        ds = DataStore(url)
+        for n in range(20):
+            warm = ds.create_scan({"name": "warmup", "number": n, "data_policy": "no_policy",
+                                   "session": "bench_blisswriter_warmup"}, info={})
+            if log.wait_for(lambda line: warm.key in line, 2) is not None:
+                break
+        else:
+            raise NotRun(f"it never picked up a scan: {log.last() or 'no output'}")
+        path = str(pathlib.Path(tmp).resolve() / "blisswriter.h5")
+        number = 3
+        failed = threading.Event()
+        seen = {}
+        reader = threading.Thread(target=lambda: seen.setdefault(
+            "t", plain_last_point(path, f"{number}.1/instrument/dev{streams - 1}/ch", points, 300, failed)))
+        reader.start()
+        key, t0, t_last = publish(url, "bench_blisswriter", path, number, streams, points, batch)
+        said = log.wait_for(lambda line: key in line and ("Saving complete" in line or " - ERROR" in line
+                                                          or " - CRITICAL" in line), 300)
+        if said is None or "Saving complete" not in said[1]:
+            failed.set()
+        reader.join()
+        if said is None:
+            raise NotRun(f"it never finished the scan: {log.last() or 'no output'}")
+        if "Saving complete" not in said[1]:
+            raise NotRun(f"it failed the scan: {said[1]}")
+        if not seen.get("t"):
+            raise NotRun("it said it saved the scan, but a plain open never saw the last point")
+        return {"t0": t0, "t_last": t_last, "t_readable": seen["t"], "said": said[1].rsplit(" - ", 1)[-1],
+                "said_at": said[0]}
+    finally:
+        proc.send_signal(signal.SIGINT)  # its own stop (it binds SIGINT); kill if that hangs
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("pvloom")
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--points", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=1000)
+    bw = ap.add_mutually_exclusive_group()
+    bw.add_argument("--blisswriter", help="the blisswriter executable (blisswriter 3.0.0, in its own venv)")
+    bw.add_argument("--no-blisswriter", metavar="REASON", help="print that blisswriter was not run, and why")
     args = ap.parse_args()
     total = args.streams * args.points
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,9 +310,11 @@ def main() -> None:
             reader.join()
             publish_rate = total / (t_last - t0)
             print(f"  blissdata publisher:  {publish_rate:>12,.0f} points/s aggregate ({publish_rate / args.streams:,.0f} per stream)")
+            pvloom = None
             if seen.get("t"):
                 lag = seen["t"] - t_last
                 rate = total / (seen["t"] - t0)
+                pvloom = (rate, lag)
                 print(f"  pvloom nexus writer:  {rate:>12,.0f} points/s aggregate ({rate / args.streams:,.0f} per stream), "
                       f"lag from the last publish to readable {lag * 1e3:,.0f} ms")
             else:
@@ -204,6 +347,27 @@ def main() -> None:
                 rate = total / (result["t"] - h0)
                 print(f"  h5py on blissdata:    {rate:>12,.0f} points/s aggregate ({rate / args.streams:,.0f} per stream), "
                       f"lag {(result['t'] - hlast) * 1e3:,.0f} ms (same process as the publisher: GIL shared)")
+            # blisswriter, the real BLISS writer, in its own process like pvloom's.
+            label = "  blisswriter 3.0.0:    "
+            try:
+                if args.no_blisswriter:
+                    raise NotRun(args.no_blisswriter)
+                if not args.blisswriter:
+                    raise NotRun("no --blisswriter given (bench/nexus installs it into .venv-blisswriter)")
+                b = bench_blisswriter(args.blisswriter, url, tmp, args.streams, args.points, args.batch)
+            except NotRun as e:
+                print(f"{label}not run because {e}")
+            except OSError as e:
+                print(f"{label}not run because it could not be started: {e}")
+            else:
+                rate, lag = total / (b["t_readable"] - b["t0"]), b["t_readable"] - b["t_last"]
+                print(f"{label}{rate:>12,.0f} points/s aggregate ({rate / args.streams:,.0f} per stream), "
+                      f"lag from the last publish to readable {lag * 1e3:,.0f} ms (no SWMR: readable once it closes the file)")
+                print(f"    blisswriter said: {b['said']} ({(b['said_at'] - b['t_last']) * 1e3:,.0f} ms after the last publish; "
+                      f"its scan published at {total / (b['t_last'] - b['t0']):,.0f} points/s)")
+                if pvloom:
+                    print(f"  pvloom / blisswriter: {pvloom[0] / rate:>10,.2f}x the points/s (per stream and aggregate); "
+                          f"lag {pvloom[1] * 1e3:,.0f} ms vs {lag * 1e3:,.0f} ms")
             print("  (publisher-bound when the writer rate equals the publisher's: raise --batch or run more publishers)")
         finally:
             if writer is not None:
