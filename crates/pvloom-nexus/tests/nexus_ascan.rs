@@ -103,3 +103,56 @@ fn without_swmr_the_same_file() {
     );
     validate(&file, &["8.1"]);
 }
+
+#[test]
+fn end_positions_of_string_motors_and_of_motors_first_seen_at_the_end() {
+    // In SWMR mode the end can only overwrite: a string position is rewritten in place (a
+    // fixed-size string), a motor first seen at the end is added once the file is out of
+    // SWMR mode; the file then takes the next scan as usual.
+    let dir = TempDir::new("late_positions");
+    let file = dir.path().join("late.h5");
+    let n = 3;
+    let mut meta = ascan_meta(&file, 9, n, vec![]);
+    meta.info["positioners"] = json!({
+        "positioners_start": {"sy": 0.0, "sz": 1.5, "mono": "Si111"},
+        "positioners_units": {"sy": "mm", "sz": "mm", "th": "deg"},
+    });
+    let mut w = writer(dir.path());
+    w.handle(ScanEvent::Begin(Box::new(meta.clone()))).unwrap();
+    for e in ascan_points(0, n, n) {
+        w.handle(e).unwrap();
+    }
+    let mut info = meta.info.clone();
+    info["positioners"]["positioners_end"] =
+        json!({"sy": 1.0, "sz": "2.5", "mono": "Si311 (a longer name than at the start)", "th": 4.25, "shutter": "in"});
+    w.handle(ScanEvent::Info(info)).unwrap();
+    w.handle(closed()).unwrap();
+    assert!(w.is_closed());
+
+    let mut w = writer(dir.path());
+    w.handle(ScanEvent::Begin(Box::new(ascan_meta(&file, 10, n, vec![])))).unwrap();
+    for e in ascan_points(0, n, n) {
+        w.handle(e).unwrap();
+    }
+    w.handle(closed()).unwrap();
+
+    let p = "/9.1/instrument/positioners";
+    let expect = merge(
+        ascan_expect("10.1", n),
+        json!({
+            "datasets": {
+                format!("{p}/sy"): {"values": 1.0},
+                format!("{p}/sz"): {"values": 2.5},
+                format!("{p}/mono"): {"strings": "Si311 (a longer name than at the start)"},
+                format!("{p}/th"): {"values": 4.25},
+                format!("{p}/shutter"): {"strings": "in"},
+                "/9.1/instrument/positioners_start/mono": {"strings": "Si111"},
+                "/9.1/end_reason": {"strings": "SUCCESS"},
+                "/10.1/instrument/positioners/sy": {"values": 1.0},
+            },
+            "attrs": {format!("{p}/th"): {"units": "deg"}, format!("{p}/sy"): {"units": "mm"}, "/": {"default": "10.1"}},
+        }),
+    );
+    check_file(dir.path(), &file, &expect);
+    validate(&file, &["9.1", "10.1"]);
+}

@@ -8,7 +8,7 @@ use std::ptr;
 
 use hdf5_metno_sys::h5::{H5open, herr_t, hsize_t};
 use hdf5_metno_sys::h5a::{H5Acreate2, H5Adelete, H5Aexists, H5Awrite};
-use hdf5_metno_sys::h5d::{H5Dcreate2, H5Dflush, H5Dget_space, H5Dopen2, H5Dset_extent, H5Dwrite};
+use hdf5_metno_sys::h5d::{H5Dcreate2, H5Dflush, H5Dget_space, H5Dget_type, H5Dopen2, H5Dset_extent, H5Dwrite};
 use hdf5_metno_sys::h5e::{H5E_DEFAULT, H5E_WALK_DOWNWARD, H5E_error2_t, H5Eclear2, H5Eset_auto2, H5Ewalk2};
 use hdf5_metno_sys::h5f::{
     H5F_ACC_RDWR, H5F_ACC_TRUNC, H5F_LIBVER_LATEST, H5F_SCOPE_GLOBAL, H5Fclose, H5Fcreate, H5Fflush, H5Fopen,
@@ -25,7 +25,8 @@ use hdf5_metno_sys::h5s::{
     H5S_ALL, H5S_SCALAR, H5S_SELECT_SET, H5S_UNLIMITED, H5Screate, H5Screate_simple, H5Sselect_hyperslab,
 };
 use hdf5_metno_sys::h5t::{
-    H5T_C_S1, H5T_CSET_UTF8, H5T_STR_NULLPAD, H5T_VARIABLE, H5Tcopy, H5Tset_cset, H5Tset_size, H5Tset_strpad,
+    H5T_C_S1, H5T_CSET_UTF8, H5T_STR_NULLPAD, H5T_VARIABLE, H5T_class_t, H5Tcopy, H5Tget_class, H5Tset_cset,
+    H5Tset_size, H5Tset_strpad,
 };
 use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 
@@ -187,7 +188,8 @@ pub(crate) fn vlen_str() -> Result<Id, NexusError> {
     Ok(t)
 }
 
-/// Bytes of the strings rewritten in place at the end (`end_time`, `end_reason`). They
+/// Bytes of the strings rewritten in place at the end (`end_time`, `end_reason`, string
+/// positions in `instrument/positioners`). They
 /// are fixed-size: a variable-length string rewritten in place moves to a new global heap
 /// object, and a SWMR reader holding the file open then fails to read it ("bad heap index").
 pub(crate) const REWRITABLE_STR: usize = 512;
@@ -331,17 +333,11 @@ pub(crate) fn open_dataset(loc: &Id, name: &str) -> Result<Id, NexusError> {
     id(unsafe { H5Dopen2(loc.raw(), n.as_ptr(), H5P_DEFAULT) }, &format!("H5Dopen2({name})"))
 }
 
-/// Overwrites the existing scalar string dataset `name` (allowed in SWMR mode: no new
-/// object).
-pub(crate) fn rewrite_str(loc: &Id, name: &str, value: &str) -> Result<(), NexusError> {
+/// True if the existing dataset `name` holds strings (of any kind).
+pub(crate) fn is_string_dataset(loc: &Id, name: &str) -> Result<bool, NexusError> {
     let d = open_dataset(loc, name)?;
-    let t = vlen_str()?;
-    let c = cstr(value);
-    let p: *const c_char = c.as_ptr();
-    check(
-        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p as *const _ as *const c_void) },
-        &format!("H5Dwrite({name})"),
-    )
+    let t = id(unsafe { H5Dget_type(d.raw()) }, &format!("H5Dget_type({name})"))?;
+    Ok(unsafe { H5Tget_class(t.raw()) } == H5T_class_t::H5T_STRING)
 }
 
 /// Overwrites the existing scalar dataset `name` with bytes of type `t`.

@@ -23,6 +23,7 @@
 //!    │  │                      variable shapes: also <name>_shape int64 [points, rank])
 //!    │  ├─ positioners_start   NXcollection: info.positioners.positioners_start (+units)
 //!    │  └─ positioners         NXcollection: start values, overwritten by positioners_end
+//!    │                         (motors first seen there added after SWMR ends)
 //!    ├─ measurement            NXcollection: soft links <channel> (or <device>_<channel>
 //!    │                         when two channels share a name) to every stream's dataset
 //!    ├─ <plot>                 NXdata per info.plots curve plot (else `plotselect`: all
@@ -36,8 +37,8 @@
 //! points are variable-length UTF-8 strings. Numeric data keeps its byte order.
 //!
 //! SWMR: the whole entry is created at Begin — including `end_time` (empty),
-//! `end_reason` (`RUNNING`) and `instrument/positioners` (the start positions) as
-//! placeholders — then the file enters SWMR write mode, in which only appends (extend +
+//! `end_reason` (`RUNNING`) and `instrument/positioners` (the start positions; strings
+//! fixed-size) as placeholders — then the file enters SWMR write mode, in which only appends (extend +
 //! write) and overwrites happen. The end overwrites the placeholders in place, so readers
 //! following the scan keep following it to its end, and then the file is closed. A later
 //! scan appending to the file opens it again (not SWMR, no file lock), adds its entry, and

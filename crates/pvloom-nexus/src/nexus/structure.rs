@@ -156,9 +156,9 @@ pub(crate) fn create_entry(
     }
     // Motor positions at the start.
     let positions = info.pointer("/positioners/positioners_start").cloned().unwrap_or(Value::Null);
-    positioners(&instrument, "positioners_start", &positions, info)?;
-    // End positions: the start ones until the end overwrites them.
-    positioners(&instrument, "positioners", &positions, info)?;
+    positioners(&instrument, "positioners_start", &positions, info, false)?;
+    // End positions: the start ones until the end overwrites them in place.
+    positioners(&instrument, "positioners", &positions, info, true)?;
     // measurement: a link to every stream's data.
     let measurement = group(entry, "measurement", "NXcollection")?;
     let entry_path = entry_path(entry)?;
@@ -204,50 +204,92 @@ fn entry_path(entry: &Id) -> Result<String, NexusError> {
 }
 
 /// An NXcollection of motor positions (`name: value`, with `units` from
-/// `positioners.positioners_units`).
-pub(crate) fn positioners(instrument: &Id, name: &str, positions: &Value, info: &Value) -> Result<(), NexusError> {
+/// `positioners.positioners_units`). `rewritable`: strings are fixed-size, so the end can
+/// overwrite them while SWMR readers follow.
+pub(crate) fn positioners(
+    instrument: &Id,
+    name: &str,
+    positions: &Value,
+    info: &Value,
+    rewritable: bool,
+) -> Result<(), NexusError> {
     let g = group(instrument, name, "NXcollection")?;
     if let Some(map) = positions.as_object() {
         for (motor, v) in map {
-            let motor = super::layout::clean(motor);
-            if h5::exists(&g, &motor) {
-                continue;
-            }
-            let d = value_dataset(&g, &motor, v)?;
-            if let Some(unit) = info
-                .pointer("/positioners/positioners_units")
-                .and_then(|u| u.get(motor.as_str()))
-                .and_then(Value::as_str)
-            {
-                h5::attr_str(&d, "units", unit)?;
-            }
+            add_position(&g, motor, v, info, rewritable)?;
         }
     }
     Ok(())
 }
 
+/// One motor's position in a positioners collection, unless it is there already.
+fn add_position(g: &Id, motor: &str, v: &Value, info: &Value, rewritable: bool) -> Result<(), NexusError> {
+    let name = super::layout::clean(motor);
+    if h5::exists(g, &name) {
+        return Ok(());
+    }
+    let d = match v {
+        Value::String(s) if rewritable => h5::dataset_rewritable_str(g, &name, s)?,
+        _ => value_dataset(g, &name, v)?,
+    };
+    if let Some(unit) =
+        info.pointer("/positioners/positioners_units").and_then(|u| u.get(motor)).and_then(Value::as_str)
+    {
+        h5::attr_str(&d, "units", unit)?;
+    }
+    Ok(())
+}
+
 /// The end of an entry, written over the placeholders Begin created: `end_time`,
-/// `end_reason`, end positions in `instrument/positioners` (numbers and strings of motors
-/// known at the start; others are logged and skipped — no new objects in SWMR mode).
-pub(crate) fn write_end(entry: &Id, info: &Value, end_reason: &str) -> Result<(), NexusError> {
+/// `end_reason`, end positions in `instrument/positioners`. Returns the end positions of
+/// motors not known at the start: SWMR mode allows no new objects, so they are added by
+/// [`add_late_positions`] once the file is out of SWMR mode.
+pub(crate) fn write_end(entry: &Id, info: &Value, end_reason: &str) -> Result<Vec<String>, NexusError> {
     let end = info.get("end_time").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(now_iso);
     h5::rewrite_rewritable_str(entry, "end_time", &end)?;
     h5::rewrite_rewritable_str(entry, "end_reason", end_reason)?;
-    let Some(map) = info.pointer("/positioners/positioners_end").and_then(Value::as_object) else { return Ok(()) };
+    let Some(map) = info.pointer("/positioners/positioners_end").and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
     let g = h5::open_group(entry, "instrument/positioners")?;
+    let mut late = Vec::new();
     for (motor, v) in map {
         let name = super::layout::clean(motor);
         if !h5::exists(&g, &name) {
-            tracing::warn!(motor, "end position of a motor not known at the start: not written");
+            late.push(motor.clone());
             continue;
         }
-        match v {
-            Value::Number(n) => {
-                h5::rewrite_raw(&g, &name, &f64_type()?, &n.as_f64().unwrap_or(f64::NAN).to_le_bytes())?
-            }
-            Value::Null => h5::rewrite_raw(&g, &name, &f64_type()?, &f64::NAN.to_le_bytes())?,
-            Value::String(s) => h5::rewrite_str(&g, &name, s)?,
-            other => h5::rewrite_str(&g, &name, &other.to_string())?,
+        if h5::is_string_dataset(&g, &name)? {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            h5::rewrite_rewritable_str(&g, &name, &text)?;
+        } else {
+            // A numeric placeholder takes a number; a string that is no number is NaN.
+            let x = match v {
+                Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+                Value::String(s) => s.trim().parse().unwrap_or_else(|_| {
+                    tracing::warn!(motor, value = %s, "a motor numeric at the start ends on a string: written as NaN");
+                    f64::NAN
+                }),
+                Value::Bool(b) => f64::from(u8::from(*b)),
+                _ => f64::NAN,
+            };
+            h5::rewrite_raw(&g, &name, &f64_type()?, &x.to_le_bytes())?;
+        }
+    }
+    Ok(late)
+}
+
+/// Adds the end positions of `motors` (motors first seen at the end) to the entry's
+/// `instrument/positioners`, in a file no longer in SWMR mode.
+pub(crate) fn add_late_positions(entry: &Id, info: &Value, motors: &[String]) -> Result<(), NexusError> {
+    let g = h5::open_group(entry, "instrument/positioners")?;
+    let end = info.pointer("/positioners/positioners_end");
+    for motor in motors {
+        if let Some(v) = end.and_then(|m| m.get(motor)) {
+            add_position(&g, motor, v, info, false)?;
         }
     }
     Ok(())

@@ -394,9 +394,13 @@ impl ScanWriter {
         // Each step is tried even if an earlier one failed (a full disk may still take the
         // few bytes of the end); the first error is the one returned.
         let mut ended = Ok(());
-        for entry in &entries {
-            let this = structure::write_end(entry, &scan.info, reason);
-            ended = ended.and(this);
+        let mut late_positions = Vec::new();
+        for (entry, name) in entries.iter().zip(&self.entries) {
+            match structure::write_end(entry, &scan.info, reason) {
+                Ok(late) if !late.is_empty() => late_positions.push((name.clone(), late)),
+                Ok(_) => {}
+                Err(e) => ended = ended.and(Err(e)),
+            }
         }
         let flushed_end = h5::flush(&file);
         let write_failed = flushed.is_err() || ended.is_err() || flushed_end.is_err();
@@ -416,7 +420,7 @@ impl ScanWriter {
             Ok(())
         } else {
             drop((entries, kept_sinks));
-            h5::close_file(file)
+            h5::close_file(file).and_then(|()| add_late_positions(&path, &scan.info, &late_positions))
         };
         let result = flushed.and(ended).and(flushed_end).and(closed);
         match &result {
@@ -429,6 +433,21 @@ impl ScanWriter {
         }
         result
     }
+}
+
+/// Motors first seen in the end positions: SWMR mode allows no new objects, so the
+/// closed file is opened again (as a later scan appending to it is) to add them.
+fn add_late_positions(path: &Path, info: &serde_json::Value, late: &[(String, Vec<String>)]) -> Result<(), NexusError> {
+    if late.is_empty() {
+        return Ok(());
+    }
+    let file = h5::open_file(path, false)?;
+    let mut added = Ok(());
+    for (entry, motors) in late {
+        tracing::info!(entry, ?motors, "end positions of motors not known at the start added after SWMR");
+        added = added.and(h5::open_group(&file, entry).and_then(|g| structure::add_late_positions(&g, info, motors)));
+    }
+    added.and(h5::close_file(file))
 }
 
 /// Opens an existing HDF5 file read-write, or creates a new one; `true` if it existed.
