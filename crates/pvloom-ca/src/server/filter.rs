@@ -96,7 +96,7 @@ fn parse_brackets(text: &str) -> Option<Filter> {
 
 /// The `{…}` part: one key per filter, base's JSON with bare keys allowed.
 fn parse_filter_json(text: &str) -> Option<Vec<Filter>> {
-    let value: serde_json::Value = serde_json::from_str(&quote_bare_keys(text)).ok()?;
+    let value = super::db::relaxed_json::parse(text)?;
     let object = value.as_object()?;
     let mut filters = Vec::new();
     // serde_json's map keeps keys sorted; base applies them in the order written.
@@ -134,49 +134,6 @@ fn parse_filter_json(text: &str) -> Option<Vec<Filter>> {
         });
     }
     Some(filters)
-}
-
-/// `{arr:{s:2}}` → `{"arr":{"s":2}}`: a bare identifier followed by `:` becomes a string.
-fn quote_bare_keys(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut i = 0;
-    let mut in_string = false;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if in_string {
-            out.push(c as char);
-            if c == b'\\' && i + 1 < bytes.len() {
-                out.push(bytes[i + 1] as char);
-                i += 1;
-            } else if c == b'"' {
-                in_string = false;
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'"' {
-            in_string = true;
-        } else if c.is_ascii_alphabetic() || c == b'_' {
-            let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                i += 1;
-            }
-            let word = &text[start..i];
-            let next = text[i..].trim_start().as_bytes().first();
-            if next == Some(&b':') {
-                out.push('"');
-                out.push_str(word);
-                out.push('"');
-            } else {
-                out.push_str(word);
-            }
-            continue;
-        }
-        out.push(c as char);
-        i += 1;
-    }
-    out
 }
 
 /// A field channel with filters: reads are sliced and restamped, monitors gated.

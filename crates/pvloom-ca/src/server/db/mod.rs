@@ -18,6 +18,7 @@ mod dbr;
 pub mod parse;
 pub mod rec;
 pub mod record;
+pub mod relaxed_json;
 pub mod value;
 
 use std::collections::HashMap;

@@ -408,7 +408,10 @@ pub fn parse_db_with(
     let mut state = State { defs: Vec::new(), names: HashMap::new() };
     parse_file(text, file, macros, options, 0, &mut state)?;
     for def in &mut state.defs {
+        // The initial severity follows UDF as the file left it: base sets it before
+        // init_record loads constant links (which leaves SEVR as it was).
         def.record.init_alarm();
+        def.record.init_constant_links();
     }
     Ok(state.defs)
 }

@@ -49,16 +49,102 @@ pub enum SeverityMode {
     Msi,
 }
 
+/// A constant link's value as base 7 reads link text: a number, a JSON array (`[1, 2]`,
+/// `["a", "b"]`), or a JSON `{const: …}` link holding a number, boolean, string or array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constant {
+    /// A number (booleans are 0 and 1).
+    Number(f64),
+    /// A string.
+    Text(String),
+    /// An array of numbers (possibly empty).
+    Numbers(Vec<f64>),
+    /// An array of strings.
+    Texts(Vec<String>),
+}
+
+impl Constant {
+    /// The constant in link text, if it is one.
+    pub fn parse(text: &str) -> Option<Constant> {
+        let t = text.trim();
+        if t.is_empty() {
+            return None;
+        }
+        if let Some(v) = parse_number(t) {
+            return Some(Constant::Number(v));
+        }
+        if !t.starts_with(['{', '[']) {
+            return None;
+        }
+        match super::relaxed_json::parse(t)? {
+            serde_json::Value::Object(map) if map.len() == 1 => Constant::from_json(map.get("const")?),
+            array @ serde_json::Value::Array(_) => Constant::from_json(&array),
+            _ => None,
+        }
+    }
+
+    fn from_json(value: &serde_json::Value) -> Option<Constant> {
+        use serde_json::Value as J;
+        let number = |v: &J| match v {
+            J::Number(n) => n.as_f64(),
+            J::Bool(b) => Some(f64::from(u8::from(*b))),
+            _ => None,
+        };
+        match value {
+            J::String(s) => Some(Constant::Text(s.clone())),
+            J::Array(items) if items.iter().all(J::is_string) => {
+                let texts: Vec<String> = items.iter().filter_map(J::as_str).map(str::to_owned).collect();
+                Some(if texts.is_empty() { Constant::Numbers(Vec::new()) } else { Constant::Texts(texts) })
+            }
+            J::Array(items) => Some(Constant::Numbers(items.iter().map(number).collect::<Option<Vec<f64>>>()?)),
+            other => number(other).map(Constant::Number),
+        }
+    }
+
+    /// The value a scalar numeric field takes from it (an array's first element, a string
+    /// read as a number); `None` when it has none, and the field keeps its value.
+    pub fn scalar(&self) -> Option<f64> {
+        match self {
+            Constant::Number(v) => Some(*v),
+            Constant::Text(s) => parse_number(s),
+            Constant::Numbers(v) => v.first().copied(),
+            Constant::Texts(v) => v.first().and_then(|s| parse_number(s)),
+        }
+    }
+
+    /// The value it loads into a field: for an array field of `capacity` elements the
+    /// array's first `capacity` elements, else its first element; strings stay strings
+    /// (the field converts them).
+    pub fn field_value(&self, capacity: Option<usize>) -> Option<FieldValue> {
+        let Some(n) = capacity else {
+            return Some(match self {
+                Constant::Number(v) => FieldValue::Double(*v),
+                Constant::Text(s) => FieldValue::String(s.clone()),
+                Constant::Numbers(v) => FieldValue::Double(*v.first()?),
+                Constant::Texts(v) => FieldValue::String(v.first()?.clone()),
+            });
+        };
+        let texts = |v: &[String]| Value::String(v.iter().take(n).map(|s| s.as_str().into()).collect());
+        Some(FieldValue::Array(match self {
+            Constant::Number(v) => Value::Double(vec![*v]),
+            Constant::Text(s) => texts(std::slice::from_ref(s)),
+            Constant::Numbers(v) => Value::Double(v.iter().take(n).copied().collect()),
+            Constant::Texts(v) => texts(v),
+        }))
+    }
+}
+
 impl Link {
-    /// Parses link text into an input: empty → none, a number → constant,
-    /// otherwise a database link. Hardware (`@`, `#`) and JSON links are refused.
+    /// Parses link text into an input: empty → none, a number or a JSON constant
+    /// (`{const: …}`, `[…]`) → constant, otherwise a database link. Hardware (`@`, `#`)
+    /// and other JSON links are refused.
     pub fn parse_input(text: &str) -> Result<CalcInput, LinkError> {
         let t = text.trim();
         if t.is_empty() {
             return Ok(CalcInput::None);
         }
-        if let Some(v) = parse_number(t) {
-            return Ok(CalcInput::Constant(v));
+        if let Some(constant) = Constant::parse(t) {
+            return Ok(CalcInput::Constant(constant.scalar().unwrap_or(0.0)));
         }
         if t.starts_with(['@', '#', '{', '[']) {
             return Err(LinkError::Unsupported(t.to_string()));
@@ -102,8 +188,9 @@ impl Link {
 /// Why link text cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
-    /// A hardware (`@`, `#`) or JSON link: only constants and database links are served.
-    #[error("link {0:?} is not supported: only constants and database links are")]
+    /// A hardware (`@`, `#`) or JSON link other than `const`: only constants and database
+    /// links are served.
+    #[error("link {0:?} is not supported: only constants ({{const: …}}, […]) and database links are")]
     Unsupported(String),
     /// No record or field name.
     #[error("bad link {0:?}")]
@@ -383,16 +470,6 @@ impl Record {
             coerce(spec, FieldValue::String(text.to_string()), Some(self)).map_err(LoadError::Refused)?
         };
         self.store(spec, value).map_err(LoadError::Refused)?;
-        if let Some(target) = self.support.constant_target(spec.name)
-            && let Ok(CalcInput::Constant(v)) = Link::parse_input(text)
-            && let Some(target_spec) = self.spec(target)
-        {
-            let value = coerce(target_spec, FieldValue::Double(v), Some(self)).map_err(LoadError::Refused)?;
-            self.store(target_spec, value).map_err(LoadError::Refused)?;
-            if target == "VAL" {
-                self.udf = v.is_nan();
-            }
-        }
         if name == "VAL" {
             self.udf = self.support.value_is_nan();
             self.support.value_loaded();
@@ -412,6 +489,34 @@ impl Record {
         self.put_array(name, value).map_err(LoadError::Refused)?;
         self.udf = false;
         Ok(())
+    }
+
+    /// Loads constant input links into the fields they initialise, as `init_record`
+    /// does once every field is set (`recGblInitConstantLink`; soft device support's
+    /// `dbLoadLink`, `dbLoadLinkArray` for array records). A constant the field cannot
+    /// take leaves it as it was, as in base.
+    pub(crate) fn init_constant_links(&mut self) {
+        for spec in self.record_type().fields() {
+            if spec.field_type != FieldType::InLink {
+                continue;
+            }
+            let Some(target) = self.support.constant_target(spec.name) else { continue };
+            let Some(FieldValue::String(text)) = self.extras.get(spec.name) else { continue };
+            let Some(constant) = Constant::parse(text) else { continue };
+            let capacity = self.support.is_array(target).then(|| self.support.element_count(target) as usize);
+            let Some(value) = constant.field_value(capacity) else { continue };
+            let loaded = match value {
+                FieldValue::Array(array) => self.put_array(target, array).is_ok(),
+                scalar => match self.spec(target).map(|t| (t, coerce(t, scalar, Some(self)))) {
+                    Some((target_spec, Ok(value))) => self.store(target_spec, value).is_ok(),
+                    _ => false,
+                },
+            };
+            if loaded && target == "VAL" {
+                self.udf = self.support.value_is_nan();
+                self.support.value_loaded();
+            }
+        }
     }
 
     /// Sets the initial severity as `iocInit` does: a record whose value is
@@ -1049,6 +1154,27 @@ mod tests {
         ] {
             assert_eq!(link_as_base_prints(written), read, "{written:?}");
         }
+    }
+
+    #[test]
+    fn constants_parse_as_base_7_reads_them() {
+        assert_eq!(Constant::parse(" 1.5 "), Some(Constant::Number(1.5)));
+        assert_eq!(Constant::parse("{const: 2}"), Some(Constant::Number(2.0)));
+        assert_eq!(Constant::parse(r#"{"const": true}"#), Some(Constant::Number(1.0)));
+        assert_eq!(Constant::parse(r#"{const: "x y"}"#), Some(Constant::Text("x y".into())));
+        assert_eq!(Constant::parse("[1, 2.5]"), Some(Constant::Numbers(vec![1.0, 2.5])));
+        assert_eq!(Constant::parse(r#"{const: ["a", "b"]}"#), Some(Constant::Texts(vec!["a".into(), "b".into()])));
+        assert_eq!(Constant::parse("[]"), Some(Constant::Numbers(vec![])));
+        assert_eq!(Constant::parse(r#"[1, "a"]"#), None);
+        assert_eq!(Constant::parse(r#"{ca: "PV"}"#), None);
+        assert_eq!(Constant::parse("PV.VAL"), None);
+        assert_eq!(Constant::parse(" "), None);
+        let wf = Constant::parse("[1, 2, 3]").unwrap();
+        assert_eq!(wf.field_value(Some(2)), Some(FieldValue::Array(Value::Double(vec![1.0, 2.0]))));
+        assert_eq!(wf.field_value(None), Some(FieldValue::Double(1.0)));
+        assert_eq!(Constant::parse("[]").unwrap().field_value(None), None);
+        assert_eq!(Link::parse_input("{const: 3}"), Ok(CalcInput::Constant(3.0)));
+        assert!(matches!(Link::parse_input(r#"{ca: "PV"}"#), Err(LinkError::Unsupported(_))));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! prints itself. `VAL` holds `SIZV` - 1 bytes and is written to `OUT`.
 //! Channels see `VAL` as a string (`DBR_STRING`, at most 39 bytes).
 
-use crate::server::db::record::{CalcInput, Link, PutError};
+use crate::server::db::record::{Constant, PutError};
 
 use super::types::*;
 use super::{FieldSpec, Process, RecordSupport, RecordTypeDef};
@@ -73,10 +73,7 @@ fn next_argument(ctx: &Process<'_>, next: &mut usize) -> Option<FieldValue> {
     if let Some(v) = ctx.input(link) {
         return Some(v.clone());
     }
-    match Link::parse_input(&ctx.get(link).to_text()) {
-        Ok(CalcInput::Constant(v)) => Some(FieldValue::Double(v)),
-        _ => None,
-    }
+    Constant::parse(&ctx.get(link).to_text()).and_then(|c| c.field_value(None))
 }
 
 fn pad(body: String, d: &Directive, numeric: bool) -> String {

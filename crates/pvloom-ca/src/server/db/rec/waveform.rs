@@ -283,6 +283,11 @@ impl RecordSupport for Waveform {
         name == "VAL"
     }
 
+    fn constant_target(&self, link_field: &str) -> Option<&'static str> {
+        // waveform and aai soft support load a constant INP at init (dbLoadLinkArray).
+        (self.role == ArrayRole::Input && link_field == "INP").then_some("VAL")
+    }
+
     fn put_array(&mut self, name: &str, value: Value) -> Option<Result<(), PutError>> {
         if name != "VAL" {
             return None;
