@@ -26,7 +26,8 @@ Usage: pvloom ioc [-D softIoc.dbd] [-h] [-S] [-s] [-v] [-a ascf]
 
     -D <dbd>  Accepted for softIoc's sake and ignored: pvloom's record types are built in.
     -h        Print this message and exit.
-    -S        No interactive shell (there is none either when stdin is not a terminal).
+    -S        No shell on stdin (without -S: commands from a terminal, with a prompt, or from
+              a pipe; the end of a piped stdin leaves the IOC running).
     -s        Accepted and ignored (historical).
     -v        Accepted and ignored (startup steps are logged with -v before `ioc`).
     -a <acf>  Access security file, read at iocInit with the macros of the -m before it.
@@ -219,15 +220,25 @@ pub fn run(args: &IocArgs) -> anyhow::Result<()> {
             }
         })
         .context("starting the signal thread")?;
-    let shell = !o.no_shell && o.seconds.is_none() && std::io::stdin().is_terminal();
-    if shell {
+    // As softIoc, the shell reads stdin after the script, a terminal (with a prompt) or a
+    // pipe (commands fed by a supervisor or a test). Unlike softIoc, the end of a piped
+    // or empty stdin does not stop the IOC: only `exit`, a signal or --seconds do.
+    if !o.no_shell && o.seconds.is_none() {
+        let tty = std::io::stdin().is_terminal();
         let tx = stop_tx.clone();
         std::thread::Builder::new()
             .name("pvloom-iocsh".into())
             .spawn(move || {
                 let stdin = std::io::stdin();
-                sh.run_interactive(&mut stdin.lock(), true);
-                let _ = tx.send(0);
+                let exited = sh.run_interactive(&mut stdin.lock(), tty);
+                if exited || tty {
+                    let _ = tx.send(0);
+                } else {
+                    // The shell owns the IOC: keep it (and its server) until the process ends.
+                    loop {
+                        std::thread::park();
+                    }
+                }
             })
             .context("starting the shell")?;
         let code = stop_rx.recv().unwrap_or(0);

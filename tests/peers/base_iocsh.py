@@ -8,7 +8,8 @@ registered here as a no-op so a real-world st.cmd runs as under softIoc.
 
 Usage: python base_iocsh.py st.cmd      (in the IOC's directory)
 Serves on EPICS_CA_SERVER_PORT; prints SCRIPT-DONE <status> when the script returned,
-then serves until killed.
+then, as softIoc's shell, runs the commands stdin sends (each acknowledged with a
+"CMD-DONE <command>" line once it ran), and serves until killed.
 """
 
 import ctypes
@@ -51,5 +52,13 @@ status = Com.iocsh(sys.argv[1].encode())
 sys.stdout.flush()
 sys.stderr.flush()
 print("SCRIPT-DONE", status, flush=True)
+Com.iocshCmd.argtypes = [ctypes.c_char_p]
+Com.iocshCmd.restype = ctypes.c_int
+libc = ctypes.CDLL(None)
+for line in sys.stdin:
+    command = line.strip()
+    Com.iocshCmd(command.encode())
+    libc.fflush(None)  # iocsh prints through C's stdio
+    print("CMD-DONE", command, flush=True)
 while True:
     time.sleep(1)

@@ -85,7 +85,16 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(command: &mut Command) -> Proc {
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        Proc::spawn_with_stdin(command, Stdio::null())
+    }
+
+    /// As [`spawn`](Proc::spawn), with a pipe to its stdin ([`send_line`](Proc::send_line)).
+    pub fn spawn_piped(command: &mut Command) -> Proc {
+        Proc::spawn_with_stdin(command, Stdio::piped())
+    }
+
+    fn spawn_with_stdin(command: &mut Command, stdin: Stdio) -> Proc {
+        let mut child = command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let (stdout, stderr) = (Arc::new(Mutex::new(String::new())), Arc::new(Mutex::new(String::new())));
         let (mut pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
         std::thread::spawn(move || {
@@ -127,6 +136,13 @@ impl Proc {
 
     pub fn stderr(&self) -> String {
         strip_ansi(&self.stderr.lock().unwrap())
+    }
+
+    /// Writes `line` and a newline to its stdin (see [`spawn_piped`](Proc::spawn_piped)).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("spawned with spawn_piped");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).unwrap();
     }
 
     pub fn stdout(&self) -> String {

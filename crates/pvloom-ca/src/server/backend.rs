@@ -40,18 +40,20 @@ pub trait PvBackend: Send + Sync + 'static {
         None
     }
 
-    /// A fresh gate for one new subscription, when updates may be held back (a
-    /// channel's `dbnd` filter); `None`: every update goes out.
+    /// A fresh gate for one new subscription, when updates may be held back or
+    /// replaced (a channel's `dbnd` and `sync` filters); `None`: every update goes out.
     fn monitor_gate(&self) -> Option<Box<dyn MonitorGate>> {
         None
     }
 }
 
-/// Decides, per subscription, which updates go out; keeps what it needs to (the last
-/// value sent). Called with each update as read for that subscription.
+/// Decides, per subscription, what goes out for each update; keeps what it needs to
+/// (the last value sent, the last update held back). Called with each update as read
+/// for that subscription.
 pub trait MonitorGate: Send {
-    /// True if `data` goes to the client.
-    fn admit(&mut self, data: &DbrData) -> bool;
+    /// What goes to the client for `data`: `data` itself, an earlier update the gate
+    /// held back (sync's `before` and `last`), or nothing.
+    fn pass(&mut self, data: DbrData) -> Option<DbrData>;
 }
 
 /// Hook run on every client write of a [`SimplePv`]: it may accept the value, change

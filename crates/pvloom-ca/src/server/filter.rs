@@ -1,14 +1,16 @@
 //! Channel names as EPICS base's IOC takes them: `REC.FIELD`, long strings `REC.FIELD$`,
-//! and server-side channel filters — `REC.FIELD{"arr":{…},"dbnd":{…},"ts":{}}`, the
+//! and server-side channel filters — `REC.FIELD{"arr":{…},"dbnd":{…},"ts":{},"sync":{…}}`, the
 //! `.{…}` shorthand for VAL, and `REC.[s:e]` / `[s:i:e]` / `[i]` for `arr` — with base's
 //! relaxed JSON (bare keys). Gets and monitors go through the filters; puts write the
 //! whole field, as base does.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use super::backend::{MonitorGate, PvBackend, Status};
 use super::db::record::truncate_value;
+use super::states::NamedStates;
 use crate::proto::{DbrData, DbrType, EpicsTime, Metadata, Value};
 
 /// A channel name taken apart.
@@ -44,6 +46,46 @@ pub enum Filter {
     },
     /// `ts`: the time of the read or update, not the record's.
     Ts,
+    /// `sync`: monitor updates passed, dropped or replaced by the last one held back,
+    /// as the named state (iocsh's `dbStateSet`/`dbStateClear`) stands at each update.
+    Sync {
+        /// How updates follow the state.
+        mode: SyncMode,
+        /// The state's name (it must exist when the channel is made).
+        state: String,
+    },
+}
+
+/// The `sync` filter's modes, as base names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// The last update before the state went set.
+    Before,
+    /// The first update after the state went set.
+    First,
+    /// The last update before the state went clear.
+    Last,
+    /// The first update after the state went clear.
+    After,
+    /// Every update while the state is set.
+    While,
+    /// Every update while the state is clear.
+    Unless,
+}
+
+impl SyncMode {
+    const ALL: [(&'static str, SyncMode); 6] = [
+        ("before", SyncMode::Before),
+        ("first", SyncMode::First),
+        ("last", SyncMode::Last),
+        ("after", SyncMode::After),
+        ("while", SyncMode::While),
+        ("unless", SyncMode::Unless),
+    ];
+
+    fn named(name: &str) -> Option<SyncMode> {
+        SyncMode::ALL.iter().find(|(n, _)| *n == name).map(|&(_, m)| m)
+    }
 }
 
 impl ChannelSpec {
@@ -130,22 +172,42 @@ fn parse_filter_json(text: &str) -> Option<Vec<Filter>> {
                 }
             }
             "ts" => Filter::Ts,
+            "sync" => parse_sync(opts)?,
             _ => return None,
         });
     }
     Some(filters)
 }
 
+/// `sync`'s options: `{m: "while", s: "name"}`, or a mode as the key of the state's
+/// name (`{while: "name"}`); a mode is required.
+fn parse_sync(opts: &serde_json::Map<String, serde_json::Value>) -> Option<Filter> {
+    let (mut mode, mut state) = (None, None);
+    for (key, value) in opts {
+        let text = value.as_str()?;
+        match key.as_str() {
+            "m" => mode = Some(SyncMode::named(text)?),
+            "s" => state = Some(text.to_owned()),
+            tag => {
+                mode = Some(SyncMode::named(tag)?);
+                state = Some(text.to_owned());
+            }
+        }
+    }
+    Some(Filter::Sync { mode: mode?, state: state.unwrap_or_default() })
+}
+
 /// A field channel with filters: reads are sliced and restamped, monitors gated.
 pub struct FilteredField {
     inner: Arc<dyn PvBackend>,
     filters: Vec<Filter>,
+    states: Arc<NamedStates>,
 }
 
 impl FilteredField {
-    /// `inner` seen through `filters`.
-    pub fn new(inner: Arc<dyn PvBackend>, filters: Vec<Filter>) -> FilteredField {
-        FilteredField { inner, filters }
+    /// `inner` seen through `filters`; `sync` filters read their state from `states`.
+    pub fn new(inner: Arc<dyn PvBackend>, filters: Vec<Filter>, states: Arc<NamedStates>) -> FilteredField {
+        FilteredField { inner, filters, states }
     }
 }
 
@@ -232,15 +294,23 @@ impl PvBackend for FilteredField {
     }
 
     fn monitor_gate(&self) -> Option<Box<dyn MonitorGate>> {
-        let gates: Vec<Deadband> = self
+        let stages: Vec<GateStage> = self
             .filters
             .iter()
-            .filter_map(|f| match *f {
-                Filter::Dbnd { relative, amount } => Some(Deadband::new(relative, amount)),
+            .filter_map(|f| match f {
+                Filter::Dbnd { relative, amount } => Some(GateStage::Deadband(Deadband::new(*relative, *amount))),
+                Filter::Sync { mode, state } => Some(GateStage::Sync(SyncGate {
+                    mode: *mode,
+                    // Checked when the channel was made; a state that is gone reads clear,
+                    // as base's dbStateGet of no state.
+                    state: self.states.find(state).unwrap_or_default(),
+                    held: None,
+                    was_set: false,
+                })),
                 _ => None,
             })
             .collect();
-        (!gates.is_empty()).then(|| Box::new(DeadbandChain(gates)) as Box<dyn MonitorGate>)
+        (!stages.is_empty()).then(|| Box::new(GateChain(stages)) as Box<dyn MonitorGate>)
     }
 }
 
@@ -282,11 +352,54 @@ impl Deadband {
     }
 }
 
-struct DeadbandChain(Vec<Deadband>);
+/// base's `sync` on one subscription: each update is passed, dropped, or exchanged for
+/// the one held back before it, by the state now and the state at the update before.
+struct SyncGate {
+    mode: SyncMode,
+    state: Arc<AtomicBool>,
+    /// The update before this one (`before`, `last`).
+    held: Option<DbrData>,
+    /// The state at the update before this one.
+    was_set: bool,
+}
 
-impl MonitorGate for DeadbandChain {
-    fn admit(&mut self, data: &DbrData) -> bool {
-        self.0.iter_mut().all(|d| d.admit(&data.value))
+impl SyncGate {
+    fn pass(&mut self, data: DbrData) -> Option<DbrData> {
+        let set = self.state.load(Ordering::Acquire);
+        let (went_set, went_clear) = (set && !self.was_set, !set && self.was_set);
+        let out = match self.mode {
+            SyncMode::While => return set.then_some(data),
+            SyncMode::Unless => return (!set).then_some(data),
+            SyncMode::First => went_set.then_some(data),
+            SyncMode::After => went_clear.then_some(data),
+            SyncMode::Before | SyncMode::Last => {
+                let edge = if self.mode == SyncMode::Before { went_set } else { went_clear };
+                let earlier = std::mem::replace(&mut self.held, Some(data));
+                if edge { earlier } else { None }
+            }
+        };
+        self.was_set = set;
+        out
+    }
+}
+
+enum GateStage {
+    Deadband(Deadband),
+    Sync(SyncGate),
+}
+
+/// A subscription's filters in the order the channel name gives them.
+struct GateChain(Vec<GateStage>);
+
+impl MonitorGate for GateChain {
+    fn pass(&mut self, mut data: DbrData) -> Option<DbrData> {
+        for stage in &mut self.0 {
+            data = match stage {
+                GateStage::Deadband(d) => d.admit(&data.value).then_some(data)?,
+                GateStage::Sync(s) => s.pass(data)?,
+            };
+        }
+        Some(data)
     }
 }
 

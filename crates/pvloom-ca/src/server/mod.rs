@@ -20,6 +20,7 @@ pub mod iocsh;
 mod outbox;
 mod records;
 mod registry;
+pub mod states;
 mod tcp;
 mod udp;
 

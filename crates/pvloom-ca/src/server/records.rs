@@ -9,8 +9,9 @@ use parking_lot::Mutex;
 
 use super::backend::{PvBackend, Status};
 use super::db::{Changes, Database, FieldType, FieldValue, GetError, PutError, Record, RecordId};
-use super::filter::{ChannelSpec, FilteredField};
+use super::filter::{ChannelSpec, Filter, FilteredField};
 use super::registry::ServedPv;
+use super::states::NamedStates;
 use super::{Server, TimerHandles};
 use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NOWTACCESS, ECA_PUTFAIL};
 use crate::proto::{DbrClass, DbrData, DbrType, Value};
@@ -26,6 +27,8 @@ pub struct DbIoc {
     db: Mutex<Database>,
     channels: Mutex<OpenChannels>,
     watchers: Mutex<HashMap<RecordId, PutWatcher>>,
+    /// Named states the channels' `sync` filters follow.
+    states: Arc<NamedStates>,
     _timers: Mutex<TimerHandles>,
 }
 
@@ -177,12 +180,23 @@ impl PvBackend for RecordField {
 impl DbIoc {
     /// Wrap a loaded database.
     pub fn new(db: Database) -> Arc<Self> {
+        DbIoc::with_states(db, NamedStates::new())
+    }
+
+    /// Wrap a loaded database whose `sync` filters follow `states` (iocsh's).
+    pub fn with_states(db: Database, states: Arc<NamedStates>) -> Arc<Self> {
         Arc::new(DbIoc {
             db: Mutex::new(db),
             channels: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
+            states,
             _timers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The named states of `sync` filters.
+    pub fn states(&self) -> &Arc<NamedStates> {
+        &self.states
     }
 
     /// Reads the database (iocsh's `dbl`, `dbpr`, `dbgf`).
@@ -234,6 +248,14 @@ impl DbIoc {
     /// first use.
     fn channel(self: &Arc<Self>, name: &str) -> Option<Arc<ServedPv>> {
         let spec = ChannelSpec::parse(name)?;
+        // As base: a sync filter naming no existing state makes no channel.
+        let states_exist = spec.filters.iter().all(|f| match f {
+            Filter::Sync { state, .. } => self.states.find(state).is_some(),
+            _ => true,
+        });
+        if !states_exist {
+            return None;
+        }
         let (id, field, native, count, writable) = {
             let db = self.db.lock();
             let (id, field) = db.resolve(&spec.base)?;
@@ -265,7 +287,7 @@ impl DbIoc {
         let served = if spec.filters.is_empty() {
             ServedPv::new(name.to_owned(), Arc::new(field_backend))
         } else {
-            let filtered = FilteredField::new(Arc::new(field_backend), spec.filters);
+            let filtered = FilteredField::new(Arc::new(field_backend), spec.filters, self.states.clone());
             ServedPv::new_transient(name.to_owned(), Arc::new(filtered))
         };
         let mut channels = self.channels.lock();

@@ -73,23 +73,28 @@ pub(crate) struct ServerSubscription {
     pub(crate) count: u32,
     pub(crate) mask: u16,
     pub(crate) outbox: Arc<Outbox>,
-    /// The channel's per-subscription filter state (`dbnd`), if it has one.
+    /// The channel's per-subscription filter state (`dbnd`, `sync`), if it has one.
     pub(crate) gate: Option<Mutex<Box<dyn MonitorGate>>>,
 }
 
 impl ServerSubscription {
     /// Read the PV now and queue the update for the client.
     pub(crate) fn send_current(&self, backend: &Arc<dyn PvBackend>) {
-        let reply = match backend.read(self.data_type, self.count) {
-            Ok(data) if self.gate.as_ref().is_some_and(|gate| !gate.lock().admit(&data)) => return,
-            Ok(data) => {
-                Command::event_add_response(self.id, crate::proto::constants::ECA_NORMAL, self.data_type, &data)
-            }
+        let data = match backend.read(self.data_type, self.count) {
+            Ok(data) => data,
             Err(status) => {
                 tracing::debug!(status, "subscription read failed");
                 return;
             }
         };
+        let data = match &self.gate {
+            Some(gate) => match gate.lock().pass(data) {
+                Some(data) => data,
+                None => return,
+            },
+            None => data,
+        };
+        let reply = Command::event_add_response(self.id, crate::proto::constants::ECA_NORMAL, self.data_type, &data);
         match reply {
             Ok(update) => self.outbox.push(self.id, update),
             Err(err) => tracing::warn!("cannot encode an update: {err}"),

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::db::{Database, DbError, FieldValue, Macros, ParseOptions, parse_db_with};
+use super::states::NamedStates;
 use super::{AccessRules, DbIoc, Server, ServerConfig};
 
 pub use lex::{LexError, Redirect, Words, split};
@@ -98,6 +99,11 @@ const COMMANDS: &[(&str, &str)] = &[
     ("dbLoadDatabase", "file [path] [substitutions]"),
     ("dbLoadRecords", "file [macros]"),
     ("dbLoadTemplate", "file [macros]"),
+    ("dbStateClear", "name"),
+    ("dbStateCreate", "name"),
+    ("dbStateSet", "name"),
+    ("dbStateShow", "name level"),
+    ("dbStateShowAll", "level"),
     ("dbgf", "'record name'"),
     ("dbl", "'record type' fields"),
     ("dbpf", "'record name' value"),
@@ -132,6 +138,8 @@ pub struct Iocsh {
     access_rules: Option<AccessRules>,
     exit_records: Vec<String>,
     exit_handler: Option<ExitHandler>,
+    /// `dbStateCreate`'s states, made before or after `iocInit`.
+    states: Arc<NamedStates>,
     out: Sink,
     err: Sink,
     depth: usize,
@@ -170,6 +178,7 @@ impl Iocsh {
             access_rules: None,
             exit_records: Vec::new(),
             exit_handler: None,
+            states: NamedStates::new(),
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
             depth: 0,
@@ -442,7 +451,7 @@ impl Iocsh {
             db.process(id, now);
         }
         let records = db.len();
-        let ioc = DbIoc::new(db);
+        let ioc = DbIoc::with_states(db, self.states.clone());
         let env = self.env.clone();
         let config = ServerConfig::from_lookup(|name| env.get(name).cloned());
         let server = Server::builder()
@@ -504,9 +513,10 @@ impl Iocsh {
     }
 
     /// The interactive shell: a prompt (`IOCSH_PS1`, default `epics> `) when `prompt`,
-    /// lines from `input` until EOF or `exit`.
-    pub fn run_interactive(&mut self, input: &mut dyn BufRead, prompt: bool) {
+    /// lines from `input` until EOF or `exit`; true if `exit` ended it.
+    pub fn run_interactive(&mut self, input: &mut dyn BufRead, prompt: bool) -> bool {
         let mut line = String::new();
+        let mut exited = false;
         loop {
             if prompt {
                 let ps1 = self.env("IOCSH_PS1").unwrap_or("epics> ").to_owned();
@@ -519,11 +529,13 @@ impl Iocsh {
                 Ok(_) => {}
             }
             if self.run_line(line.trim_end_matches(['\n', '\r']), None) == Flow::Exit {
+                exited = true;
                 break;
             }
             let _ = self.out.flush();
         }
         let _ = self.out.flush();
+        exited
     }
 
     fn report(&mut self, at: Option<(&str, usize)>, message: &str) {
@@ -776,6 +788,33 @@ impl Iocsh {
                 }
             },
             "dbpf" => self.dbpf(arg(1), arg(2), at),
+            // As base: a missing name or an unknown state is ignored without a word.
+            "dbStateCreate" => {
+                if let Some(state) = arg(1) {
+                    self.states.create(state);
+                }
+            }
+            "dbStateSet" | "dbStateClear" => {
+                if let Some(state) = arg(1) {
+                    self.states.change(state, name == "dbStateSet");
+                }
+            }
+            "dbStateShow" | "dbStateShowAll" => {
+                let all = name == "dbStateShowAll";
+                let level: i64 = arg(if all { 1 } else { 2 }).and_then(|l| l.parse().ok()).unwrap_or(0);
+                let wanted = if all { None } else { arg(1) };
+                for (state, set) in self.states.list() {
+                    if wanted.is_some_and(|w| w != state) || (!all && wanted.is_none()) {
+                        continue;
+                    }
+                    let value = if set { "TRUE" } else { "FALSE" };
+                    let _ = if all || level >= 1 {
+                        writeln!(self.out, "'{state}' : {value}")
+                    } else {
+                        writeln!(self.out, "{value}")
+                    };
+                }
+            }
             "help" => self.help(&args[1..]),
             _ if name.ends_with("_registerRecordDeviceDriver") => {
                 tracing::info!("{name}: record and device support are built in, nothing to register");
