@@ -374,7 +374,7 @@ impl SyncGate {
             SyncMode::After => went_clear.then_some(data),
             SyncMode::Before | SyncMode::Last => {
                 let edge = if self.mode == SyncMode::Before { went_set } else { went_clear };
-                let earlier = std::mem::replace(&mut self.held, Some(data));
+                let earlier = self.held.replace(data);
                 if edge { earlier } else { None }
             }
         };
