@@ -49,15 +49,38 @@ pub struct LongRecord {
     pub wide: bool,
     /// An output record (longout) rather than an input (longin).
     pub output: bool,
+    /// longout's `PVAL`: `VAL` at the last processing (`OOPT` compares with it).
+    pub pval: i64,
+    /// longout: not processed yet (`OOPT` On Change writes the first time).
+    pub first: bool,
+    /// longout: `OUT` was written since the last processing (with `OOCH` YES, On Change
+    /// writes to the new target).
+    pub out_changed: bool,
 }
 
 impl LongRecord {
     pub(super) fn new(output: bool) -> Self {
-        LongRecord { long: Long::default(), wide: false, output }
+        LongRecord { long: Long::default(), wide: false, output, pval: 0, first: true, out_changed: false }
+    }
+
+    /// longout's `OOPT`: whether this processing writes `OUT` (int64out always does).
+    fn output_wanted(&self, ctx: &Process<'_>) -> bool {
+        if self.wide {
+            return true;
+        }
+        let (val, pval) = (self.long.val, self.pval);
+        match ctx.index("OOPT") {
+            1 => self.first || (self.out_changed && ctx.index("OOCH") == 1) || val != pval,
+            2 => val == 0,
+            3 => val != 0,
+            4 => val == 0 && pval != 0,
+            5 => val != 0 && pval == 0,
+            _ => true,
+        }
     }
 
     pub(super) fn wide(output: bool) -> Self {
-        LongRecord { long: Long::default(), wide: true, output }
+        LongRecord { wide: true, ..LongRecord::new(output) }
     }
 }
 
@@ -65,10 +88,18 @@ impl RecordSupport for LongRecord {
     support_boilerplate!();
 
     fn get(&self, name: &str) -> Option<FieldValue> {
+        if name == "PVAL" && self.output && !self.wide {
+            return Some(FieldValue::Int(self.pval));
+        }
         get_long(&self.long, name)
     }
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
+        if name == "OUT" && self.output {
+            // A redirected output: `OOCH` decides at the next processing.
+            self.out_changed = true;
+            return Ok(false);
+        }
         Ok(set_long(&mut self.long, name, value))
     }
 
@@ -79,7 +110,11 @@ impl RecordSupport for LongRecord {
         }
         let mask = process_long(&mut self.long, self.output, ctx);
         if self.output {
-            write_output(ctx, FieldValue::Int(self.long.val));
+            if self.output_wanted(ctx) {
+                write_output(ctx, FieldValue::Int(self.long.val));
+            }
+            self.pval = self.long.val;
+            (self.first, self.out_changed) = (false, false);
         }
         mask
     }
