@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{Proc, Scratch, free_port, free_udp_port, root, venv_python};
+use support::{PUT_THEN_READ, TwoIocs};
 
 const DB: &str = r#"
 record(ai, "$(P)AI") { field(INP, {const: 2.5}) }
@@ -27,22 +25,8 @@ record(waveform, "$(P)WF") { field(FTVL, "DOUBLE") field(NELM, "4") field(INP, [
 record(waveform, "$(P)WFLONG") { field(INP, {const: [10, 20, 30, 40, 50, 60]}) field(NELM, "4") field(FTVL, "LONG") }
 record(waveform, "$(P)WFSTR") { field(FTVL, "STRING") field(NELM, "3") field(INP, ["x", "y"]) }
 record(aai, "$(P)AAI") { field(FTVL, "SHORT") field(NELM, "5") field(INP, {const: [7, 8]}) }
+record(sel, "$(P)SEL") { field(SELM, "High Signal") field(A, "5") field(INPB, {const: 2}) field(C, "1") field(PINI, "YES") }
 record(printf, "$(P)PF") { field(FMT, "%s-%d-%.1f") field(INP0, {const: "txt"}) field(INP1, {const: 5}) field(INP2, [2.5]) field(PINI, "YES") }
-"#;
-
-const SCRIPT: &str = r#"
-import json, sys, epics
-P = sys.argv[1]
-assert epics.caput(P + "CALCNP.PROC", 1, wait=True, timeout=5) == 1
-out = {}
-for name in sys.argv[2:]:
-    pv = epics.PV(P + name, form='ctrl')
-    assert pv.wait_for_connection(5), name
-    v = pv.get(use_monitor=False, as_string=(pv.type.endswith('enum')), timeout=5)
-    if hasattr(v, 'tolist'):
-        v = v.tolist()
-    out[name] = [v, pv.severity, pv.status, pv.nelm]
-print(json.dumps(out))
 "#;
 
 const NAMES: &[&str] = &[
@@ -72,63 +56,26 @@ const NAMES: &[&str] = &[
     "AAI",
     "AAI.NORD",
     "PF",
+    "SEL",
+    "SEL.A",
+    "SEL.B",
+    "SEL.C",
 ];
-
-fn read(env: &[(&str, String)]) -> serde_json::Value {
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("LNK:")
-        .args(NAMES)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
-}
 
 #[test]
 fn constant_and_json_constant_links_load_as_in_epics_base() {
-    let dir = Scratch::new("links");
-    std::fs::write(dir.0.join("links.db"), DB).unwrap();
-    std::fs::write(dir.0.join("st.cmd"), "dbLoadRecords(\"links.db\", \"P=LNK:\")\niocInit\n").unwrap();
-    let env = support::loopback_env(free_port(), free_udp_port());
-    let base_env = support::loopback_env(free_port(), free_udp_port());
-    let mut ioc = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_pvloom"))
-            .current_dir(&dir.0)
-            .args(["ioc", "st.cmd"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    ioc.wait_line("served on port");
-    let mut base = Proc::spawn(
-        Command::new(venv_python())
-            .current_dir(&dir.0)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
-
-    let ours = read(&env);
-    let theirs = read(&base_env);
-    let differences: Vec<String> = NAMES
-        .iter()
-        .filter(|n| ours[**n] != theirs[**n])
-        .map(|n| format!("{n}: pvloom {} base {}", ours[*n], theirs[*n]))
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "differences from base:\n{}\nbase stderr:\n{}",
-        differences.join("\n"),
-        base.stderr()
-    );
+    let iocs =
+        TwoIocs::start("links", &[("links.db", DB), ("st.cmd", "dbLoadRecords(\"links.db\", \"P=LNK:\")\niocInit\n")]);
+    let script = format!("PUTS = [('CALCNP.PROC', 1)]\n{PUT_THEN_READ}");
+    let names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+    let args: Vec<String> = std::iter::once("LNK:".to_owned()).chain(names.iter().cloned()).collect();
+    let (ours, theirs) = iocs.each(&script, &args);
+    iocs.assert_same(&ours, &theirs, &names);
     // The comparison means something only if the constants were loaded.
     assert_eq!(ours["AI"][0], serde_json::json!(2.5));
     assert_eq!(ours["CALC"][0], serde_json::json!(8.0), "4 + 3 + true");
     assert_eq!(ours["SI"][0], serde_json::json!("from json"));
     assert_eq!(ours["WF"][0], serde_json::json!([1.0, 2.0, 3.0]));
     assert_eq!(ours["PF"][0], serde_json::json!("txt-5-2.5"));
-    drop(ioc);
+    assert_eq!(ours["SEL"][0], serde_json::json!(2.0), "sel's init leaves only constant inputs defined");
 }

@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{Proc, Scratch, free_port, free_udp_port, root, venv_python};
+use support::TwoIocs;
 
 const DB: &str = r#"
 record(ao, "$(P)RAMP") { field(OROC, "2") field(OUT, "$(P)RAMPED PP") field(PREC, "3") }
@@ -98,57 +96,18 @@ fn names() -> Vec<String> {
     names
 }
 
-fn read(env: &[(&str, String)]) -> serde_json::Value {
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("OUT:")
-        .args(names())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
-}
-
 #[test]
 fn output_rules_match_epics_base() {
-    let dir = Scratch::new("outputs");
-    std::fs::write(dir.0.join("outputs.db"), db()).unwrap();
-    std::fs::write(dir.0.join("st.cmd"), "dbLoadRecords(\"outputs.db\", \"P=OUT:\")\niocInit\n").unwrap();
-    let env = support::loopback_env(free_port(), free_udp_port());
-    let base_env = support::loopback_env(free_port(), free_udp_port());
-    let mut ioc = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_pvloom"))
-            .current_dir(&dir.0)
-            .args(["ioc", "st.cmd"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+    let db = db();
+    let iocs = TwoIocs::start(
+        "outputs",
+        &[("outputs.db", &db), ("st.cmd", "dbLoadRecords(\"outputs.db\", \"P=OUT:\")\niocInit\n")],
     );
-    ioc.wait_line("served on port");
-    let mut base = Proc::spawn(
-        Command::new(venv_python())
-            .current_dir(&dir.0)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
-    let ours = read(&env);
-    let theirs = read(&base_env);
-    let differences: Vec<String> = names()
-        .iter()
-        .filter(|n| ours[n.as_str()] != theirs[n.as_str()])
-        .map(|n| format!("{n}: pvloom {} base {}", ours[n.as_str()], theirs[n.as_str()]))
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "differences from base:\n{}\nbase stderr:\n{}",
-        differences.join("\n"),
-        base.stderr()
-    );
+    let names = names();
+    let args: Vec<String> = std::iter::once("OUT:".to_owned()).chain(names.iter().cloned()).collect();
+    let (ours, theirs) = iocs.each(SCRIPT, &args);
+    iocs.assert_same(&ours, &theirs, &names);
     assert_eq!(ours["RAMP.OVAL"], serde_json::json!(2.0), "5 from 0 by steps of 2, then back toward -1");
     assert_eq!(ours["STEP"], serde_json::json!(25.0));
     assert_eq!(ours["CNT0"], serde_json::json!(6.0), "Every Time: six writes");
-    drop(ioc);
 }

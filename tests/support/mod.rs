@@ -186,3 +186,100 @@ pub fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// `pvloom ioc st.cmd` and EPICS base's own IOC (tests/peers/base_iocsh.py) serving the
+/// same IOC directory, each on its own loopback ports; both killed when dropped.
+pub struct TwoIocs {
+    pub dir: Scratch,
+    pub ioc: Proc,
+    pub base: Proc,
+    pub env: Vec<(&'static str, String)>,
+    pub base_env: Vec<(&'static str, String)>,
+}
+
+impl TwoIocs {
+    /// Writes `files` (name, text; an `st.cmd` among them) into a scratch directory and
+    /// starts both IOCs on its st.cmd, waiting until each serves.
+    pub fn start(test: &str, files: &[(&str, &str)]) -> TwoIocs {
+        let dir = Scratch::new(test);
+        for (name, text) in files {
+            dir.file(name, text);
+        }
+        let env = loopback_env(free_port(), free_udp_port());
+        let base_env = loopback_env(free_port(), free_udp_port());
+        let mut ioc = Proc::spawn(
+            Command::new(env!("CARGO_BIN_EXE_pvloom"))
+                .current_dir(&dir.0)
+                .args(["ioc", "st.cmd"])
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+        );
+        ioc.wait_line("served on port");
+        let mut base = Proc::spawn(
+            Command::new(venv_python())
+                .current_dir(&dir.0)
+                .arg(root().join("tests/peers/base_iocsh.py"))
+                .arg("st.cmd")
+                .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
+        );
+        base.wait_line("SCRIPT-DONE");
+        TwoIocs { dir, ioc, base, env, base_env }
+    }
+
+    /// Runs the Python `script` with `args` against each IOC; its last stdout line, a
+    /// JSON document, from pvloom's and from base's.
+    pub fn each(&self, script: &str, args: &[String]) -> (serde_json::Value, serde_json::Value) {
+        let run = |env: &[(&str, String)]| {
+            let out = Command::new(venv_python())
+                .arg("-c")
+                .arg(script)
+                .args(args)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
+        };
+        (run(&self.env), run(&self.base_env))
+    }
+
+    /// Fails the test listing every name whose entry differs between the two documents.
+    pub fn assert_same(&self, ours: &serde_json::Value, theirs: &serde_json::Value, names: &[String]) {
+        let differences: Vec<String> = names
+            .iter()
+            .filter(|n| ours[n.as_str()] != theirs[n.as_str()])
+            .map(|n| format!("{n}: pvloom {} base {}", ours[n.as_str()], theirs[n.as_str()]))
+            .collect();
+        assert!(
+            differences.is_empty(),
+            "differences from base:\n{}\nbase stderr:\n{}",
+            differences.join("\n"),
+            self.base.stderr()
+        );
+    }
+}
+
+/// A pyepics script for [`TwoIocs::each`]: makes the puts `PUTS` lists (name, value; each
+/// waited for), then reads every channel named after the prefix in argv as
+/// `[value, severity, status, count]` (NaN as "NaN") and prints them as JSON.
+pub const PUT_THEN_READ: &str = r#"
+import json, sys, epics
+P = sys.argv[1]
+for name, value in PUTS:
+    assert epics.caput(P + name, value, wait=True, timeout=5) == 1, name
+out = {}
+for name in sys.argv[2:]:
+    pv = epics.PV(P + name, form='ctrl')
+    assert pv.wait_for_connection(5), name
+    try:
+        v = pv.get(use_monitor=False, as_string=(pv.type.endswith('enum') or pv.type.endswith('char')), timeout=5)
+        alarm = [pv.severity, pv.status]
+    except epics.ca.ChannelAccessGetFailure as e:
+        v, alarm = "get failed: " + str(e), [None, None]
+    if hasattr(v, 'tolist'):
+        v = v.tolist()
+    if isinstance(v, float) and v != v:
+        v = "NaN"  # JSON has no NaN
+    out[name] = [v] + alarm + [pv.nelm]
+print(json.dumps(out))
+"#;

@@ -14,7 +14,7 @@ use super::registry::ServedPv;
 use super::states::NamedStates;
 use super::{Server, TimerHandles};
 use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NOWTACCESS, ECA_PUTFAIL};
-use crate::proto::{DbrClass, DbrData, DbrType, Value};
+use crate::proto::{ControlLimits, DbrClass, DbrData, DbrType, GraphicInfo, Metadata, Value};
 
 /// The channels opened on each record: (field, channel).
 type OpenChannels = HashMap<RecordId, Vec<(String, Weak<ServedPv>)>>;
@@ -61,8 +61,22 @@ impl RecordField {
             Some(FieldValue::String(text)) => text,
             _ => return Err(ECA_BADTYPE),
         };
-        let meta_type = DbrType::from_parts(crate::proto::NativeType::String, data_type.class()).ok_or(ECA_BADTYPE)?;
+        // The metadata of a char array: the field's alarm (and time); for GR and CTRL no
+        // units and zero limits, as base gives a string field read as chars.
+        let (class, display) = match data_type.class() {
+            c @ (DbrClass::Graphic | DbrClass::Control) => (DbrClass::Status, Some(c)),
+            c => (c, None),
+        };
+        let meta_type = DbrType::from_parts(crate::proto::NativeType::String, class).ok_or(ECA_BADTYPE)?;
         let mut data = record.dbr_data(&self.field, meta_type, None).map_err(|e| eca_of_get(&e))?;
+        if let (Some(display), Metadata::Status(alarm)) = (display, &data.metadata) {
+            let (alarm, info) = (alarm.clone(), GraphicInfo::default());
+            data.metadata = if display == DbrClass::Graphic {
+                Metadata::Graphic { alarm, info }
+            } else {
+                Metadata::Control { alarm, info, control: ControlLimits::default() }
+            };
+        }
         let mut chars = text.into_bytes();
         chars.truncate(self.count as usize - 1);
         chars.push(0);

@@ -411,7 +411,7 @@ pub fn parse_db_with(
         // The initial severity follows UDF as the file left it: base sets it before
         // init_record loads constant links (which leaves SEVR as it was).
         def.record.init_alarm();
-        def.record.init_constant_links();
+        def.record.init_record();
     }
     Ok(state.defs)
 }

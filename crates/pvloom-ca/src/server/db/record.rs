@@ -491,11 +491,13 @@ impl Record {
         Ok(())
     }
 
-    /// Loads constant input links into the fields they initialise, as `init_record`
-    /// does once every field is set (`recGblInitConstantLink`; soft device support's
-    /// `dbLoadLink`, `dbLoadLinkArray` for array records). A constant the field cannot
-    /// take leaves it as it was, as in base.
-    pub(crate) fn init_constant_links(&mut self) {
+    /// What `init_record` does once every field of the file is set: the type's own
+    /// initialisation, then constant input links loaded into the fields they
+    /// initialise (`recGblInitConstantLink`; soft device support's `dbLoadLink`,
+    /// `dbLoadLinkArray` for array records). A constant the field cannot take leaves
+    /// it as it was, as in base.
+    pub(crate) fn init_record(&mut self) {
+        self.support.init_record();
         for spec in self.record_type().fields() {
             if spec.field_type != FieldType::InLink {
                 continue;
@@ -948,7 +950,11 @@ pub(crate) fn coerce(
 ) -> Result<FieldValue, PutError> {
     let field = spec.name;
     let bad = |reason: String| PutError::BadValue { field, reason };
-    let field_type = spec.field_type;
+    // A string whose size the record sets (lsi, lso, printf: SIZV) is cut to that size.
+    let field_type = match record.and_then(|r| r.support.field_type(field)) {
+        Some(sized @ FieldType::String { .. }) => sized,
+        _ => spec.field_type,
+    };
     Ok(match field_type {
         FieldType::String { size } => {
             FieldValue::String(truncate_to(&value.to_text(), usize::from(size) - 1).to_string())

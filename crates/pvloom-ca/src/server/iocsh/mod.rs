@@ -362,7 +362,7 @@ impl Iocsh {
                     for (info, value) in &def.info {
                         record.add_info(info, value);
                     }
-                    record.init_constant_links();
+                    record.init_record();
                 }
                 None => {
                     let (file, line) = (def.file.clone(), def.line);

@@ -1,6 +1,8 @@
 //! Long string input (`lsiRecord`): a string of up to `SIZV` - 1 bytes read from `INP`.
-//! Channels see `VAL` and `OVAL` as strings (as `DBR_STRING`, at most 39
-//! bytes); a `.db` file can set at most 40 bytes of `VAL`.
+//! Channels see `VAL` and `OVAL` as strings (as `DBR_STRING`, at most 39 bytes; whole
+//! as `VAL$`); a `.db` file can set at most 40 bytes of `VAL`, a constant `INP` all of it.
+
+use crate::proto::constants::{DBE_LOG, DBE_VALUE};
 
 use super::shared::*;
 use super::types::*;
@@ -38,15 +40,20 @@ pub struct LongString {
     pub sizv: u16,
     /// An output record (lso) rather than an input (lsi).
     pub output: bool,
+    /// `LEN`: bytes of `VAL` with the nul, 0 until a value was set.
+    pub len: u32,
+    /// `OLEN`: `LEN` as last posted.
+    pub olen: u32,
 }
 
 impl LongString {
     pub(super) fn new(output: bool) -> Self {
-        LongString { text: Text::default(), sizv: 41, output }
+        LongString { text: Text::default(), sizv: 41, output, len: 0, olen: 0 }
     }
 
     fn set_value(&mut self, text: &str) {
         self.text.val = truncate_to(text, usize::from(self.sizv).saturating_sub(1)).to_string();
+        self.len = self.text.val.len() as u32 + 1;
     }
 }
 
@@ -56,14 +63,16 @@ impl RecordSupport for LongString {
     fn get(&self, name: &str) -> Option<FieldValue> {
         match name {
             "SIZV" => Some(FieldValue::Int(self.sizv.into())),
+            "LEN" => Some(FieldValue::Int(self.len.into())),
+            "OLEN" => Some(FieldValue::Int(self.olen.into())),
             _ => get_text(&self.text, name),
         }
     }
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
         match name {
-            // init_record: SIZV is at most 32767 and at least 1.
-            "SIZV" => self.sizv = (value.as_f64().unwrap_or(41.0) as u16).clamp(1, 0x7fff),
+            // init_record: SIZV is at least 16 and at most 32767.
+            "SIZV" => self.sizv = (value.as_f64().unwrap_or(41.0) as u16).clamp(16, 0x7fff),
             "VAL" => self.set_value(&value.to_text()),
             _ => return Ok(set_text(&mut self.text, name, value)),
         }
@@ -74,9 +83,15 @@ impl RecordSupport for LongString {
         if let Some(v) = value_input(ctx, self.output) {
             self.set_value(&v.to_text());
         }
+        let posted = self.text.oval != self.text.val;
         let mask = process_text(&mut self.text, ctx);
-        ctx.set("LEN", FieldValue::Int(self.text.val.len() as i64 + 1));
-        ctx.set("OLEN", FieldValue::Int(self.text.oval.len() as i64 + 1));
+        if posted {
+            ctx.changes.post("LEN", DBE_VALUE | DBE_LOG);
+            if self.olen != self.len {
+                ctx.changes.post("OLEN", DBE_VALUE | DBE_LOG);
+            }
+            self.olen = self.len;
+        }
         if self.output {
             write_output(ctx, FieldValue::String(self.text.val.clone()));
         }
@@ -93,6 +108,7 @@ impl RecordSupport for LongString {
 
     fn value_loaded(&mut self) {
         self.text.oval = self.text.val.clone();
+        self.olen = self.len;
     }
 
     fn input_links(&self) -> &'static [&'static str] {

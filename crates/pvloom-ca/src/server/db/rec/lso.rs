@@ -42,14 +42,21 @@ mod tests {
     fn long_strings_are_bounded_by_sizv() {
         let mut db = db(r#"
             record(lsi, in) { field(SIZV, 8) field(INP, "out") }
+            record(lsi, small) { field(SIZV, 3) }
             record(lso, out) { field(SIZV, 100) field(OUT, "in PP") }
         "#);
         let in_id = db.find("in").unwrap();
-        assert_eq!(db.record(in_id).field_type("VAL"), Some(FieldType::String { size: 8 }));
+        assert_eq!(db.record(in_id).field_type("VAL"), Some(FieldType::String { size: 16 }), "at least 16");
+        assert_eq!(get(&db, "small.SIZV"), Int(16));
+        assert_eq!(get(&db, "in.LEN"), Int(0), "no value yet");
         put(&mut db, "out", Text("hello, world".into()));
         assert_eq!(get(&db, "out"), Text("hello, world".into()));
         assert_eq!(get(&db, "out.LEN"), Int(13), "with the nul");
-        assert_eq!(get(&db, "in"), Text("hello, ".into()), "SIZV 8 holds 7 bytes");
-        assert_eq!(get(&db, "in.OVAL"), Text("hello, ".into()));
+        assert_eq!(get(&db, "in"), Text("hello, world".into()), "SIZV 16 holds 15 bytes");
+        assert_eq!(get(&db, "in.LEN"), Int(13));
+        put(&mut db, "out", Text("a string longer than fifteen bytes".into()));
+        assert_eq!(get(&db, "in"), Text("a string longer".into()));
+        assert_eq!(get(&db, "in.OVAL"), Text("a string longer".into()));
+        assert_eq!(get(&db, "in.LEN"), Int(16));
     }
 }

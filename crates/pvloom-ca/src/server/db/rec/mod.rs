@@ -552,6 +552,10 @@ pub trait RecordSupport: std::fmt::Debug + Send + Sync + 'static {
         false
     }
 
+    /// The type's `init_record`, once the database file set every field (before
+    /// constant links are loaded).
+    fn init_record(&mut self) {}
+
     /// The field a constant in input link `link_field` is loaded into when
     /// the database file sets the link (`recGblInitConstantLink`).
     fn constant_target(&self, _link_field: &str) -> Option<&'static str> {

@@ -4,6 +4,7 @@
 //! prints itself. `VAL` holds `SIZV` - 1 bytes and is written to `OUT`.
 //! Channels see `VAL` as a string (`DBR_STRING`, at most 39 bytes).
 
+use crate::proto::dbr::Value;
 use crate::server::db::record::{Constant, PutError};
 
 use super::types::*;
@@ -66,14 +67,14 @@ struct Directive {
 }
 
 /// Where a conversion's argument comes from: the next input link's value,
-/// read by the database or a constant, or nothing (prints `IVLS`).
-fn next_argument(ctx: &Process<'_>, next: &mut usize) -> Option<FieldValue> {
+/// read by the database (`true`: from a link) or a constant, or nothing (prints `IVLS`).
+fn next_argument(ctx: &Process<'_>, next: &mut usize) -> Option<(FieldValue, bool)> {
     let link = *INPUTS.get(*next)?;
     *next += 1;
     if let Some(v) = ctx.input(link) {
-        return Some(v.clone());
+        return Some((v.clone(), true));
     }
-    Constant::parse(&ctx.get(link).to_text()).and_then(|c| c.field_value(None))
+    Constant::parse(&ctx.get(link).to_text()).and_then(|c| c.field_value(None)).map(|v| (v, false))
 }
 
 fn pad(body: String, d: &Directive, numeric: bool) -> String {
@@ -197,7 +198,19 @@ fn convert(d: &Directive, value: &FieldValue) -> Option<String> {
         'c' => pad(char::from(integer()? as u8).to_string(), d, false),
         'e' | 'E' | 'f' | 'F' | 'g' | 'G' => float(number()?, d),
         _ => {
-            let text = value.to_text();
+            // %s reads its link as DBR_STRING (39 bytes); %ls as DBR_CHAR, which only a
+            // char array gives (a string field, even an lsi's, fails: IVLS).
+            let text = if d.long == 0 {
+                truncate_to(&value.to_text(), 39).to_string()
+            } else {
+                match value {
+                    FieldValue::Array(Value::Char(bytes)) => {
+                        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                        String::from_utf8_lossy(&bytes[..end]).into_owned()
+                    }
+                    _ => return None,
+                }
+            };
             let limit = d.precision.map_or(text.len(), |p| p.max(0) as usize);
             pad(truncate_to(&text, limit).to_string(), d, false)
         }
@@ -205,7 +218,7 @@ fn convert(d: &Directive, value: &FieldValue) -> Option<String> {
 }
 
 /// `doPrintf`: formats `fmt` with arguments from the input links.
-fn format_record(fmt: &str, ivls: &str, ctx: &Process<'_>) -> String {
+fn format_record(fmt: &str, ivls: &str, ctx: &Process<'_>, link_failed: &mut bool) -> String {
     let mut out = String::new();
     let mut chars = fmt.chars().peekable();
     let mut next = 0;
@@ -240,7 +253,7 @@ fn format_record(fmt: &str, ivls: &str, ctx: &Process<'_>) -> String {
                     in_precision = true;
                     d.precision = Some(0);
                 }
-                '*' => match next_argument(ctx, &mut next).and_then(|v| v.as_f64()) {
+                '*' => match next_argument(ctx, &mut next).and_then(|(v, _)| v.as_f64()) {
                     Some(v) if in_precision => d.precision = Some(v as i64),
                     Some(v) => d.width = v as i64,
                     None => bad_link = true,
@@ -271,8 +284,16 @@ fn format_record(fmt: &str, ivls: &str, ctx: &Process<'_>) -> String {
             out.push('%');
             continue;
         }
-        let formatted =
-            if bad_link { None } else { next_argument(ctx, &mut next).and_then(|value| convert(&d, &value)) };
+        let formatted = if bad_link {
+            None
+        } else {
+            next_argument(ctx, &mut next).and_then(|(value, from_link)| {
+                let formatted = convert(&d, &value);
+                // A link read the conversion's type cannot take fails as dbGetLink does.
+                *link_failed |= formatted.is_none() && from_link;
+                formatted
+            })
+        };
         match formatted {
             Some(s) => out.push_str(&s),
             None => out.push_str(ivls),
@@ -294,7 +315,8 @@ impl RecordSupport for Printf {
 
     fn put(&mut self, name: &'static str, value: &FieldValue) -> Result<bool, PutError> {
         match name {
-            "SIZV" => self.sizv = (value.as_f64().unwrap_or(41.0) as u16).clamp(1, 0x7fff),
+            // init_record: SIZV is at least 16 and at most 32767.
+            "SIZV" => self.sizv = (value.as_f64().unwrap_or(41.0) as u16).clamp(16, 0x7fff),
             "VAL" => self.val = value.to_text(),
             _ => return Ok(false),
         }
@@ -303,7 +325,11 @@ impl RecordSupport for Printf {
 
     fn process(&mut self, ctx: &mut Process<'_>) -> u16 {
         use crate::proto::constants::{DBE_LOG, DBE_VALUE};
-        let text = format_record(&ctx.get("FMT").to_text(), &ctx.get("IVLS").to_text(), ctx);
+        let mut link_failed = false;
+        let text = format_record(&ctx.get("FMT").to_text(), &ctx.get("IVLS").to_text(), ctx, &mut link_failed);
+        if link_failed {
+            ctx.raise(crate::proto::constants::alarm_status::LINK, crate::proto::constants::severity::INVALID);
+        }
         self.val = truncate_to(&text, usize::from(self.sizv).saturating_sub(1)).to_string();
         *ctx.udf = false;
         ctx.set("LEN", FieldValue::Int(self.val.len() as i64 + 1));
@@ -344,7 +370,7 @@ mod tests {
                 field(INP4, "x") field(INP5, "0.0001") field(INP6, "3") field(INP7, "n")
                 field(OUT, "dest PP")
             }
-            record(printf, short) { field(SIZV, 6) field(FMT, "%d and more") field(INP0, "n") }
+            record(printf, short) { field(SIZV, 6) field(FMT, "%d and more %s") field(INP0, "n") field(INP1, "name") }
         "#);
         process(&mut db, "p");
         let expected = "pump:  3.14|-42 |00ff|3.141590e+00|0.0001|%|-42|LNK";
@@ -352,7 +378,7 @@ mod tests {
         assert_eq!(get(&db, "p.LEN"), Int(expected.len() as i64 + 1), "with the nul");
         assert_eq!(get(&db, "dest"), Text(expected[..39].into()), "VAL written to OUT, a 40-byte string");
         process(&mut db, "short");
-        assert_eq!(get(&db, "short"), Text("-42 a".into()), "SIZV 6 holds 5 bytes");
+        assert_eq!(get(&db, "short"), Text("-42 and more pu".into()), "SIZV 6 is raised to 16, holding 15 bytes");
         put(&mut db, "x", Double(1.0e-7));
         process(&mut db, "p");
         assert!(get(&db, "p").to_text().contains("1.000000e-07"));

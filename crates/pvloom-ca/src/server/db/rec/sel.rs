@@ -144,6 +144,16 @@ impl RecordSupport for Sel {
         analog_loaded(&mut self.analog);
     }
 
+    fn init_record(&mut self) {
+        // As base: every input undefined, whatever the file set, but for constant links.
+        for (arg, input) in self.args.iter_mut().zip(&self.inputs) {
+            *arg = match input {
+                CalcInput::Constant(v) => *v,
+                _ => f64::NAN,
+            };
+        }
+    }
+
     fn input_links(&self) -> &'static [&'static str] {
         &INPUTS
     }
