@@ -70,7 +70,7 @@ impl RecordField {
         let meta_type = DbrType::from_parts(crate::proto::NativeType::String, class).ok_or(ECA_BADTYPE)?;
         let mut data = record.dbr_data(&self.field, meta_type, None).map_err(|e| eca_of_get(&e))?;
         if let (Some(display), Metadata::Status(alarm)) = (display, &data.metadata) {
-            let (alarm, info) = (alarm.clone(), GraphicInfo::default());
+            let (alarm, info) = (*alarm, GraphicInfo::default());
             data.metadata = if display == DbrClass::Graphic {
                 Metadata::Graphic { alarm, info }
             } else {
