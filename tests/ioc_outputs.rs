@@ -1,5 +1,6 @@
 //! Output records' write rules against EPICS base's own IOC: ao's `OROC` ramp, `OIF`
-//! Incremental in closed loop, `OVAL`/`PVAL`/`RVAL`; longout's `OOPT` modes and `OOCH`.
+//! Incremental in closed loop, `OVAL`/`PVAL`/`RVAL`; longout's `OOPT` modes and `OOCH`;
+//! and ai's `SMOO` smoothing of what it reads.
 //! pvloom ioc and base's IOC serve the same database, a pyepics client makes the same
 //! puts to both, and every channel read after them must match.
 
@@ -14,6 +15,7 @@ record(ao, "$(P)STEP") { field(DOL, "$(P)DELTA") field(OMSL, "closed_loop") fiel
 record(ao, "$(P)DELTA") { field(VAL, "4") field(PINI, "YES") }
 record(ao, "$(P)CONV") { field(LINR, "LINEAR") field(ESLO, "0.5") field(EOFF, "1") field(VAL, "3") }
 record(ao, "$(P)LOADED") { field(VAL, "7.5") }
+record(ai, "$(P)SMOOTH") { field(INP, "$(P)DELTA") field(SMOO, "0.75") }
 "#;
 
 const MODES: &[&str] =
@@ -52,6 +54,10 @@ for _ in range(3):
 put("DELTA", 20)
 put("STEP.PROC", 1)     # 25: the drive limit
 put("CONV.PROC", 1)
+put("SMOOTH.PROC", 1)   # 20: the first read is taken whole
+put("DELTA", 4)
+put("SMOOTH.PROC", 1)   # 4 * 0.25 + 20 * 0.75
+put("SMOOTH.PROC", 1)
 for i in range(6):
     for v in (0, 0, 5, 5, 0, 3):
         put("LO%d" % i, v)
@@ -80,6 +86,7 @@ fn names() -> Vec<String> {
         "CONV.OVAL",
         "CONV.RVAL",
         "LOADED.OVAL",
+        "SMOOTH",
         "LOADED.PVAL",
         "CNTA",
         "CNTB",
@@ -110,4 +117,5 @@ fn output_rules_match_epics_base() {
     assert_eq!(ours["RAMP.OVAL"], serde_json::json!(2.0), "5 from 0 by steps of 2, then back toward -1");
     assert_eq!(ours["STEP"], serde_json::json!(25.0));
     assert_eq!(ours["CNT0"], serde_json::json!(6.0), "Every Time: six writes");
+    assert_eq!(ours["SMOOTH"], serde_json::json!(13.0), "20 taken whole, then 16 and 13 smoothed toward 4");
 }

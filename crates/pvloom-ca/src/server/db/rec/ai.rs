@@ -65,11 +65,13 @@ pub struct AnalogRecord {
     pub oval: f64,
     /// ao's `PVAL`: `VAL` at the last processing (`OIF` Incremental adds `DOL` to it).
     pub pval: f64,
+    /// ai: the last read of `INP` succeeded, so `SMOO` smooths the next one.
+    pub read_before: bool,
 }
 
 impl AnalogRecord {
     pub(super) fn new(output: bool) -> Self {
-        AnalogRecord { analog: Analog::default(), output, oval: 0.0, pval: 0.0 }
+        AnalogRecord { analog: Analog::default(), output, oval: 0.0, pval: 0.0, read_before: false }
     }
 
     /// ao's `convert`: the drive limits on `value`, which becomes `VAL` and `PVAL`; then
@@ -152,7 +154,12 @@ impl RecordSupport for AnalogRecord {
             self.convert_output(ctx, value);
             *ctx.udf = self.analog.val.is_nan();
         } else if let Some(v) = value_input(ctx, false).and_then(|v| v.as_f64()) {
-            self.analog.val = v;
+            // SMOO: a first-order filter over successive reads (from the second one).
+            let smoo = ctx.number("SMOO");
+            let old = self.analog.val;
+            self.analog.val =
+                if smoo != 0.0 && self.read_before && old.is_finite() { v * (1.0 - smoo) + old * smoo } else { v };
+            self.read_before = true;
             *ctx.udf = v.is_nan();
         }
         let a = &mut self.analog;
