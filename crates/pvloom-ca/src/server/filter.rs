@@ -470,4 +470,55 @@ mod tests {
         assert!(d.admit(&Value::Double(vec![1.0])));
         assert!(!d.admit(&Value::Double(vec![1.5])));
     }
+
+    fn update(v: f64) -> DbrData {
+        DbrData { metadata: Metadata::None, value: Value::Double(vec![v]) }
+    }
+
+    /// What one subscription in `mode` sends for updates 1..=7 with the state toggled
+    /// as in tests/ioc_sync_filter.rs (clear; set before 3; clear before 5; set before 7).
+    fn sync_run(mode: SyncMode) -> Vec<f64> {
+        let state = Arc::new(AtomicBool::new(false));
+        let mut gate = SyncGate { mode, state: state.clone(), held: None, was_set: false };
+        let mut sent = Vec::new();
+        for v in 0..=7 {
+            match v {
+                3 | 7 => state.store(true, Ordering::Release),
+                5 => state.store(false, Ordering::Release),
+                _ => {}
+            }
+            if let Some(d) = gate.pass(update(f64::from(v))) {
+                sent.push(d.value.to_f64_vec().unwrap()[0]);
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn sync_modes_pass_drop_or_exchange_updates_by_the_state() {
+        assert_eq!(sync_run(SyncMode::While), [3.0, 4.0, 7.0]);
+        assert_eq!(sync_run(SyncMode::Unless), [0.0, 1.0, 2.0, 5.0, 6.0]);
+        assert_eq!(sync_run(SyncMode::First), [3.0, 7.0]);
+        assert_eq!(sync_run(SyncMode::Last), [4.0]);
+        assert_eq!(sync_run(SyncMode::Before), [2.0, 6.0]);
+        assert_eq!(sync_run(SyncMode::After), [5.0]);
+    }
+
+    #[test]
+    fn sync_options_take_both_spellings_and_need_a_mode() {
+        let sync = |mode, state: &str| Some(vec![Filter::Sync { mode, state: state.into() }]);
+        assert_eq!(spec(r#"X.{sync:{m:"while",s:"run"}}"#).map(|s| s.filters), sync(SyncMode::While, "run"));
+        assert_eq!(spec(r#"X.{"sync":{"before":"gate"}}"#).map(|s| s.filters), sync(SyncMode::Before, "gate"));
+        assert_eq!(spec(r#"X.{sync:{s:"run"}}"#), None, "no mode");
+        assert_eq!(spec(r#"X.{sync:{m:"sometimes",s:"run"}}"#), None, "no such mode");
+    }
+
+    proptest::proptest! {
+        /// Channel names come from the network: any text parses or is refused, never panics.
+        #[test]
+        fn any_channel_name_parses_or_is_refused(name in "\\PC{0,60}", tail in "[.{}\\[\\]:\"a-z0-9,$-]{0,40}") {
+            let _ = ChannelSpec::parse(&name);
+            let _ = ChannelSpec::parse(&format!("REC{tail}"));
+        }
+    }
 }
