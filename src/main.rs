@@ -94,6 +94,34 @@ pub(crate) fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// Opts the process out of transparent huge pages, before anything allocates. mimalloc
+/// asks for them on its arenas (its `allow_thp`), so each 2 MiB the heap touched became
+/// resident whole: a pvloom ldmsd serving one set held 10 MB of anonymous memory instead
+/// of 3.4 MB, and an aggregator, an IOC or a writer the same; their heaps are small and
+/// short-lived, which huge pages do not speed up. It has to run before mimalloc's own
+/// initialiser (an unprioritised constructor) makes its first arena: a prioritised
+/// `.init_array` entry runs before those, and before `main` (so does the runtime's first
+/// allocation). `MIMALLOC_ALLOW_THP=0` in the environment does the same.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array.00200")]
+static DISABLE_TRANSPARENT_HUGE_PAGES: extern "C" fn() = {
+    extern "C" fn disable() {
+        // SAFETY: PR_SET_THP_DISABLE takes integers only and changes nothing but this
+        // process's THP flag; a kernel without it returns an error, which changes nothing.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                1 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            );
+        }
+    }
+    disable
+};
+
 fn main() -> anyhow::Result<()> {
     // ldmsd's flags are its own getopt letters (`-v LEVEL` among them): parsed apart.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
