@@ -404,12 +404,12 @@ impl Iocsh {
     /// softIoc's `-x PREFIX`: `PREFIX:exit` (processing it calls the exit handler with
     /// 0 when its `A` is 0, else 1) and `PREFIX:BaseVersion`.
     pub fn load_exit_records(&mut self, prefix: &str) -> Result<(), IocshError> {
-        // Base's exit record is a `sub` record calling the registered `exit` function;
-        // a calc record has the same A..L inputs that process on write.
+        // Base's exit record is a `sub` record calling the registered `exit` function:
+        // here the put watcher does what that function does.
         let version = self.env("EPICS_VERSION_FULL").map(str::to_owned);
         let version = version.unwrap_or_else(|| format!("pvloom {}", env!("CARGO_PKG_VERSION")));
         let text = format!(
-            "record(calc, \"$(IOC):exit\") {{\n    field(DESC, \"Exit subroutine\")\n    field(CALC, \"A\")\n}}\n\
+            "record(sub, \"$(IOC):exit\") {{\n    field(DESC, \"Exit subroutine\")\n    field(SCAN, \"Passive\")\n    field(SNAM, \"exit\")\n}}\n\
              record(stringin, \"$(IOC):BaseVersion\") {{\n    field(DESC, \"EPICS Base Version\")\n    \
              field(VAL, \"{}\")\n    field(PINI, \"YES\")\n    field(DISP, 1)\n}}\n",
             version.escape_default()
