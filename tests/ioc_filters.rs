@@ -6,13 +6,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-use support::{Scratch, free_port, free_udp_port, root, venv_python};
+use support::TwoIocs;
 
 const DB: &str = r#"
 record(waveform, "F:WF") { field(FTVL, "DOUBLE") field(NELM, "10") }
@@ -108,90 +102,14 @@ epics.caput("F:WF.[2:5]", [10.0, 11.0], wait=True); out["wf after arr put"] = ep
 print(json.dumps(out))
 "#;
 
-/// A process killed (by its PID, through `Child`) when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(command: &mut Command) -> Proc {
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Proc { child, lines }
-    }
-
-    fn wait_line(&self, marker: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains(marker) => return,
-                Ok(_) => {}
-                Err(_) => panic!("no {marker:?} line"),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn run_script(env: &[(&str, String)]) -> serde_json::Value {
-    let reads = serde_json::to_string(READS).unwrap();
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(reads)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
-}
-
-/// A client environment pointing at one IOC.
-type CaEnv = Vec<(&'static str, String)>;
-
-/// `pvloom ioc st.cmd` and base's IOC on the same directory, and an environment for each.
-fn serve_both(dir: &Path) -> (Proc, Proc, CaEnv, CaEnv) {
-    let (env, base_env) =
-        (support::loopback_env(free_port(), free_udp_port()), support::loopback_env(free_port(), free_udp_port()));
-    let ours = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_pvloom"))
-            .current_dir(dir)
-            .args(["ioc", "st.cmd"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    ours.wait_line("served on port");
-    let base = Proc::spawn(
-        Command::new(venv_python())
-            .current_dir(dir)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
-    (ours, base, env, base_env)
+    support::run_python(SCRIPT, &[serde_json::to_string(READS).unwrap()], env)
 }
 
 #[test]
 fn filters_and_long_strings_serve_what_epics_base_serves() {
-    let dir = Scratch::new("filters");
-    dir.file("f.db", DB);
-    dir.file("st.cmd", "dbLoadRecords(\"f.db\")\niocInit\n");
-    let (_ours, _base, env, base_env) = serve_both(&dir.0);
-    let (got, want) = (run_script(&env), run_script(&base_env));
+    let iocs = TwoIocs::start("filters", &[("f.db", DB), ("st.cmd", "dbLoadRecords(\"f.db\")\niocInit\n")]);
+    let (got, want) = (run_script(&iocs.env), run_script(&iocs.base_env));
     for (key, theirs) in want.as_object().unwrap() {
         assert_eq!(&got[key], theirs, "{key}: pvloom {} vs base {}", got[key], theirs);
     }

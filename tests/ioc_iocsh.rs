@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Proc, Scratch, free_port, free_udp_port, root, strip_ansi, venv_python};
+use support::{Proc, Scratch, free_port, free_udp_port, strip_ansi, venv_python};
 
 fn pvloom(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Proc {
     Proc::spawn(
@@ -39,17 +39,10 @@ for name in sys.argv[1:]:
 print(json.dumps(out))
 "#;
     let started = Instant::now();
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(script)
-        .args(names)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let args: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let out = support::run_python(script, &args, env);
     assert!(started.elapsed() < SCRIPT_LIMIT, "the client's exit took {:?}", started.elapsed());
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
+    out
 }
 
 /// libca's exit closes its circuits and waits for the server to close its side; when
@@ -219,14 +212,7 @@ fn st_cmd_serves_what_epics_base_serves() {
     ioc.wait_line("\"service\""); // the last dbpf's echo: the script ran to its end
     let startup = started.elapsed();
 
-    let mut base = Proc::spawn(
-        Command::new(venv_python())
-            .current_dir(&dir.0)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
+    let base = support::start_base_ioc(&dir.0, &base_env, false);
 
     let ours = read_all(&env, NAMES);
     let theirs = read_all(&base_env, NAMES);

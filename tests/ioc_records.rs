@@ -8,10 +8,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
-use support::{Proc, Scratch, free_port, free_udp_port, root, venv_python};
+use support::TwoIocs;
 
 const DB: &str = r#"
 record(ao, "$(P)SRC") { field(VAL, "2") field(PINI, "YES") }
@@ -176,63 +173,16 @@ const NAMES: &[&str] = &[
     "CPCALC",
 ];
 
-fn read_after_puts(env: &[(&str, String)]) -> serde_json::Value {
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("REC:")
-        .args(NAMES)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
-}
-
-fn ioc_directory(dir: &Path) {
-    std::fs::write(dir.join("records.db"), DB).unwrap();
-    std::fs::write(dir.join("st.cmd"), "dbLoadRecords(\"records.db\", \"P=REC:\")\niocInit\n").unwrap();
-}
-
 #[test]
 fn new_record_types_behave_as_epics_base() {
-    let dir = Scratch::new("records");
-    ioc_directory(&dir.0);
-    let (port, base_port) = (free_port(), free_port());
-    let env = support::loopback_env(port, free_udp_port());
-    let base_env = support::loopback_env(base_port, free_udp_port());
-
-    let mut ioc = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_pvloom"))
-            .current_dir(&dir.0)
-            .args(["ioc", "st.cmd"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+    let iocs = TwoIocs::start(
+        "records",
+        &[("records.db", DB), ("st.cmd", "dbLoadRecords(\"records.db\", \"P=REC:\")\niocInit\n")],
     );
-    ioc.wait_line("served on port");
-    let mut base = Proc::spawn(
-        Command::new(venv_python())
-            .current_dir(&dir.0)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
-
-    let ours = read_after_puts(&env);
-    let theirs = read_after_puts(&base_env);
-    let mut differences = Vec::new();
-    for name in NAMES {
-        if ours[name] != theirs[name] {
-            differences.push(format!("{name}: pvloom {} base {}", ours[name], theirs[name]));
-        }
-    }
-    assert!(
-        differences.is_empty(),
-        "differences from base:\n{}\nbase stderr:\n{}",
-        differences.join("\n"),
-        base.stderr()
-    );
+    let names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+    let args: Vec<String> = std::iter::once("REC:".to_owned()).chain(names.iter().cloned()).collect();
+    let (ours, theirs) = iocs.each(SCRIPT, &args);
+    iocs.assert_same(&ours, &theirs, &names);
     // The comparison means something only if processing happened as intended.
     // OCAL's VAL is the previous OVAL (calcPerform's result argument): 0+1, then 1+1.
     assert_eq!(ours["DEST"][0], serde_json::json!(2.0), "CO wrote OCAL through its PP link");
@@ -247,5 +197,4 @@ fn new_record_types_behave_as_epics_base() {
     assert!(ours["PF"][0].as_str().is_some_and(|s| s.starts_with("running: 4.00|1000|00ff|")), "{}", ours["PF"]);
     assert_eq!(ours["SUBA"][0], serde_json::json!([3.0, 4.0, 5.0]));
     assert_eq!(ours["FANBAD"][1], serde_json::json!(3), "INVALID");
-    drop(ioc);
 }

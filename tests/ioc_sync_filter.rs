@@ -8,7 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use support::{Proc, Scratch, free_port, free_udp_port, root, venv_python};
+use support::{Proc, TwoIocs, venv_python};
 
 const DB: &str = r#"record(ao, "$(P)X") { }
 "#;
@@ -117,41 +117,11 @@ fn run(ioc: &mut Proc, env: &[(&str, String)], base: bool) -> serde_json::Value 
 
 #[test]
 fn sync_filter_modes_follow_named_states_as_in_epics_base() {
-    let dir = Scratch::new("sync");
-    std::fs::write(dir.0.join("sync.db"), DB).unwrap();
-    std::fs::write(dir.0.join("st.cmd"), ST_CMD).unwrap();
-    let env = support::loopback_env(free_port(), free_udp_port());
-    let base_env = support::loopback_env(free_port(), free_udp_port());
-    let mut ioc = Proc::spawn_piped(
-        Command::new(env!("CARGO_BIN_EXE_pvloom"))
-            .current_dir(&dir.0)
-            .args(["ioc", "st.cmd"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    ioc.wait_line("served on port");
-    let mut base = Proc::spawn_piped(
-        Command::new(venv_python())
-            .current_dir(&dir.0)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
-
-    let ours = run(&mut ioc, &env, false);
-    let theirs = run(&mut base, &base_env, true);
+    let mut iocs = TwoIocs::start_with_shells("sync", &[("sync.db", DB), ("st.cmd", ST_CMD)]);
+    let ours = run(&mut iocs.ioc, &iocs.env, false);
+    let theirs = run(&mut iocs.base, &iocs.base_env, true);
     let names = channels();
-    let differences: Vec<String> = names
-        .iter()
-        .filter(|n| ours[n.as_str()] != theirs[n.as_str()])
-        .map(|n| format!("{n}: pvloom {} base {}", ours[n.as_str()], theirs[n.as_str()]))
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "differences from base:\n{}\nbase stderr:\n{}",
-        differences.join("\n"),
-        base.stderr()
-    );
+    iocs.assert_same(&ours, &theirs, &names);
     // What base's filter documents, so the comparison is not of two empty lists.
     let expect = [
         ("while", serde_json::json!([3.0, 4.0, 7.0])),
@@ -168,9 +138,8 @@ fn sync_filter_modes_follow_named_states_as_in_epics_base() {
     let out = Command::new(venv_python())
         .arg("-c")
         .arg("import epics,sys; pv=epics.PV('SYN:X.{sync:{m:\"while\",s:\"nosuch\"}}'); print(pv.wait_for_connection(1.5))")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(iocs.env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "False");
-    drop(ioc);
 }

@@ -187,8 +187,47 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// `pvloom ioc st.cmd` and EPICS base's own IOC (tests/peers/base_iocsh.py) serving the
-/// same IOC directory, each on its own loopback ports; both killed when dropped.
+/// Runs the Python `script` (with `.venv`'s interpreter) with `args` in `env`; its last
+/// stdout line, a JSON document. Fails the test if the script fails.
+pub fn run_python(script: &str, args: &[String], env: &[(&str, String)]) -> serde_json::Value {
+    let out = Command::new(venv_python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
+}
+
+/// EPICS base's own IOC (tests/peers/base_iocsh.py) on `dir`'s st.cmd in `env`, once
+/// its script ran; with `shell`, its stdin is a pipe to its iocsh ([`Proc::send_line`]).
+pub fn start_base_ioc(dir: &std::path::Path, env: &[(&str, String)], shell: bool) -> Proc {
+    let mut command = Command::new(venv_python());
+    command
+        .current_dir(dir)
+        .arg(root().join("tests/peers/base_iocsh.py"))
+        .arg("st.cmd")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut base = if shell { Proc::spawn_piped(&mut command) } else { Proc::spawn(&mut command) };
+    base.wait_line("SCRIPT-DONE");
+    base
+}
+
+/// `pvloom ioc st.cmd` on `dir` in `env`, once it serves; with `shell`, its stdin is a
+/// pipe to its iocsh.
+pub fn start_pvloom_ioc(dir: &std::path::Path, env: &[(&str, String)], shell: bool) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pvloom"));
+    command.current_dir(dir).args(["ioc", "st.cmd"]).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut ioc = if shell { Proc::spawn_piped(&mut command) } else { Proc::spawn(&mut command) };
+    ioc.wait_line("served on port");
+    ioc
+}
+
+/// `pvloom ioc st.cmd` and EPICS base's own IOC serving the same IOC directory, each on
+/// its own loopback ports; both killed when dropped.
 pub struct TwoIocs {
     pub dir: Scratch,
     pub ioc: Proc,
@@ -201,46 +240,30 @@ impl TwoIocs {
     /// Writes `files` (name, text; an `st.cmd` among them) into a scratch directory and
     /// starts both IOCs on its st.cmd, waiting until each serves.
     pub fn start(test: &str, files: &[(&str, &str)]) -> TwoIocs {
+        TwoIocs::start_with(test, files, false)
+    }
+
+    /// As [`start`](TwoIocs::start), each IOC's stdin a pipe to its shell.
+    pub fn start_with_shells(test: &str, files: &[(&str, &str)]) -> TwoIocs {
+        TwoIocs::start_with(test, files, true)
+    }
+
+    fn start_with(test: &str, files: &[(&str, &str)], shell: bool) -> TwoIocs {
         let dir = Scratch::new(test);
         for (name, text) in files {
             dir.file(name, text);
         }
         let env = loopback_env(free_port(), free_udp_port());
         let base_env = loopback_env(free_port(), free_udp_port());
-        let mut ioc = Proc::spawn(
-            Command::new(env!("CARGO_BIN_EXE_pvloom"))
-                .current_dir(&dir.0)
-                .args(["ioc", "st.cmd"])
-                .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-        );
-        ioc.wait_line("served on port");
-        let mut base = Proc::spawn(
-            Command::new(venv_python())
-                .current_dir(&dir.0)
-                .arg(root().join("tests/peers/base_iocsh.py"))
-                .arg("st.cmd")
-                .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-        );
-        base.wait_line("SCRIPT-DONE");
+        let ioc = start_pvloom_ioc(&dir.0, &env, shell);
+        let base = start_base_ioc(&dir.0, &base_env, shell);
         TwoIocs { dir, ioc, base, env, base_env }
     }
 
-    /// Runs the Python `script` with `args` against each IOC; its last stdout line, a
-    /// JSON document, from pvloom's and from base's.
+    /// Runs the Python `script` with `args` against each IOC: its JSON from pvloom's and
+    /// from base's.
     pub fn each(&self, script: &str, args: &[String]) -> (serde_json::Value, serde_json::Value) {
-        let run = |env: &[(&str, String)]| {
-            let out = Command::new(venv_python())
-                .arg("-c")
-                .arg(script)
-                .args(args)
-                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-            serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
-        };
-        (run(&self.env), run(&self.base_env))
+        (run_python(script, args, &self.env), run_python(script, args, &self.base_env))
     }
 
     /// Fails the test listing every name whose entry differs between the two documents.
