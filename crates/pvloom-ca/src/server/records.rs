@@ -1,11 +1,13 @@
 //! Serving an EPICS database: every `NAME` and `NAME.FIELD` channel of its records,
-//! periodic scanning, processing chains, and posting what changed.
+//! periodic scanning, delayed processing (calcout's `ODLY`, seq's `DLYn`) at the
+//! database's deadlines, processing chains, and posting what changed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use pvloom_core::{RuntimeHandle, TimerHandle};
 
 use super::backend::{PvBackend, Status};
 use super::db::{Changes, Database, FieldType, FieldValue, GetError, PutError, Record, RecordId};
@@ -30,6 +32,13 @@ pub struct DbIoc {
     /// Named states the channels' `sync` filters follow.
     states: Arc<NamedStates>,
     _timers: Mutex<TimerHandles>,
+    /// Itself, for the timers it arms.
+    me: Weak<DbIoc>,
+    /// The runtime whose timers run delayed processing, once served.
+    runtime: OnceLock<RuntimeHandle>,
+    /// The timer armed for the database's next deadline, with that deadline. Locked
+    /// after `db`, never before.
+    wake_up: Mutex<Option<(SystemTime, TimerHandle)>>,
 }
 
 impl std::fmt::Debug for DbIoc {
@@ -172,6 +181,7 @@ impl PvBackend for RecordField {
             }
         };
         ioc.post(&results);
+        ioc.run_due_work();
         ioc.notify_put(self.id, &self.field);
         // Already posted to every affected channel, this one included.
         Ok(0)
@@ -199,18 +209,84 @@ impl DbIoc {
 
     /// Wrap a loaded database whose `sync` filters follow `states` (iocsh's).
     pub fn with_states(db: Database, states: Arc<NamedStates>) -> Arc<Self> {
-        Arc::new(DbIoc {
+        Arc::new_cyclic(|me| DbIoc {
             db: Mutex::new(db),
             channels: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
             states,
             _timers: Mutex::new(Vec::new()),
+            me: me.clone(),
+            runtime: OnceLock::new(),
+            wake_up: Mutex::new(None),
         })
     }
 
     /// The named states of `sync` filters.
     pub fn states(&self) -> &Arc<NamedStates> {
         &self.states
+    }
+
+    /// After processing (its changes posted): runs the delayed work already due, one
+    /// piece at a time, posting each before the next runs as base's separate callback
+    /// and scanOnce tasks post theirs (a client's outbox may still merge updates of one
+    /// channel that follow each other closely); a seq group without delay is written
+    /// before the put that started it is answered. Then arms the timer for the next
+    /// deadline.
+    fn run_due_work(&self) {
+        // Records that start each other without delay would keep this thread here: after
+        // this many pieces the rest waits for the timer (armed at once), and the thread
+        // serves its clients meanwhile.
+        const PIECES_AT_ONCE: usize = 1_000;
+        for _ in 0..PIECES_AT_ONCE {
+            let results = {
+                let mut db = self.db.lock();
+                match db.run_next_due(SystemTime::now()) {
+                    Some(results) => results,
+                    None => {
+                        self.arm_wake_up(db.next_deadline());
+                        return;
+                    }
+                }
+            };
+            self.post(&results);
+        }
+        let db = self.db.lock();
+        self.arm_wake_up(db.next_deadline());
+    }
+
+    /// Arms the timer for `deadline` unless one is armed for it or earlier.
+    fn arm_wake_up(&self, deadline: Option<SystemTime>) {
+        let (Some(deadline), Some(runtime)) = (deadline, self.runtime.get()) else { return };
+        let mut wake_up = self.wake_up.lock();
+        if let Some((armed, timer)) = wake_up.as_ref() {
+            if *armed <= deadline {
+                return;
+            }
+            timer.cancel();
+        }
+        let delay = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+        let ioc = self.me.clone();
+        let timer = runtime.call_later(delay, move || {
+            if let Some(ioc) = ioc.upgrade() {
+                ioc.run_deadlines(deadline);
+            }
+        });
+        *wake_up = Some((deadline, timer));
+    }
+
+    /// The timer armed for `deadline` fired: run what is due and post it.
+    fn run_deadlines(&self, deadline: SystemTime) {
+        {
+            // The documented order: `db`, then `wake_up`.
+            let _db = self.db.lock();
+            let mut wake_up = self.wake_up.lock();
+            if wake_up.as_ref().is_some_and(|(armed, _)| *armed == deadline) {
+                *wake_up = None;
+            }
+        }
+        // A timer may fire a little before the wall clock reaches its deadline: nothing
+        // is due then, and the timer is armed again.
+        self.run_due_work();
     }
 
     /// Reads the database (iocsh's `dbl`, `dbpr`, `dbgf`).
@@ -229,6 +305,7 @@ impl DbIoc {
             (id, field, results)
         };
         self.post(&results);
+        self.run_due_work();
         self.notify_put(id, &field);
         Ok(())
     }
@@ -344,6 +421,7 @@ impl DbIoc {
             db.process(id, SystemTime::now())
         };
         self.post(&results);
+        self.run_due_work();
         true
     }
 
@@ -352,7 +430,13 @@ impl DbIoc {
     pub fn serve(self: &Arc<Self>, server: &Server) {
         let ioc = Arc::downgrade(self);
         server.registry().set_resolver(Arc::new(move |name: &str| ioc.upgrade()?.channel(name)));
-        let periodic = self.db.lock().periodic();
+        let _ = self.runtime.set(server.runtime().clone());
+        let (periodic, first_deadline) = {
+            let db = self.db.lock();
+            (db.periodic(), db.next_deadline())
+        };
+        // Delayed processing started at load (PINI) waits for the server's timers.
+        self.arm_wake_up(first_deadline);
         let mut timers = self._timers.lock();
         for (period, ids) in periodic {
             let ioc = Arc::downgrade(self);
@@ -364,6 +448,7 @@ impl DbIoc {
                     ids.iter().flat_map(|&id| db.process(id, now)).collect()
                 };
                 ioc.post(&results);
+                ioc.run_due_work();
             }));
         }
     }
@@ -372,6 +457,9 @@ impl DbIoc {
 impl Drop for DbIoc {
     fn drop(&mut self) {
         for timer in self._timers.get_mut().iter() {
+            timer.cancel();
+        }
+        if let Some((_, timer)) = self.wake_up.get_mut() {
             timer.cancel();
         }
     }

@@ -11,6 +11,10 @@
 //!   [`Record::process`], [`Record::dbr_data`], [`Record::put_dbr`].
 //! * [`Database`] owns the records, resolves `NAME.FIELD` channel names and
 //!   aliases, and processes calc records by reading their input links.
+//! * Delayed processing (calcout's `ODLY`, seq's `DLYn`, reprocessing asked for
+//!   while a record is active) waits in the database's deadlines: the caller asks
+//!   [`Database::next_deadline`] and calls [`Database::run_due`] with the time it is
+//!   then, so tests drive it with a fake clock.
 
 pub mod alarm;
 pub mod calc;
@@ -21,7 +25,7 @@ pub mod record;
 pub mod relaxed_json;
 pub mod value;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 pub use alarm::{AlarmState, LimitAlarms};
@@ -36,6 +40,7 @@ pub use record::{CalcInput, Changes, Link, LinkError, LoadError, PutEffect, PutE
 pub use value::{FieldType, FieldValue, Menu};
 
 use crate::proto::constants::{DBE_ALARM, DBE_VALUE, alarm_status, severity};
+use crate::proto::dbr::EpicsTime;
 
 /// A database file that cannot be loaded: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +79,25 @@ pub struct Database {
     /// The chain running now, and how many records it processed.
     chain: u64,
     chain_len: usize,
+    /// The chain running now started with a client's put (base's `PUTF`): an active
+    /// record that a link of it would process is asked to process again (`RPRO`).
+    chain_from_put: bool,
+    /// Work waiting for its time (delayed outputs, seq groups, reprocessing), by
+    /// deadline and then by order of request. The database reads no clock: the
+    /// server asks [`Database::next_deadline`] and calls [`Database::run_due`].
+    deadlines: BTreeMap<(SystemTime, u64), Deferred>,
+    /// Requests made so far, to order those of the same deadline.
+    deferred_count: u64,
+}
+
+/// Work the database does later, at a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deferred {
+    /// Continue the asynchronous processing of an active record (base's delayed
+    /// process callback); `from_put`: the processing began in a put's chain.
+    Resume { record: RecordId, from_put: bool },
+    /// Process a record in a chain of its own (base's `scanOnce`, after `RPRO`).
+    Reprocess { record: RecordId },
 }
 
 /// A record or alias of that name exists already.
@@ -215,22 +239,97 @@ impl Database {
     /// passive target of a `PP` link), processes the targets of fanout-style
     /// links, and follows its forward link (`FLNK`). Returns the changes of
     /// every record processed, this one first.
+    ///
+    /// A record whose asynchronous processing is under way (`PACT`: calcout waiting
+    /// `ODLY`, seq between groups) is not processed: as base's dbProcess, the request
+    /// is counted in `LCNT` and the record raises SCAN/INVALID after
+    /// [`record::MAX_BUSY_REQUESTS`] of them.
     pub fn process(&mut self, id: RecordId, now: SystemTime) -> Vec<(RecordId, Changes)> {
-        self.begin_chain();
+        self.begin_chain(false);
         let mut results = Vec::new();
-        self.process_chain(id, now, &mut results);
+        self.process_chain(id, now, &mut results, false);
         results
     }
 
+    /// When the earliest delayed work is due: an output after calcout's `ODLY`, a seq
+    /// group after its `DLYn`, or the processing a put asked of an active record. The
+    /// server calls [`Database::run_due`] at that time (or at once, if it is past).
+    pub fn next_deadline(&self) -> Option<SystemTime> {
+        self.deadlines.keys().next().map(|(deadline, _)| *deadline)
+    }
+
+    /// Runs the delayed work due at `now`, each in a chain of its own and in order of
+    /// deadline, as base's callback tasks do; work it schedules that is due at once
+    /// (a seq group without delay) runs in this call too. Returns the changes.
+    pub fn run_due(&mut self, now: SystemTime) -> Vec<(RecordId, Changes)> {
+        let mut results = Vec::new();
+        // Records that keep starting each other with no delay (a seq whose forward link
+        // starts another seq, which starts the first) would never let this return: as
+        // a chain, the call stops after this many processings and the rest waits for
+        // the next call.
+        let mut budget = MAX_CHAIN_PROCESSING;
+        while budget > 0
+            && let Some(done) = self.run_next_due(now)
+        {
+            budget = budget.saturating_sub(done.len().max(1));
+            results.extend(done);
+        }
+        results
+    }
+
+    /// Runs the earliest piece of delayed work if it is due at `now` (one resumption
+    /// or reprocessing, with the chain it starts); `None` when nothing is due. A
+    /// server posts each piece's changes before the next runs, as base's separate
+    /// callback and scanOnce tasks post theirs.
+    pub fn run_next_due(&mut self, now: SystemTime) -> Option<Vec<(RecordId, Changes)>> {
+        let entry = self.deadlines.first_entry()?;
+        if entry.key().0 > now {
+            return None;
+        }
+        let mut results = Vec::new();
+        match entry.remove() {
+            Deferred::Resume { record, from_put } => {
+                self.begin_chain(from_put);
+                self.resume_chain(record, now, &mut results);
+            }
+            Deferred::Reprocess { record } => {
+                self.begin_chain(false);
+                self.process_chain(record, now, &mut results, false);
+            }
+        }
+        Some(results)
+    }
+
+    fn defer(&mut self, deadline: SystemTime, work: Deferred) {
+        self.deferred_count += 1;
+        self.deadlines.insert((deadline, self.deferred_count), work);
+    }
+
     /// A new processing chain: every record may process once in it.
-    fn begin_chain(&mut self) {
+    fn begin_chain(&mut self, from_put: bool) {
         self.chain += 1;
         self.chain_len = 0;
+        self.chain_from_put = from_put;
         self.processed_in.resize(self.records.len(), 0);
     }
 
-    fn process_chain(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
+    /// `dbProcess` of record `id` in the chain running now; `by_link`: asked by a
+    /// link of another record (a `PP` link, `FLNK`, a fanout link: base's
+    /// processTarget), rather than by a scan, an event or a `CP` link.
+    fn process_chain(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>, by_link: bool) {
         if self.processed_in[id.0] == self.chain {
+            return;
+        }
+        if self.records[id.0].active() {
+            // processTarget: a put's chain reaching a record busy with its own
+            // processing marks it for one more processing when it is done.
+            if by_link && self.chain_from_put {
+                self.records[id.0].request_reprocessing();
+            }
+            let changes = self.records[id.0].refuse_while_active();
+            if !changes.is_empty() {
+                results.push((id, changes));
+            }
             return;
         }
         if self.chain_len >= MAX_CHAIN_PROCESSING {
@@ -242,6 +341,7 @@ impl Database {
         }
         self.processed_in[id.0] = self.chain;
         self.chain_len += 1;
+        self.records[id.0].reset_busy_count();
         let slot = results.len();
         results.push((id, Changes::default()));
         self.read_disable_link(id);
@@ -251,24 +351,63 @@ impl Database {
             results[slot].1.merge(changes);
             return;
         }
-        let (changes, follow) = self.process_one(id, now, results);
+        let (changes, follow) = self.run_record(id, now, results, false);
         results[slot].1.merge(changes);
+        self.follow_up(id, slot, follow, now, results);
+    }
+
+    /// Continues the asynchronous processing of record `id` (its delay is over), in
+    /// the chain running now.
+    fn resume_chain(&mut self, id: RecordId, now: SystemTime, results: &mut Vec<(RecordId, Changes)>) {
+        if !self.records[id.0].active() {
+            return;
+        }
+        self.processed_in[id.0] = self.chain;
+        self.chain_len += 1;
+        let slot = results.len();
+        results.push((id, Changes::default()));
+        let (changes, follow) = self.run_record(id, now, results, true);
+        results[slot].1.merge(changes);
+        self.follow_up(id, slot, follow, now, results);
+    }
+
+    /// What follows a processing (or resumption) of record `id`: its output writes,
+    /// fanout links and events; then, unless it asked to be resumed later, its forward
+    /// link and the end of its active state; `CP` listeners of what it posted.
+    fn follow_up(
+        &mut self,
+        id: RecordId,
+        slot: usize,
+        follow: Follow,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+    ) {
         for write in follow.outputs {
             self.write_link(id, &write, now, results);
         }
         for link_field in follow.process_links {
             if let Some(target) = self.link_target(id, link_field) {
-                self.process_chain(target, now, results);
+                self.process_chain(target, now, results, true);
             }
         }
         for event in follow.events {
             let scanned: Vec<RecordId> = self.ids().filter(|&r| self.records[r.0].scans_on_event(&event)).collect();
             for target in scanned {
-                self.process_chain(target, now, results);
+                self.process_chain(target, now, results, false);
             }
         }
-        if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
-            self.process_chain(next, now, results);
+        if let Some(delay) = follow.resume_after {
+            let deadline = now.checked_add(delay).unwrap_or(now + Duration::from_secs(u64::from(u32::MAX)));
+            self.defer(deadline, Deferred::Resume { record: id, from_put: self.chain_from_put });
+        } else {
+            if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
+                self.process_chain(next, now, results, true);
+            }
+            // recGblFwdLink: the forward link saw the record still active; then a put
+            // that came meanwhile gets its processing, in a chain of its own.
+            if self.records[id.0].active() && self.records[id.0].finish_active() {
+                self.defer(now, Deferred::Reprocess { record: id });
+            }
         }
         self.process_listeners(id, slot, now, results);
     }
@@ -291,7 +430,7 @@ impl Database {
             .map(|(listener, _)| *listener)
             .collect();
         for listener in due {
-            self.process_chain(listener, now, results);
+            self.process_chain(listener, now, results, false);
         }
     }
 
@@ -321,8 +460,8 @@ impl Database {
         let scanned: Vec<RecordId> = self.ids().filter(|&r| self.records[r.0].scans_on_event(event)).collect();
         // Each record an event scans processes in its own chain, as base queues them.
         for target in scanned {
-            self.begin_chain();
-            self.process_chain(target, now, &mut results);
+            self.begin_chain(false);
+            self.process_chain(target, now, &mut results, false);
         }
         results
     }
@@ -377,7 +516,7 @@ impl Database {
         let passive = self.records[target.0].scan() == 0;
         if (link.process_passive && passive) || (process && link.field == "PROC") {
             let slot = results.len();
-            self.process_chain(target, now, results);
+            self.process_chain(target, now, results, true);
             if let Some((_, first)) = results.get_mut(slot) {
                 first.merge(changes);
             }
@@ -387,42 +526,117 @@ impl Database {
         }
     }
 
-    fn process_one(
+    /// Reads the input links of record `id` for this step (`dbGetLink`), its time
+    /// stamp, and runs its processing (`resuming`: the continuation after a delay).
+    fn run_record(
         &mut self,
         id: RecordId,
         now: SystemTime,
         results: &mut Vec<(RecordId, Changes)>,
+        resuming: bool,
     ) -> (Changes, Follow) {
-        let links = self.records[id.0].input_links();
+        let links = self.records[id.0].links_to_read(resuming);
         let mut inputs = Vec::with_capacity(links.len());
         let mut raised = Vec::new();
         for (link_field, link) in links {
-            let target = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some());
-            let Some(target) = target else {
-                raised.push((alarm_status::LINK, severity::INVALID));
-                continue;
-            };
-            if link.process_passive && self.records[target.0].scan() == 0 {
-                self.process_chain(target, now, results);
-            }
-            let source = &self.records[target.0];
-            if let Some(value) = source.get_field(&link.field) {
+            if let Some(value) = self.read_link(&link, now, results, &mut raised) {
                 inputs.push((link_field, value));
             }
-            let (stat, sevr) = (source.alarm().stat, source.alarm().sevr);
-            match link.severity_mode {
-                SeverityMode::Nms => {}
-                SeverityMode::Ms => raised.push((alarm_status::LINK, sevr)),
-                SeverityMode::Mss => raised.push((stat, sevr)),
-                SeverityMode::Msi if sevr == severity::INVALID => raised.push((alarm_status::LINK, sevr)),
-                SeverityMode::Msi => {}
-            }
         }
+        let stamp = self.time_stamp(id, now, results, &mut raised);
         let record = &mut self.records[id.0];
         for (stat, sevr) in raised {
             record.raise_alarm(stat, sevr);
         }
-        record.process_with(&inputs, now)
+        if resuming { record.resume_with(&inputs, now, stamp) } else { record.process_stamped(&inputs, now, stamp) }
+    }
+
+    /// `dbGetLink` of a database link: processes a passive target of a `PP` link
+    /// first; the value read, and into `raised` the alarm the link's severity mode
+    /// passes on (LINK/INVALID when the target does not exist).
+    fn read_link(
+        &mut self,
+        link: &Link,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+        raised: &mut Vec<(u16, u16)>,
+    ) -> Option<FieldValue> {
+        let target = self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some());
+        let Some(target) = target else {
+            raised.push((alarm_status::LINK, severity::INVALID));
+            return None;
+        };
+        if link.process_passive && self.records[target.0].scan() == 0 {
+            self.process_chain(target, now, results, true);
+        }
+        let source = &self.records[target.0];
+        let (stat, sevr) = (source.alarm().stat, source.alarm().sevr);
+        match link.severity_mode {
+            SeverityMode::Nms => {}
+            SeverityMode::Ms => raised.push((alarm_status::LINK, sevr)),
+            SeverityMode::Mss => raised.push((stat, sevr)),
+            SeverityMode::Msi if sevr == severity::INVALID => raised.push((alarm_status::LINK, sevr)),
+            SeverityMode::Msi => {}
+        }
+        source.get_field(&link.field)
+    }
+
+    /// The time stamp of this processing of record `id`, as `recGblGetTimeStamp`
+    /// gives it; `None`: the record keeps its time stamp.
+    ///
+    /// * `TSEL` naming a `.TIME` field: the time stamp of that record (none if it
+    ///   does not exist: base reports it and leaves the time).
+    /// * `TSEL` naming another field: its value is read into `TSE` first.
+    /// * `TSE` 0: `now`. `TSE` -2 (`epicsTimeEventDeviceTime`): the time of the
+    ///   record an input's soft device support reads (see
+    ///   [`RecordSupport::device_time_link`]), when `TSEL` is constant; else kept.
+    /// * Any other `TSE` (-1, event numbers): kept. A soft IOC has no event time
+    ///   provider, so base's `epicsTimeGetEvent` fails and leaves the time as it was
+    ///   (probed: base 7.0.10's IOC keeps the time at the EPICS epoch).
+    fn time_stamp(
+        &mut self,
+        id: RecordId,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+        raised: &mut Vec<(u16, u16)>,
+    ) -> Option<EpicsTime> {
+        let tsel = self.records[id.0].link_text("TSEL").map(Link::parse_input);
+        let tsel_is_link = matches!(tsel, Some(Ok(CalcInput::Link(_))));
+        if let Some(Ok(CalcInput::Link(link))) = tsel {
+            if link.field == "TIME" {
+                return match self.find(&link.record) {
+                    Some(source) => Some(self.records[source.0].time()),
+                    None => {
+                        tracing::debug!(record = self.records[id.0].name(), "TSEL names no record: time stamp kept");
+                        None
+                    }
+                };
+            }
+            if let Some(event) = self.read_link(&link, now, results, raised).and_then(|v| v.as_f64()) {
+                self.records[id.0].set_time_stamp_event(event);
+            }
+        }
+        const CURRENT_TIME: i64 = 0;
+        const DEVICE_TIME: i64 = -2;
+        match self.records[id.0].time_stamp_event() {
+            CURRENT_TIME => Some(EpicsTime::from_system_time(now).unwrap_or(EpicsTime::EPOCH)),
+            DEVICE_TIME if !tsel_is_link => {
+                let record = &self.records[id.0];
+                let device_link = record.support().device_time_link()?;
+                let Ok(CalcInput::Link(link)) = Link::parse_input(record.link_text(device_link)?) else { return None };
+                let source =
+                    self.find(&link.record).filter(|&t| self.records[t.0].field_type(&link.field).is_some())?;
+                Some(self.records[source.0].time())
+            }
+            event => {
+                tracing::debug!(
+                    record = self.records[id.0].name(),
+                    event,
+                    "no event time in a soft IOC: time stamp kept"
+                );
+                None
+            }
+        }
     }
 
     /// Writes `field` of record `id` like a CA put; when that processes the
@@ -439,13 +653,20 @@ impl Database {
             self.change_listeners = None;
         }
         let (first, process) = self.records[id.0].put_without_processing(field, value)?;
-        if !process {
-            self.begin_chain();
+        let active = self.records[id.0].active();
+        if !process || active {
+            if process {
+                // dbPutField to an active record: it processes again once done (RPRO).
+                self.records[id.0].request_reprocessing();
+            }
+            self.begin_chain(true);
             let mut results = vec![(id, first)];
             self.process_listeners(id, 0, now, &mut results);
             return Ok(results);
         }
-        let mut results = self.process(id, now);
+        self.begin_chain(true);
+        let mut results = Vec::new();
+        self.process_chain(id, now, &mut results, false);
         if let Some((_, changes)) = results.first_mut() {
             let mut merged = first;
             merged.merge(std::mem::take(changes));
@@ -580,5 +801,60 @@ mod tests {
         let w = db.find("w").unwrap();
         db.process(w, SystemTime::now());
         assert_eq!(db.record(db.find("t").unwrap()).get_field("VAL"), Some(FieldValue::Double(40.0)));
+    }
+
+    #[test]
+    fn time_stamps_follow_tse_and_tsel_as_in_a_soft_ioc() {
+        use rec::testing::{at, db as load, number, process_at, stamp};
+        let mut db = load(
+            "record(ao, src) { field(VAL, 1) }\n\
+             record(ao, event) { field(VAL, -2) }\n\
+             record(ai, now) { field(INP, src) }\n\
+             record(ai, best) { field(INP, src) field(TSE, -1) }\n\
+             record(ai, numbered) { field(INP, src) field(TSE, 5) }\n\
+             record(ai, device) { field(INP, src) field(TSE, -2) }\n\
+             record(ai, device_const) { field(INP, 3) field(TSE, -2) }\n\
+             record(calc, no_device) { field(CALC, 1) field(TSE, -2) }\n\
+             record(ai, tsel_time) { field(INP, src) field(TSEL, \"src.TIME\") }\n\
+             record(ai, tsel_value) { field(INP, src) field(TSEL, event) }\n\
+             record(ai, tsel_missing_time) { field(INP, src) field(TSEL, \"nope.TIME\") }\n\
+             record(ai, tsel_missing) { field(INP, src) field(TSEL, nope) }",
+        );
+        let epoch = stamp(&db, "now");
+        process_at(&mut db, "src", at(1.0));
+        for name in ["now", "best", "numbered", "device", "device_const", "no_device", "tsel_time"] {
+            process_at(&mut db, name, at(2.0));
+        }
+        for name in ["tsel_value", "tsel_missing_time", "tsel_missing"] {
+            process_at(&mut db, name, at(2.0));
+        }
+        assert_eq!(stamp(&db, "now"), 2.0, "TSE 0: the processing time");
+        assert_eq!(stamp(&db, "best"), epoch, "TSE -1: no event time provider, time kept");
+        assert_eq!(stamp(&db, "numbered"), epoch, "TSE 5: likewise");
+        assert_eq!(stamp(&db, "device"), 1.0, "TSE -2: soft device support takes INP's record's time");
+        assert_eq!(stamp(&db, "device_const"), epoch, "TSE -2 with a constant INP: kept");
+        assert_eq!(stamp(&db, "no_device"), epoch, "TSE -2 without device support: kept");
+        assert_eq!(stamp(&db, "tsel_time"), 1.0, "TSEL .TIME: that record's time");
+        assert_eq!(number(&db, "tsel_value.TSE"), -2.0, "TSEL to a value: read into TSE");
+        assert_eq!(stamp(&db, "tsel_value"), epoch, "TSE -2 from TSEL: device time not taken (TSEL not constant)");
+        assert_eq!(stamp(&db, "tsel_missing_time"), epoch);
+        let missing = db.record(db.find("tsel_missing").unwrap());
+        assert_eq!((missing.alarm().stat, missing.alarm().sevr), (alarm_status::LINK, severity::INVALID));
+        assert_eq!(stamp(&db, "tsel_missing"), 2.0, "TSE stays 0: the processing time");
+    }
+
+    #[test]
+    fn deadlines_of_the_same_time_run_in_request_order() {
+        use rec::testing::{at, db as load, number, process_at};
+        let mut db = load(
+            "record(ao, out) { }\n\
+             record(calcout, first) { field(CALC, 1) field(ODLY, 1) field(OUT, out) }\n\
+             record(calcout, second) { field(CALC, 2) field(ODLY, 1) field(OUT, out) }",
+        );
+        process_at(&mut db, "first", at(0.0));
+        process_at(&mut db, "second", at(0.0));
+        db.run_due(at(5.0));
+        assert_eq!(number(&db, "out"), 2.0, "second's output came last");
+        assert_eq!(db.next_deadline(), None);
     }
 }

@@ -9,6 +9,10 @@ use super::alarm::AlarmState;
 use super::rec::{FieldSpec, FieldStore, Follow, Process, RecordSupport, RecordType, STATE_STRINGS};
 use super::value::*;
 
+/// Requests to process an active record that pass unnoticed before it raises a SCAN
+/// alarm (base's `MAX_LOCK`).
+pub const MAX_BUSY_REQUESTS: u8 = 10;
+
 /// An input link of a calc record, parsed from its text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CalcInput {
@@ -371,6 +375,12 @@ pub struct Record {
     udfs: u16,
     alarm: AlarmState,
     time: EpicsTime,
+    /// `PACT`: an asynchronous processing (calcout's `ODLY`, seq's groups) is under way.
+    pact: bool,
+    /// `RPRO`: a put asked for processing while active; processed again at the end.
+    rpro: bool,
+    /// `LCNT`: processing requests refused while active, since the last processing.
+    lcnt: u8,
     record_type: RecordType,
     support: Box<dyn RecordSupport>,
     extras: FieldStore,
@@ -394,7 +404,9 @@ impl Clone for Record {
 
 impl PartialEq for Record {
     fn eq(&self, other: &Self) -> bool {
-        let common = |r: &Record| (r.scan, r.pini, r.phas, r.udf, r.udfs, r.alarm, r.time, r.record_type);
+        let common = |r: &Record| {
+            (r.scan, r.pini, r.phas, r.udf, r.udfs, r.alarm, r.time, r.pact, r.rpro, r.lcnt, r.record_type)
+        };
         common(self) == common(other)
             && (&self.name, &self.desc, &self.extras, &self.info, &self.aliases)
                 == (&other.name, &other.desc, &other.extras, &other.info, &other.aliases)
@@ -416,6 +428,9 @@ impl Record {
             udfs: severity::INVALID,
             alarm: AlarmState::default(),
             time: EpicsTime::EPOCH,
+            pact: false,
+            rpro: false,
+            lcnt: 0,
             record_type,
             support: record_type.new_support(),
             extras: FieldStore::new(),
@@ -731,6 +746,9 @@ impl Record {
             "NSEV" => return Some(Enum(self.alarm.nsev)),
             "ACKS" => return Some(Enum(self.alarm.acks)),
             "ACKT" => return Some(Enum(self.alarm.ackt.into())),
+            "PACT" => return Some(Int(self.pact.into())),
+            "RPRO" => return Some(Int(self.rpro.into())),
+            "LCNT" => return Some(Int(self.lcnt.into())),
             _ => {}
         }
         self.support.get(name)
@@ -838,10 +856,46 @@ impl Record {
     }
 
     /// Processes the record with the values the database read from its
-    /// input links; returns the changes and what the database must do next.
+    /// input links, time-stamped `now`; returns the changes and what the database
+    /// must do next.
     pub fn process_with(&mut self, inputs: &[(&'static str, FieldValue)], now: SystemTime) -> (Changes, Follow) {
+        let stamp = EpicsTime::from_system_time(now).unwrap_or(EpicsTime::EPOCH);
+        self.run_support(inputs, now, Some(stamp), false)
+    }
+
+    /// [`Record::process_with`] with the time stamp `TSE`/`TSEL` give it (`None`: it
+    /// keeps its time, as base's when no event time is to be had).
+    pub(crate) fn process_stamped(
+        &mut self,
+        inputs: &[(&'static str, FieldValue)],
+        now: SystemTime,
+        stamp: Option<EpicsTime>,
+    ) -> (Changes, Follow) {
+        self.run_support(inputs, now, stamp, false)
+    }
+
+    /// Continues an asynchronous processing whose delay is over (see
+    /// [`Follow::resume_after`]), with the links the type reads at this step.
+    pub(crate) fn resume_with(
+        &mut self,
+        inputs: &[(&'static str, FieldValue)],
+        now: SystemTime,
+        stamp: Option<EpicsTime>,
+    ) -> (Changes, Follow) {
+        self.run_support(inputs, now, stamp, true)
+    }
+
+    fn run_support(
+        &mut self,
+        inputs: &[(&'static str, FieldValue)],
+        now: SystemTime,
+        stamp: Option<EpicsTime>,
+        resuming: bool,
+    ) -> (Changes, Follow) {
         let mut changes = Changes { processed: true, ..Changes::default() };
-        self.time = EpicsTime::from_system_time(now).unwrap_or(EpicsTime::EPOCH);
+        if let Some(time) = stamp {
+            self.time = time;
+        }
         let mut ctx = Process {
             now,
             record_type: self.record_type,
@@ -853,22 +907,110 @@ impl Record {
             changes: &mut changes,
             follow: Follow::default(),
         };
-        let value_mask = self.support.process(&mut ctx);
+        let value_mask = if resuming { self.support.resume(&mut ctx) } else { self.support.process(&mut ctx) };
         let follow = std::mem::take(&mut ctx.follow);
+        if follow.resume_after.is_some() {
+            // Still under way: as calcout and seq in base, alarms are committed and VAL
+            // posted only when the processing ends (their monitor() runs then).
+            self.pact = true;
+            return (changes, follow);
+        }
+        let alarm_mask = self.commit_alarms(&mut changes);
+        changes.post("VAL", value_mask | alarm_mask);
+        (changes, follow)
+    }
+
+    /// `recGblResetAlarms`: the pending alarm becomes `STAT`/`SEVR`; the events of `VAL`.
+    fn commit_alarms(&mut self, changes: &mut Changes) -> u16 {
         let alarm_mask = self.alarm.commit();
         if alarm_mask != 0 {
             changes.post("STAT", DBE_VALUE | DBE_ALARM);
             changes.post("SEVR", DBE_VALUE);
             changes.post("ACKS", DBE_VALUE);
         }
-        changes.post("VAL", value_mask | alarm_mask);
-        (changes, follow)
+        alarm_mask
+    }
+
+    /// `PACT`: an asynchronous processing is under way.
+    pub fn active(&self) -> bool {
+        self.pact
+    }
+
+    /// Ends an asynchronous processing, after its forward link; true when a put asked
+    /// for processing meanwhile (`RPRO`, which it clears: base's `recGblFwdLink`).
+    pub(crate) fn finish_active(&mut self) -> bool {
+        self.pact = false;
+        std::mem::take(&mut self.rpro)
+    }
+
+    /// A put (or a link of a put's chain) asked an active record to process: it will,
+    /// once the processing under way ends (`RPRO`).
+    pub(crate) fn request_reprocessing(&mut self) {
+        self.rpro = true;
+    }
+
+    /// A processing request starts a processing: `LCNT` counts from zero again.
+    pub(crate) fn reset_busy_count(&mut self) {
+        self.lcnt = 0;
+    }
+
+    /// What dbProcess does with a request to process an active record: nothing, but
+    /// after [`MAX_BUSY_REQUESTS`] of them the record shows SCAN/INVALID (once).
+    pub(crate) fn refuse_while_active(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        if self.alarm.stat == alarm_status::SCAN {
+            return changes;
+        }
+        let earlier = self.lcnt;
+        self.lcnt = self.lcnt.wrapping_add(1);
+        if earlier < MAX_BUSY_REQUESTS || self.alarm.sevr >= severity::INVALID {
+            return changes;
+        }
+        self.alarm.raise(alarm_status::SCAN, severity::INVALID);
+        let alarm_mask = self.commit_alarms(&mut changes);
+        changes.post("VAL", alarm_mask | DBE_VALUE | DBE_LOG);
+        changes
+    }
+
+    /// `TSE`, as the database reads it to time-stamp a processing.
+    pub(crate) fn time_stamp_event(&self) -> i64 {
+        match self.extras.get("TSE") {
+            Some(FieldValue::Int(v)) => *v,
+            Some(other) => other.as_f64().unwrap_or(0.0) as i64,
+            None => 0,
+        }
+    }
+
+    /// `TSE` read through `TSEL` (`dbGetLink(TSEL, DBR_SHORT, &TSE)`): stored, not posted.
+    pub(crate) fn set_time_stamp_event(&mut self, event: f64) {
+        self.extras.insert("TSE", FieldValue::Int(FieldType::Short.wrap_int(event as i64)));
+    }
+
+    /// The raw text of a link field (as written, before base's printing of modifiers).
+    pub(crate) fn link_text(&self, field: &str) -> Option<&str> {
+        match self.extras.get(field) {
+            Some(FieldValue::String(text)) => Some(text),
+            _ => None,
+        }
     }
 
     /// The input link fields of this record that name a record, with their links.
     pub fn input_links(&self) -> Vec<(&'static str, Link)> {
-        self.support
-            .input_links()
+        self.links_of(self.support.input_links())
+    }
+
+    /// The input links read before processing (`resuming`: before resuming), that
+    /// name a record.
+    pub(crate) fn links_to_read(&self, resuming: bool) -> Vec<(&'static str, Link)> {
+        if resuming {
+            self.links_of(self.support.links_read_before_resuming())
+        } else {
+            self.links_of(self.support.links_read_before_processing())
+        }
+    }
+
+    fn links_of(&self, fields: &'static [&'static str]) -> Vec<(&'static str, Link)> {
+        fields
             .iter()
             .filter_map(|&field| match self.extras.get(field) {
                 Some(FieldValue::String(text)) => match Link::parse_input(text) {

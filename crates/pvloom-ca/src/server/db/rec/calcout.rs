@@ -1,7 +1,11 @@
 //! Calculation with output (`calcoutRecord`): `VAL` = `CALC`; `OOPT` decides
 //! whether to write, `DOPT` whether `OVAL` is `VAL` or `OCAL`, `IVOA` what an
-//! INVALID record writes, `OEVT` the event posted with each write. `ODLY` is
-//! kept but the output is written at once: the database has no timer to delay it.
+//! INVALID record writes, `OEVT` the event posted with each write.
+//!
+//! `ODLY` > 0 delays the output as base does: the processing computes `VAL`, sets
+//! `DLYA` (posted) and stays active (`PACT`); `ODLY` seconds later the database
+//! resumes it: `DLYA` back to 0, `OVAL` (with `OCAL` evaluated then), the write, and
+//! only then the alarms, `VAL`'s monitors and the forward link.
 
 use crate::proto::constants::{DBE_LOG, DBE_VALUE, alarm_status, severity};
 use crate::server::db::calc::CalcExpr;
@@ -91,11 +95,21 @@ pub struct Calcout {
     pub oval: f64,
     /// `OVAL` as last posted (`POVL`).
     pub povl: f64,
+    /// The events of `VAL` found when processing started, posted when a delayed
+    /// output is done (base's monitor() runs after the delay).
+    pub value_events_after_delay: u16,
 }
 
 impl Default for Calcout {
     fn default() -> Self {
-        Calcout { calc: Calc::default(), ocal: CalcExpr::zero(), pval: 0.0, oval: 0.0, povl: 0.0 }
+        Calcout {
+            calc: Calc::default(),
+            ocal: CalcExpr::zero(),
+            pval: 0.0,
+            oval: 0.0,
+            povl: 0.0,
+            value_events_after_delay: 0,
+        }
     }
 }
 
@@ -136,6 +150,22 @@ impl Calcout {
         let event = ctx.get("OEVT").to_text();
         ctx.post_event(&event);
     }
+
+    /// `monitor()`: the arguments and `OVAL` that changed; the events of `VAL`.
+    fn post_changes(&mut self, ctx: &mut Process<'_>, value_mask: u16) -> u16 {
+        post_args(&self.calc.args, &mut self.calc.last_args, ctx);
+        if self.povl.to_bits() != self.oval.to_bits() {
+            ctx.changes.post("OVAL", DBE_VALUE | DBE_LOG);
+            self.povl = self.oval;
+        }
+        value_mask
+    }
+}
+
+/// `DLYA`: a delayed output is pending. Base posts it with `DBE_VALUE` only.
+fn set_delay_active(ctx: &mut Process<'_>, active: bool) {
+    ctx.fields.insert("DLYA", FieldValue::Int(active.into()));
+    ctx.changes.post("DLYA", DBE_VALUE);
 }
 
 impl RecordSupport for Calcout {
@@ -172,14 +202,23 @@ impl RecordSupport for Calcout {
         let wanted = output_wanted(ctx.index("OOPT"), self.pval, val, c.analog.deadband.mdel);
         self.pval = val;
         if wanted {
+            let delay = ctx.number("ODLY");
+            if delay > 0.0 {
+                set_delay_active(ctx, true);
+                self.value_events_after_delay = mask;
+                ctx.resume_after(delay);
+                return 0;
+            }
             self.exec_output(ctx);
         }
-        post_args(&self.calc.args, &mut self.calc.last_args, ctx);
-        if self.povl.to_bits() != self.oval.to_bits() {
-            ctx.changes.post("OVAL", DBE_VALUE | DBE_LOG);
-            self.povl = self.oval;
-        }
-        mask
+        self.post_changes(ctx, mask)
+    }
+
+    fn resume(&mut self, ctx: &mut Process<'_>) -> u16 {
+        set_delay_active(ctx, false);
+        self.exec_output(ctx);
+        let mask = std::mem::take(&mut self.value_events_after_delay);
+        self.post_changes(ctx, mask)
     }
 
     fn limits(&self, field: &str, field_type: FieldType, limits: &mut Limits) {
@@ -251,5 +290,81 @@ mod tests {
         assert_eq!(number(&db, "dest"), -1.0, "IVOV written when INVALID");
         put(&mut db, "quiet.A", Double(50.0));
         assert_eq!(number(&db, "dest"), -1.0, "not driven");
+    }
+
+    #[test]
+    fn a_delayed_output_is_written_odly_later_then_the_forward_link() {
+        let mut db = db(r#"
+            record(ao, dest) { }
+            record(calc, after) { field(CALC, "VAL+1") }
+            record(calcout, c) { field(CALC, "A+1") field(ODLY, "1.5") field(OUT, "dest PP") field(FLNK, after) }
+        "#);
+        put_at(&mut db, "c.A", Double(1.0), at(0.0));
+        assert_eq!(number(&db, "c"), 2.0, "VAL is computed at once");
+        assert_eq!((number(&db, "c.DLYA"), number(&db, "c.PACT")), (1.0, 1.0));
+        assert_eq!(number(&db, "dest"), 0.0, "not written yet");
+        assert_eq!(number(&db, "after"), 0.0, "no forward link yet");
+        assert_eq!(alarm(&db, "c").1, severity::INVALID, "alarms committed only at the end (UDF still)");
+        assert_eq!(db.next_deadline(), Some(at(1.5)));
+
+        assert!(db.run_due(at(1.499)).is_empty(), "nothing due before ODLY");
+        let results = db.run_due(at(1.5));
+        assert_eq!(number(&db, "dest"), 2.0);
+        assert_eq!(number(&db, "after"), 1.0, "the forward link fired after the output");
+        assert_eq!((number(&db, "c.DLYA"), number(&db, "c.PACT")), (0.0, 0.0));
+        assert_eq!(alarm(&db, "c"), (alarm_status::NO_ALARM, severity::NO_ALARM));
+        assert_eq!(stamp(&db, "c"), 1.5, "time stamped again when the output is written");
+        assert_eq!(db.next_deadline(), None);
+        let (first, changes) = &results[0];
+        assert_eq!(*first, db.find("c").unwrap());
+        assert_ne!(changes.mask_for("VAL"), 0, "VAL posted after the delay");
+        assert_ne!(changes.mask_for("DLYA"), 0);
+    }
+
+    #[test]
+    fn requests_while_delayed_wait_or_count_as_base_does() {
+        let mut db = db(r#"
+            record(ao, dest) { }
+            record(calcout, c) { field(VAL, "0") field(CALC, "A") field(ODLY, "2") field(OUT, "dest PP") }
+            record(calc, poke) { field(CALC, "1") field(FLNK, c) }
+        "#);
+        process_at(&mut db, "c", at(0.0));
+        // A put to a PP field of the active record: stored, processed once it is done (RPRO).
+        put_at(&mut db, "c.A", Double(7.0), at(0.5));
+        assert_eq!((number(&db, "c.A"), number(&db, "c.RPRO"), number(&db, "c")), (7.0, 1.0, 0.0));
+        // Scans and forward links outside a put are refused and counted (LCNT).
+        for n in 1..=10 {
+            process_at(&mut db, "poke", at(0.6));
+            assert_eq!(number(&db, "c.LCNT"), f64::from(n));
+        }
+        assert_eq!(alarm(&db, "c").0, alarm_status::UDF, "ten refusals pass unnoticed");
+        process_at(&mut db, "poke", at(0.7));
+        assert_eq!(alarm(&db, "c"), (alarm_status::SCAN, severity::INVALID), "the eleventh raises SCAN");
+        process_at(&mut db, "poke", at(0.8));
+        assert_eq!(number(&db, "c.LCNT"), 11.0, "once SCAN is raised, no more counting");
+
+        db.run_due(at(2.0));
+        assert_eq!(number(&db, "dest"), 0.0, "the first output: VAL 0 computed before the put");
+        assert_eq!(number(&db, "c.RPRO"), 0.0);
+        assert_eq!(number(&db, "c.PACT"), 1.0, "reprocessed at once: a second delay is under way");
+        assert_eq!(number(&db, "c.LCNT"), 0.0);
+        assert_eq!(db.next_deadline(), Some(at(4.0)));
+        db.run_due(at(4.0));
+        assert_eq!(number(&db, "dest"), 7.0);
+        assert_eq!(number(&db, "c.PACT"), 0.0);
+    }
+
+    #[test]
+    fn no_delay_without_odly_or_without_output() {
+        let mut db = db(r#"
+            record(ao, dest) { }
+            record(calcout, zero) { field(CALC, "A") field(ODLY, "0") field(OUT, "dest") }
+            record(calcout, never) { field(CALC, "A") field(ODLY, "5") field(OOPT, "When Zero") field(OUT, "dest") }
+        "#);
+        put(&mut db, "zero.A", Double(3.0));
+        assert_eq!(number(&db, "dest"), 3.0);
+        put(&mut db, "never.A", Double(4.0));
+        assert_eq!((number(&db, "never.PACT"), number(&db, "never.DLYA")), (0.0, 0.0), "no output: no delay");
+        assert_eq!(db.next_deadline(), None);
     }
 }

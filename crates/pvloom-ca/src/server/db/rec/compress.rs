@@ -271,6 +271,11 @@ impl RecordSupport for Compress {
     fn input_links(&self) -> &'static [&'static str] {
         &["INP"]
     }
+
+    fn device_time_link(&self) -> Option<&'static str> {
+        // compress has no device support: TSE -2 leaves its time stamp as it was.
+        None
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::alarm::AlarmState;
 use super::record::{Changes, PutError};
@@ -375,6 +375,11 @@ pub struct Follow {
     pub process_links: Vec<&'static str>,
     /// Named events posted (`postEvent`): records with `SCAN` Event and this `EVNT` process.
     pub events: Vec<String>,
+    /// The processing is not done: the record stays active (`PACT`) and the database
+    /// calls [`RecordSupport::resume`] after this delay (base's delayed callback,
+    /// `callbackRequestProcessCallbackDelayed`). Alarms are committed, `VAL` posted and
+    /// the forward link followed only when a processing or resumption ends without one.
+    pub resume_after: Option<Duration>,
 }
 
 /// What one processing of a record sees and produces besides the type's own state.
@@ -454,6 +459,15 @@ impl Process<'_> {
         }
     }
 
+    /// Stays active and asks to be resumed after `delay` (negative or NaN seconds: at
+    /// once, but still later, from the database's queue of deadlines, as base's callback
+    /// task runs a zero delay).
+    pub fn resume_after(&mut self, seconds: f64) {
+        let delay =
+            if seconds > 0.0 { Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX) } else { Duration::ZERO };
+        self.follow.resume_after = Some(delay);
+    }
+
     /// Raises an alarm for this processing (`recGblSetSevr`).
     pub fn raise(&mut self, stat: u16, sevr: u16) {
         self.alarm.raise(stat, sevr);
@@ -493,7 +507,35 @@ pub trait RecordSupport: std::fmt::Debug + Send + Sync + 'static {
     }
 
     /// Processes the record (`process` of the rset); returns the event mask of `VAL`.
+    /// A type that completes later calls [`Process::resume_after`].
     fn process(&mut self, ctx: &mut Process<'_>) -> u16;
+
+    /// Continues an asynchronous processing when its delay is over (`process` called
+    /// again with `PACT` set); returns the event mask of `VAL`. It may ask for another
+    /// delay (seq's next group). Only types that call [`Process::resume_after`] get here.
+    fn resume(&mut self, _ctx: &mut Process<'_>) -> u16 {
+        0
+    }
+
+    /// The input links read before [`RecordSupport::process`] (by default every link
+    /// of [`RecordSupport::input_links`]); seq reads its `DOLn` group by group instead.
+    fn links_read_before_processing(&self) -> &'static [&'static str] {
+        self.input_links()
+    }
+
+    /// The input links read before [`RecordSupport::resume`] (seq: the `DOLn` of the
+    /// group whose turn it is).
+    fn links_read_before_resuming(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The link whose record's time stamp soft device support copies when `TSE` is -2
+    /// (`epicsTimeEventDeviceTime`) and `TSEL` is constant: `INP` of the input records
+    /// with soft device support (devAiSoft and its kin read `dbGetTimeStamp(INP)`).
+    /// Records without device support leave their time stamp untouched.
+    fn device_time_link(&self) -> Option<&'static str> {
+        self.input_links().contains(&"INP").then_some("INP")
+    }
 
     /// Display, alarm and control limits of `field` (`get_units`,
     /// `get_precision`, `get_graphic_double`, ...). `limits` holds the type's range.
@@ -591,17 +633,44 @@ pub(crate) mod testing {
         get(db, channel).as_f64().unwrap_or_else(|| panic!("{channel} is not a number"))
     }
 
-    /// Writes `value` to `channel` as a CA put does (processing when the field is PP).
-    pub fn put(db: &mut Database, channel: &str, value: FieldValue) {
-        let (id, field) = db.resolve(channel).unwrap_or_else(|| panic!("no channel {channel}"));
-        let field = field.to_string();
-        db.put_field(id, &field, value, now()).unwrap();
+    /// `seconds` after [`now`]: the fake clock of the tests of delays.
+    pub fn at(seconds: f64) -> SystemTime {
+        now() + Duration::from_secs_f64(seconds)
     }
 
-    /// Processes record `name`.
+    /// Writes `value` to `channel` as a CA put does (processing when the field is PP),
+    /// then runs the delayed work due at once, as the server does before answering.
+    pub fn put(db: &mut Database, channel: &str, value: FieldValue) {
+        put_at(db, channel, value, now());
+    }
+
+    /// [`put`] at time `when`.
+    pub fn put_at(db: &mut Database, channel: &str, value: FieldValue, when: SystemTime) {
+        let (id, field) = db.resolve(channel).unwrap_or_else(|| panic!("no channel {channel}"));
+        let field = field.to_string();
+        db.put_field(id, &field, value, when).unwrap();
+        db.run_due(when);
+    }
+
+    /// Processes record `name`, then runs the delayed work due at once.
     pub fn process(db: &mut Database, name: &str) {
+        process_at(db, name, now());
+    }
+
+    /// [`process`] at time `when`.
+    pub fn process_at(db: &mut Database, name: &str, when: SystemTime) {
         let id = db.find(name).unwrap();
-        db.process(id, now());
+        db.process(id, when);
+        db.run_due(when);
+    }
+
+    /// The time stamp of record `name` as seconds after [`now`] (negative before it).
+    pub fn stamp(db: &Database, name: &str) -> f64 {
+        let time = db.record(db.find(name).unwrap()).time().to_system_time();
+        match time.duration_since(now()) {
+            Ok(after) => after.as_secs_f64(),
+            Err(before) => -before.duration().as_secs_f64(),
+        }
     }
 
     /// `(STAT, SEVR)` of record `name`.
