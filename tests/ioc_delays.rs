@@ -109,12 +109,15 @@ fn run(env: &[(&str, String)]) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
 }
 
+/// A step's updates per channel: channel → (value, severity)s.
+type Updates = std::collections::BTreeMap<String, Vec<(f64, i64)>>;
+
 /// The events of a step per channel, without their times: channel → (value, severity)s.
 /// Events of different channels posted by one processing may arrive in any order.
 ///
 /// `DLYA` is compared apart (see [`dlya_matches`]).
-fn sequences(step: &serde_json::Value) -> std::collections::BTreeMap<String, Vec<(f64, i64)>> {
-    let mut by_channel = std::collections::BTreeMap::<String, Vec<(f64, i64)>>::new();
+fn sequences(step: &serde_json::Value) -> Updates {
+    let mut by_channel = Updates::new();
     for e in step["events"].as_array().unwrap() {
         let channel = e[1].as_str().unwrap();
         if channel != "CO.DLYA" {
@@ -122,6 +125,22 @@ fn sequences(step: &serde_json::Value) -> std::collections::BTreeMap<String, Vec
         }
     }
     by_channel
+}
+
+/// The same updates per channel, or — on a loaded machine — one side missing some
+/// intermediate ones: a server's queue to a slow client keeps the newest update of a
+/// subscription (pvloom's outbox always, base's event queue when full), so what may go
+/// missing is an update followed by another of the same channel; the last ones agree.
+fn same_or_merged(ours: &Updates, theirs: &Updates) -> bool {
+    fn within(short: &[(f64, i64)], long: &[(f64, i64)]) -> bool {
+        let mut rest = long.iter();
+        short.iter().all(|e| rest.any(|l| l == e))
+    }
+    ours.len() == theirs.len()
+        && ours.iter().all(|(channel, a)| {
+            let Some(b) = theirs.get(channel) else { return false };
+            a == b || (a.last() == b.last() && (within(a, b) || within(b, a)))
+        })
 }
 
 /// `DLYA`'s values in order, consecutive repeats merged.
@@ -238,9 +257,13 @@ fn calcout_odly_and_seq_dlyn_delay_as_in_epics_base() {
     let ours = run(&env);
     let theirs = run(&base_env);
     for step in ["calcout", "rpro", "seq"] {
-        assert_eq!(
-            sequences(&ours[step]),
-            sequences(&theirs[step]),
+        // The records a step processes; on a loaded machine a late first update of another
+        // record's subscription can land in a step's window.
+        let concerned: &[&str] =
+            if step == "seq" { &["SQ", "S0", "S1", "S2", "AFTER2"] } else { &["CO", "DEST", "AFTER"] };
+        let only = |u: Updates| -> Updates { u.into_iter().filter(|(c, _)| concerned.contains(&c.as_str())).collect() };
+        assert!(
+            same_or_merged(&only(sequences(&ours[step])), &only(sequences(&theirs[step]))),
             "{step}: the events differ from base's\npvloom: {}\nbase: {}",
             ours[step],
             theirs[step]
