@@ -105,6 +105,15 @@ enum Deferred {
 #[error("record or alias {0:?} already exists")]
 pub struct NameTaken(pub String);
 
+/// Where simulation mode redirects a record's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Simulation {
+    /// An input record reads `SIOL` instead of `INP`.
+    Input,
+    /// An output record writes `SIOL` instead of `OUT`.
+    Output,
+}
+
 impl Database {
     /// An empty database.
     pub fn new() -> Self {
@@ -535,12 +544,33 @@ impl Database {
         results: &mut Vec<(RecordId, Changes)>,
         resuming: bool,
     ) -> (Changes, Follow) {
-        let links = self.records[id.0].links_to_read(resuming);
-        let mut inputs = Vec::with_capacity(links.len());
         let mut raised = Vec::new();
+        let simulation = if resuming { None } else { self.simulation(id, now, results, &mut raised) };
+        let mut links = self.records[id.0].links_to_read(resuming);
+        if simulation == Some(Simulation::Input) {
+            // The value comes from SIOL instead of INP, taken by the record as INP's.
+            links.retain(|(field, _)| *field != "INP");
+            links.extend(self.records[id.0].links_of_fields(&["SIOL"]));
+        }
+        let mut inputs = Vec::with_capacity(links.len());
         for (link_field, link) in links {
             if let Some(value) = self.read_link(&link, now, results, &mut raised) {
                 inputs.push((link_field, value));
+            }
+        }
+        if simulation == Some(Simulation::Input) {
+            let record = &mut self.records[id.0];
+            let value = match inputs.iter().position(|(f, _)| *f == "SIOL") {
+                Some(i) => {
+                    let value = inputs.remove(i).1;
+                    record.keep_simulated_value(&value);
+                    Some(value)
+                }
+                // A constant SIOL loaded SVAL at init; reading it changes nothing.
+                None => record.get_field("SVAL"),
+            };
+            if let Some(value) = value {
+                inputs.push(("INP", value));
             }
         }
         let stamp = self.time_stamp(id, now, results, &mut raised);
@@ -548,7 +578,49 @@ impl Database {
         for (stat, sevr) in raised {
             record.raise_alarm(stat, sevr);
         }
-        if resuming { record.resume_with(&inputs, now, stamp) } else { record.process_stamped(&inputs, now, stamp) }
+        let (changes, mut follow) = if resuming {
+            record.resume_with(&inputs, now, stamp)
+        } else {
+            record.process_stamped(&inputs, now, stamp)
+        };
+        if simulation == Some(Simulation::Output) {
+            // Written to SIOL instead of OUT.
+            for write in &mut follow.outputs {
+                if write.link_field == "OUT" {
+                    write.link_field = "SIOL";
+                }
+            }
+        }
+        (changes, follow)
+    }
+
+    /// Simulation mode as `recGblGetSimm` and the record's readValue/writeValue see it:
+    /// `SIML`, when a database link, read into `SIMM`; when `SIMM` is set, the `SIMM`
+    /// alarm at `SIMS` severity and which way the value is redirected. `None`: the
+    /// record's type has no simulation mode, or it is off.
+    fn simulation(
+        &mut self,
+        id: RecordId,
+        now: SystemTime,
+        results: &mut Vec<(RecordId, Changes)>,
+        raised: &mut Vec<(u16, u16)>,
+    ) -> Option<Simulation> {
+        let record = &self.records[id.0];
+        let siol = record.record_type().field("SIOL")?;
+        if let Some((_, link)) = record.links_of_fields(&["SIML"]).pop() {
+            // A failed read leaves SIMM (and raises LINK, as dbTryGetLink's caller does).
+            if let Some(mode) = self.read_link(&link, now, results, raised).and_then(|v| v.as_f64()) {
+                self.records[id.0].set_simulation_mode(mode as u16);
+            }
+        }
+        let record = &self.records[id.0];
+        let mode = record.get_field("SIMM").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        if mode == 0.0 {
+            return None;
+        }
+        let sims = record.get_field("SIMS").and_then(|v| v.as_f64()).unwrap_or(0.0) as u16;
+        raised.push((alarm_status::SIMM, sims));
+        Some(if siol.field_type == FieldType::OutLink { Simulation::Output } else { Simulation::Input })
     }
 
     /// `dbGetLink` of a database link: processes a passive target of a `PP` link

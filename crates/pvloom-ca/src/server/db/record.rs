@@ -513,6 +513,13 @@ impl Record {
     /// it as it was, as in base.
     pub(crate) fn init_record(&mut self) {
         self.support.init_record();
+        // A constant SIOL is the simulated value, in SVAL from the start.
+        if let (Some(FieldValue::String(text)), Some(sval)) = (self.extras.get("SIOL"), self.spec("SVAL"))
+            && let Some(value) = Constant::parse(text).and_then(|c| c.field_value(None))
+            && let Ok(value) = coerce(sval, value, Some(self))
+        {
+            let _ = self.store(sval, value);
+        }
         for spec in self.record_type().fields() {
             if spec.field_type != FieldType::InLink {
                 continue;
@@ -1006,6 +1013,31 @@ impl Record {
             self.links_of(self.support.links_read_before_resuming())
         } else {
             self.links_of(self.support.links_read_before_processing())
+        }
+    }
+
+    /// Link fields among `fields` that name a record, with their links.
+    pub(crate) fn links_of_fields(&self, fields: &'static [&'static str]) -> Vec<(&'static str, Link)> {
+        self.links_of(fields)
+    }
+
+    /// `SIMM` as `SIML` set it (the menu's index, kept within it).
+    pub(crate) fn set_simulation_mode(&mut self, mode: u16) {
+        let choices = match self.record_type().field("SIMM").map(|s| s.field_type) {
+            Some(FieldType::Menu(menu)) => menu.choices.len() as u16,
+            _ => 2,
+        };
+        if mode < choices {
+            self.extras.insert("SIMM", FieldValue::Enum(mode));
+        }
+    }
+
+    /// Keeps the value read through `SIOL` in `SVAL`, for the types that have it.
+    pub(crate) fn keep_simulated_value(&mut self, value: &FieldValue) {
+        if let Some(spec) = self.spec("SVAL")
+            && let Ok(value) = coerce(spec, value.clone(), Some(self))
+        {
+            let _ = self.store(spec, value);
         }
     }
 
