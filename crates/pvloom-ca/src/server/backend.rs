@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use pvloom_core::completion::Completion;
 
 use crate::proto::constants::{DBE_ALARM, DBE_LOG, DBE_VALUE, ECA_BADTYPE, ECA_PUTFAIL};
 use crate::proto::{
@@ -30,6 +31,16 @@ pub trait PvBackend: Send + Sync + 'static {
     /// # Errors
     /// An ECA status, e.g. `ECA_PUTFAIL`, `ECA_NOWTACCESS`.
     fn write(&self, data_type: DbrType, data: &DbrData) -> Result<u16, Status>;
+    /// As [`write`](Self::write), for a client that asked to be told when the write is
+    /// done (`WRITE_NOTIFY`): with a completion when processing the write started goes on
+    /// after this call (a delayed record in its chain), which completes with the status
+    /// to answer once it is over; `None`: done now.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    fn write_notify(&self, data_type: DbrType, data: &DbrData) -> Result<(u16, Option<Completion<Status>>), Status> {
+        self.write(data_type, data).map(|events| (events, None))
+    }
     /// False when no client may write it, whatever the access rules say.
     fn writable(&self) -> bool {
         true

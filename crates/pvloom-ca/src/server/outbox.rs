@@ -17,6 +17,9 @@ struct OutboxState {
     /// (the post raced with the cancel) is dropped, never sent after the confirmation.
     live: HashSet<u32, Ids>,
     events_off: bool,
+    /// Replies owed later than their request's turn (a put's completion after a
+    /// delayed processing): never coalesced, sent whether events are on or off.
+    replies: VecDeque<Command>,
 }
 
 /// Wakes the client's circuit on its I/O thread when updates wait.
@@ -41,6 +44,7 @@ impl Outbox {
                 latest: HashMap::default(),
                 live: HashSet::default(),
                 events_off: false,
+                replies: VecDeque::new(),
             }),
             flush_scheduled: AtomicBool::new(false),
             coalesced: AtomicU64::new(0),
@@ -66,6 +70,12 @@ impl Outbox {
         }
     }
 
+    /// Queues a reply the circuit sends at its next flush, after the updates queued now.
+    pub(crate) fn push_reply(&self, reply: Command) {
+        self.state.lock().replies.push_back(reply);
+        self.schedule_flush();
+    }
+
     fn schedule_flush(&self) {
         if !self.flush_scheduled.swap(true, Ordering::AcqRel) {
             (self.wake)();
@@ -81,16 +91,20 @@ impl Outbox {
     /// held only for the move: posters never wait for the encoding.
     pub(crate) fn take(&self, budget: usize, into: &mut Vec<Command>) {
         let mut state = self.state.lock();
-        if state.events_off {
-            return;
-        }
-        let mut taken = 0;
-        while taken < budget {
-            let Some(id) = state.order.pop_front() else { break };
-            if let Some(update) = state.latest.remove(&id) {
-                taken += update_size(&update);
-                into.push(update);
+        if !state.events_off {
+            let mut taken = 0;
+            while taken < budget {
+                let Some(id) = state.order.pop_front() else { break };
+                if let Some(update) = state.latest.remove(&id) {
+                    taken += update_size(&update);
+                    into.push(update);
+                }
             }
+        }
+        // After the updates queued before them (a completed put's client sees the new
+        // value in its monitors first, as from rsrv); with events off, at once.
+        if state.events_off || state.order.is_empty() {
+            into.extend(state.replies.drain(..));
         }
     }
 

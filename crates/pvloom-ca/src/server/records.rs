@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use pvloom_core::completion::{Completer, Completion, completion};
 use pvloom_core::{RuntimeHandle, TimerHandle};
 
 use super::backend::{PvBackend, Status};
@@ -15,7 +16,7 @@ use super::filter::{ChannelSpec, Filter, FilteredField};
 use super::registry::ServedPv;
 use super::states::NamedStates;
 use super::{Server, TimerHandles};
-use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NOWTACCESS, ECA_PUTFAIL};
+use crate::proto::constants::{ECA_BADCOUNT, ECA_BADTYPE, ECA_NORMAL, ECA_NOWTACCESS, ECA_PUTFAIL};
 use crate::proto::{ControlLimits, DbrClass, DbrData, DbrType, GraphicInfo, Metadata, Value};
 
 /// The channels opened on each record: (field, channel).
@@ -39,6 +40,8 @@ pub struct DbIoc {
     /// The timer armed for the database's next deadline, with that deadline. Locked
     /// after `db`, never before.
     wake_up: Mutex<Option<(SystemTime, TimerHandle)>>,
+    /// Clients' puts waiting for the delayed processing their chains started.
+    pending_puts: Mutex<Vec<PendingPut>>,
 }
 
 impl std::fmt::Debug for DbIoc {
@@ -62,6 +65,47 @@ struct RecordField {
 const LINK_STRING_SIZE: u32 = 1024;
 
 impl RecordField {
+    /// A client's write: the put and the processing it starts, posted; with `notify`,
+    /// the completion of the delayed processing its chain started, if any.
+    fn write_then(
+        &self,
+        data_type: DbrType,
+        data: &DbrData,
+        notify: bool,
+    ) -> Result<(u16, Option<Completion<Status>>), Status> {
+        let ioc = self.ioc.upgrade().ok_or(ECA_PUTFAIL)?;
+        let now = SystemTime::now();
+        let results = {
+            let mut db = ioc.db.lock();
+            if matches!(data_type.class(), DbrClass::PutAckt | DbrClass::PutAcks) {
+                let changes =
+                    db.record_mut(self.id).put_dbr_at(&self.field, data_type, data, now).map_err(|e| eca_of_put(&e))?;
+                vec![(self.id, changes)]
+            } else {
+                let whole = self.count > 1 && self.field == "VAL";
+                let value = if self.long_string {
+                    self.long_string_value(&data.value)
+                } else if whole || data.value.native_type() == crate::proto::NativeType::String {
+                    field_value(&data.value, whole)
+                } else {
+                    field_value(&data.value, false)
+                }
+                .ok_or(ECA_PUTFAIL)?;
+                db.put_field(self.id, &self.field, value, now).map_err(|e| {
+                    tracing::debug!(field = self.field, "put refused: {e}");
+                    eca_of_put(&e)
+                })?
+            }
+        };
+        ioc.post(&results);
+        // Before the delayed work due now runs: it may be what the put waits for.
+        let pending = if notify { ioc.await_chain(&results) } else { None };
+        ioc.run_due_work();
+        ioc.notify_put(self.id, &self.field);
+        // Already posted to every affected channel, this one included.
+        Ok((0, pending))
+    }
+
     /// `FIELD$` read: the field's text as chars (with its NUL; all `count` when asked for
     /// a fixed count) and the record's metadata.
     fn read_long_string(&self, db: &Database, data_type: DbrType, count: u32) -> Result<DbrData, Status> {
@@ -156,35 +200,11 @@ impl PvBackend for RecordField {
     }
 
     fn write(&self, data_type: DbrType, data: &DbrData) -> Result<u16, Status> {
-        let ioc = self.ioc.upgrade().ok_or(ECA_PUTFAIL)?;
-        let now = SystemTime::now();
-        let results = {
-            let mut db = ioc.db.lock();
-            if matches!(data_type.class(), DbrClass::PutAckt | DbrClass::PutAcks) {
-                let changes =
-                    db.record_mut(self.id).put_dbr_at(&self.field, data_type, data, now).map_err(|e| eca_of_put(&e))?;
-                vec![(self.id, changes)]
-            } else {
-                let whole = self.count > 1 && self.field == "VAL";
-                let value = if self.long_string {
-                    self.long_string_value(&data.value)
-                } else if whole || data.value.native_type() == crate::proto::NativeType::String {
-                    field_value(&data.value, whole)
-                } else {
-                    field_value(&data.value, false)
-                }
-                .ok_or(ECA_PUTFAIL)?;
-                db.put_field(self.id, &self.field, value, now).map_err(|e| {
-                    tracing::debug!(field = self.field, "put refused: {e}");
-                    eca_of_put(&e)
-                })?
-            }
-        };
-        ioc.post(&results);
-        ioc.run_due_work();
-        ioc.notify_put(self.id, &self.field);
-        // Already posted to every affected channel, this one included.
-        Ok(0)
+        self.write_then(data_type, data, false).map(|(events, _)| events)
+    }
+
+    fn write_notify(&self, data_type: DbrType, data: &DbrData) -> Result<(u16, Option<Completion<Status>>), Status> {
+        self.write_then(data_type, data, true)
     }
 
     fn writable(&self) -> bool {
@@ -199,6 +219,15 @@ impl PvBackend for RecordField {
             _ => None,
         }
     }
+}
+
+/// A client's put (`WRITE_NOTIFY`) answered when the processing it started is over, as
+/// base's dbPutNotify: when no record of its chain is active any more, those its delayed
+/// parts went on to make active included.
+struct PendingPut {
+    /// Records of the put's chain still active.
+    waiting: Vec<RecordId>,
+    done: Completer<Status>,
 }
 
 impl DbIoc {
@@ -218,6 +247,7 @@ impl DbIoc {
             me: me.clone(),
             runtime: OnceLock::new(),
             wake_up: Mutex::new(None),
+            pending_puts: Mutex::new(Vec::new()),
         })
     }
 
@@ -249,9 +279,51 @@ impl DbIoc {
                 }
             };
             self.post(&results);
+            self.settle_pending_puts(&results);
         }
         let db = self.db.lock();
         self.arm_wake_up(db.next_deadline());
+    }
+
+    /// After a piece of delayed work processed `piece`: the puts waiting on one of those
+    /// records now wait on whatever of it is still active; those with nothing left are
+    /// answered.
+    fn settle_pending_puts(&self, piece: &[(RecordId, Changes)]) {
+        let finished: Vec<PendingPut> = {
+            let db = self.db.lock();
+            let mut pending = self.pending_puts.lock();
+            for put in pending.iter_mut() {
+                if piece.iter().any(|(id, _)| put.waiting.contains(id)) {
+                    put.waiting.extend(piece.iter().map(|(id, _)| *id).filter(|&id| db.record(id).active()));
+                }
+                put.waiting.retain(|&id| db.record(id).active());
+                put.waiting.dedup();
+            }
+            let (finished, waiting) = std::mem::take(&mut *pending).into_iter().partition(|p| p.waiting.is_empty());
+            *pending = waiting;
+            finished
+        };
+        for put in finished {
+            put.done.succeed(ECA_NORMAL);
+        }
+    }
+
+    /// Registers a client's put to answer when the records of `results` that are
+    /// active have finished; `None` when none is.
+    fn await_chain(&self, results: &[(RecordId, Changes)]) -> Option<Completion<Status>> {
+        let waiting: Vec<RecordId> = {
+            let db = self.db.lock();
+            let mut ids: Vec<RecordId> =
+                results.iter().map(|(id, _)| *id).filter(|&id| db.record(id).active()).collect();
+            ids.dedup();
+            ids
+        };
+        if waiting.is_empty() {
+            return None;
+        }
+        let (done, completion) = completion::<Status>();
+        self.pending_puts.lock().push(PendingPut { waiting, done });
+        Some(completion)
     }
 
     /// Arms the timer for `deadline` unless one is armed for it or earlier.

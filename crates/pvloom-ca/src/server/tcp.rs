@@ -311,17 +311,26 @@ impl ServerCircuit {
         };
         let Some((info, channel)) = self.endpoint.book().channel_payload_by_sid(sid) else { return };
         let (cid, rights, pv) = (info.cid, channel.rights, channel.pv.clone());
+        let mut pending = None;
         let status = if !rights.can_write() {
             ECA_NOWTACCESS
         } else {
             match DbrData::decode(data_type, data_count, payload) {
-                Ok(data) => match pv.backend.write(data_type, &data) {
-                    Ok(events) => {
-                        pv.post(events);
-                        ECA_NORMAL
+                Ok(data) => {
+                    let written = if notify {
+                        pv.backend.write_notify(data_type, &data)
+                    } else {
+                        pv.backend.write(data_type, &data).map(|events| (events, None))
+                    };
+                    match written {
+                        Ok((events, later)) => {
+                            pv.post(events);
+                            pending = later;
+                            ECA_NORMAL
+                        }
+                        Err(status) => status,
                     }
-                    Err(status) => status,
-                },
+                }
                 Err(_) => crate::proto::constants::ECA_BADTYPE,
             }
         };
@@ -329,7 +338,14 @@ impl ServerCircuit {
         // write's confirmation, so a client that reads its monitor cache right after a
         // completed put sees the new value (what clients of rsrv observe).
         self.endpoint.take_updates();
-        if notify {
+        if let Some(pending) = pending {
+            // As rsrv with dbPutNotify: answered when the processing the put started ends.
+            let outbox = self.outbox.clone();
+            pending.then(move |done| {
+                let status = done.unwrap_or(crate::proto::constants::ECA_PUTFAIL);
+                outbox.push_reply(Command::WriteNotifyResponse { data_type, data_count, status, ioid });
+            });
+        } else if notify {
             self.queue(&[Command::WriteNotifyResponse { data_type, data_count, status, ioid }]);
         } else if status != ECA_NORMAL {
             self.error(cid, status, header, "write failed");
