@@ -16,6 +16,8 @@ record(ao, "$(P)DELTA") { field(VAL, "4") field(PINI, "YES") }
 record(ao, "$(P)CONV") { field(LINR, "LINEAR") field(ESLO, "0.5") field(EOFF, "1") field(VAL, "3") }
 record(ao, "$(P)LOADED") { field(VAL, "7.5") }
 record(ai, "$(P)SMOOTH") { field(INP, "$(P)DELTA") field(SMOO, "0.75") }
+record(ao, "$(P)BARE") { field(FLNK, "$(P)NOTPASSIVE") }
+record(calc, "$(P)NOTPASSIVE") { field(SCAN, "Event") field(EVNT, "never") field(CALC, "VAL+1") }
 "#;
 
 const MODES: &[&str] =
@@ -58,6 +60,7 @@ put("SMOOTH.PROC", 1)   # 20: the first read is taken whole
 put("DELTA", 4)
 put("SMOOTH.PROC", 1)   # 4 * 0.25 + 20 * 0.75
 put("SMOOTH.PROC", 1)
+put("BARE.PROC", 1)     # no VAL ever set: 0, defined; its FLNK skips a record not passive
 for i in range(6):
     for v in (0, 0, 5, 5, 0, 3):
         put("LO%d" % i, v)
@@ -87,6 +90,9 @@ fn names() -> Vec<String> {
         "CONV.RVAL",
         "LOADED.OVAL",
         "SMOOTH",
+        "BARE",
+        "BARE.SEVR",
+        "NOTPASSIVE",
         "LOADED.PVAL",
         "CNTA",
         "CNTB",

@@ -409,7 +409,10 @@ impl Database {
             let deadline = now.checked_add(delay).unwrap_or(now + Duration::from_secs(u64::from(u32::MAX)));
             self.defer(deadline, Deferred::Resume { record: id, from_put: self.chain_from_put });
         } else {
-            if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name)) {
+            // dbScanFwdLink: only a passive target processes (dbScanPassive).
+            if let Some(next) = self.records[id.0].forward_link().and_then(|name| self.find(&name))
+                && self.records[next.0].scan() == 0
+            {
                 self.process_chain(next, now, results, true);
             }
             // recGblFwdLink: the forward link saw the record still active; then a put
