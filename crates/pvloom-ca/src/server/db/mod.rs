@@ -88,6 +88,8 @@ pub struct Database {
     deadlines: BTreeMap<(SystemTime, u64), Deferred>,
     /// Requests made so far, to order those of the same deadline.
     deferred_count: u64,
+    /// Records whose watchdog (histogram's `SDEL`) waits in `deadlines`.
+    watchdogs: std::collections::HashSet<RecordId>,
 }
 
 /// Work the database does later, at a deadline.
@@ -98,6 +100,8 @@ enum Deferred {
     Resume { record: RecordId, from_put: bool },
     /// Process a record in a chain of its own (base's `scanOnce`, after `RPRO`).
     Reprocess { record: RecordId },
+    /// A record's periodic monitor (histogram's `SDEL`), re-armed with its period then.
+    Watchdog { record: RecordId },
 }
 
 /// A record or alias of that name exists already.
@@ -128,6 +132,7 @@ impl Database {
             let (file, line) = (def.file.clone(), def.line);
             db.add(def.into_record()).map_err(|taken| DbError { file, line, column: 1, reason: taken.to_string() })?;
         }
+        db.start_watchdogs(now);
         let pini: Vec<RecordId> = db.ids().filter(|&id| db.records[id.0].pini()).collect();
         for id in pini {
             db.process(id, now);
@@ -156,6 +161,7 @@ impl Database {
             })?);
         }
         for &id in &added {
+            self.arm_watchdog(id, now);
             if self.records[id.0].pini() {
                 self.process(id, now);
             }
@@ -305,8 +311,32 @@ impl Database {
                 self.begin_chain(false);
                 self.process_chain(record, now, &mut results, false);
             }
+            Deferred::Watchdog { record } => {
+                self.watchdogs.remove(&record);
+                if let Some(changes) = self.records[record.0].run_watchdog(now) {
+                    results.push((record, changes));
+                }
+                self.arm_watchdog(record, now);
+            }
         }
         Some(results)
+    }
+
+    /// Starts every record's watchdog that is not running (histogram's `SDEL`), as
+    /// `iocInit`'s init_record does.
+    pub fn start_watchdogs(&mut self, now: SystemTime) {
+        for id in 0..self.records.len() {
+            self.arm_watchdog(RecordId(id), now);
+        }
+    }
+
+    /// Starts record `id`'s watchdog (histogram's `SDEL`) if it has one and it is not
+    /// running yet (base's wdogInit, at init and when `SDEL` is written).
+    fn arm_watchdog(&mut self, id: RecordId, now: SystemTime) {
+        let Some(period) = self.records[id.0].watchdog_period() else { return };
+        if self.watchdogs.insert(id) {
+            self.defer(now.checked_add(period).unwrap_or(now), Deferred::Watchdog { record: id });
+        }
     }
 
     fn defer(&mut self, deadline: SystemTime, work: Deferred) {
@@ -728,6 +758,9 @@ impl Database {
             self.change_listeners = None;
         }
         let (first, process) = self.records[id.0].put_without_processing(field, value)?;
+        if field == "SDEL" {
+            self.arm_watchdog(id, now);
+        }
         let active = self.records[id.0].active();
         if !process || active {
             if process {

@@ -938,6 +938,26 @@ impl Record {
         alarm_mask
     }
 
+    /// The period of the record's watchdog (histogram's `SDEL`), if it has one running.
+    pub(crate) fn watchdog_period(&self) -> Option<Duration> {
+        self.record_type().field("SDEL")?;
+        let seconds = self.get_field("SDEL")?.as_f64()?;
+        (seconds > 0.0).then(|| Duration::try_from_secs_f64(seconds).ok()).flatten()
+    }
+
+    /// The watchdog fired at `now`: what it posts (the value, stamped now), if anything.
+    pub(crate) fn run_watchdog(&mut self, now: SystemTime) -> Option<Changes> {
+        if !self.support.watchdog() {
+            return None;
+        }
+        if let Ok(time) = EpicsTime::from_system_time(now) {
+            self.time = time;
+        }
+        let mut changes = Changes::default();
+        changes.post("VAL", DBE_VALUE | DBE_LOG);
+        Some(changes)
+    }
+
     /// `PACT`: an asynchronous processing is under way.
     pub fn active(&self) -> bool {
         self.pact

@@ -446,6 +446,7 @@ impl Iocsh {
         };
         let mut db = std::mem::take(&mut self.db);
         let now = SystemTime::now();
+        db.start_watchdogs(now);
         let pini: Vec<_> = db.ids().filter(|&id| db.record(id).pini()).collect();
         for id in pini {
             db.process(id, now);

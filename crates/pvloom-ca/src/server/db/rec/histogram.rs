@@ -1,7 +1,7 @@
 //! Histogram (`histogramRecord`): counts of the signal `SGNL` (read from
 //! `SVL`) in `NELM` buckets between `LLIM` and `ULIM`. `CMD` clears, starts
-//! and stops collection; writing `SGNL` counts it at once. `SDEL` is kept but
-//! drives no timed monitor (the database has no timer); `MDEL` does. The
+//! and stops collection; writing `SGNL` counts it at once. Every `SDEL` seconds (when
+//! above 0) counts since the last monitor are posted; `MDEL` posts them sooner. The
 //! display limits of `VAL` are zero rather than `HOPR`/`LOPR`, and clients
 //! cannot write `VAL`.
 
@@ -184,6 +184,13 @@ impl RecordSupport for Histogram {
         matches!(name, "NELM" | "CSTA")
     }
 
+    fn watchdog(&mut self) -> bool {
+        // wdogCallback: counts since the last monitor are posted, whatever MDEL says.
+        let changed = self.mcnt > 0;
+        self.mcnt = 0;
+        changed
+    }
+
     fn input_links(&self) -> &'static [&'static str] {
         &["SVL"]
     }
@@ -219,5 +226,24 @@ mod tests {
         assert_eq!(get(&db, "h"), Array(Value::Double(vec![0.0; 4])));
         process(&mut db, "bad");
         assert_eq!(alarm(&db, "bad"), (alarm_status::SOFT, severity::INVALID));
+    }
+
+    #[test]
+    fn sdel_posts_counts_every_period_whatever_mdel() {
+        use crate::proto::constants::DBE_VALUE;
+        let mut db = db(
+            r#"record(histogram, h) { field(NELM, 2) field(LLIM, 0) field(ULIM, 2) field(MDEL, 100) field(SDEL, 1) }"#,
+        );
+        let h = db.find("h").unwrap();
+        assert_eq!(db.next_deadline(), Some(at(1.0)), "armed at init");
+        put_at(&mut db, "h.SGNL", Double(0.5), at(0.2));
+        assert!(db.run_due(at(0.9)).is_empty());
+        let posted = db.run_due(at(1.0));
+        assert!(posted.iter().any(|(id, c)| *id == h && c.mask_for("VAL") & DBE_VALUE != 0), "{posted:?}");
+        assert_eq!(db.next_deadline(), Some(at(2.0)), "re-armed");
+        assert!(db.run_due(at(2.0)).iter().all(|(id, _)| *id != h), "nothing counted since: nothing posted");
+        put_at(&mut db, "h.SDEL", Double(0.0), at(2.5));
+        db.run_due(at(3.0));
+        assert_eq!(db.next_deadline(), None, "SDEL 0 stops it");
     }
 }

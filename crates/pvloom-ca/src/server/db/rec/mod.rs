@@ -598,6 +598,12 @@ pub trait RecordSupport: std::fmt::Debug + Send + Sync + 'static {
     /// constant links are loaded).
     fn init_record(&mut self) {}
 
+    /// A periodic monitor (histogram's `SDEL` watchdog): true when the value changed
+    /// since it was last posted, which the database then posts; called every `SDEL`.
+    fn watchdog(&mut self) -> bool {
+        false
+    }
+
     /// The field a constant in input link `link_field` is loaded into when
     /// the database file sets the link (`recGblInitConstantLink`).
     fn constant_target(&self, _link_field: &str) -> Option<&'static str> {
