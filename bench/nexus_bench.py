@@ -70,19 +70,115 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def h5map(number: int, streams: int) -> dict:
+def h5map(number: int, streams: int, end: bool = False) -> dict:
     """The scan's file as blissdata's h5map (the value of info["h5maps"][file]), which is
-    what blisswriter writes: the places pvloom's writer uses (<n>.1/instrument/dev<i>/ch),
-    and measurement/dev<i>_ch soft links to them."""
+    what blisswriter writes, and pvloom's writer too: the stream places
+    (<n>.1/instrument/dev<i>/ch, with attributes), measurement/dev<i>_ch soft links to them,
+    and static items of each kind (raw, inline and base64 values and attributes, an external
+    link). `end`: the mapping BLISS regenerates at the end (end_time, end_reason,
+    positioners_end added; an attribute changed)."""
 
-    def group(nx_class: str, children: dict) -> dict:
-        return {"type": "group", "attributes": {"NX_class": nx_class}, "children": children}
+    def group(nx_class: str, children: dict, **attrs) -> dict:
+        return {"type": "group", "attributes": {"NX_class": nx_class, **attrs}, "children": children}
 
-    instrument = {f"dev{i}": group("NXdetector", {"ch": {"type": "stream", "stream": f"dev{i}:ch"}}) for i in range(streams)}
+    def stream(i: int) -> dict:
+        attrs = {"interpretation": "scalar", "units": {"type": "inline", "dtype": "float32", "value": 1.0}}
+        return {"type": "dataset", "attributes": attrs, "value": {"type": "stream", "stream": f"dev{i}:ch"}}
+
+    instrument = {f"dev{i}": group("NXdetector", {"ch": stream(i)}) for i in range(streams)}
+    instrument["positioners_start"] = group("NXcollection", {"sy": 0.5, "sz": {"type": "dataset", "attributes": {"units": "mm"}, "value": 2}})
+    if end:
+        instrument["positioners_end"] = group("NXcollection", {"sy": 1.5, "sz": 2})
     measurement = {f"dev{i}_ch": {"type": "soft_link", "target_path": f"/{number}.1/instrument/dev{i}/ch"} for i in range(streams)}
-    entry = group("NXentry", {"title": "bench", "instrument": group("NXinstrument", instrument),
-                              "measurement": group("NXcollection", measurement)})
-    return group("NXroot", {f"{number}.1": entry})
+    children = {
+        "title": "bench",
+        "npoints": {"type": "dataset", "attributes": {"count": [1, 2, 3], "ok": True}, "value": 42},
+        "matrix": [[1.5, 2.5], [3.5, 4.5]],
+        "flags": [True, False],
+        "names": ["a", "bb"],
+        "gain": {"type": "inline", "dtype": "int16", "value": [-1, 2]},
+        "blob": {"type": "inline_b64", "dtype": ">u2", "shape": [2, 2], "value": "AAAAAQACAAM=\n"},
+        "elsewhere": {"type": "external_link", "target_file": "other.h5", "target_path": "/data"},
+        "instrument": group("NXinstrument", instrument),
+        "measurement": group("NXcollection", measurement),
+    }
+    if end:
+        children["end_time"] = "2026-12-07T12:00:00+00:00"
+        children["end_reason"] = "SUCCESS"
+    entry = group("NXentry", children, **({"ended": 1} if end else {}))
+    return group("NXroot", {f"{number}.1": entry}, default=f"{number}.1", creator="bench")
+
+
+def tree(path: str, number: int) -> dict:
+    """Every item of a file: {path: (kind, dtype, shape, {attr: (dtype, value)}, value or
+    link target)}, the entry named N.1 and the writer's own root attributes left out."""
+    import h5py
+
+    own = {"HDF5_Version", "h5py_version", "file_time", "file_update_time", "creator", "NeXus_version", "file_name"}
+
+    def norm(v):
+        v = v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)
+        v = v.decode() if isinstance(v, bytes) else v
+        if isinstance(v, list):
+            v = [x.decode() if isinstance(x, bytes) else x for x in v]
+        return str(v).replace(f"{number}.1", "N.1")
+
+    def attrs(obj, root=False):
+        out = {}
+        for k in obj.attrs:
+            if root and k in own:
+                continue
+            out[k] = (obj.attrs.get_id(k).dtype.str, norm(obj.attrs[k]))
+        return out
+
+    items = {}
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        items["/"] = ("group", None, None, attrs(f, root=True), None)
+
+        def visit(name, g):
+            for k in g:
+                p = f"{name}/{k}" if name != "/" else f"/{k}"
+                link = g.get(k, getlink=True)
+                key = p.replace(f"/{number}.1", "/N.1")
+                if isinstance(link, h5py.SoftLink):
+                    items[key] = ("soft_link", None, None, {}, link.path.replace(f"{number}.1", "N.1"))
+                elif isinstance(link, h5py.ExternalLink):
+                    items[key] = ("external_link", None, None, {}, f"{link.filename}::{link.path}")
+                else:
+                    obj = g[k]
+                    if isinstance(obj, h5py.Group):
+                        items[key] = ("group", None, None, attrs(obj), None)
+                        visit(p, obj)
+                    else:
+                        value = norm(obj[()]) if obj.size <= 16 and "/instrument/dev" not in p else None
+                        items[key] = ("dataset", obj.dtype.str, obj.shape, attrs(obj), value)
+
+        visit("/", f)
+    return items
+
+
+def compare_trees(a: dict, b: dict) -> list[str]:
+    """What differs between two trees (a: pvloom's, b: blisswriter's)."""
+    out = []
+    for p in sorted(a.keys() - b.keys()):
+        out.append(f"only in pvloom's: {p}")
+    for p in sorted(b.keys() - a.keys()):
+        out.append(f"only in blisswriter's: {p}")
+    for p in sorted(a.keys() & b.keys()):
+        (ka, da, sa, aa, va), (kb, db, sb, ab, vb) = a[p], b[p]
+        if ka != kb:
+            out.append(f"{p}: {ka} vs {kb}")
+            continue
+        if da != db:
+            out.append(f"{p}: dtype {da} vs {db}")
+        if sa != sb:
+            out.append(f"{p}: shape {sa} vs {sb}")
+        if va != vb:
+            out.append(f"{p}: value {va} vs {vb}")
+        for k in sorted(aa.keys() | ab.keys()):
+            if aa.get(k) != ab.get(k):
+                out.append(f"{p}@{k}: {aa.get(k)} vs {ab.get(k)}")
+    return out
 
 
 def publish(url: str, session: str, filename: str, number: int, streams: int, points: int, batch: int) -> tuple[str, float, float]:
@@ -106,6 +202,7 @@ def publish(url: str, session: str, filename: str, number: int, streams: int, po
     t_last = time.perf_counter()
     scan.stop()
     scan.info["end_reason"] = "SUCCESS"
+    scan.info["h5maps"] = {filename: h5map(number, streams, end=True)}
     scan.close()
     return scan.key, t0, t_last
 
@@ -265,7 +362,7 @@ def bench_blisswriter(bw: str, url: str, tmp: str, streams: int, points: int, ba
         if not seen.get("t"):
             raise NotRun("it said it saved the scan, but a plain open never saw the last point")
         return {"t0": t0, "t_last": t_last, "t_readable": seen["t"], "said": said[1].rsplit(" - ", 1)[-1],
-                "said_at": said[0]}
+                "said_at": said[0], "path": path, "number": number}
     finally:
         proc.send_signal(signal.SIGINT)  # its own stop (it binds SIGINT); kill if that hangs
         try:
@@ -368,6 +465,13 @@ def main() -> None:
                 if pvloom:
                     print(f"  pvloom / blisswriter: {pvloom[0] / rate:>10,.2f}x the points/s (per stream and aggregate); "
                           f"lag {pvloom[1] * 1e3:,.0f} ms vs {lag * 1e3:,.0f} ms")
+                # The same h5maps for both: the same tree?
+                a, bt = tree(path, 1), tree(b["path"], b["number"])
+                diff = compare_trees(a, bt)
+                print(f"  tree, pvloom vs blisswriter (paths, kinds, dtypes, shapes, attributes, small values, links): "
+                      f"{len(a)} vs {len(bt)} items, " + ("the same" if not diff else f"{len(diff)} differences:"))
+                for d in diff[:30]:
+                    print(f"    {d}")
             print("  (publisher-bound when the writer rate equals the publisher's: raise --batch or run more publishers)")
         finally:
             if writer is not None:
