@@ -70,12 +70,12 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def h5map(number: int, streams: int, end: bool = False) -> dict:
+def h5map(number: int, streams: int, raw_file: str, end: bool = False) -> dict:
     """The scan's file as blissdata's h5map (the value of info["h5maps"][file]), which is
     what blisswriter writes, and pvloom's writer too: the stream places
     (<n>.1/instrument/dev<i>/ch, with attributes), measurement/dev<i>_ch soft links to them,
     and static items of each kind (raw, inline and base64 values and attributes, an external
-    link). `end`: the mapping BLISS regenerates at the end (end_time, end_reason,
+    link, a compound, long doubles, an external binary dataset on `raw_file`). `end`: the mapping BLISS regenerates at the end (end_time, end_reason,
     positioners_end added; an attribute changed)."""
 
     def group(nx_class: str, children: dict, **attrs) -> dict:
@@ -99,6 +99,11 @@ def h5map(number: int, streams: int, end: bool = False) -> dict:
         "gain": {"type": "inline", "dtype": "int16", "value": [-1, 2]},
         "blob": {"type": "inline_b64", "dtype": ">u2", "shape": [2, 2], "value": "AAAAAQACAAM=\n"},
         "elsewhere": {"type": "external_link", "target_file": "other.h5", "target_path": "/data"},
+        "table": {"type": "compound", "columns": [["a", [1, 2]], ["b", {"type": "inline", "dtype": "float32", "value": [0.5, 1]}],
+                                                  ["c", ["x", "yz"]]]},
+        "longdouble": {"type": "inline", "dtype": "float128", "value": [1, -2.5]},
+        "raw_ext": {"type": "external_binary_dataset", "dtype": "<i4", "shape": [2, 3],
+                    "files": [{"name": raw_file, "offset": 8, "size": 24}]},
         "instrument": group("NXinstrument", instrument),
         "measurement": group("NXcollection", measurement),
     }
@@ -133,7 +138,7 @@ def tree(path: str, number: int) -> dict:
 
     items = {}
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        items["/"] = ("group", None, None, attrs(f, root=True), None)
+        items["/"] = ("group", None, None, attrs(f, root=True), None, None)
 
         def visit(name, g):
             for k in g:
@@ -141,31 +146,39 @@ def tree(path: str, number: int) -> dict:
                 link = g.get(k, getlink=True)
                 key = p.replace(f"/{number}.1", "/N.1")
                 if isinstance(link, h5py.SoftLink):
-                    items[key] = ("soft_link", None, None, {}, link.path.replace(f"{number}.1", "N.1"))
+                    items[key] = ("soft_link", None, None, {}, link.path.replace(f"{number}.1", "N.1"), None)
                 elif isinstance(link, h5py.ExternalLink):
-                    items[key] = ("external_link", None, None, {}, f"{link.filename}::{link.path}")
+                    items[key] = ("external_link", None, None, {}, f"{link.filename}::{link.path}", None)
                 else:
                     obj = g[k]
                     if isinstance(obj, h5py.Group):
-                        items[key] = ("group", None, None, attrs(obj), None)
+                        items[key] = ("group", None, None, attrs(obj), None, None)
                         visit(p, obj)
                     else:
-                        value = norm(obj[()]) if obj.size <= 16 and "/instrument/dev" not in p else None
-                        items[key] = ("dataset", obj.dtype.str, obj.shape, attrs(obj), value)
+                        if "/instrument/dev" in p:
+                            value = f"sum={float(np.sum(obj[()])):.6g}"  # stream data: a checksum
+                        else:
+                            value = norm(obj[()]) if obj.size <= 16 else None
+                        # How it is stored: not part of the mapping, each writer's choice.
+                        storage = f"maxshape={obj.maxshape} chunks={obj.chunks} compression={obj.compression}"
+                        items[key] = ("dataset", obj.dtype.str, obj.shape, attrs(obj), value, storage)
 
         visit("/", f)
     return items
 
 
-def compare_trees(a: dict, b: dict) -> list[str]:
-    """What differs between two trees (a: pvloom's, b: blisswriter's)."""
-    out = []
+def compare_trees(a: dict, b: dict) -> tuple[list[str], list[str]]:
+    """What differs between two trees (a: pvloom's, b: blisswriter's): in the tree, and in
+    how datasets are stored."""
+    out, storage = [], []
     for p in sorted(a.keys() - b.keys()):
         out.append(f"only in pvloom's: {p}")
     for p in sorted(b.keys() - a.keys()):
         out.append(f"only in blisswriter's: {p}")
     for p in sorted(a.keys() & b.keys()):
-        (ka, da, sa, aa, va), (kb, db, sb, ab, vb) = a[p], b[p]
+        (ka, da, sa, aa, va, ta), (kb, db, sb, ab, vb, tb) = a[p], b[p]
+        if ta != tb:
+            storage.append(f"{p}: {ta} vs {tb}")
         if ka != kb:
             out.append(f"{p}: {ka} vs {kb}")
             continue
@@ -178,15 +191,18 @@ def compare_trees(a: dict, b: dict) -> list[str]:
         for k in sorted(aa.keys() | ab.keys()):
             if aa.get(k) != ab.get(k):
                 out.append(f"{p}@{k}: {aa.get(k)} vs {ab.get(k)}")
-    return out
+    return out, storage
 
 
 def publish(url: str, session: str, filename: str, number: int, streams: int, points: int, batch: int) -> tuple[str, float, float]:
     """Publishes one scan; returns its key, the publish time and when the last point left."""
     ds = DataStore(url)
     identity = {"name": "bench", "number": number, "data_policy": "no_policy", "session": session, "path": filename}
+    raw_file = str(pathlib.Path(filename).with_suffix(".bin"))
+    with open(raw_file, "wb") as f:
+        f.write(b"HEADER!!" + np.arange(6, dtype="<i4").tobytes())
     info = {"title": "bench", "filename": filename, "npoints": points, "scan_nb": number,
-            "h5maps": {filename: h5map(number, streams)}}
+            "h5maps": {filename: h5map(number, streams, raw_file)}}
     scan = ds.create_scan(identity, info=info)
     cursors = [scan.create_stream(Stream.make_definition(f"dev{i}:ch", "float64")) for i in range(streams)]
     scan.prepare()
@@ -202,7 +218,7 @@ def publish(url: str, session: str, filename: str, number: int, streams: int, po
     t_last = time.perf_counter()
     scan.stop()
     scan.info["end_reason"] = "SUCCESS"
-    scan.info["h5maps"] = {filename: h5map(number, streams, end=True)}
+    scan.info["h5maps"] = {filename: h5map(number, streams, raw_file, end=True)}
     scan.close()
     return scan.key, t0, t_last
 
@@ -467,10 +483,13 @@ def main() -> None:
                           f"lag {pvloom[1] * 1e3:,.0f} ms vs {lag * 1e3:,.0f} ms")
                 # The same h5maps for both: the same tree?
                 a, bt = tree(path, 1), tree(b["path"], b["number"])
-                diff = compare_trees(a, bt)
-                print(f"  tree, pvloom vs blisswriter (paths, kinds, dtypes, shapes, attributes, small values, links): "
+                diff, storage = compare_trees(a, bt)
+                print(f"  tree, pvloom vs blisswriter (paths, kinds, dtypes, shapes, attributes, values, links): "
                       f"{len(a)} vs {len(bt)} items, " + ("the same" if not diff else f"{len(diff)} differences:"))
                 for d in diff[:30]:
+                    print(f"    {d}")
+                print(f"  storage (each writer's choice): {len(storage)} datasets differ" + (":" if storage else ""))
+                for d in storage[:10]:
                     print(f"    {d}")
             print("  (publisher-bound when the writer rate equals the publisher's: raise --batch or run more publishers)")
         finally:

@@ -222,41 +222,6 @@ pub(crate) fn attr_exists(loc: &Id, name: &str) -> bool {
     unsafe { H5Aexists(loc.raw(), n.as_ptr()) > 0 }
 }
 
-/// A string attribute of shape `dims` (`[]`: scalar), variable-length UTF-8.
-pub(crate) fn attr_strs_shaped(loc: &Id, name: &str, values: &[String], dims: &[u64]) -> Result<(), NexusError> {
-    delete_attr(loc, name)?;
-    let n = cstr(name);
-    let t = vlen_str()?;
-    let space = simple_space(dims, None)?;
-    let a = id(
-        unsafe { H5Acreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, H5P_DEFAULT) },
-        &format!("H5Acreate2({name})"),
-    )?;
-    let owned: Vec<CString> = values.iter().map(|v| cstr(v)).collect();
-    let ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
-    check(unsafe { H5Awrite(a.raw(), t.raw(), ptrs.as_ptr() as *const c_void) }, &format!("H5Awrite({name})"))
-}
-
-/// A string dataset of shape `dims` (`[]`: scalar), variable-length UTF-8.
-pub(crate) fn dataset_strs(loc: &Id, name: &str, values: &[String], dims: &[u64]) -> Result<Id, NexusError> {
-    let n = cstr(name);
-    let t = vlen_str()?;
-    let space = simple_space(dims, None)?;
-    let d = id(
-        unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) },
-        &format!("H5Dcreate2({name})"),
-    )?;
-    let owned: Vec<CString> = values.iter().map(|v| cstr(v)).collect();
-    let ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
-    if !ptrs.is_empty() {
-        check(
-            unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.as_ptr() as *const c_void) },
-            &format!("H5Dwrite({name})"),
-        )?;
-    }
-    Ok(d)
-}
-
 /// A dataset of type `t` and shape `dims` whose raw data is in files outside HDF5:
 /// `(name, offset, size)` each, size `None` to the file's end.
 pub(crate) fn dataset_external(
@@ -282,6 +247,27 @@ pub(crate) fn dataset_external(
         unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, dcpl.raw(), H5P_DEFAULT) },
         &format!("H5Dcreate2({name})"),
     )
+}
+
+/// A compound type of `size` bytes with these members (name, byte offset, type).
+pub(crate) fn compound_type(size: usize, members: &[(&str, usize, &Id)]) -> Result<Id, NexusError> {
+    use hdf5_metno_sys::h5t::{H5Tcreate, H5Tinsert};
+    let t = id(unsafe { H5Tcreate(H5T_class_t::H5T_COMPOUND, size) }, "H5Tcreate(compound)")?;
+    for (name, offset, member) in members {
+        let n = cstr(name);
+        check(unsafe { H5Tinsert(t.raw(), n.as_ptr(), *offset, member.raw()) }, &format!("H5Tinsert({name})"))?;
+    }
+    Ok(t)
+}
+
+/// The native long double (numpy's `float128` as h5py writes it), or its `r`/`i` complex.
+pub(crate) fn long_double_type(complex: bool) -> Result<Id, NexusError> {
+    let t = id(unsafe { H5Tcopy(*hdf5_metno_sys::h5t::H5T_NATIVE_LDOUBLE) }, "H5Tcopy(ldouble)")?;
+    if !complex {
+        return Ok(t);
+    }
+    let size = unsafe { hdf5_metno_sys::h5t::H5Tget_size(t.raw()) };
+    compound_type(2 * size, &[("r", 0, &t), ("i", size, &t)])
 }
 
 /// The variable-length UTF-8 string type.

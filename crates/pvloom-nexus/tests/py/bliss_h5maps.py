@@ -1,5 +1,5 @@
 """A scan published with blissdata whose info carries `h5maps`, as BLISS 2.4 publishes it:
-a mapping of the file built with blissdata's own h5map models, set before PREPARED and
+a mapping of the file built with blissdata's own h5map models (every item and value kind), set before PREPARED and
 regenerated before the end (end_time, end_reason, end positions added; a value and an
 attribute changed; a dataset removed).
 
@@ -73,9 +73,15 @@ def mapping(end: bool) -> Group:
             dtype="<i4", shape=[2, 3], files=[ExternalBinaryFile(name=ext_file, offset=8, size=24)],
             attributes={"origin": InlineRaw("detector")},
         ),
+        "table": Dataset(
+            value=Compound(columns=[("a", InlineRaw([1, 2])), ("b", Inline(dtype="float32", value=[1.5, 2.5])),
+                                    ("c", InlineRaw(["x", "yz"]))]),
+            attributes={"row": Compound(columns=[("i", InlineRaw(7)), ("f", InlineRaw(0.5))])},
+        ),
+        "longdouble": Inline(dtype="float128", value=[1.0, -2.5]),
+        "cplx256": Inline(dtype="complex256", value="(1+2j)"),
+        "ld_b64": InlineBase64(dtype="<f16", value=base64.b64encode(np.array([3.25], dtype="<f16").tobytes())),
         # Not written by blisswriter 3.0.0 nor pvloom: must be absent.
-        "table": Compound(columns=[("a", InlineRaw([1, 2])), ("b", InlineRaw([1.5, 2.5]))]),
-        "longdouble": Inline(dtype="float128", value=1.0),
         "vds": VirtualDataset(
             dtype="<f8", shape=[4],
             virtual_sources=[VirtualSource(vspace=SpaceSelection(start=[0], count=[4]), src_file="x.h5",

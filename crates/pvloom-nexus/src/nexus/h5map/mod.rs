@@ -6,11 +6,12 @@
 //! enters SWMR mode, which allows no new objects. The mapping BLISS regenerates at the end
 //! is applied once the file is out of SWMR mode ([`update`]): new items added, changed ones
 //! rewritten, removed ones deleted, as blisswriter does; stream datasets stay as streamed.
-//! Virtual datasets, compound values and long doubles are not written: each is named in
-//! one warning.
+//! Virtual datasets are not written (nor by blisswriter 3.0.0), nor long doubles on
+//! machines whose long double is not x87's: each is named in one warning.
 
 mod model;
 
+use std::ffi::CString;
 use std::path::Path;
 
 use serde_json::Value;
@@ -122,12 +123,66 @@ fn write_attrs(loc: &Id, attrs: &[(String, Data)], path: &str) -> Result<(), Nex
     Ok(())
 }
 
+/// An array as HDF5 memory: its type, and its elements packed C-order in that type (strings
+/// as pointers into the returned `CString`s, which must outlive the write).
+struct Packed {
+    h5_type: Id,
+    size: usize,
+    bytes: Vec<u8>,
+    _strings: Vec<CString>,
+}
+
+fn pack(a: &Array) -> Result<Packed, NexusError> {
+    Ok(match &a.values {
+        Values::Numeric { dtype, bytes } => {
+            Packed { h5_type: h5_type(*dtype)?, size: dtype.element.size(), bytes: bytes.clone(), _strings: vec![] }
+        }
+        Values::LongDouble { complex, bytes } => {
+            let t = h5::long_double_type(*complex)?;
+            let size = if *complex { 32 } else { 16 };
+            Packed { h5_type: t, size, bytes: bytes.clone(), _strings: vec![] }
+        }
+        Values::Strings(s) => {
+            let strings: Vec<CString> = s.iter().map(|v| h5::cstr(v)).collect();
+            let bytes = strings.iter().flat_map(|c| (c.as_ptr() as usize).to_ne_bytes()).collect();
+            Packed { h5_type: h5::vlen_str()?, size: std::mem::size_of::<usize>(), bytes, _strings: strings }
+        }
+        Values::Compound(columns) => {
+            let packed: Vec<Packed> = columns.iter().map(|(_, c)| pack(c)).collect::<Result<_, _>>()?;
+            let size: usize = packed.iter().map(|p| p.size).sum();
+            let mut offsets = Vec::with_capacity(packed.len());
+            let mut at = 0;
+            for p in &packed {
+                offsets.push(at);
+                at += p.size;
+            }
+            let members: Vec<(&str, usize, &Id)> = columns
+                .iter()
+                .zip(&offsets)
+                .zip(&packed)
+                .map(|(((n, _), &o), p)| (n.as_str(), o, &p.h5_type))
+                .collect();
+            let h5_type = h5::compound_type(size, &members)?;
+            // Records: element i of every column, side by side.
+            let n: u64 = a.shape.iter().product();
+            let mut bytes = Vec::with_capacity(n as usize * size);
+            for i in 0..n as usize {
+                for p in &packed {
+                    bytes.extend_from_slice(&p.bytes[i * p.size..(i + 1) * p.size]);
+                }
+            }
+            let strings = packed.into_iter().flat_map(|p| p._strings).collect();
+            Packed { h5_type, size, bytes, _strings: strings }
+        }
+    })
+}
+
 fn write_attr(loc: &Id, name: &str, data: &Data, path: &str) -> Result<(), NexusError> {
     match data {
-        Data::Array(Array { shape, values: Values::Numeric { dtype, bytes } }) => {
-            h5::attr_raw(loc, name, &h5_type(*dtype)?, bytes, shape)
+        Data::Array(a) => {
+            let p = pack(a)?;
+            h5::attr_raw(loc, name, &p.h5_type, &p.bytes, &a.shape)
         }
-        Data::Array(Array { shape, values: Values::Strings(s) }) => h5::attr_strs_shaped(loc, name, s, shape),
         Data::Skipped(what) => {
             skipped(&format!("{path}@{name}"), what);
             Ok(())
@@ -156,10 +211,10 @@ fn write_item(parent: &Id, name: &str, item: &Item, path: &str, streams: Streams
         }
         Item::Dataset { attrs, value } => {
             let d = match value {
-                Data::Array(Array { shape, values: Values::Numeric { dtype, bytes } }) => {
-                    h5::dataset_raw(parent, name, &h5_type(*dtype)?, shape, bytes)?
+                Data::Array(a) => {
+                    let p = pack(a)?;
+                    h5::dataset_raw(parent, name, &p.h5_type, &a.shape, &p.bytes)?
                 }
-                Data::Array(Array { shape, values: Values::Strings(s) }) => h5::dataset_strs(parent, name, s, shape)?,
                 Data::Skipped(what) => {
                     skipped(path, what);
                     return Ok(());
@@ -183,12 +238,18 @@ fn write_item(parent: &Id, name: &str, item: &Item, path: &str, streams: Streams
             write_attrs(&d, attrs, path)?;
         }
         Item::ExternalBinary { attrs, dtype, shape, files } => {
-            let Binary::Dtype(dtype) = dtype else {
-                skipped(path, "an external binary dataset of long doubles");
-                return Ok(());
+            let t = match dtype {
+                Binary::Dtype(dtype) => h5_type(*dtype)?,
+                Binary::LongDouble { complex, big: false } if model::LONG_DOUBLE_IS_X87 => {
+                    h5::long_double_type(*complex)?
+                }
+                Binary::LongDouble { .. } => {
+                    skipped(path, "an external binary dataset of long doubles not in this machine's format");
+                    return Ok(());
+                }
             };
             let files: Vec<_> = files.iter().map(|f| (f.name.clone(), f.offset, f.size)).collect();
-            let d = h5::dataset_external(parent, name, &h5_type(*dtype)?, shape, &files)?;
+            let d = h5::dataset_external(parent, name, &t, shape, &files)?;
             write_attrs(&d, attrs, path)?;
         }
         Item::Virtual => skipped(path, "a virtual dataset"),

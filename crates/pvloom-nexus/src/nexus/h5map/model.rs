@@ -80,16 +80,16 @@ pub struct ExternalFile {
 pub enum Data {
     Array(Array),
     Stream(String),
-    /// A value this writer does not write (a compound, a 128-bit float): why, for the warning.
+    /// A value this writer does not write (a long double not in x87 format): why, for the warning.
     Skipped(String),
 }
 
 /// A binary dtype of `inline_b64` and external datasets: a numpy dtype, or a long double
-/// (`<f16`, `<c32`), which this writer does not write.
+/// (`<f16`, `<c32`; `complex` for the latter) in the given byte order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Binary {
     Dtype(Dtype),
-    LongDouble(String),
+    LongDouble { complex: bool, big: bool },
 }
 
 /// A decoded value: C-order elements of `shape` (`[]` for a scalar).
@@ -105,6 +105,11 @@ pub enum Values {
     Numeric { dtype: Dtype, bytes: Vec<u8> },
     /// Written as variable-length UTF-8 strings, as h5py writes numpy's `str`.
     Strings(Vec<String>),
+    /// numpy's `float128`/`complex256` (`complex`: `r`, `i` pairs): x87 extended precision
+    /// in 16 little-endian bytes, HDF5's native long double on x86-64.
+    LongDouble { complex: bool, bytes: Vec<u8> },
+    /// A structured array: named columns of the array's shape, each element one record.
+    Compound(Vec<(String, Array)>),
 }
 
 fn key_path(parent: &str, name: &str) -> String {
@@ -233,13 +238,42 @@ fn parse_data(v: &Value, path: &str) -> Result<Data, MappingError> {
         Some("stream") => Ok(Data::Stream(str_field(obj, "stream", path)?.to_owned())),
         Some("inline") => inline(obj, path),
         Some("inline_b64") => inline_b64(obj, path),
-        Some("compound") => match obj.get("columns") {
-            Some(Value::Array(c)) if !c.is_empty() => Ok(Data::Skipped("a compound value".into())),
-            _ => bad(path, "a compound needs a non-empty `columns` list"),
-        },
+        Some("compound") => compound(obj, path),
         Some(t) => bad(path, format!("unknown data item type {t:?}")),
         None => bad(path, "an object value needs a `type` (inline, inline_b64, stream, compound)"),
     }
+}
+
+/// `compound`: `[name, value]` columns of one shape (inline, inline_b64, raw or compound).
+fn compound(obj: &Map<String, Value>, path: &str) -> Result<Data, MappingError> {
+    let Some(Value::Array(list)) = obj.get("columns") else { return bad(path, "`columns` must be a list") };
+    if list.is_empty() {
+        return bad(path, "a compound needs at least one column");
+    }
+    let mut columns: Vec<(String, Array)> = Vec::with_capacity(list.len());
+    for c in list {
+        let (name, v) = match c.as_array().map(Vec::as_slice) {
+            Some([Value::String(n), v]) => (n, v),
+            _ => return bad(path, "a column must be a [name, value] pair"),
+        };
+        if columns.iter().any(|(n, _)| n == name) {
+            return bad(path, format!("two columns named {name:?}"));
+        }
+        let at = format!("{path}[{name}]");
+        let array = match parse_data(v, &at)? {
+            Data::Array(a) => a,
+            Data::Stream(_) => return bad(&at, "a compound column cannot be a stream"),
+            Data::Skipped(what) => return Ok(Data::Skipped(format!("a compound with {what}"))),
+        };
+        if let Some((_, first)) = columns.first()
+            && first.shape != array.shape
+        {
+            return bad(path, format!("columns of shapes {:?} and {:?}", first.shape, array.shape));
+        }
+        columns.push((name.clone(), array));
+    }
+    let shape = columns[0].1.shape.clone();
+    Ok(Data::Array(Array { shape, values: Values::Compound(columns) }))
 }
 
 /// Nested lists as a shape and their leaves, C-order; refuses ragged lists.
@@ -348,7 +382,7 @@ fn inline(obj: &Map<String, Value>, path: &str) -> Result<Data, MappingError> {
         "float64" => F64,
         "complex64" => C64,
         "complex128" => C128,
-        "float128" | "complex256" => return Ok(Data::Skipped(format!("a {name} value (long double)"))),
+        "float128" | "complex256" => return long_double_inline(obj, name == "complex256", path),
         other => return bad(path, format!("unknown inline dtype {other:?}")),
     };
     let value = obj.get("value").ok_or_else(|| MappingError { path: path.into(), why: "no `value`".into() })?;
@@ -421,6 +455,53 @@ fn convert(l: &Value, element: ElementType, out: &mut Vec<u8>) -> Result<(), Str
     Ok(())
 }
 
+/// Whether numpy's `float128` here is x87 extended precision (what [`Values::LongDouble`]
+/// holds): on x86-64 it is; elsewhere long doubles are not written.
+pub(crate) const LONG_DOUBLE_IS_X87: bool = cfg!(target_arch = "x86_64");
+
+fn long_double_inline(obj: &Map<String, Value>, complex: bool, path: &str) -> Result<Data, MappingError> {
+    if !LONG_DOUBLE_IS_X87 {
+        return Ok(Data::Skipped("a long double value (not x87 here)".into()));
+    }
+    let value = obj.get("value").ok_or_else(|| MappingError { path: path.into(), why: "no `value`".into() })?;
+    let (shape, leaves) = nested(value, path)?;
+    let mut bytes = Vec::with_capacity(leaves.len() * 32);
+    for l in leaves {
+        let bad = || MappingError { path: path.into(), why: format!("{l} is not a long double value") };
+        let (re, im) = match l {
+            Value::String(s) if complex => complex_of(s).ok_or_else(bad)?,
+            other => (float_of(other).ok_or_else(bad)?, 0.0),
+        };
+        bytes.extend_from_slice(&x87(re));
+        if complex {
+            bytes.extend_from_slice(&x87(im));
+        }
+    }
+    Ok(Data::Array(Array { shape, values: Values::LongDouble { complex, bytes } }))
+}
+
+/// `x` as an x87 80-bit extended float (exact: every f64 is one), padded to 16 bytes.
+fn x87(x: f64) -> [u8; 16] {
+    let bits = x.to_bits();
+    let sign = (bits >> 63) as u16;
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1 << 52) - 1);
+    let (e, m): (u16, u64) = match exp {
+        0 if frac == 0 => (0, 0),
+        0 => {
+            // Subnormal: normalise (x87 has the range to hold it as a normal number).
+            let shift = frac.leading_zeros() - 11;
+            ((1 - 1023 + 16383 - shift as i32) as u16, (frac << shift) << 11)
+        }
+        0x7ff => (0x7fff, (1 << 63) | (frac << 11)),
+        _ => ((exp - 1023 + 16383) as u16, (1 << 63) | (frac << 11)),
+    };
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&m.to_le_bytes());
+    out[8..10].copy_from_slice(&((sign << 15) | e).to_le_bytes());
+    out
+}
+
 fn float_of(l: &Value) -> Option<f64> {
     match l {
         Value::Bool(b) => Some(f64::from(u8::from(*b))),
@@ -479,7 +560,7 @@ fn f16_bits(x: f64) -> u16 {
 /// `<c16`; `<f16`/`<c32` are long doubles).
 fn parse_binary(s: &str, path: &str) -> Result<Binary, MappingError> {
     if matches!(s, "<f16" | ">f16" | "<c32" | ">c32") {
-        return Ok(Binary::LongDouble(s.to_owned()));
+        return Ok(Binary::LongDouble { complex: s.ends_with("c32"), big: s.starts_with('>') });
     }
     let full = if matches!(s, "i1" | "u1" | "b1") { format!("|{s}") } else { s.to_owned() };
     let ok = matches!(full.as_bytes().first(), Some(b'<' | b'>' | b'|'));
@@ -490,12 +571,24 @@ fn parse_binary(s: &str, path: &str) -> Result<Binary, MappingError> {
 }
 
 fn inline_b64(obj: &Map<String, Value>, path: &str) -> Result<Data, MappingError> {
-    let dtype = match parse_binary(str_field(obj, "dtype", path)?, path)? {
-        Binary::Dtype(d) => d,
-        Binary::LongDouble(s) => return Ok(Data::Skipped(format!("a {s} value (long double)"))),
-    };
+    let binary = parse_binary(str_field(obj, "dtype", path)?, path)?;
     let bytes = base64(str_field(obj, "value", path)?)
         .ok_or_else(|| MappingError { path: path.into(), why: "`value` is not base64".into() })?;
+    let dtype = match binary {
+        Binary::Dtype(d) => d,
+        Binary::LongDouble { complex, big } => {
+            let size = if complex { 32 } else { 16 };
+            let n = bytes.len() as u64;
+            let shape = shape_field(obj.get("shape"), path)?.unwrap_or_else(|| vec![n / size]);
+            if !n.is_multiple_of(size) || shape.iter().product::<u64>() * size != n {
+                return bad(path, format!("{n} bytes do not fill shape {shape:?} of {size}-byte long doubles"));
+            }
+            if big || !LONG_DOUBLE_IS_X87 {
+                return Ok(Data::Skipped("a long double value not in this machine's format".into()));
+            }
+            return Ok(Data::Array(Array { shape, values: Values::LongDouble { complex, bytes } }));
+        }
+    };
     let size = dtype.element.size() as u64;
     let n = bytes.len() as u64;
     if !n.is_multiple_of(size) {
@@ -585,7 +678,18 @@ mod tests {
         assert_eq!(f16_bits(1.0), 0x3c00);
         assert_eq!(f16_bits(-2.5), 0xc100);
         assert_eq!(f16_bits(65504.0), 0x7bff);
-        assert!(matches!(data(json!({"type": "inline", "dtype": "float128", "value": 1})).unwrap(), Data::Skipped(_)));
+        if LONG_DOUBLE_IS_X87 {
+            let Data::Array(a) = data(json!({"type": "inline", "dtype": "float128", "value": [1, -2.5]})).unwrap()
+            else {
+                panic!()
+            };
+            // 1.0 and -2.5 in x87 extended precision.
+            let want: Vec<u8> = [(0x8000_0000_0000_0000u64, 0x3fffu16), (0xa000_0000_0000_0000, 0xc000)]
+                .iter()
+                .flat_map(|&(m, e)| [m.to_le_bytes().to_vec(), e.to_le_bytes().to_vec(), vec![0; 6]].concat())
+                .collect();
+            assert_eq!(a.values, Values::LongDouble { complex: false, bytes: want });
+        }
         assert!(data(json!({"type": "inline", "dtype": "str", "value": "a"})).is_err());
     }
 
@@ -599,6 +703,19 @@ mod tests {
         assert!(data(json!({"type": "inline_b64", "dtype": "<u2", "shape": [2], "value": "AQID"})).is_err());
         assert!(data(json!({"type": "inline_b64", "dtype": "<f8", "value": "!!"})).is_err());
         assert!(data(json!({"type": "inline_b64", "dtype": "|f8", "value": ""})).is_err());
+    }
+
+    #[test]
+    fn compounds_have_named_columns_of_one_shape() {
+        let d = data(json!({"type": "compound", "columns": [["a", [1, 2]], ["b", {"type": "inline", "dtype": "float32", "value": [1, 2]}]]}))
+            .unwrap();
+        let Data::Array(Array { shape, values: Values::Compound(cols) }) = d else { panic!() };
+        assert_eq!(shape, vec![2]);
+        assert_eq!(cols.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(data(json!({"type": "compound", "columns": [["a", [1, 2]], ["b", [1]]]})).is_err());
+        assert!(data(json!({"type": "compound", "columns": [["a", 1], ["a", 2]]})).is_err());
+        assert!(data(json!({"type": "compound", "columns": []})).is_err());
+        assert!(data(json!({"type": "compound", "columns": [["a", {"type": "stream", "stream": "s"}]]})).is_err());
     }
 
     #[test]
