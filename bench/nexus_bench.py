@@ -75,7 +75,8 @@ def h5map(number: int, streams: int, raw_file: str, end: bool = False) -> dict:
     what blisswriter writes, and pvloom's writer too: the stream places
     (<n>.1/instrument/dev<i>/ch, with attributes), measurement/dev<i>_ch soft links to them,
     and static items of each kind (raw, inline and base64 values and attributes, an external
-    link, a compound, long doubles, an external binary dataset on `raw_file`). `end`: the mapping BLISS regenerates at the end (end_time, end_reason,
+    link, a compound, long doubles, an external binary dataset on `raw_file`, a virtual
+    dataset, which blisswriter 3.0.0 does not write). `end`: the mapping BLISS regenerates at the end (end_time, end_reason,
     positioners_end added; an attribute changed)."""
 
     def group(nx_class: str, children: dict, **attrs) -> dict:
@@ -102,6 +103,9 @@ def h5map(number: int, streams: int, raw_file: str, end: bool = False) -> dict:
         "table": {"type": "compound", "columns": [["a", [1, 2]], ["b", {"type": "inline", "dtype": "float32", "value": [0.5, 1]}],
                                                   ["c", ["x", "yz"]]]},
         "longdouble": {"type": "inline", "dtype": "float128", "value": [1, -2.5]},
+        "vds": {"type": "virtual_dataset", "dtype": "<f8", "shape": [4], "virtual_sources": [
+            {"vspace": {"start": [0], "count": [4]}, "src_file": ".", "src_dataset": f"/{number}.1/matrix",
+             "src_space": {"start": [0, 0], "count": [2, 2]}}]},
         "raw_ext": {"type": "external_binary_dataset", "dtype": "<i4", "shape": [2, 3],
                     "files": [{"name": raw_file, "offset": 8, "size": 24}]},
         "instrument": group("NXinstrument", instrument),

@@ -249,6 +249,68 @@ pub(crate) fn dataset_external(
     )
 }
 
+/// A hyperslab selection (`stride`/`block` default to ones).
+pub(crate) struct Hyperslab {
+    pub start: Vec<u64>,
+    pub stride: Option<Vec<u64>>,
+    pub count: Vec<u64>,
+    pub block: Option<Vec<u64>>,
+}
+
+/// One mapping of a virtual dataset: `vspace` of it from `src` of `file`'s `dataset`.
+pub(crate) struct VirtualSource {
+    pub vspace: Hyperslab,
+    pub file: String,
+    pub dataset: String,
+    pub src_extent: Vec<u64>,
+    pub src: Hyperslab,
+}
+
+fn select(space: &Id, h: &Hyperslab) -> Result<(), NexusError> {
+    let opt = |v: &Option<Vec<u64>>| v.as_ref().map_or(ptr::null(), |v| v.as_ptr());
+    check(
+        unsafe {
+            H5Sselect_hyperslab(
+                space.raw(),
+                H5S_SELECT_SET,
+                h.start.as_ptr(),
+                opt(&h.stride),
+                h.count.as_ptr(),
+                opt(&h.block),
+            )
+        },
+        "H5Sselect_hyperslab",
+    )
+}
+
+/// A virtual dataset of type `t` and shape `dims` over `sources`.
+pub(crate) fn dataset_virtual(
+    loc: &Id,
+    name: &str,
+    t: &Id,
+    dims: &[u64],
+    sources: &[VirtualSource],
+) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    let space = simple_space(dims, None)?;
+    let dcpl = id(unsafe { H5Pcreate(*H5P_CLS_DATASET_CREATE) }, "H5Pcreate(dcpl)")?;
+    for s in sources {
+        let vspace = simple_space(dims, None)?;
+        select(&vspace, &s.vspace)?;
+        let src = simple_space(&s.src_extent, None)?;
+        select(&src, &s.src)?;
+        let (f, d) = (cstr(&s.file), cstr(&s.dataset));
+        check(
+            unsafe { hdf5_metno_sys::h5p::H5Pset_virtual(dcpl.raw(), vspace.raw(), f.as_ptr(), d.as_ptr(), src.raw()) },
+            &format!("H5Pset_virtual({}::{})", s.file, s.dataset),
+        )?;
+    }
+    id(
+        unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, dcpl.raw(), H5P_DEFAULT) },
+        &format!("H5Dcreate2({name})"),
+    )
+}
+
 /// A compound type of `size` bytes with these members (name, byte offset, type).
 pub(crate) fn compound_type(size: usize, members: &[(&str, usize, &Id)]) -> Result<Id, NexusError> {
     use hdf5_metno_sys::h5t::{H5Tcreate, H5Tinsert};

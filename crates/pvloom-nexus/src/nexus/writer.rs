@@ -203,6 +203,13 @@ impl ScanWriter {
         if let Some(f) = meta.info.get("filename").and_then(Value::as_str).filter(|f| !f.is_empty()) {
             return PathBuf::from(f);
         }
+        // No `filename`: the one file the scan's h5maps maps, when it maps exactly one.
+        if let Some(maps) = meta.info.get("h5maps").and_then(Value::as_object)
+            && maps.len() == 1
+            && let Some(f) = maps.keys().next().filter(|f| !f.is_empty())
+        {
+            return PathBuf::from(f);
+        }
         let stem = if meta.identity.session.is_empty() { &meta.identity.name } else { &meta.identity.session };
         let stem = if stem.is_empty() { "scan" } else { stem };
         self.config.default_dir.join(format!("{}.h5", layout::clean(stem)))

@@ -3,10 +3,11 @@ a mapping of the file built with blissdata's own h5map models (every item and va
 regenerated before the end (end_time, end_reason, end positions added; a value and an
 attribute changed; a dataset removed).
 
-usage: bliss_h5maps.py URL SESSION FILE NUMBER NPOINTS EXPECT_OUT [wait|bad:CASE]
+usage: bliss_h5maps.py URL SESSION FILE NUMBER NPOINTS EXPECT_OUT [wait|nofilename|bad:CASE]
 Writes EXPECT_OUT (JSON: the begin and end mappings, and every stream's points) and prints
 "KEY <key>". With `wait`: "SENT" once every point is sent, then waits for a line on stdin
-before ending the scan. With `bad:CASE`: the info carries a malformed mapping instead
+before ending the scan. With `nofilename`: the info names the file only as h5maps' key.
+With `bad:CASE`: the info carries a malformed mapping instead
 (CASE: ragged, stream, type), written as raw JSON since blissdata's models refuse it.
 """
 import base64
@@ -81,11 +82,21 @@ def mapping(end: bool) -> Group:
         "longdouble": Inline(dtype="float128", value=[1.0, -2.5]),
         "cplx256": Inline(dtype="complex256", value="(1+2j)"),
         "ld_b64": InlineBase64(dtype="<f16", value=base64.b64encode(np.array([3.25], dtype="<f16").tobytes())),
-        # Not written by blisswriter 3.0.0 nor pvloom: must be absent.
+        # Virtual datasets over `matrix` (this file: "."): its rows one after the other, and
+        # every other element of its first row (blisswriter 3.0.0 does not write these).
         "vds": VirtualDataset(
-            dtype="<f8", shape=[4],
-            virtual_sources=[VirtualSource(vspace=SpaceSelection(start=[0], count=[4]), src_file="x.h5",
-                                           src_dataset="/d", src_space=SpaceSelection(start=[0], count=[4]))],
+            dtype="<i8", shape=[6], attributes={"kind": InlineRaw("rows")},
+            virtual_sources=[
+                VirtualSource(vspace=SpaceSelection(start=[3 * r], count=[3]), src_file=".", src_dataset=f"{e}/matrix",
+                              src_space=SpaceSelection(start=[r, 0], count=[1, 3]))
+                for r in range(2)
+            ],
+        ),
+        "vds_strided": VirtualDataset(
+            dtype="<i8", shape=[2],
+            virtual_sources=[VirtualSource(vspace=SpaceSelection(start=[0], count=[2]), src_file=".",
+                                           src_dataset=f"{e}/matrix",
+                                           src_space=SpaceSelection(start=[0, 0], stride=[1, 2], count=[1, 2]))],
         ),
         "instrument": nx("NXinstrument", {
             "name": InlineRaw(session),
@@ -148,6 +159,8 @@ ds = DataStore(url)
 identity = {"name": "ascan", "number": number, "data_policy": "no_policy", "session": session, "path": filename}
 info = {"title": f"ascan sy 0 1 {npoints - 1} 0.01", "npoints": npoints, "filename": filename, "scan_nb": number,
         "session_name": session}
+if mode == "nofilename":
+    del info["filename"]
 scan = ds.create_scan(identity, info=info)
 sy = scan.create_stream(Stream.make_definition("axis:sy", "float64", ()))
 diode = scan.create_stream(Stream.make_definition("diode:diode", "float64"))
@@ -180,7 +193,8 @@ for i in range(npoints):
 end = dump(mapping(True))
 with open(out, "w") as f:
     dtypes = {"axis:sy": "<f8", "diode:diode": "<f8", "lima:image": "<u2", "mca:spectrum": "<f4"}
-    json.dump({"begin": begin, "end": end, "streams": points, "dtypes": dtypes, "entry": entry}, f)
+    virtual = {f"{e}/vds": [1, 2, 3, 4, 5, 6], f"{e}/vds_strided": [1, 3]}
+    json.dump({"begin": begin, "end": end, "streams": points, "dtypes": dtypes, "virtual": virtual, "entry": entry}, f)
 if mode == "wait":
     for s in (sy, diode, image, mca, extra):
         s.join()

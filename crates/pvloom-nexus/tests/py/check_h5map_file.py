@@ -1,11 +1,11 @@
 """Checks that a file holds exactly the tree an h5maps mapping describes, read with h5py and
 compared with what blissdata's own models decode (`HDF5Item.validate_python`, `.decode()`):
 every group and its attributes, every dataset's dtype, shape, values and attributes, every
-soft/external link and external binary dataset; stream datasets against the points sent.
-Virtual datasets (blisswriter 3.0.0 does not write them either) must be absent; nothing
-else may be in the file.
+soft/external link, external binary and virtual dataset; stream datasets against the points sent.
+Nothing else may be in the file.
 
-usage: check_h5map_file.py FILE EXPECT.json [swmr]
+usage: check_h5map_file.py FILE EXPECT.json [swmr] [appended]
+(`appended`: the file holds earlier scans too: other entries at the root are allowed.)
 EXPECT: bliss_h5maps.py's output ({"end": mapping, "streams": {name: points}}).
 Prints one line per failure and "checks=N failures=M"; exits 1 on any failure.
 """
@@ -26,7 +26,8 @@ from blissdata.h5map import (
 )
 
 path, expect_path = sys.argv[1], sys.argv[2]
-swmr = len(sys.argv) > 3 and sys.argv[3] == "swmr"
+swmr = "swmr" in sys.argv[3:]
+appended = "appended" in sys.argv[3:]
 with open(expect_path) as f:
     expect = json.load(f)
 mapping = HDF5Item.validate_python(expect["end"])
@@ -103,7 +104,7 @@ def getlink(f, where):
 
 def check(f, item, where):
     global checks
-    if isinstance(item, VirtualDataset) or (isinstance(item, Dataset) and skipped(item.value)):
+    if isinstance(item, Dataset) and skipped(item.value):
         checks += 1
         if getlink(f, where) is not None:
             fail(f"{where}: present, but not writable (expected absent)")
@@ -125,10 +126,12 @@ def check(f, item, where):
         if not isinstance(obj, h5py.Group):
             return fail(f"{where}: not a group")
         check_attrs(obj, item, where, root=where == "/")
-        want = {k for k, c in item.children.items()
-                if not (isinstance(c, VirtualDataset) or (isinstance(c, Dataset) and skipped(c.value)))}
+        want = {k for k, c in item.children.items() if not (isinstance(c, Dataset) and skipped(c.value))}
         checks += 1
-        if set(obj.keys()) != want:
+        got = set(obj.keys())
+        if appended and where == "/":
+            got &= want
+        if got != want:
             fail(f"{where}: children {sorted(obj.keys())} != {sorted(want)}")
         for k, c in item.children.items():
             check(f, c, f"{where.rstrip('/')}/{k}")
@@ -136,6 +139,16 @@ def check(f, item, where):
     if not isinstance(obj, h5py.Dataset):
         return fail(f"{where}: not a dataset")
     check_attrs(obj, item, where)
+    if isinstance(item, VirtualDataset):
+        checks += 1
+        if not obj.is_virtual:
+            return fail(f"{where}: not a virtual dataset")
+        got_src = [(m.file_name, m.dset_name) for m in obj.virtual_sources()]
+        want_src = [(v.src_file, v.src_dataset) for v in item.virtual_sources]
+        if got_src != want_src:
+            fail(f"{where}: virtual sources {got_src} != {want_src}")
+        same(obj[()], np.array(expect["virtual"][where], dtype=item.dtype), where)
+        return
     if isinstance(item, ExternalBinaryDataset):
         checks += 1
         want_ext = [(fi.name, fi.offset, fi.size if fi.size is not None else h5py.h5f.UNLIMITED) for fi in item.files]

@@ -4,10 +4,10 @@
 //! At Begin the whole tree is created — groups, valued datasets, links, and the stream
 //! datasets (empty, extendable, appended to while SWMR readers follow) — before the file
 //! enters SWMR mode, which allows no new objects. The mapping BLISS regenerates at the end
-//! is applied once the file is out of SWMR mode ([`update`]): new items added, changed ones
+//! is applied once the file is out of SWMR mode (`Mapping::update`): new items added, changed ones
 //! rewritten, removed ones deleted, as blisswriter does; stream datasets stay as streamed.
-//! Virtual datasets are not written (nor by blisswriter 3.0.0), nor long doubles on
-//! machines whose long double is not x87's: each is named in one warning.
+//! Long doubles are written on x86-64 only (their format is x87's there); elsewhere each
+//! is named in one warning, as is anything else left out.
 
 mod model;
 
@@ -110,6 +110,10 @@ fn walk(item: &Item, path: &str, f: &mut dyn FnMut(&str, &Item)) {
             walk(c, &join(path, name), f);
         }
     }
+}
+
+fn hyperslab(s: &model::Selection) -> h5::Hyperslab {
+    h5::Hyperslab { start: s.start.clone(), stride: s.stride.clone(), count: s.count.clone(), block: s.block.clone() }
 }
 
 fn skipped(path: &str, what: &str) {
@@ -252,7 +256,32 @@ fn write_item(parent: &Id, name: &str, item: &Item, path: &str, streams: Streams
             let d = h5::dataset_external(parent, name, &t, shape, &files)?;
             write_attrs(&d, attrs, path)?;
         }
-        Item::Virtual => skipped(path, "a virtual dataset"),
+        Item::Virtual { attrs, dtype, shape, sources } => {
+            let t = match dtype {
+                Binary::Dtype(dtype) => h5_type(*dtype)?,
+                Binary::LongDouble { complex, big: false } if model::LONG_DOUBLE_IS_X87 => {
+                    h5::long_double_type(*complex)?
+                }
+                Binary::LongDouble { .. } => {
+                    skipped(path, "a virtual dataset of long doubles not in this machine's format");
+                    return Ok(());
+                }
+            };
+            let sources: Vec<h5::VirtualSource> = sources
+                .iter()
+                .map(|v| h5::VirtualSource {
+                    vspace: hyperslab(&v.vspace),
+                    file: v.file.clone(),
+                    dataset: v.dataset.clone(),
+                    // The source's own extent is not in the mapping: the smallest holding
+                    // the selection (HDF5 reads the source's real extent when read).
+                    src_extent: v.src.extent(),
+                    src: hyperslab(&v.src),
+                })
+                .collect();
+            let d = h5::dataset_virtual(parent, name, &t, shape, &sources)?;
+            write_attrs(&d, attrs, path)?;
+        }
         Item::SoftLink { target } => h5::soft_link_plain(parent, name, target)?,
         Item::ExternalLink { file, target } => h5::external_link(parent, name, file, target)?,
     }

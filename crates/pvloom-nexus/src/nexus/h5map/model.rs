@@ -39,8 +39,13 @@ pub enum Item {
         shape: Vec<u64>,
         files: Vec<ExternalFile>,
     },
-    /// Not written (blisswriter 3.0.0 does not write these either): kept to be named in a warning.
-    Virtual,
+    /// A virtual dataset: selections of other datasets (`H5Pset_virtual`).
+    Virtual {
+        attrs: Named<Data>,
+        dtype: Binary,
+        shape: Vec<u64>,
+        sources: Vec<VirtualSource>,
+    },
     SoftLink {
         target: String,
     },
@@ -53,7 +58,10 @@ pub enum Item {
 impl Item {
     pub fn attrs(&self) -> &[(String, Data)] {
         match self {
-            Item::Group { attrs, .. } | Item::Dataset { attrs, .. } | Item::ExternalBinary { attrs, .. } => attrs,
+            Item::Group { attrs, .. }
+            | Item::Dataset { attrs, .. }
+            | Item::ExternalBinary { attrs, .. }
+            | Item::Virtual { attrs, .. } => attrs,
             _ => &[],
         }
     }
@@ -73,6 +81,44 @@ pub struct ExternalFile {
     pub offset: u64,
     /// `None`: to the end of the file (`H5F_UNLIMITED`).
     pub size: Option<u64>,
+}
+
+/// A hyperslab: `count` blocks of `block` (default 1) every `stride` (default 1) from `start`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selection {
+    pub start: Vec<u64>,
+    pub stride: Option<Vec<u64>>,
+    pub count: Vec<u64>,
+    pub block: Option<Vec<u64>>,
+}
+
+impl Selection {
+    /// The smallest extent holding the selection.
+    pub fn extent(&self) -> Vec<u64> {
+        (0..self.start.len())
+            .map(|k| {
+                let stride = self.stride.as_ref().map_or(1, |s| s[k]);
+                let block = self.block.as_ref().map_or(1, |b| b[k]);
+                self.start[k] + self.count[k].saturating_sub(1) * stride + block
+            })
+            .collect()
+    }
+
+    /// How many elements it selects.
+    pub fn elements(&self) -> u64 {
+        let block: u64 = self.block.as_ref().map_or(1, |b| b.iter().product());
+        self.count.iter().product::<u64>() * block
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualSource {
+    /// Where in the virtual dataset.
+    pub vspace: Selection,
+    pub file: String,
+    pub dataset: String,
+    /// What of the source dataset.
+    pub src: Selection,
 }
 
 /// A data item: a value (dataset contents or attribute), or a stream reference.
@@ -187,7 +233,37 @@ fn parse_item(v: &Value, path: &str) -> Result<Item, MappingError> {
             }
             Ok(Item::ExternalBinary { attrs, dtype, shape, files })
         }
-        "virtual_dataset" => Ok(Item::Virtual),
+        "virtual_dataset" => {
+            let attrs = parse_attrs(obj, path)?;
+            let dtype = parse_binary(str_field(obj, "dtype", path)?, path)?;
+            let shape = shape_field(obj.get("shape"), path)?
+                .ok_or_else(|| MappingError { path: path.into(), why: "no `shape`".into() })?;
+            let Some(Value::Array(list)) = obj.get("virtual_sources") else {
+                return bad(path, "`virtual_sources` must be a list");
+            };
+            if list.is_empty() {
+                return bad(path, "`virtual_sources` must not be empty");
+            }
+            let mut sources = Vec::with_capacity(list.len());
+            for v in list {
+                let Some(v) = v.as_object() else { return bad(path, "a virtual source must be an object") };
+                let vspace = selection(v.get("vspace"), path)?;
+                if vspace.start.len() != shape.len() {
+                    return bad(path, format!("a vspace of rank {} in shape {shape:?}", vspace.start.len()));
+                }
+                let src = selection(v.get("src_space"), path)?;
+                if vspace.elements() != src.elements() {
+                    return bad(path, "a virtual source selects as many elements as its vspace");
+                }
+                sources.push(VirtualSource {
+                    vspace,
+                    file: str_field(v, "src_file", path)?.to_owned(),
+                    dataset: str_field(v, "src_dataset", path)?.to_owned(),
+                    src,
+                });
+            }
+            Ok(Item::Virtual { attrs, dtype, shape, sources })
+        }
         "soft_link" => Ok(Item::SoftLink { target: str_field(obj, "target_path", path)?.to_owned() }),
         _ => Ok(Item::ExternalLink {
             file: str_field(obj, "target_file", path)?.to_owned(),
@@ -200,6 +276,22 @@ fn str_field<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) -> Result<&
     obj.get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| MappingError { path: path.into(), why: format!("`{key}` must be a string") })
+}
+
+fn selection(v: Option<&Value>, path: &str) -> Result<Selection, MappingError> {
+    let Some(Value::Object(o)) = v else { return bad(path, "a selection must be an object") };
+    let list = |k: &str| shape_field(o.get(k), path);
+    let start = list("start")?.ok_or_else(|| MappingError { path: path.into(), why: "no `start`".into() })?;
+    let count = list("count")?.ok_or_else(|| MappingError { path: path.into(), why: "no `count`".into() })?;
+    let (stride, block) = (list("stride")?, list("block")?);
+    let rank = start.len();
+    if count.len() != rank
+        || stride.as_ref().is_some_and(|s| s.len() != rank)
+        || block.as_ref().is_some_and(|b| b.len() != rank)
+    {
+        return bad(path, "a selection's start, count, stride and block differ in rank");
+    }
+    Ok(Selection { start, stride, count, block })
 }
 
 fn shape_field(v: Option<&Value>, path: &str) -> Result<Option<Vec<u64>>, MappingError> {
@@ -727,7 +819,9 @@ mod tests {
                 "d": {"type": "stream", "stream": "diode:diode"},
                 "l": {"type": "soft_link", "target_path": "/1.1/d"},
                 "e": {"type": "external_link", "target_file": "o.h5", "target_path": "/x"},
-                "v": {"type": "virtual_dataset"},
+                "v": {"type": "virtual_dataset", "dtype": "<f8", "shape": [4], "virtual_sources": [
+                    {"vspace": {"start": [0], "count": [4]}, "src_file": ".", "src_dataset": "/x",
+                     "src_space": {"start": [0, 0], "count": [2, 2]}}]},
             }},
         }});
         let Item::Group { attrs, children } = parse_root(&m).unwrap() else { panic!() };
@@ -738,7 +832,8 @@ mod tests {
         assert_eq!(get("d").stream(), Some("diode:diode"));
         assert_eq!(get("n").attrs()[0].0, "units");
         assert_eq!(get("l"), &Item::SoftLink { target: "/1.1/d".into() });
-        assert_eq!(get("v"), &Item::Virtual);
+        let Item::Virtual { sources, .. } = get("v") else { panic!() };
+        assert_eq!(sources[0].src.extent(), vec![2, 2]);
         let e = parse_root(&json!({"type": "group", "children": {"a": {"type": "group", "children": {
             "b": {"type": "dataset", "attributes": {"x": {"type": "stream", "stream": "s"}}, "value": 1}}}}}))
         .unwrap_err();
