@@ -6,7 +6,9 @@ h5py datasets), and by the real BLISS writer, blisswriter (`blisswriter run REDI
 its standalone service, from its own venv). Prints points/s per stream and aggregate,
 and the lag from the last publish to the last point readable in the file (h5py SWMR
 reader for pvloom; plain opens for blisswriter, which neither writes SWMR nor lets a
-reader open the file while it holds it).
+reader open the file while it holds it). With blisswriter, also whether pvloom's file has
+the same tree (paths, kinds, dtypes, shapes, attributes, values, links) as blisswriter's
+for the same h5maps, and how their datasets' storage differs.
 
 Every scan carries what each writer needs: `filename` in the info (pvloom), and the
 identity's `path` plus `h5maps` in the info (blisswriter 3.0.0 writes a scan only when
@@ -159,8 +161,9 @@ def tree(path: str, number: int) -> dict:
                         items[key] = ("group", None, None, attrs(obj), None, None)
                         visit(p, obj)
                     else:
-                        if "/instrument/dev" in p:
-                            value = f"sum={float(np.sum(obj[()])):.6g}"  # stream data: a checksum
+                        if obj.size > 16 and obj.dtype.kind in "biufc":
+                            data = obj[()]  # large (stream) data: a checksum
+                            value = f"sum={complex(np.nansum(data)):.6g} nan={int(np.isnan(data).sum()) if data.dtype.kind in 'fc' else 0}"
                         else:
                             value = norm(obj[()]) if obj.size <= 16 else None
                         # How it is stored: not part of the mapping, each writer's choice.

@@ -3,10 +3,11 @@ a mapping of the file built with blissdata's own h5map models (every item and va
 regenerated before the end (end_time, end_reason, end positions added; a value and an
 attribute changed; a dataset removed).
 
-usage: bliss_h5maps.py URL SESSION FILE NUMBER NPOINTS EXPECT_OUT [wait|nofilename|bad:CASE]
+usage: bliss_h5maps.py URL SESSION FILE NUMBER NPOINTS EXPECT_OUT [wait|nofilename|samestreams|bad:CASE]
 Writes EXPECT_OUT (JSON: the begin and end mappings, and every stream's points) and prints
 "KEY <key>". With `wait`: "SENT" once every point is sent, then waits for a line on stdin
 before ending the scan. With `nofilename`: the info names the file only as h5maps' key.
+With `samestreams`: the end mapping leaves the stream datasets' attributes as they were.
 With `bad:CASE`: the info carries a malformed mapping instead
 (CASE: ragged, stream, type), written as raw JSON since blissdata's models refuse it.
 """
@@ -104,7 +105,8 @@ def mapping(end: bool) -> Group:
                                                        attributes={"units": InlineRaw("mm")})}),
             "diode": nx("NXdetector", {"data": Dataset(
                 value=MapStream(stream="diode:diode"),
-                attributes={"interpretation": InlineRaw("scalar"), **({"units": InlineRaw("counts")} if end else {})},
+                attributes={"interpretation": InlineRaw("scalar"),
+                            **({"units": InlineRaw("counts")} if end and mode != "samestreams" else {})},
             )}),
             "lima": nx("NXdetector", {"image": Dataset(value=MapStream(stream="lima:image"),
                                                        attributes={"interpretation": InlineRaw("image")})}),
