@@ -429,7 +429,8 @@ fn raw(v: &Value, path: &str) -> Result<Array, MappingError> {
             Value::String(s) => s.clone(),
             Value::Bool(true) => "True".into(),
             Value::Bool(false) => "False".into(),
-            Value::Number(n) if any_float && n.is_i64() => format!("{:?}", as_f64(l)),
+            Value::Number(n) if n.is_i64() => n.to_string(),
+            Value::Number(n) => py_float(n.as_f64().unwrap_or(f64::NAN)),
             other => other.to_string(),
         };
         Array { shape, values: Values::Strings(leaves.iter().map(|l| text(l)).collect()) }
@@ -453,6 +454,26 @@ fn raw(v: &Value, path: &str) -> Result<Array, MappingError> {
         let bytes = leaves.iter().map(|l| u8::from(l.as_bool() == Some(true))).collect();
         numeric(Dtype::little(ElementType::Bool), shape, bytes)
     })
+}
+
+/// A float as Python's `str` writes it (`1.0`, `2.5`, `1e+20`, `1e-05`): how numpy turns
+/// numbers into strings in a list that has strings.
+fn py_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let sci = format!("{x:e}");
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let fixed = x.to_string();
+        if fixed.contains('.') { fixed } else { format!("{fixed}.0") }
+    } else {
+        format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
 }
 
 /// `inline`: values of a numpy dtype name (`int8`, `float32`, `complex64`, `bool`…).
@@ -748,8 +769,9 @@ mod tests {
         assert_eq!(nums(data(json!([[1, 2], [3, 4]])).unwrap()).1, vec![2, 2]);
         assert_eq!(nums(data(json!([])).unwrap()).0, "<f8");
         assert_eq!(nums(data(json!(false)).unwrap()), ("|b1".into(), vec![], vec![0]));
-        let Data::Array(a) = data(json!(["a", 1, true])).unwrap() else { panic!() };
-        assert_eq!(a.values, Values::Strings(vec!["a".into(), "1".into(), "True".into()]));
+        let Data::Array(a) = data(json!(["a", 1, true, 2.5, 1e20, 1.0, 1e-5])).unwrap() else { panic!() };
+        let want = ["a", "1", "True", "2.5", "1e+20", "1.0", "1e-05"];
+        assert_eq!(a.values, Values::Strings(want.iter().map(|s| s.to_string()).collect()));
         assert!(data(json!([[1], [2, 3]])).is_err());
         assert!(data(json!(null)).is_err());
         assert!(data(json!([1, null])).is_err());
