@@ -6,7 +6,9 @@ h5py datasets), and by the real BLISS writer, blisswriter (`blisswriter run REDI
 its standalone service, from its own venv). Prints points/s per stream and aggregate,
 and the lag from the last publish to the last point readable in the file (h5py SWMR
 reader for pvloom; plain opens for blisswriter, which neither writes SWMR nor lets a
-reader open the file while it holds it).
+reader open the file while it holds it). With blisswriter, also whether pvloom's file has
+the same tree (paths, kinds, dtypes, shapes, attributes, values, links) as blisswriter's
+for the same h5maps, and how their datasets' storage differs.
 
 Every scan carries what each writer needs: `filename` in the info (pvloom), and the
 identity's `path` plus `h5maps` in the info (blisswriter 3.0.0 writes a scan only when
@@ -70,27 +72,144 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def h5map(number: int, streams: int) -> dict:
+def h5map(number: int, streams: int, raw_file: str, end: bool = False) -> dict:
     """The scan's file as blissdata's h5map (the value of info["h5maps"][file]), which is
-    what blisswriter writes: the places pvloom's writer uses (<n>.1/instrument/dev<i>/ch),
-    and measurement/dev<i>_ch soft links to them."""
+    what blisswriter writes, and pvloom's writer too: the stream places
+    (<n>.1/instrument/dev<i>/ch, with attributes), measurement/dev<i>_ch soft links to them,
+    and static items of each kind (raw, inline and base64 values and attributes, an external
+    link, a compound, long doubles, an external binary dataset on `raw_file`, a virtual
+    dataset, which blisswriter 3.0.0 does not write). `end`: the mapping BLISS regenerates at the end (end_time, end_reason,
+    positioners_end added; an attribute changed)."""
 
-    def group(nx_class: str, children: dict) -> dict:
-        return {"type": "group", "attributes": {"NX_class": nx_class}, "children": children}
+    def group(nx_class: str, children: dict, **attrs) -> dict:
+        return {"type": "group", "attributes": {"NX_class": nx_class, **attrs}, "children": children}
 
-    instrument = {f"dev{i}": group("NXdetector", {"ch": {"type": "stream", "stream": f"dev{i}:ch"}}) for i in range(streams)}
+    def stream(i: int) -> dict:
+        attrs = {"interpretation": "scalar", "units": {"type": "inline", "dtype": "float32", "value": 1.0}}
+        return {"type": "dataset", "attributes": attrs, "value": {"type": "stream", "stream": f"dev{i}:ch"}}
+
+    instrument = {f"dev{i}": group("NXdetector", {"ch": stream(i)}) for i in range(streams)}
+    instrument["positioners_start"] = group("NXcollection", {"sy": 0.5, "sz": {"type": "dataset", "attributes": {"units": "mm"}, "value": 2}})
+    if end:
+        instrument["positioners_end"] = group("NXcollection", {"sy": 1.5, "sz": 2})
     measurement = {f"dev{i}_ch": {"type": "soft_link", "target_path": f"/{number}.1/instrument/dev{i}/ch"} for i in range(streams)}
-    entry = group("NXentry", {"title": "bench", "instrument": group("NXinstrument", instrument),
-                              "measurement": group("NXcollection", measurement)})
-    return group("NXroot", {f"{number}.1": entry})
+    children = {
+        "title": "bench",
+        "npoints": {"type": "dataset", "attributes": {"count": [1, 2, 3], "ok": True}, "value": 42},
+        "matrix": [[1.5, 2.5], [3.5, 4.5]],
+        "flags": [True, False],
+        "names": ["a", "bb"],
+        "gain": {"type": "inline", "dtype": "int16", "value": [-1, 2]},
+        "blob": {"type": "inline_b64", "dtype": ">u2", "shape": [2, 2], "value": "AAAAAQACAAM=\n"},
+        "elsewhere": {"type": "external_link", "target_file": "other.h5", "target_path": "/data"},
+        "table": {"type": "compound", "columns": [["a", [1, 2]], ["b", {"type": "inline", "dtype": "float32", "value": [0.5, 1]}],
+                                                  ["c", ["x", "yz"]]]},
+        "longdouble": {"type": "inline", "dtype": "float128", "value": [1, -2.5]},
+        "vds": {"type": "virtual_dataset", "dtype": "<f8", "shape": [4], "virtual_sources": [
+            {"vspace": {"start": [0], "count": [4]}, "src_file": ".", "src_dataset": f"/{number}.1/matrix",
+             "src_space": {"start": [0, 0], "count": [2, 2]}}]},
+        "raw_ext": {"type": "external_binary_dataset", "dtype": "<i4", "shape": [2, 3],
+                    "files": [{"name": raw_file, "offset": 8, "size": 24}]},
+        "instrument": group("NXinstrument", instrument),
+        "measurement": group("NXcollection", measurement),
+    }
+    if end:
+        children["end_time"] = "2026-12-07T12:00:00+00:00"
+        children["end_reason"] = "SUCCESS"
+    entry = group("NXentry", children, **({"ended": 1} if end else {}))
+    return group("NXroot", {f"{number}.1": entry}, default=f"{number}.1", creator="bench")
+
+
+def tree(path: str, number: int) -> dict:
+    """Every item of a file: {path: (kind, dtype, shape, {attr: (dtype, value)}, value or
+    link target)}, the entry named N.1 and the writer's own root attributes left out."""
+    import h5py
+
+    own = {"HDF5_Version", "h5py_version", "file_time", "file_update_time", "creator", "NeXus_version", "file_name"}
+
+    def norm(v):
+        v = v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)
+        v = v.decode() if isinstance(v, bytes) else v
+        if isinstance(v, list):
+            v = [x.decode() if isinstance(x, bytes) else x for x in v]
+        return str(v).replace(f"{number}.1", "N.1")
+
+    def attrs(obj, root=False):
+        out = {}
+        for k in obj.attrs:
+            if root and k in own:
+                continue
+            out[k] = (obj.attrs.get_id(k).dtype.str, norm(obj.attrs[k]))
+        return out
+
+    items = {}
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        items["/"] = ("group", None, None, attrs(f, root=True), None, None)
+
+        def visit(name, g):
+            for k in g:
+                p = f"{name}/{k}" if name != "/" else f"/{k}"
+                link = g.get(k, getlink=True)
+                key = p.replace(f"/{number}.1", "/N.1")
+                if isinstance(link, h5py.SoftLink):
+                    items[key] = ("soft_link", None, None, {}, link.path.replace(f"{number}.1", "N.1"), None)
+                elif isinstance(link, h5py.ExternalLink):
+                    items[key] = ("external_link", None, None, {}, f"{link.filename}::{link.path}", None)
+                else:
+                    obj = g[k]
+                    if isinstance(obj, h5py.Group):
+                        items[key] = ("group", None, None, attrs(obj), None, None)
+                        visit(p, obj)
+                    else:
+                        if obj.size > 16 and obj.dtype.kind in "biufc":
+                            data = obj[()]  # large (stream) data: a checksum
+                            value = f"sum={complex(np.nansum(data)):.6g} nan={int(np.isnan(data).sum()) if data.dtype.kind in 'fc' else 0}"
+                        else:
+                            value = norm(obj[()]) if obj.size <= 16 else None
+                        # How it is stored: not part of the mapping, each writer's choice.
+                        storage = f"maxshape={obj.maxshape} chunks={obj.chunks} compression={obj.compression}"
+                        items[key] = ("dataset", obj.dtype.str, obj.shape, attrs(obj), value, storage)
+
+        visit("/", f)
+    return items
+
+
+def compare_trees(a: dict, b: dict) -> tuple[list[str], list[str]]:
+    """What differs between two trees (a: pvloom's, b: blisswriter's): in the tree, and in
+    how datasets are stored."""
+    out, storage = [], []
+    for p in sorted(a.keys() - b.keys()):
+        out.append(f"only in pvloom's: {p}")
+    for p in sorted(b.keys() - a.keys()):
+        out.append(f"only in blisswriter's: {p}")
+    for p in sorted(a.keys() & b.keys()):
+        (ka, da, sa, aa, va, ta), (kb, db, sb, ab, vb, tb) = a[p], b[p]
+        if ta != tb:
+            storage.append(f"{p}: {ta} vs {tb}")
+        if ka != kb:
+            out.append(f"{p}: {ka} vs {kb}")
+            continue
+        if da != db:
+            out.append(f"{p}: dtype {da} vs {db}")
+        if sa != sb:
+            out.append(f"{p}: shape {sa} vs {sb}")
+        if va != vb:
+            out.append(f"{p}: value {va} vs {vb}")
+        for k in sorted(aa.keys() | ab.keys()):
+            if aa.get(k) != ab.get(k):
+                out.append(f"{p}@{k}: {aa.get(k)} vs {ab.get(k)}")
+    return out, storage
 
 
 def publish(url: str, session: str, filename: str, number: int, streams: int, points: int, batch: int) -> tuple[str, float, float]:
     """Publishes one scan; returns its key, the publish time and when the last point left."""
     ds = DataStore(url)
     identity = {"name": "bench", "number": number, "data_policy": "no_policy", "session": session, "path": filename}
+    raw_file = str(pathlib.Path(filename).with_suffix(".bin"))
+    with open(raw_file, "wb") as f:
+        f.write(b"HEADER!!" + np.arange(6, dtype="<i4").tobytes())
     info = {"title": "bench", "filename": filename, "npoints": points, "scan_nb": number,
-            "h5maps": {filename: h5map(number, streams)}}
+            "h5maps": {filename: h5map(number, streams, raw_file)}}
     scan = ds.create_scan(identity, info=info)
     cursors = [scan.create_stream(Stream.make_definition(f"dev{i}:ch", "float64")) for i in range(streams)]
     scan.prepare()
@@ -106,6 +225,7 @@ def publish(url: str, session: str, filename: str, number: int, streams: int, po
     t_last = time.perf_counter()
     scan.stop()
     scan.info["end_reason"] = "SUCCESS"
+    scan.info["h5maps"] = {filename: h5map(number, streams, raw_file, end=True)}
     scan.close()
     return scan.key, t0, t_last
 
@@ -265,7 +385,7 @@ def bench_blisswriter(bw: str, url: str, tmp: str, streams: int, points: int, ba
         if not seen.get("t"):
             raise NotRun("it said it saved the scan, but a plain open never saw the last point")
         return {"t0": t0, "t_last": t_last, "t_readable": seen["t"], "said": said[1].rsplit(" - ", 1)[-1],
-                "said_at": said[0]}
+                "said_at": said[0], "path": path, "number": number}
     finally:
         proc.send_signal(signal.SIGINT)  # its own stop (it binds SIGINT); kill if that hangs
         try:
@@ -368,6 +488,16 @@ def main() -> None:
                 if pvloom:
                     print(f"  pvloom / blisswriter: {pvloom[0] / rate:>10,.2f}x the points/s (per stream and aggregate); "
                           f"lag {pvloom[1] * 1e3:,.0f} ms vs {lag * 1e3:,.0f} ms")
+                # The same h5maps for both: the same tree?
+                a, bt = tree(path, 1), tree(b["path"], b["number"])
+                diff, storage = compare_trees(a, bt)
+                print(f"  tree, pvloom vs blisswriter (paths, kinds, dtypes, shapes, attributes, values, links): "
+                      f"{len(a)} vs {len(bt)} items, " + ("the same" if not diff else f"{len(diff)} differences:"))
+                for d in diff[:30]:
+                    print(f"    {d}")
+                print(f"  storage (each writer's choice): {len(storage)} datasets differ" + (":" if storage else ""))
+                for d in storage[:10]:
+                    print(f"    {d}")
             print("  (publisher-bound when the writer rate equals the publisher's: raise --batch or run more publishers)")
         finally:
             if writer is not None:

@@ -16,6 +16,10 @@ pub enum NexusError {
     /// The event does not fit the scan as known (no Begin yet, unknown stream, wrong size…).
     #[error("scan event rejected: {0}")]
     Event(String),
+    /// The scan's `h5maps` mapping of the file is one blissdata's models refuse (or names
+    /// a stream the scan does not have).
+    #[error("malformed h5maps: {0}")]
+    Mapping(#[from] super::h5map::MappingError),
 }
 
 impl NexusError {
@@ -24,7 +28,7 @@ impl NexusError {
         match self {
             NexusError::Hdf5 { os, .. } => os.as_ref(),
             NexusError::Dir { source, .. } => Some(source),
-            NexusError::Event(_) => None,
+            NexusError::Event(_) | NexusError::Mapping(_) => None,
         }
     }
 }

@@ -16,10 +16,10 @@ use hdf5_metno_sys::h5f::{
 };
 use hdf5_metno_sys::h5g::{H5Gcreate2, H5Gopen2};
 use hdf5_metno_sys::h5i::{H5Idec_ref, hid_t};
-use hdf5_metno_sys::h5l::{H5Lcreate_soft, H5Lexists};
+use hdf5_metno_sys::h5l::{H5Lcreate_external, H5Lcreate_soft, H5Ldelete, H5Lexists};
 use hdf5_metno_sys::h5p::{
     H5P_CLS_DATASET_CREATE, H5P_CLS_FILE_ACCESS, H5P_CLS_LINK_CREATE, H5P_DEFAULT, H5Pcreate, H5Pset_chunk,
-    H5Pset_create_intermediate_group, H5Pset_fill_value, H5Pset_libver_bounds,
+    H5Pset_create_intermediate_group, H5Pset_external, H5Pset_fill_value, H5Pset_libver_bounds,
 };
 use hdf5_metno_sys::h5s::{
     H5S_ALL, H5S_SCALAR, H5S_SELECT_SET, H5S_UNLIMITED, H5Screate, H5Screate_simple, H5Sselect_hyperslab,
@@ -180,6 +180,158 @@ pub(crate) fn soft_link(loc: &Id, name: &str, target: &str) -> Result<(), NexusE
     )
 }
 
+/// A soft link `name` in `loc` to `target` (as given: absolute or relative), no
+/// intermediate groups.
+pub(crate) fn soft_link_plain(loc: &Id, name: &str, target: &str) -> Result<(), NexusError> {
+    let (n, t) = (cstr(name), cstr(target));
+    check(
+        unsafe { H5Lcreate_soft(t.as_ptr(), loc.raw(), n.as_ptr(), H5P_DEFAULT, H5P_DEFAULT) },
+        &format!("H5Lcreate_soft({name})"),
+    )
+}
+
+/// An external link `name` in `loc` to `target` in the file `file`.
+pub(crate) fn external_link(loc: &Id, name: &str, file: &str, target: &str) -> Result<(), NexusError> {
+    let (n, f, t) = (cstr(name), cstr(file), cstr(target));
+    check(
+        unsafe { H5Lcreate_external(f.as_ptr(), t.as_ptr(), loc.raw(), n.as_ptr(), H5P_DEFAULT, H5P_DEFAULT) },
+        &format!("H5Lcreate_external({name})"),
+    )
+}
+
+/// Removes the link `name` from `loc` (the object goes with its last link).
+pub(crate) fn delete_link(loc: &Id, name: &str) -> Result<(), NexusError> {
+    let n = cstr(name);
+    check(unsafe { H5Ldelete(loc.raw(), n.as_ptr(), H5P_DEFAULT) }, &format!("H5Ldelete({name})"))
+}
+
+/// Removes the attribute `name` of `loc`, if it has one.
+pub(crate) fn delete_attr(loc: &Id, name: &str) -> Result<(), NexusError> {
+    let n = cstr(name);
+    unsafe {
+        if H5Aexists(loc.raw(), n.as_ptr()) > 0 {
+            check(H5Adelete(loc.raw(), n.as_ptr()), &format!("H5Adelete({name})"))?;
+        }
+    }
+    Ok(())
+}
+
+/// True if `loc` has the attribute `name`.
+pub(crate) fn attr_exists(loc: &Id, name: &str) -> bool {
+    let n = cstr(name);
+    unsafe { H5Aexists(loc.raw(), n.as_ptr()) > 0 }
+}
+
+/// A dataset of type `t` and shape `dims` whose raw data is in files outside HDF5:
+/// `(name, offset, size)` each, size `None` to the file's end.
+pub(crate) fn dataset_external(
+    loc: &Id,
+    name: &str,
+    t: &Id,
+    dims: &[u64],
+    files: &[(String, u64, Option<u64>)],
+) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    let space = simple_space(dims, None)?;
+    let dcpl = id(unsafe { H5Pcreate(*H5P_CLS_DATASET_CREATE) }, "H5Pcreate(dcpl)")?;
+    for (file, offset, size) in files {
+        let f = cstr(file);
+        let offset = i64::try_from(*offset).map_err(|_| NexusError::Event(format!("offset {offset} too large")))?;
+        let size = size.unwrap_or(hdf5_metno_sys::h5f::H5F_UNLIMITED);
+        check(
+            unsafe { H5Pset_external(dcpl.raw(), f.as_ptr(), offset as _, size) },
+            &format!("H5Pset_external({file})"),
+        )?;
+    }
+    id(
+        unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, dcpl.raw(), H5P_DEFAULT) },
+        &format!("H5Dcreate2({name})"),
+    )
+}
+
+/// A hyperslab selection (`stride`/`block` default to ones).
+pub(crate) struct Hyperslab {
+    pub start: Vec<u64>,
+    pub stride: Option<Vec<u64>>,
+    pub count: Vec<u64>,
+    pub block: Option<Vec<u64>>,
+}
+
+/// One mapping of a virtual dataset: `vspace` of it from `src` of `file`'s `dataset`.
+pub(crate) struct VirtualSource {
+    pub vspace: Hyperslab,
+    pub file: String,
+    pub dataset: String,
+    pub src_extent: Vec<u64>,
+    pub src: Hyperslab,
+}
+
+fn select(space: &Id, h: &Hyperslab) -> Result<(), NexusError> {
+    let opt = |v: &Option<Vec<u64>>| v.as_ref().map_or(ptr::null(), |v| v.as_ptr());
+    check(
+        unsafe {
+            H5Sselect_hyperslab(
+                space.raw(),
+                H5S_SELECT_SET,
+                h.start.as_ptr(),
+                opt(&h.stride),
+                h.count.as_ptr(),
+                opt(&h.block),
+            )
+        },
+        "H5Sselect_hyperslab",
+    )
+}
+
+/// A virtual dataset of type `t` and shape `dims` over `sources`.
+pub(crate) fn dataset_virtual(
+    loc: &Id,
+    name: &str,
+    t: &Id,
+    dims: &[u64],
+    sources: &[VirtualSource],
+) -> Result<Id, NexusError> {
+    let n = cstr(name);
+    let space = simple_space(dims, None)?;
+    let dcpl = id(unsafe { H5Pcreate(*H5P_CLS_DATASET_CREATE) }, "H5Pcreate(dcpl)")?;
+    for s in sources {
+        let vspace = simple_space(dims, None)?;
+        select(&vspace, &s.vspace)?;
+        let src = simple_space(&s.src_extent, None)?;
+        select(&src, &s.src)?;
+        let (f, d) = (cstr(&s.file), cstr(&s.dataset));
+        check(
+            unsafe { hdf5_metno_sys::h5p::H5Pset_virtual(dcpl.raw(), vspace.raw(), f.as_ptr(), d.as_ptr(), src.raw()) },
+            &format!("H5Pset_virtual({}::{})", s.file, s.dataset),
+        )?;
+    }
+    id(
+        unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, dcpl.raw(), H5P_DEFAULT) },
+        &format!("H5Dcreate2({name})"),
+    )
+}
+
+/// A compound type of `size` bytes with these members (name, byte offset, type).
+pub(crate) fn compound_type(size: usize, members: &[(&str, usize, &Id)]) -> Result<Id, NexusError> {
+    use hdf5_metno_sys::h5t::{H5Tcreate, H5Tinsert};
+    let t = id(unsafe { H5Tcreate(H5T_class_t::H5T_COMPOUND, size) }, "H5Tcreate(compound)")?;
+    for (name, offset, member) in members {
+        let n = cstr(name);
+        check(unsafe { H5Tinsert(t.raw(), n.as_ptr(), *offset, member.raw()) }, &format!("H5Tinsert({name})"))?;
+    }
+    Ok(t)
+}
+
+/// The native long double (numpy's `float128` as h5py writes it), or its `r`/`i` complex.
+pub(crate) fn long_double_type(complex: bool) -> Result<Id, NexusError> {
+    let t = id(unsafe { H5Tcopy(*hdf5_metno_sys::h5t::H5T_NATIVE_LDOUBLE) }, "H5Tcopy(ldouble)")?;
+    if !complex {
+        return Ok(t);
+    }
+    let size = unsafe { hdf5_metno_sys::h5t::H5Tget_size(t.raw()) };
+    compound_type(2 * size, &[("r", 0, &t), ("i", size, &t)])
+}
+
 /// The variable-length UTF-8 string type.
 pub(crate) fn vlen_str() -> Result<Id, NexusError> {
     let t = id(unsafe { H5Tcopy(*H5T_C_S1) }, "H5Tcopy")?;
@@ -297,10 +449,13 @@ pub(crate) fn dataset_raw(loc: &Id, name: &str, t: &Id, dims: &[u64], bytes: &[u
         unsafe { H5Dcreate2(loc.raw(), n.as_ptr(), t.raw(), space.raw(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) },
         &format!("H5Dcreate2({name})"),
     )?;
-    check(
-        unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.as_ptr() as *const c_void) },
-        &format!("H5Dwrite({name})"),
-    )?;
+    // An empty array (a `[0]` shape) has nothing to write.
+    if !bytes.is_empty() {
+        check(
+            unsafe { H5Dwrite(d.raw(), t.raw(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.as_ptr() as *const c_void) },
+            &format!("H5Dwrite({name})"),
+        )?;
+    }
     Ok(d)
 }
 

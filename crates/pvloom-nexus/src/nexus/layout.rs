@@ -17,6 +17,15 @@ pub enum Kind {
     Json,
 }
 
+/// How points of this encoding are stored.
+pub fn kind_of(encoding: &Encoding) -> Kind {
+    match encoding {
+        Encoding::Json => Kind::Json,
+        e @ Encoding::Numeric { shape, .. } if e.is_variable() => Kind::Variable(shape.len()),
+        Encoding::Numeric { shape, .. } => Kind::Fixed(shape.iter().map(|&d| d as usize).collect()),
+    }
+}
+
 /// One stream's place in the file.
 #[derive(Clone, Debug)]
 pub struct StreamPlace {
@@ -210,11 +219,7 @@ fn plan_with(meta: &ScanMeta, master_scalars: &[String]) -> Layout {
             measurement = clean(&desc.name.replace(':', "_"));
         }
         *used.entry(measurement.clone()).or_default() += 1;
-        let kind = match &desc.encoding {
-            Encoding::Json => Kind::Json,
-            e @ Encoding::Numeric { shape, .. } if e.is_variable() => Kind::Variable(shape.len()),
-            Encoding::Numeric { shape, .. } => Kind::Fixed(shape.iter().map(|&d| d as usize).collect()),
-        };
+        let kind = kind_of(&desc.encoding);
         streams.push(StreamPlace { group: format!("instrument/{group_name}"), dataset, motor, measurement, kind });
     }
     let plots = plots(meta, &streams, master_scalars);

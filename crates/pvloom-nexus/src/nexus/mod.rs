@@ -46,10 +46,14 @@
 //! A killed writer leaves an entry with every flushed point, `end_reason` `RUNNING`;
 //! the file is marked as open for SWMR writing, so readers open it with
 //! `h5py.File(f, "r", libver="latest", swmr=True)` (or clear the mark with `h5clear -s`).
+//!
+//! A scan whose info has an `h5maps` mapping for the file (BLISS 2.4) gets that tree
+//! instead of the layout above, in the same SWMR way: see [`h5map`].
 
 pub mod dtype;
 pub mod error;
 pub(crate) mod h5;
+pub mod h5map;
 pub mod layout;
 pub mod points;
 pub mod registry;

@@ -103,41 +103,7 @@ pub(crate) fn create_entry(
     let mut created = Vec::with_capacity(meta.streams.len());
     for (desc, place) in meta.streams.iter().zip(&layout.streams) {
         let g = group(entry, &place.group, if place.motor { "NXpositioner" } else { "NXdetector" })?;
-        let c = match (&desc.encoding, &place.kind) {
-            (Encoding::Numeric { dtype, .. }, Kind::Fixed(shape)) => {
-                let t = h5_type(*dtype)?;
-                let mut dims = vec![0u64];
-                dims.extend(shape.iter().map(|&d| d as u64));
-                let mut chunk = vec![chunk_points(desc.encoding.point_size().unwrap_or(1))];
-                chunk.extend(shape.iter().map(|&d| d.max(1) as u64));
-                let d = h5::dataset_extendable(&g, &place.dataset, &t, &dims, &chunk, None)?;
-                Created { dataset: d, shapes: None, h5_type: t }
-            }
-            (Encoding::Numeric { dtype, .. }, Kind::Variable(rank)) => {
-                let t = h5_type(*dtype)?;
-                let dims = vec![0u64; rank + 1];
-                let mut chunk = vec![1u64];
-                chunk.extend(std::iter::repeat_n(if *rank == 1 { 1024 } else { 64 }, *rank));
-                let fill = super::dtype::fill_value(*dtype);
-                let d = h5::dataset_extendable(&g, &place.dataset, &t, &dims, &chunk, Some(&fill))?;
-                h5::attr_str(&d, "shapes", &format!("{}_shape", place.dataset))?;
-                let it = i64_type()?;
-                let s = h5::dataset_extendable(
-                    &g,
-                    &format!("{}_shape", place.dataset),
-                    &it,
-                    &[0, *rank as u64],
-                    &[256, (*rank).max(1) as u64],
-                    None,
-                )?;
-                Created { dataset: d, shapes: Some(s), h5_type: t }
-            }
-            _ => {
-                let t = h5::vlen_str()?;
-                let d = h5::dataset_extendable(&g, &place.dataset, &t, &[0], &[64], None)?;
-                Created { dataset: d, shapes: None, h5_type: t }
-            }
-        };
+        let c = stream_dataset(&g, &place.dataset, &desc.encoding, &place.kind, true)?;
         if let Some(unit) = desc.info.get("unit").or_else(|| desc.info.get("units")).and_then(Value::as_str) {
             h5::attr_str(&c.dataset, "units", unit)?;
         }
@@ -191,6 +157,56 @@ pub(crate) fn create_entry(
         }
     }
     Ok(created)
+}
+
+/// The empty, extendable dataset `name` in `g` that a stream's points are appended to.
+/// `shapes`: a variable-shape stream also gets its `<name>_shape` companion.
+pub(crate) fn stream_dataset(
+    g: &Id,
+    name: &str,
+    encoding: &Encoding,
+    kind: &Kind,
+    shapes: bool,
+) -> Result<Created, NexusError> {
+    Ok(match (encoding, kind) {
+        (Encoding::Numeric { dtype, .. }, Kind::Fixed(shape)) => {
+            let t = h5_type(*dtype)?;
+            let mut dims = vec![0u64];
+            dims.extend(shape.iter().map(|&d| d as u64));
+            let mut chunk = vec![chunk_points(encoding.point_size().unwrap_or(1))];
+            chunk.extend(shape.iter().map(|&d| d.max(1) as u64));
+            let d = h5::dataset_extendable(g, name, &t, &dims, &chunk, None)?;
+            Created { dataset: d, shapes: None, h5_type: t }
+        }
+        (Encoding::Numeric { dtype, .. }, Kind::Variable(rank)) => {
+            let t = h5_type(*dtype)?;
+            let dims = vec![0u64; rank + 1];
+            let mut chunk = vec![1u64];
+            chunk.extend(std::iter::repeat_n(if *rank == 1 { 1024 } else { 64 }, *rank));
+            let fill = super::dtype::fill_value(*dtype);
+            let d = h5::dataset_extendable(g, name, &t, &dims, &chunk, Some(&fill))?;
+            let s = if shapes {
+                h5::attr_str(&d, "shapes", &format!("{name}_shape"))?;
+                let it = i64_type()?;
+                Some(h5::dataset_extendable(
+                    g,
+                    &format!("{name}_shape"),
+                    &it,
+                    &[0, *rank as u64],
+                    &[256, (*rank).max(1) as u64],
+                    None,
+                )?)
+            } else {
+                None
+            };
+            Created { dataset: d, shapes: s, h5_type: t }
+        }
+        _ => {
+            let t = h5::vlen_str()?;
+            let d = h5::dataset_extendable(g, name, &t, &[0], &[64], None)?;
+            Created { dataset: d, shapes: None, h5_type: t }
+        }
+    })
 }
 
 fn entry_path(entry: &Id) -> Result<String, NexusError> {

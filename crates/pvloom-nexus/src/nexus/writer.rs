@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::NexusError;
 use super::h5::{self, Id};
+use super::h5map::Mapping;
 use super::layout::{self, Kind, Layout};
 use super::points;
 use super::registry::Claim;
@@ -48,6 +49,20 @@ struct Sink {
     inner: Vec<usize>,
 }
 
+impl Sink {
+    fn new(created: Created, encoding: Encoding, kind: Kind) -> Sink {
+        let inner = match &kind {
+            Kind::Fixed(s) => s.clone(),
+            Kind::Variable(r) => vec![0; *r],
+            Kind::Json => vec![],
+        };
+        Sink { created, encoding, kind, len: 0, inner }
+    }
+}
+
+/// The NXentries of a scan (open), their names, and their stream datasets.
+type Entries = (Vec<Id>, Vec<String>, Vec<Sink>);
+
 /// A file whose writes failed, with what of it was open and its claim: held for the life
 /// of the process, never closed (see [`ScanWriter::finish`]).
 struct FailedFile {
@@ -63,8 +78,13 @@ struct Scan {
     file: Option<Id>,
     /// One NXentry per subscan (one for most scans), in name order.
     entries: Vec<Id>,
-    /// Indexed by the scan's stream index, whichever entry holds the stream.
+    /// Every stream dataset.
     sinks: Vec<Sink>,
+    /// Indexed by the scan's stream index: its datasets in `sinks` (one in this crate's
+    /// layout; none or several under an h5maps mapping).
+    routes: Vec<Vec<usize>>,
+    /// The h5maps mapping written at Begin, and the file name it is mapped under.
+    mapping: Option<(Mapping, PathBuf)>,
     info: Value,
     swmr_on: bool,
     dirty: bool,
@@ -112,8 +132,8 @@ impl ScanWriter {
             }
             ScanEvent::Sealed { stream, total } => {
                 let scan = self.scan_mut()?;
-                let sink = scan.sinks.get(stream).ok_or_else(|| NexusError::Event(format!("no stream {stream}")))?;
-                if sink.len != total {
+                let route = scan.routes.get(stream).ok_or_else(|| NexusError::Event(format!("no stream {stream}")))?;
+                if let Some(sink) = route.iter().map(|&i| &scan.sinks[i]).find(|s| s.len != total) {
                     tracing::warn!(
                         stream,
                         total,
@@ -183,6 +203,13 @@ impl ScanWriter {
         if let Some(f) = meta.info.get("filename").and_then(Value::as_str).filter(|f| !f.is_empty()) {
             return PathBuf::from(f);
         }
+        // No `filename`: the one file the scan's h5maps maps, when it maps exactly one.
+        if let Some(maps) = meta.info.get("h5maps").and_then(Value::as_object)
+            && maps.len() == 1
+            && let Some(f) = maps.keys().next().filter(|f| !f.is_empty())
+        {
+            return PathBuf::from(f);
+        }
         let stem = if meta.identity.session.is_empty() { &meta.identity.name } else { &meta.identity.session };
         let stem = if stem.is_empty() { "scan" } else { stem };
         self.config.default_dir.join(format!("{}.h5", layout::clean(stem)))
@@ -193,6 +220,12 @@ impl ScanWriter {
             return Err(NexusError::Event("a second Begin for one writer".into()));
         }
         let wanted = self.target(&meta);
+        // A mapping is checked whole before the file is touched: a malformed one fails the
+        // scan with nothing written.
+        let mapping = Mapping::of(&meta.info, &wanted)?;
+        if let Some(m) = &mapping {
+            m.check_streams(&meta)?;
+        }
         if let Some(dir) = wanted.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| NexusError::Dir { path: dir.to_owned(), source })?;
         }
@@ -220,50 +253,45 @@ impl ScanWriter {
             }
         };
         let (file, existing) = opened;
-        let mut slots: Vec<Option<Sink>> = meta.streams.iter().map(|_| None).collect();
-        let mut entries = Vec::new();
-        let mut entry_names = Vec::new();
-        for sub in layout::subscans(&meta) {
-            // Each subscan takes the next free `N.k`: N.1, N.2, … in a file without scan N.
-            let entry_name = structure::entry_name(&file, meta.identity.number);
-            let sub_meta = layout::subscan_meta(&meta, &sub);
-            let plan: Layout = layout::plan_subscan(&sub_meta, &sub);
-            let entry = h5::create_group(&file, &entry_name)?;
-            let created = structure::create_entry(&entry, &sub_meta, &plan, &meta.info)?;
-            for ((created, place), (&global, desc)) in
-                created.into_iter().zip(plan.streams).zip(sub.streams.iter().zip(&sub_meta.streams))
-            {
-                let inner = match &place.kind {
-                    Kind::Fixed(s) => s.clone(),
-                    Kind::Variable(r) => vec![0; *r],
-                    Kind::Json => vec![],
-                };
-                slots[global] =
-                    Some(Sink { created, encoding: desc.encoding.clone(), kind: place.kind, len: 0, inner });
+        let (entries, entry_names, sinks, routes) = match &mapping {
+            Some(m) => {
+                let (sinks, routes) = mapped_sinks(m, &file, &meta)?;
+                // The writer's own root attributes, as blisswriter stamps its files.
+                if !h5::attr_exists(&file, "HDF5_Version") {
+                    h5::attr_str(&file, "HDF5_Version", &h5::lib_version())?;
+                }
+                if !h5::attr_exists(&file, "file_time") {
+                    h5::attr_str(&file, "file_time", &structure::now_iso())?;
+                }
+                h5::attr_str(&file, "file_update_time", &structure::now_iso())?;
+                (Vec::new(), m.entries(), sinks, routes)
             }
-            entries.push(entry);
-            entry_names.push(entry_name);
-        }
-        let sinks = slots
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| s.ok_or_else(|| NexusError::Event(format!("stream {i} is in no entry"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        // BLISS's writer marks each subscan default up to the root as it finishes them in
-        // order, so the root's `default` ends on the last subscan.
-        let default_entry = entry_names.last().cloned().unwrap_or_default();
-        structure::root(&file, &path, &self.config.creator, &default_entry, !existing)?;
+            None => {
+                let (entries, entry_names, sinks) = self.create_entries(&file, &meta)?;
+                // BLISS's writer marks each subscan default up to the root as it finishes them in
+                // order, so the root's `default` ends on the last subscan.
+                let default_entry = entry_names.last().cloned().unwrap_or_default();
+                structure::root(&file, &path, &self.config.creator, &default_entry, !existing)?;
+                let routes = (0..sinks.len()).map(|i| vec![i]).collect();
+                (entries, entry_names, sinks, routes)
+            }
+        };
         h5::flush(&file)?;
         if self.config.swmr {
             h5::start_swmr(&file)?;
         }
-        tracing::info!(file = %path.display(), entries = ?entry_names, swmr = self.config.swmr, "scan entry created");
+        tracing::info!(
+            file = %path.display(), entries = ?entry_names, swmr = self.config.swmr, h5maps = mapping.is_some(),
+            "scan entry created"
+        );
         self.path = Some(path);
         self.entries = entry_names;
         self.scan = Some(Scan {
             file: Some(file),
             entries,
             sinks,
+            routes,
+            mapping: mapping.map(|m| (m, wanted)),
             info: meta.info,
             swmr_on: self.config.swmr,
             dirty: false,
@@ -273,87 +301,44 @@ impl ScanWriter {
         Ok(())
     }
 
+    /// The entries of this crate's layout: one per subscan, each with its streams.
+    fn create_entries(&self, file: &Id, meta: &ScanMeta) -> Result<Entries, NexusError> {
+        let mut slots: Vec<Option<Sink>> = meta.streams.iter().map(|_| None).collect();
+        let mut entries = Vec::new();
+        let mut entry_names = Vec::new();
+        for sub in layout::subscans(meta) {
+            // Each subscan takes the next free `N.k`: N.1, N.2, … in a file without scan N.
+            let entry_name = structure::entry_name(file, meta.identity.number);
+            let sub_meta = layout::subscan_meta(meta, &sub);
+            let plan: Layout = layout::plan_subscan(&sub_meta, &sub);
+            let entry = h5::create_group(file, &entry_name)?;
+            let created = structure::create_entry(&entry, &sub_meta, &plan, &meta.info)?;
+            for ((created, place), (&global, desc)) in
+                created.into_iter().zip(plan.streams).zip(sub.streams.iter().zip(&sub_meta.streams))
+            {
+                slots[global] = Some(Sink::new(created, desc.encoding.clone(), place.kind));
+            }
+            entries.push(entry);
+            entry_names.push(entry_name);
+        }
+        let sinks = slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.ok_or_else(|| NexusError::Event(format!("stream {i} is in no entry"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((entries, entry_names, sinks))
+    }
+
     fn data(&mut self, stream: usize, first: u64, batch: Points) -> Result<(), NexusError> {
         let scan = self.scan_mut()?;
-        let sink = scan.sinks.get_mut(stream).ok_or_else(|| NexusError::Event(format!("no stream {stream}")))?;
+        let route = scan.routes.get(stream).ok_or_else(|| NexusError::Event(format!("no stream {stream}")))?;
         let n = batch.len() as u64;
-        if n == 0 {
+        if n == 0 || route.is_empty() {
+            // A stream the h5maps mapping does not place is not written.
             return Ok(());
         }
-        let bad = |m: String| NexusError::Event(format!("stream {stream}: {m}"));
-        let dset = &sink.created.dataset;
-        let t = &sink.created.h5_type;
-        match (&sink.kind, &batch) {
-            (Kind::Fixed(shape), Points::Fixed { count, bytes }) => {
-                points::check_fixed(*count, bytes, sink.encoding.point_size().unwrap_or(0)).map_err(bad)?;
-                let end = sink.len.max(first + n);
-                let mut dims = vec![end];
-                dims.extend(shape.iter().map(|&d| d as u64));
-                if end != sink.len {
-                    h5::set_extent(dset, &dims)?;
-                }
-                let mut start = vec![first];
-                start.extend(shape.iter().map(|_| 0));
-                dims[0] = n;
-                h5::write_block(dset, t, &start, &dims, bytes.as_ptr() as *const c_void)?;
-                sink.len = end;
-            }
-            (Kind::Variable(rank), Points::Variable(pts)) => {
-                let Encoding::Numeric { dtype, .. } = &sink.encoding else {
-                    unreachable!("variable streams are numeric")
-                };
-                let elem = dtype.element.size();
-                let mut block = vec![0usize; *rank];
-                for (shape, bytes) in pts {
-                    points::check_variable(shape, bytes, *rank, elem).map_err(bad)?;
-                    block = points::grow_shape(&block, shape);
-                }
-                let grown = points::grow_shape(&sink.inner, &block);
-                let end = sink.len.max(first + n);
-                if end != sink.len || grown != sink.inner {
-                    let mut dims = vec![end];
-                    dims.extend(grown.iter().map(|&d| d as u64));
-                    h5::set_extent(dset, &dims)?;
-                    if let Some(s) = &sink.created.shapes {
-                        h5::set_extent(s, &[end, *rank as u64])?;
-                    }
-                }
-                sink.inner = grown;
-                // One block for the batch, each point padded to the batch's largest shape.
-                let fill = super::dtype::fill_value(*dtype);
-                let mut buf = Vec::new();
-                let mut shapes = Vec::with_capacity(pts.len() * rank);
-                for (shape, bytes) in pts {
-                    buf.extend(points::pad_point(bytes, shape, &block, elem, &fill));
-                    shapes.extend(shape.iter().map(|&d| d as i64));
-                }
-                if block.iter().all(|&d| d > 0) {
-                    let mut count = vec![n];
-                    count.extend(block.iter().map(|&d| d as u64));
-                    let mut start = vec![first];
-                    start.extend(block.iter().map(|_| 0));
-                    h5::write_block(dset, t, &start, &count, buf.as_ptr() as *const c_void)?;
-                }
-                if let Some(s) = &sink.created.shapes
-                    && *rank > 0
-                {
-                    let it = super::dtype::h5_type(crate::model::Dtype::little(crate::model::ElementType::I64))?;
-                    let le: Vec<u8> = shapes.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    h5::write_block(s, &it, &[first, 0], &[n, *rank as u64], le.as_ptr() as *const c_void)?;
-                }
-                sink.len = end;
-            }
-            (Kind::Json, Points::Json(values)) => {
-                let end = sink.len.max(first + n);
-                if end != sink.len {
-                    h5::set_extent(dset, &[end])?;
-                }
-                let texts: Vec<_> = values.iter().map(|v| h5::cstr(&points::json_text(v))).collect();
-                let ptrs: Vec<*const c_char> = texts.iter().map(|c| c.as_ptr()).collect();
-                h5::write_block(dset, t, &[first], &[n], ptrs.as_ptr() as *const c_void)?;
-                sink.len = end;
-            }
-            (kind, _) => return Err(bad(format!("points do not match the stream's encoding ({kind:?})"))),
+        for &i in route {
+            append(&mut scan.sinks[i], stream, first, &batch)?;
         }
         scan.dirty = true;
         self.points += n;
@@ -395,6 +380,7 @@ impl ScanWriter {
         // few bytes of the end); the first error is the one returned.
         let mut ended = Ok(());
         let mut late_positions = Vec::new();
+        // Under an h5maps mapping `entries` is empty: the end is the end mapping, applied below.
         for (entry, name) in entries.iter().zip(&self.entries) {
             match structure::write_end(entry, &scan.info, reason) {
                 Ok(late) if !late.is_empty() => late_positions.push((name.clone(), late)),
@@ -420,7 +406,10 @@ impl ScanWriter {
             Ok(())
         } else {
             drop((entries, kept_sinks));
-            h5::close_file(file).and_then(|()| add_late_positions(&path, &scan.info, &late_positions))
+            h5::close_file(file).and_then(|()| match &scan.mapping {
+                Some((begin, mapped_as)) => update_mapping(&path, begin, mapped_as, &scan.info),
+                None => add_late_positions(&path, &scan.info, &late_positions),
+            })
         };
         let result = flushed.and(ended).and(flushed_end).and(closed);
         match &result {
@@ -433,6 +422,116 @@ impl ScanWriter {
         }
         result
     }
+}
+
+/// Appends points `first..` of `stream` to one of its datasets.
+fn append(sink: &mut Sink, stream: usize, first: u64, batch: &Points) -> Result<(), NexusError> {
+    let n = batch.len() as u64;
+    let bad = |m: String| NexusError::Event(format!("stream {stream}: {m}"));
+    let dset = &sink.created.dataset;
+    let t = &sink.created.h5_type;
+    match (&sink.kind, &batch) {
+        (Kind::Fixed(shape), Points::Fixed { count, bytes }) => {
+            points::check_fixed(*count, bytes, sink.encoding.point_size().unwrap_or(0)).map_err(bad)?;
+            let end = sink.len.max(first + n);
+            let mut dims = vec![end];
+            dims.extend(shape.iter().map(|&d| d as u64));
+            if end != sink.len {
+                h5::set_extent(dset, &dims)?;
+            }
+            let mut start = vec![first];
+            start.extend(shape.iter().map(|_| 0));
+            dims[0] = n;
+            h5::write_block(dset, t, &start, &dims, bytes.as_ptr() as *const c_void)?;
+            sink.len = end;
+        }
+        (Kind::Variable(rank), Points::Variable(pts)) => {
+            let Encoding::Numeric { dtype, .. } = &sink.encoding else { unreachable!("variable streams are numeric") };
+            let elem = dtype.element.size();
+            let mut block = vec![0usize; *rank];
+            for (shape, bytes) in pts {
+                points::check_variable(shape, bytes, *rank, elem).map_err(bad)?;
+                block = points::grow_shape(&block, shape);
+            }
+            let grown = points::grow_shape(&sink.inner, &block);
+            let end = sink.len.max(first + n);
+            if end != sink.len || grown != sink.inner {
+                let mut dims = vec![end];
+                dims.extend(grown.iter().map(|&d| d as u64));
+                h5::set_extent(dset, &dims)?;
+                if let Some(s) = &sink.created.shapes {
+                    h5::set_extent(s, &[end, *rank as u64])?;
+                }
+            }
+            sink.inner = grown;
+            // One block for the batch, each point padded to the batch's largest shape.
+            let fill = super::dtype::fill_value(*dtype);
+            let mut buf = Vec::new();
+            let mut shapes = Vec::with_capacity(pts.len() * rank);
+            for (shape, bytes) in pts {
+                buf.extend(points::pad_point(bytes, shape, &block, elem, &fill));
+                shapes.extend(shape.iter().map(|&d| d as i64));
+            }
+            if block.iter().all(|&d| d > 0) {
+                let mut count = vec![n];
+                count.extend(block.iter().map(|&d| d as u64));
+                let mut start = vec![first];
+                start.extend(block.iter().map(|_| 0));
+                h5::write_block(dset, t, &start, &count, buf.as_ptr() as *const c_void)?;
+            }
+            if let Some(s) = &sink.created.shapes
+                && *rank > 0
+            {
+                let it = super::dtype::h5_type(crate::model::Dtype::little(crate::model::ElementType::I64))?;
+                let le: Vec<u8> = shapes.iter().flat_map(|v| v.to_le_bytes()).collect();
+                h5::write_block(s, &it, &[first, 0], &[n, *rank as u64], le.as_ptr() as *const c_void)?;
+            }
+            sink.len = end;
+        }
+        (Kind::Json, Points::Json(values)) => {
+            let end = sink.len.max(first + n);
+            if end != sink.len {
+                h5::set_extent(dset, &[end])?;
+            }
+            let texts: Vec<_> = values.iter().map(|v| h5::cstr(&points::json_text(v))).collect();
+            let ptrs: Vec<*const c_char> = texts.iter().map(|c| c.as_ptr()).collect();
+            h5::write_block(dset, t, &[first], &[n], ptrs.as_ptr() as *const c_void)?;
+            sink.len = end;
+        }
+        (kind, _) => return Err(bad(format!("points do not match the stream's encoding ({kind:?})"))),
+    }
+    Ok(())
+}
+
+/// Writes an h5maps mapping's tree; returns its stream datasets and, per stream, which
+/// of them it feeds.
+fn mapped_sinks(m: &Mapping, file: &Id, meta: &ScanMeta) -> Result<(Vec<Sink>, Vec<Vec<usize>>), NexusError> {
+    let mut routes = vec![Vec::new(); meta.streams.len()];
+    let mut sinks = Vec::new();
+    for s in m.write(file, meta)? {
+        routes[s.stream].push(sinks.len());
+        sinks.push(Sink::new(s.created, meta.streams[s.stream].encoding.clone(), s.kind));
+    }
+    for (desc, r) in meta.streams.iter().zip(&routes) {
+        if r.is_empty() {
+            tracing::info!(stream = %desc.name, "h5maps: stream not in the file's mapping, not written");
+        }
+    }
+    Ok((sinks, routes))
+}
+
+/// The mapping BLISS regenerates at the end, applied in the closed file opened again
+/// (SWMR mode allows no new objects), as blisswriter applies it.
+fn update_mapping(path: &Path, begin: &Mapping, mapped_as: &Path, info: &Value) -> Result<(), NexusError> {
+    let Some(end) = Mapping::of(info, mapped_as)? else { return Ok(()) };
+    if &end == begin {
+        return Ok(());
+    }
+    tracing::info!(file = %path.display(), "h5maps: the end mapping differs: applied after SWMR");
+    let file = h5::open_file(path, false)?;
+    let updated =
+        begin.update(&end, &file).and_then(|()| h5::attr_str(&file, "file_update_time", &structure::now_iso()));
+    updated.and(h5::close_file(file))
 }
 
 /// Motors first seen in the end positions: SWMR mode allows no new objects, so the

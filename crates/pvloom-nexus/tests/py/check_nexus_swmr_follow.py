@@ -1,10 +1,11 @@
 """Follows a dataset of a file being written in SWMR mode and prints "len N" each time its
 length changes (the values are checked as they arrive: element i must equal VALUE_SCALE*i).
 
-usage: check_nexus_swmr_follow.py FILE DATASET TARGET_LEN VALUE_SCALE TIMEOUT_S
+usage: check_nexus_swmr_follow.py FILE DATASET TARGET_LEN VALUE_SCALE TIMEOUT_S [noend]
 Prints "open" once the file is open, "len N" on changes, "done" at TARGET_LEN, then waits
 (file still open) for the entry's end_reason to leave "RUNNING" and prints "end REASON";
-exits 1 on timeout or a wrong value.
+exits 1 on timeout or a wrong value. With `noend` (a file with no end_reason placeholder,
+e.g. one written from an h5maps mapping) it exits after "done".
 """
 import sys
 import time
@@ -13,6 +14,7 @@ import h5py
 import numpy as np
 
 path, dset, target, scale, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+noend = len(sys.argv) > 6 and sys.argv[6] == "noend"
 deadline = time.monotonic() + timeout
 f = None
 while f is None:
@@ -43,6 +45,8 @@ while True:
         last = n
     if n >= target:
         print("done", flush=True)
+        if noend:
+            sys.exit(0)
         break
     if time.monotonic() > deadline:
         print(f"timeout at len {n}", flush=True)
