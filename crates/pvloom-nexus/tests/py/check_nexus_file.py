@@ -3,7 +3,7 @@
 usage: check_nexus_file.py FILE EXPECT.json
 EXPECT: {"swmr": bool, "datasets": {path: {"dtype", "shape", "values"?, "strings"?, "min_len"?,
                                          "prefix"? (values are the dataset's first), "prefix_of"? (the dataset is the values' first),
-                                         "prefix_then_fill"? (the values' first, then NaN fill only)}},
+                                         "prefix_then_fill"? (the values' first, then only unwritten points: NaN fill or zeros)}},
          "attrs": {path: {name: value ("*": any; "$version": any X.Y.Z)}}, "links": {path: target}, "absent": [path]}
 Prints one line per failure and "checks=N failures=M"; exits 1 on any failure.
 """
@@ -61,12 +61,19 @@ with h5py.File(path, "r", **kw) as f:
             if d.get("prefix_of"):  # the dataset holds the first len(dataset) of the values
                 d = dict(d, values=d["values"][: len(got)])
             if d.get("prefix_then_fill"):
-                # A file whose writes failed: the values' first k, then only the fill value
-                # (NaN) where the points in flight never reached the disk; k > 0.
-                filled = np.isnan(got)
-                k = int(np.argmax(filled)) if filled.any() else len(got)
-                if k == 0 or not filled[k:].all():
-                    fail(f"{p}: not a prefix then fill: first fill at {k}, {int(filled[k:].sum())} of {len(got) - k} after it")
+                # A file whose writes failed: the values' first k (k > 0), then only what
+                # points that never reached the disk read as: the fill value (NaN), or
+                # zeros where a chunk's write was cut short at the size limit (the part
+                # of it written is correct, the rest of it was never written).
+                want_all = np.array(d["values"][: len(got)], dtype=float)
+                right = np.isclose(got, want_all[: len(got)], rtol=1e-6, atol=0)
+                k = int(np.argmin(right)) if not right.all() else len(got)
+                rest = got[k:]
+                unwritten = np.isnan(rest) | (rest == 0.0)
+                if k == 0 or not unwritten.all():
+                    at = k + int(np.argmin(unwritten)) if not unwritten.all() else k
+                    fail(f"{p}: not a prefix then unwritten points: prefix {k}, "
+                         f"{int((~unwritten).sum())} wrong values after it, first at {at}: {got[at:at + 5]}")
                 got = got[:k]
                 d = dict(d, values=d["values"][:k])
             if got.dtype.kind == "c":
@@ -77,7 +84,10 @@ with h5py.File(path, "r", **kw) as f:
                 fail(f"{p}: values shape {got_cmp.shape} != {want.shape}")
             elif got.dtype.kind in "fc":
                 if not np.allclose(got_cmp, want, equal_nan=True, rtol=1e-6, atol=0):
-                    fail(f"{p}: values {got_cmp.ravel()[:10]} != {want.ravel()[:10]}")
+                    bad = np.flatnonzero(~np.isclose(got_cmp.ravel(), want.ravel(), equal_nan=True, rtol=1e-6, atol=0))
+                    at = int(bad[0])
+                    fail(f"{p}: values differ at {len(bad)} of {got_cmp.size}, first at {at}: "
+                         f"{got_cmp.ravel()[at:at + 5]} != {want.ravel()[at:at + 5]}")
             elif not np.array_equal(got_cmp, want):
                 fail(f"{p}: values {got_cmp.ravel()[:10]} != {want.ravel()[:10]}")
         if "strings" in d:
