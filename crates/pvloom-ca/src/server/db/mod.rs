@@ -70,7 +70,7 @@ pub const MAX_CHAIN_PROCESSING: usize = 100_000;
 #[derive(Debug, Clone, Default)]
 pub struct Database {
     records: Vec<Record>,
-    names: HashMap<String, RecordId>,
+    names: HashMap<String, RecordId, foldhash::fast::RandomState>,
     /// For each record, the records whose `CP`/`CPP` input links name it; built
     /// when needed, dropped whenever records or links may have changed.
     change_listeners: Option<HashMap<RecordId, Vec<(RecordId, String)>>>,
@@ -510,8 +510,8 @@ impl Database {
 
     /// `SDIS`, when it names a record, sets `DISA` before processing (as dbProcess reads it).
     fn read_disable_link(&mut self, id: RecordId) {
-        let Some(FieldValue::String(text)) = self.records[id.0].get_field("SDIS") else { return };
-        let Ok(CalcInput::Link(link)) = Link::parse_input(&text) else { return };
+        let Some(text) = self.records[id.0].link_text("SDIS") else { return };
+        let Ok(CalcInput::Link(link)) = Link::parse_input(text) else { return };
         let value = self.find(&link.record).and_then(|t| self.records[t.0].get_field(&link.field));
         if let Some(v) = value.and_then(|v| v.as_f64()) {
             let _ = self.records[id.0].put_without_processing("DISA", FieldValue::Int(v as i64));
@@ -582,13 +582,14 @@ impl Database {
         let mut links = self.records[id.0].links_to_read(resuming);
         if simulation == Some(Simulation::Input) {
             // The value comes from SIOL instead of INP, taken by the record as INP's.
-            links.retain(|(field, _)| *field != "INP");
-            links.extend(self.records[id.0].links_of_fields(&["SIOL"]));
+            let mut redirected: Vec<_> = links.iter().filter(|(field, _)| *field != "INP").cloned().collect();
+            redirected.extend(self.records[id.0].links_of_fields(&["SIOL"]));
+            links = redirected.into();
         }
         let mut inputs = Vec::with_capacity(links.len());
-        for (link_field, link) in links {
-            if let Some(value) = self.read_link(&link, now, results, &mut raised) {
-                inputs.push((link_field, value));
+        for (link_field, link) in links.iter() {
+            if let Some(value) = self.read_link(link, now, results, &mut raised) {
+                inputs.push((*link_field, value));
             }
         }
         if simulation == Some(Simulation::Input) {
