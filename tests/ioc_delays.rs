@@ -8,9 +8,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{Proc, Scratch, free_port, free_udp_port, root, venv_python};
+use support::TwoIocs;
 
 /// Seconds calcout `CO` waits before writing.
 const ODLY: f64 = 1.0;
@@ -100,16 +98,7 @@ print(json.dumps(out))
 "#;
 
 fn run(env: &[(&str, String)]) -> serde_json::Value {
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("DLY:")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
+    support::run_python(SCRIPT, &["DLY:".to_owned()], env)
 }
 
 /// A step's updates per channel: channel → (value, severity)s.
@@ -236,29 +225,12 @@ fn measure(name: &str, run: &serde_json::Value) -> Delays {
 
 #[test]
 fn calcout_odly_and_seq_dlyn_delay_as_in_epics_base() {
-    let dir = Scratch::new("delays");
-    std::fs::write(dir.0.join("delays.db"), DB).unwrap();
-    std::fs::write(dir.0.join("st.cmd"), "dbLoadRecords(\"delays.db\", \"P=DLY:\")\niocInit\n").unwrap();
-    let env = support::loopback_env(free_port(), free_udp_port());
-    let base_env = support::loopback_env(free_port(), free_udp_port());
-    let mut ioc = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_pvloom"))
-            .current_dir(&dir.0)
-            .args(["ioc", "st.cmd"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+    let iocs = TwoIocs::start(
+        "delays",
+        &[("delays.db", DB), ("st.cmd", "dbLoadRecords(\"delays.db\", \"P=DLY:\")\niocInit\n")],
     );
-    ioc.wait_line("served on port");
-    let mut base = Proc::spawn(
-        Command::new(venv_python())
-            .current_dir(&dir.0)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
-
-    let ours = run(&env);
-    let theirs = run(&base_env);
+    let ours = run(&iocs.env);
+    let theirs = run(&iocs.base_env);
     for step in ["calcout", "rpro", "seq"] {
         // The records a step processes; on a loaded machine a late first update of another
         // record's subscription can land in a step's window.
@@ -297,6 +269,4 @@ fn calcout_odly_and_seq_dlyn_delay_as_in_epics_base() {
         eprintln!("caput(SQ.PROC, wait=True): {name} {waited:.3} s");
         assert!((all_groups - 0.05..all_groups + 0.8).contains(&waited), "{name}'s seq put waited {waited:.3} s");
     }
-    drop(base);
-    drop(ioc);
 }

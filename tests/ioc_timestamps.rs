@@ -7,9 +7,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{Proc, Scratch, free_port, free_udp_port, root, venv_python};
+use support::TwoIocs;
 
 const DB: &str = r#"
 record(ao, "$(P)SRC") { field(VAL, "1") }
@@ -86,61 +84,18 @@ const NAMES: &[&str] = &[
     "TSELNO",
 ];
 
-fn read(env: &[(&str, String)]) -> serde_json::Value {
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("TS:")
-        .args(NAMES)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
-}
-
 #[test]
 fn tse_and_tsel_stamp_records_as_epics_base_does() {
-    let dir = Scratch::new("timestamps");
-    std::fs::write(dir.0.join("ts.db"), DB).unwrap();
-    std::fs::write(dir.0.join("st.cmd"), "dbLoadRecords(\"ts.db\", \"P=TS:\")\niocInit\n").unwrap();
-    let env = support::loopback_env(free_port(), free_udp_port());
-    let base_env = support::loopback_env(free_port(), free_udp_port());
-    let mut ioc = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_pvloom"))
-            .current_dir(&dir.0)
-            .args(["ioc", "st.cmd"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    ioc.wait_line("served on port");
-    let mut base = Proc::spawn(
-        Command::new(venv_python())
-            .current_dir(&dir.0)
-            .arg(root().join("tests/peers/base_iocsh.py"))
-            .arg("st.cmd")
-            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    base.wait_line("SCRIPT-DONE");
-
-    let ours = read(&env);
-    let theirs = read(&base_env);
-    let differences: Vec<String> = NAMES
-        .iter()
-        .filter(|n| ours[**n] != theirs[**n])
-        .map(|n| format!("{n}: pvloom {} base {}", ours[*n], theirs[*n]))
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "differences from base:\n{}\nbase stderr:\n{}",
-        differences.join("\n"),
-        base.stderr()
-    );
+    let iocs =
+        TwoIocs::start("timestamps", &[("ts.db", DB), ("st.cmd", "dbLoadRecords(\"ts.db\", \"P=TS:\")\niocInit\n")]);
+    let names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+    let args: Vec<String> = std::iter::once("TS:".to_owned()).chain(names.iter().cloned()).collect();
+    let (ours, theirs) = iocs.each(SCRIPT, &args);
+    iocs.assert_same(&ours, &theirs, &names);
     // The comparison means something only if the cases differ from each other.
     assert_eq!(ours["NOW"][0], "now");
     assert_eq!(ours["BEST"][0], "epoch");
     assert_eq!(ours["DEVICE"][0], "source");
     assert_eq!(ours["TSELTIME"][0], "source");
     assert_eq!(ours["TSELVAL"][3], -2, "TSE read through TSEL");
-    drop(ioc);
 }
