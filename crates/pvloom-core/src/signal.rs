@@ -17,6 +17,7 @@
 //! everything else waits on a [`WaitList`]. Either way the wait is [`block_until`] or
 //! [`AsyncWait`].
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -161,7 +162,76 @@ pub enum Spin {
     No,
     /// Spin and yield briefly first (crossbeam's `Backoff`), as crossbeam's channels do:
     /// a result a few hundred nanoseconds away is caught without a park and a wake-up.
+    /// Then keep spinning for as long as this thread's recent waits say the result is
+    /// near ([`AdaptiveSpin`]): a network round trip of tens of microseconds is caught
+    /// without the park and the wake-up, which cost as much again.
     Backoff,
+}
+
+/// How long a thread spins before it parks, learnt from how long its waits took.
+///
+/// A wait's whole duration (from its start to its result, spun or parked) goes into a
+/// moving average; the next wait spins for twice that, if it is within
+/// [`MAX`](Self::MAX), or not at all. So a thread in a request/reply loop with a
+/// peer on the same host spins through each round trip, and one whose waits are long
+/// (a monitor, a timeout) parks at once and burns nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveSpin {
+    average: Duration,
+}
+
+impl AdaptiveSpin {
+    /// The longest spin. A wake-up costs ~10–30 µs; spinning for longer than a few of
+    /// them would cost more than it saves.
+    pub const MAX: Duration = Duration::from_micros(200);
+
+    /// A thread that has not waited yet: it spins for its first waits.
+    pub const fn new() -> Self {
+        AdaptiveSpin { average: Duration::from_micros(50) }
+    }
+
+    /// How long the next wait spins.
+    pub fn budget(&self) -> Duration {
+        let twice = self.average * 2;
+        if twice <= Self::MAX { twice } else { Duration::ZERO }
+    }
+
+    /// A wait took `took`.
+    pub fn observe(&mut self, took: Duration) {
+        // Clamped, so that one very long wait does not keep the thread from spinning
+        // for many short ones afterwards.
+        let took = took.min(Self::MAX * 4);
+        self.average = (self.average * 7 + took) / 8;
+    }
+}
+
+impl Default for AdaptiveSpin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+thread_local! {
+    static SPIN: Cell<AdaptiveSpin> = const { Cell::new(AdaptiveSpin::new()) };
+}
+
+/// Spin until `wait` has its result or `budget` passed.
+fn spin_for<W: Wait>(wait: &mut W, budget: Duration) -> Option<W::Output> {
+    if budget.is_zero() {
+        return None;
+    }
+    let until = Instant::now() + budget;
+    loop {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+        if let Some(value) = wait.try_take() {
+            return Some(value);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+    }
 }
 
 /// The one blocking wait: wait for `wait` until `deadline` (`None`: forever).
@@ -171,6 +241,20 @@ pub enum Spin {
 /// duration when the deadline passed (callers put their own timeout in it).
 pub fn block_until<W: Wait>(wait: &mut W, deadline: Option<Instant>, spin: Spin) -> Result<W::Output> {
     ensure_may_block()?;
+    if spin == Spin::Backoff {
+        let started = Instant::now();
+        let result = block_until_inner(wait, deadline, spin);
+        SPIN.with(|s| {
+            let mut learnt = s.get();
+            learnt.observe(started.elapsed());
+            s.set(learnt);
+        });
+        return result;
+    }
+    block_until_inner(wait, deadline, spin)
+}
+
+fn block_until_inner<W: Wait>(wait: &mut W, deadline: Option<Instant>, spin: Spin) -> Result<W::Output> {
     match spin {
         Spin::No => {
             if let Some(value) = wait.try_take() {
@@ -184,6 +268,13 @@ pub fn block_until<W: Wait>(wait: &mut W, deadline: Option<Instant>, spin: Spin)
                     return Ok(value);
                 }
                 backoff.snooze();
+            }
+            let mut budget = SPIN.with(|s| s.get().budget());
+            if let Some(deadline) = deadline {
+                budget = budget.min(deadline.saturating_duration_since(Instant::now()));
+            }
+            if let Some(value) = spin_for(wait, budget) {
+                return Ok(value);
             }
         }
     }
@@ -464,6 +555,32 @@ mod tests {
         fn wait(&self, timeout: Option<Duration>) -> Result<()> {
             self.list.wait_until(timeout.map(|t| Instant::now() + t), || self.check())
         }
+    }
+
+    #[test]
+    fn adaptive_spin_follows_short_waits_and_stops_for_long_ones() {
+        let us = Duration::from_micros;
+        let mut spin = AdaptiveSpin::new();
+        assert_eq!(spin.budget(), us(100), "a fresh thread spins for its first waits");
+        for _ in 0..64 {
+            spin.observe(us(40));
+        }
+        let budget = spin.budget();
+        assert!(budget >= us(78) && budget <= us(82), "round trips of 40 us: spin ~80, got {budget:?}");
+        for _ in 0..16 {
+            spin.observe(Duration::from_secs(1));
+        }
+        assert_eq!(spin.budget(), Duration::ZERO, "long waits: park at once");
+        // One long wait among short ones does not stop the spinning for long.
+        for _ in 0..64 {
+            spin.observe(us(20));
+        }
+        spin.observe(Duration::from_secs(5));
+        assert_eq!(spin.budget(), Duration::ZERO);
+        spin.observe(us(20));
+        spin.observe(us(20));
+        spin.observe(us(20));
+        assert!(spin.budget() > Duration::ZERO, "clamped: three short waits bring it back, got {:?}", spin.budget());
     }
 
     #[test]

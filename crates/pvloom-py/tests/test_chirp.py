@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import concurrent.futures
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -253,6 +254,63 @@ def test_sync_send_completes_when_the_handler_returns_with_auto_release(loop):
         assert not fut.done(), "a synchronous send waits for the release after the handler"
         leave.set()
         fut.result(timeout=WAIT)
+    finally:
+        leave.set()
+        sender.stop()
+        receiver.stop()
+
+
+def test_a_send_future_waited_for_from_many_threads_with_timeouts_and_callbacks(loop):
+    # The thread that waits resolves the future itself; the resolver thread does it for
+    # futures nobody waits on. Either way: one result, every waiter sees it, callbacks
+    # run once, a timeout is not waited twice, and a cancelled future stays cancelled.
+    entered, leave = threading.Event(), threading.Event()
+
+    class Slow(Chirp):
+        def handler(self, msg):
+            entered.set()
+            leave.wait(WAIT)
+
+    receiver = Slow(loop, config(True))
+    sender = Chirp(loop, config(True))
+    try:
+        msg = to(receiver)
+        fut = sender.send(msg)
+        assert entered.wait(WAIT)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            fut.result(timeout=0.2)
+        assert time.monotonic() - started < 1.5, "the timeout is waited once"
+        with pytest.raises(TimeoutError):
+            fut.exception(timeout=0)
+        called = []
+        fut.add_done_callback(lambda f: called.append(f.result()))
+        got = []
+        waiters = [threading.Thread(target=lambda: got.append(fut.result(timeout=WAIT))) for _ in range(8)]
+        for t in waiters:
+            t.start()
+        time.sleep(0.05)
+        leave.set()
+        for t in waiters:
+            t.join(WAIT)
+        assert got == [msg] * 8
+        assert called == [msg]
+        assert fut.exception(timeout=0) is None
+        # Nobody waits: the resolver resolves it.
+        unwaited = sender.send(to(receiver))
+        deadline = time.monotonic() + WAIT
+        while not unwaited.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert unwaited.done() and unwaited.result(timeout=0) is not None
+        # Cancelled by its owner before the node finished: it stays cancelled.
+        leave.clear()
+        entered.clear()
+        cancelled = sender.send(to(receiver))
+        assert cancelled.cancel()
+        assert entered.wait(WAIT)
+        leave.set()
+        with pytest.raises(concurrent.futures.CancelledError):
+            cancelled.result(timeout=WAIT)
     finally:
         leave.set()
         sender.stop()
@@ -918,6 +976,7 @@ def test_a_libchirp_node_without_tls_cannot_reach_a_pvloom_node_that_requires_it
 
 
 SEED_POOL_ECHO = '''\
+import concurrent.futures
 from concurrent.futures import Future
 from libchirp.pool import Chirp, Config, Loop
 res = Future()

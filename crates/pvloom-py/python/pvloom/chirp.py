@@ -36,6 +36,7 @@ Departures from libchirp, each deliberate:
 """
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures._base import PENDING as _PENDING
 import concurrent.futures.thread as _thread
 import ipaddress as _ipaddress
 import logging as _logging
@@ -91,7 +92,35 @@ def _value_error(text):
     return err
 
 
-class ChirpFuture(Future):
+class _NodeFuture(Future):
+    """A ``concurrent.futures.Future`` the node resolves. A thread waiting in
+    :meth:`result` or :meth:`exception` resolves it itself as soon as the node is done
+    (``_pending``, the native half), instead of waiting for the loop's resolver thread
+    to get the GIL and wake it: that hand-over cost more than the network round trip."""
+
+    _pending = None
+
+    def _settle(self, timeout):
+        # The timeout left for Future's own wait.
+        pending = self._pending
+        if pending is None or self._state != _PENDING:
+            return timeout
+        ready = pending.wait(timeout)
+        if ready:
+            pending.settle(self)
+            self._pending = None
+            return timeout
+        # Timed out (do not wait a second time), or another thread waits on it.
+        return timeout if ready is None else 0
+
+    def result(self, timeout=None):
+        return Future.result(self, self._settle(timeout))
+
+    def exception(self, timeout=None):
+        return Future.exception(self, self._settle(timeout))
+
+
+class ChirpFuture(_NodeFuture):
     """The future of a request: ``result()`` is the answer, ``send_result()`` waits
     for the request to be sent."""
 
@@ -102,7 +131,7 @@ class ChirpFuture(Future):
 
     def result(self, timeout=None):
         """The answer (a :class:`Message`); released first if ``auto_release``."""
-        res = Future.result(self, timeout)
+        res = _NodeFuture.result(self, timeout)
         if self._auto_release:
             res._release_nowait()
         return res
@@ -386,8 +415,8 @@ class ChirpBase(object):
         Sending the same message again before its future is done raises ``RuntimeError``.
         """
         assert isinstance(msg, Message)
-        fut = Future()
-        self._node.send(msg, fut)
+        fut = _NodeFuture()
+        fut._pending = self._node.send(msg, fut)
         return fut
 
     def request(self, msg, auto_release=True):
@@ -395,8 +424,8 @@ class ChirpBase(object):
         with the same identity); ``TimeoutError`` after TIMEOUT."""
         assert isinstance(msg, Message)
         fut = ChirpFuture(auto_release)
-        fut._send_fut = Future()
-        self._node.request(msg, fut._send_fut, fut)
+        fut._send_fut = send_fut = _NodeFuture()
+        send_fut._pending, fut._pending = self._node.request(msg, send_fut, fut)
         return fut
 
     def stop(self):

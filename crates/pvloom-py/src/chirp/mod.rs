@@ -23,6 +23,7 @@
 
 mod message;
 mod node;
+mod pending;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -41,6 +42,7 @@ use crate::outcome::{PyCall, PyHook, report_exception};
 
 pub use message::PyChirpMessage;
 pub use node::PyChirpNode;
+pub use pending::PyChirpPending;
 
 /// libchirp's error codes (`ch_error_t`), set as `ecode` on the exceptions, as the real
 /// module does.
@@ -62,6 +64,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyChirpLoop>()?;
     m.add_class::<PyChirpMessage>()?;
     m.add_class::<PyChirpNode>()?;
+    m.add_class::<PyChirpPending>()?;
     Ok(())
 }
 

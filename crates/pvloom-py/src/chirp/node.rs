@@ -20,7 +20,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::message::PyChirpMessage;
-use super::{LoopEnv, PyChirpLoop, chirp_exception, resolve};
+use super::pending::{Finisher, PyChirpPending};
+use super::{LoopEnv, PyChirpLoop, chirp_exception};
 use crate::errors::to_py;
 use crate::outcome::report_exception;
 use crate::wait::{deadline, wait_sliced};
@@ -179,7 +180,9 @@ impl PyChirpNode {
 
     /// Send `msg` to its address and port; `future` gets `msg` when the OS took it
     /// (asynchronous) or the remote released it (synchronous), or the exception.
-    fn send(&self, msg: &Bound<'_, PyChirpMessage>, future: Py<PyAny>) -> PyResult<()> {
+    /// Returns the future's native half (`ChirpPending`), through which a thread
+    /// waiting for it resolves it.
+    fn send(&self, msg: &Bound<'_, PyChirpMessage>, future: Py<PyAny>) -> PyResult<PyChirpPending> {
         let message = msg.get();
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
@@ -187,37 +190,40 @@ impl PyChirpNode {
         // The GIL is kept: the node's send never blocks, and its callbacks never wait
         // for the GIL (they go through the resolver).
         let sent = self.node.send(to, outgoing);
-        sent.then(settle_send(self.env.clone(), msg, future));
-        Ok(())
+        let (pending, finisher) = PyChirpPending::new(&self.env);
+        sent.then(settle_send(msg, future, finisher));
+        Ok(pending)
     }
 
     /// Send `msg` and resolve `answer_future` with the answer (a message with the same
     /// identity), or `TimeoutError` after TIMEOUT; `send_future` as for `send`.
+    /// Returns the two futures' native halves.
     fn request(
         &self,
         msg: &Bound<'_, PyChirpMessage>,
         send_future: Py<PyAny>,
         answer_future: Py<PyAny>,
-    ) -> PyResult<()> {
+    ) -> PyResult<(PyChirpPending, PyChirpPending)> {
         let message = msg.get();
         message.begin_send()?;
         let (to, outgoing) = message.outgoing();
         let msg: Py<PyChirpMessage> = msg.clone().unbind();
         // The GIL is kept, as in send.
         let (sent, answer) = self.node.request(to, outgoing);
-        sent.then(settle_send(self.env.clone(), msg, send_future));
-        let env = self.env.clone();
+        let (send_pending, send_finisher) = PyChirpPending::new(&self.env);
+        sent.then(settle_send(msg, send_future, send_finisher));
+        let (answer_pending, answer_finisher) = PyChirpPending::new(&self.env);
         answer.then(move |result| {
-            env.resolver.clone().push(Box::new(move |py| {
-                let outcome = match result {
+            answer_finisher.finish(
+                answer_future,
+                Box::new(move |py| match result {
                     Ok(Ok(answer)) => Py::new(py, PyChirpMessage::received(answer, None)).map(Py::into_any),
                     Ok(Err(error)) => Err(chirp_exception(py, error)),
                     Err(error) => Err(to_py(error)),
-                };
-                resolve(py, &env, &answer_future, outcome);
-            }));
+                }),
+            );
         });
-        Ok(())
+        Ok((send_pending, answer_pending))
     }
 
     /// Messages received and not yet released.
@@ -255,19 +261,19 @@ impl PyChirpNode {
 
 /// The callback that resolves a send's future with the message or the exception.
 fn settle_send(
-    env: Arc<LoopEnv>,
     msg: Py<PyChirpMessage>,
     future: Py<PyAny>,
+    finisher: Finisher,
 ) -> impl FnOnce(Result<Result<(), ChirpError>, pvloom_core::Error>) + Send + 'static {
     move |result| {
         msg.get().sending.store(false, Ordering::Release);
-        env.resolver.clone().push(Box::new(move |py| {
-            let outcome = match result {
+        finisher.finish(
+            future,
+            Box::new(move |py| match result {
                 Ok(Ok(())) => Ok(msg.into_any()),
                 Ok(Err(error)) => Err(chirp_exception(py, error)),
                 Err(error) => Err(to_py(error)),
-            };
-            resolve(py, &env, &future, outcome);
-        }));
+            }),
+        );
     }
 }
