@@ -487,6 +487,47 @@ def test_messages_the_pool_drops_unrun_are_released(loop):
         receiver.stop()
 
 
+def test_the_pools_workers_take_messages_and_submitted_work_alike_and_after_shutdown_messages_are_released(loop):
+    """Received messages go to the pool's workers without a Future; submit() still
+    works beside them; all workers run handlers at once; once the pool is shut down a
+    message is released unhandled (a synchronous sender is not left waiting)."""
+    inside, leave = [], threading.Event()
+    lock = threading.Lock()
+
+    class Parallel(Chirp):
+        def handler(self, msg):
+            with lock:
+                inside.append(threading.current_thread().name)
+            leave.wait(WAIT)
+
+    receiver = Parallel(loop, config(False), max_workers=4)
+    sender = Chirp(loop, config(False))
+    try:
+        for i in range(4):
+            sender.send(to(receiver, b"%d" % i)).result(timeout=WAIT)
+        end = time.monotonic() + WAIT
+        while len(inside) < 4 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert len(set(inside)) == 4, "four handlers run at once on four workers"
+        leave.set()
+        assert receiver.submit(lambda x: x * 2, 21).result(timeout=WAIT) == 42
+        assert receiver._node.wait_released(WAIT)
+        receiver.shutdown()
+        sync_sender = Chirp(loop, config(True))
+        sync_receiver = Parallel(loop, config(True))
+        try:
+            sync_receiver.shutdown()
+            sync_sender.send(to(sync_receiver)).result(timeout=WAIT)
+            assert sync_receiver._node.held == 0
+        finally:
+            sync_sender.stop()
+            sync_receiver.stop()
+    finally:
+        leave.set()
+        sender.stop()
+        receiver.stop()
+
+
 def test_a_done_callback_may_stop_the_loop():
     """Send futures resolve on the loop's resolver thread; stopping the chirp and the
     loop from a done-callback there must not wait for that thread itself."""

@@ -44,9 +44,11 @@ import os as _os
 from queue import Queue as _Queue
 import struct as _struct
 import threading as _threading
+import weakref as _weakref
 
 from ._pvloom import ChirpLoop as _ChirpLoop
 from ._pvloom import ChirpNode as _ChirpNode
+from ._pvloom import ChirpWorkQueue as _ChirpWorkQueue
 from ._pvloom import Message
 
 __all__ = ("Chirp", "ChirpBase", "ChirpFuture", "Config", "Loop", "Message", "QueueChirp")
@@ -484,6 +486,38 @@ class _HandlerItem(object):
         self.msg._release_nowait()
 
 
+class _ReleaseItem(object):
+    """The work item of a message whose chirp is gone: release it."""
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg):
+        self.msg = msg
+
+    def run(self):
+        self.msg._release_nowait()
+
+    @property
+    def future(self):
+        return self
+
+    def cancel(self):
+        self.msg._release_nowait()
+        return True
+
+
+def _item_maker(chirp):
+    """``make_item(msg)`` for the chirp's work queue; the queue must not keep the chirp
+    alive (it is the chirp's own attribute)."""
+    ref = _weakref.ref(chirp)
+
+    def make_item(msg):
+        chirp = ref()
+        return _ReleaseItem(msg) if chirp is None else _HandlerItem(chirp, msg)
+
+    return make_item
+
+
 def _workers_run_items_bare():
     """True if this Python's ThreadPoolExecutor workers call ``work_item.run()`` and
     nothing else on what its queue holds (CPython 3.8 to 3.13): then a
@@ -517,11 +551,27 @@ class Chirp(ChirpBase, ThreadPoolExecutor):
 
     def __init__(self, loop, config, **kwargs):
         ThreadPoolExecutor.__init__(self, **kwargs)
+        recv = self._on_message
+        if _BARE_ITEMS:
+            # The node puts received messages in the workers' queue itself (see
+            # ChirpWorkQueue); submit() goes on working as it does.
+            self._work_queue = recv = _ChirpWorkQueue(_item_maker(self))
         try:
-            ChirpBase.__init__(self, loop, config, self._on_message)
+            ChirpBase.__init__(self, loop, config, recv)
         except BaseException:
             ThreadPoolExecutor.shutdown(self, wait=False)
             raise
+        if _BARE_ITEMS:
+            # Workers are started by submit(), which received messages no longer pass
+            # through: start them all now.
+            for _ in range(self._max_workers):
+                self._adjust_thread_count()
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """ThreadPoolExecutor's shutdown; messages arriving afterwards are released unhandled."""
+        if isinstance(self._work_queue, _ChirpWorkQueue):
+            self._work_queue.refuse_messages()
+        ThreadPoolExecutor.shutdown(self, wait, cancel_futures=cancel_futures)
 
     def _on_message(self, msg):
         # On the resolver thread: hand over at once, never run the handler here.

@@ -24,6 +24,7 @@
 mod message;
 mod node;
 mod pending;
+mod work_queue;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -43,6 +44,7 @@ use crate::outcome::{PyCall, PyHook, report_exception};
 pub use message::PyChirpMessage;
 pub use node::PyChirpNode;
 pub use pending::PyChirpPending;
+pub use work_queue::PyChirpWorkQueue;
 
 /// libchirp's error codes (`ch_error_t`), set as `ecode` on the exceptions, as the real
 /// module does.
@@ -65,6 +67,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyChirpMessage>()?;
     m.add_class::<PyChirpNode>()?;
     m.add_class::<PyChirpPending>()?;
+    m.add_class::<PyChirpWorkQueue>()?;
     Ok(())
 }
 

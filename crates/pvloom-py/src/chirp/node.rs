@@ -21,6 +21,7 @@ use pyo3::types::PyBytes;
 
 use super::message::PyChirpMessage;
 use super::pending::{Finisher, PyChirpPending};
+use super::work_queue::{PyChirpWorkQueue, Received};
 use super::{LoopEnv, PyChirpLoop, chirp_exception};
 use crate::errors::to_py;
 use crate::outcome::report_exception;
@@ -28,7 +29,7 @@ use crate::wait::{deadline, wait_sliced};
 
 /// Received messages not yet released, by a key of their own.
 #[derive(Default)]
-pub(crate) struct Held {
+pub struct Held {
     messages: Mutex<HashMap<u64, pvloom_chirp::Message>>,
     next: AtomicU64,
     emptied: Condvar,
@@ -146,11 +147,25 @@ impl PyChirpNode {
             ..Config::default()
         };
         let held = Arc::new(Held::default());
+        // The pool's own work queue: messages go to its workers without the resolver.
+        let direct = on_message.bind(py).cast::<PyChirpWorkQueue>().ok().map(|q| q.get().queue.clone());
         let handler = {
             let (env, held) = (env.clone(), held.clone());
             let on_message = Arc::new(on_message);
             move |message: pvloom_chirp::Message| {
                 let key = held.insert(message.clone());
+                let message = match &direct {
+                    None => message,
+                    Some(queue) => {
+                        let received = Received { message, held: held.clone(), key, env: env.clone() };
+                        // Refused once the pool shut down: nobody will handle it.
+                        if let Err(refused) = queue.push_received(received) {
+                            refused.message.release_detached();
+                            refused.held.remove(refused.key);
+                        }
+                        return;
+                    }
+                };
                 let (env, held, on_message) = (env.clone(), held.clone(), on_message.clone());
                 // In order: one resolver thread runs the jobs as they were queued.
                 env.resolver.clone().push(Box::new(move |py| {

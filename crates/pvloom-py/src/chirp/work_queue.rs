@@ -1,0 +1,168 @@
+//! `ChirpWorkQueue`: the work queue of `pvloom.chirp.Chirp`'s thread pool, which the
+//! node fills directly.
+//!
+//! The pool's workers take their work from `executor._work_queue` (`get(block=True)`).
+//! With a `queue.SimpleQueue` there, a received message went from the I/O thread to
+//! the resolver thread (for the GIL), which put it in the queue, which woke a worker
+//! (for the GIL again): two thread hops and two GIL hand-overs per message. This queue
+//! takes the received message on the I/O thread without the GIL and wakes a worker,
+//! which makes the Python message and its work item itself. What `submit()` queues goes
+//! in as it is; the queue is FIFO over both.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
+
+use super::LoopEnv;
+use super::message::PyChirpMessage;
+use super::node::Held;
+use crate::wait::{deadline, wait_sliced};
+
+/// A message the node received, before it becomes a Python object.
+pub(crate) struct Received {
+    pub(crate) message: pvloom_chirp::Message,
+    pub(crate) held: Arc<Held>,
+    pub(crate) key: u64,
+    pub(crate) env: Arc<LoopEnv>,
+}
+
+enum Entry {
+    Item(Py<PyAny>),
+    Received(Received),
+}
+
+#[derive(Default)]
+struct State {
+    entries: VecDeque<Entry>,
+    /// The pool shut down: received messages go the resolver's way (and are released).
+    refuses_messages: bool,
+}
+
+/// The queue proper, shared with the node's handler.
+#[derive(Default)]
+pub(crate) struct WorkQueue {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+impl WorkQueue {
+    /// Queue a received message for a worker; handed back when the pool no longer
+    /// takes messages. Never waits for the GIL.
+    pub(crate) fn push_received(&self, received: Received) -> Result<(), Received> {
+        let mut state = self.state.lock();
+        if state.refuses_messages {
+            return Err(received);
+        }
+        state.entries.push_back(Entry::Received(received));
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn push(&self, entry: Entry) {
+        self.state.lock().entries.push_back(entry);
+        self.ready.notify_one();
+    }
+
+    /// The next entry, waiting until `until` (`None`: forever).
+    fn pop_until(&self, until: Instant) -> Option<Entry> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(entry) = state.entries.pop_front() {
+                return Some(entry);
+            }
+            if self.ready.wait_until(&mut state, until).timed_out() {
+                return state.entries.pop_front();
+            }
+        }
+    }
+}
+
+/// The pool's work queue (`queue.SimpleQueue`'s methods). `make_item(msg)` makes the
+/// work item of a received message.
+#[pyclass(name = "ChirpWorkQueue", module = "pvloom.chirp", frozen)]
+pub struct PyChirpWorkQueue {
+    pub(crate) queue: Arc<WorkQueue>,
+    make_item: Py<PyAny>,
+}
+
+impl PyChirpWorkQueue {
+    fn to_python(&self, py: Python<'_>, entry: Entry) -> PyResult<Py<PyAny>> {
+        match entry {
+            Entry::Item(item) => Ok(item),
+            Entry::Received(Received { message, held, key, env }) => {
+                let msg = Py::new(py, PyChirpMessage::received(message, Some((held, key, env))))?;
+                Ok(self.make_item.bind(py).call1((msg,))?.unbind())
+            }
+        }
+    }
+
+    fn empty_error(py: Python<'_>) -> PyErr {
+        match py.import("queue").and_then(|m| m.getattr("Empty")) {
+            Ok(empty) => PyErr::from_value(empty.call0().unwrap_or(empty)),
+            Err(err) => err,
+        }
+    }
+}
+
+#[pymethods]
+impl PyChirpWorkQueue {
+    #[new]
+    fn new(make_item: Py<PyAny>) -> Self {
+        PyChirpWorkQueue { queue: Arc::new(WorkQueue::default()), make_item }
+    }
+
+    /// Queue `item` (never blocks: the queue is unbounded, as SimpleQueue).
+    #[pyo3(signature = (item, block=true, timeout=None))]
+    fn put(&self, item: Py<PyAny>, block: bool, timeout: Option<f64>) {
+        let _ = (block, timeout);
+        self.queue.push(Entry::Item(item));
+    }
+
+    /// `put(item, False)`.
+    fn put_nowait(&self, item: Py<PyAny>) {
+        self.queue.push(Entry::Item(item));
+    }
+
+    /// The next item; waits (GIL released) if `block`, up to `timeout` seconds
+    /// (`None`: forever). `queue.Empty` when there is none.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let first = self.queue.state.lock().entries.pop_front();
+        let entry = match first {
+            Some(entry) => Some(entry),
+            None if !block => None,
+            None => {
+                let queue = self.queue.clone();
+                wait_sliced(py, deadline(timeout), move |slice_end| Ok(queue.pop_until(slice_end)))?
+            }
+        };
+        match entry {
+            Some(entry) => self.to_python(py, entry),
+            None => Err(Self::empty_error(py)),
+        }
+    }
+
+    /// `get(False)`.
+    fn get_nowait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.get(py, false, None)
+    }
+
+    /// Entries queued.
+    fn qsize(&self) -> usize {
+        self.queue.state.lock().entries.len()
+    }
+
+    /// True if nothing is queued.
+    fn empty(&self) -> bool {
+        self.queue.state.lock().entries.is_empty()
+    }
+
+    /// From now on received messages are not queued (the pool shut down).
+    fn refuse_messages(&self) {
+        self.queue.state.lock().refuses_messages = true;
+    }
+}
