@@ -158,11 +158,7 @@ impl PyChirpNode {
                     None => message,
                     Some(queue) => {
                         let received = Received { message, held: held.clone(), key, env: env.clone() };
-                        // Refused once the pool shut down: nobody will handle it.
-                        if let Err(refused) = queue.push_received(received) {
-                            refused.message.release_detached();
-                            refused.held.remove(refused.key);
-                        }
+                        queue.push_received(received);
                         return;
                     }
                 };

@@ -49,17 +49,19 @@ pub(crate) struct WorkQueue {
 }
 
 impl WorkQueue {
-    /// Queue a received message for a worker; handed back when the pool no longer
-    /// takes messages. Never waits for the GIL.
-    pub(crate) fn push_received(&self, received: Received) -> Result<(), Received> {
+    /// Queue a received message for a worker; once the pool shut down, release it
+    /// unhandled (nobody will handle it). Never waits for the GIL.
+    pub(crate) fn push_received(&self, received: Received) {
         let mut state = self.state.lock();
         if state.refuses_messages {
-            return Err(received);
+            drop(state);
+            received.message.release_detached();
+            received.held.remove(received.key);
+            return;
         }
         state.entries.push_back(Entry::Received(received));
         drop(state);
         self.ready.notify_one();
-        Ok(())
     }
 
     fn push(&self, entry: Entry) {
