@@ -36,6 +36,7 @@ Departures from libchirp, each deliberate:
 """
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures._base import FINISHED as _FINISHED
 from concurrent.futures._base import PENDING as _PENDING
 import concurrent.futures.thread as _thread
 import ipaddress as _ipaddress
@@ -100,7 +101,23 @@ class _NodeFuture(Future):
     (``_pending``, the native half), instead of waiting for the loop's resolver thread
     to get the GIL and wake it: that hand-over cost more than the network round trip."""
 
-    _pending = None
+    def __init__(self):
+        # Future.__init__ without the Condition: made at its first use (see
+        # _condition), which most futures never see (resolved before anybody looks).
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks = []
+        self._pending = None
+
+    @property
+    def _condition(self):
+        cond = self.__dict__.get("_cond")
+        if cond is None:
+            # setdefault: two threads making it at once get the same one.
+            cond = self.__dict__.setdefault("_cond", _threading.Condition())
+        return cond
 
     def _settle(self, timeout):
         # The timeout left for Future's own wait.
@@ -116,10 +133,19 @@ class _NodeFuture(Future):
         return timeout if ready is None else 0
 
     def result(self, timeout=None):
-        return Future.result(self, self._settle(timeout))
+        timeout = self._settle(timeout)
+        if self._state == _FINISHED:
+            # Done: no need to make the Condition to read it.
+            if self._exception is not None:
+                raise self._exception
+            return self._result
+        return Future.result(self, timeout)
 
     def exception(self, timeout=None):
-        return Future.exception(self, self._settle(timeout))
+        timeout = self._settle(timeout)
+        if self._state == _FINISHED:
+            return self._exception
+        return Future.exception(self, timeout)
 
 
 class ChirpFuture(_NodeFuture):
@@ -127,7 +153,7 @@ class ChirpFuture(_NodeFuture):
     for the request to be sent."""
 
     def __init__(self, auto_release=True):
-        Future.__init__(self)
+        _NodeFuture.__init__(self)
         self._auto_release = auto_release
         self._send_fut = None
 
