@@ -9,6 +9,7 @@ use super::backend::{MonitorGate, PvBackend};
 use super::outbox::Outbox;
 use crate::proto::DbrType;
 use crate::proto::command::Command;
+use crate::proto::dbr::{DbrClass, DbrData};
 
 /// A PV as served: its backend and who subscribed to it.
 pub struct ServedPv {
@@ -75,6 +76,22 @@ pub(crate) struct ServerSubscription {
     pub(crate) outbox: Arc<Outbox>,
     /// The channel's per-subscription filter state (`dbnd`, `sync`), if it has one.
     pub(crate) gate: Option<Mutex<Box<dyn MonitorGate>>>,
+    /// The first update, until the second is sent (see [`FirstUpdates`]).
+    pub(crate) first: Mutex<FirstUpdates>,
+}
+
+/// The subscription's initial update and a processing's post race: the record may
+/// process between the subscription joining the PV's list and the initial read, and
+/// then both read the same value with the same timestamp, and the client would get
+/// that update twice (seen in a recorder's counter as 1, 1, 2, ...). A timestamped
+/// update equal to the first one, in time and value, is that same processing: only
+/// the second update is compared, once.
+#[derive(Debug, Default)]
+pub(crate) enum FirstUpdates {
+    #[default]
+    Nothing,
+    One(DbrData),
+    Settled,
 }
 
 impl ServerSubscription {
@@ -94,6 +111,21 @@ impl ServerSubscription {
             },
             None => data,
         };
+        // Held while pushing, so the first two updates reach the outbox in the order
+        // they were compared.
+        let mut _ordered = None;
+        if self.data_type.class() == DbrClass::Time {
+            let mut first = self.first.lock();
+            match std::mem::replace(&mut *first, FirstUpdates::Settled) {
+                FirstUpdates::Nothing => {
+                    *first = FirstUpdates::One(data.clone());
+                    _ordered = Some(first);
+                }
+                FirstUpdates::One(earlier) if earlier == data => return,
+                FirstUpdates::One(_) => _ordered = Some(first),
+                FirstUpdates::Settled => {}
+            }
+        }
         let reply = Command::event_add_response(self.id, crate::proto::constants::ECA_NORMAL, self.data_type, &data);
         match reply {
             Ok(update) => self.outbox.push(self.id, update),
@@ -157,5 +189,58 @@ impl Registry {
     /// True when nothing is served.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::dbr::Value;
+    use crate::server::backend::{PvSpec, SimplePv};
+
+    fn subscription(data_type: DbrType) -> (Arc<ServerSubscription>, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(Box::new(|| {})));
+        outbox.register(1);
+        let sub = Arc::new(ServerSubscription {
+            id: 1,
+            data_type,
+            count: 1,
+            mask: crate::proto::constants::DBE_VALUE,
+            outbox: outbox.clone(),
+            gate: None,
+            first: Mutex::default(),
+        });
+        (sub, outbox)
+    }
+
+    fn sent(outbox: &Outbox) -> usize {
+        let mut got = Vec::new();
+        outbox.take(usize::MAX, &mut got);
+        got.len()
+    }
+
+    #[test]
+    fn the_initial_update_and_a_racing_post_of_the_same_processing_reach_the_client_once() {
+        let simple = Arc::new(SimplePv::new(PvSpec::new(Value::Double(vec![1.0]))));
+        let backend: Arc<dyn PvBackend> = simple.clone();
+        let (sub, outbox) = subscription(DbrType::TimeDouble);
+        // The post of a processing that happened before the initial read, then the
+        // initial read itself (or the other way round): same value, same time.
+        sub.send_current(&backend);
+        assert_eq!(sent(&outbox), 1);
+        sub.send_current(&backend);
+        assert_eq!(sent(&outbox), 0, "the same processing twice");
+        // Later updates go out, equal values included (a processing with MDEL -1).
+        sub.send_current(&backend);
+        assert_eq!(sent(&outbox), 1, "only the second update is compared");
+        simple.set(Value::Double(vec![2.0]));
+        sub.send_current(&backend);
+        assert_eq!(sent(&outbox), 1);
+        // Without a timestamp equal updates cannot be told apart: both go out.
+        let (plain, outbox) = subscription(DbrType::Double);
+        plain.send_current(&backend);
+        assert_eq!(sent(&outbox), 1);
+        plain.send_current(&backend);
+        assert_eq!(sent(&outbox), 1, "no timestamp: not taken for a duplicate");
     }
 }

@@ -228,6 +228,7 @@ impl ServerCircuit {
                     mask,
                     outbox: self.outbox.clone(),
                     gate: pv.backend.monitor_gate().map(Mutex::new),
+                    first: Mutex::default(),
                 });
                 self.outbox.register(subscription_id);
                 pv.subscribe(&subscription);
