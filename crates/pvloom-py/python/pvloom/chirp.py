@@ -124,9 +124,8 @@ class _NodeFuture(Future):
         pending = self._pending
         if pending is None or self._state != _PENDING:
             return timeout
-        ready = pending.wait(timeout)
+        ready = pending.wait(self, timeout)
         if ready:
-            pending.settle(self)
             self._pending = None
             return timeout
         # Timed out (do not wait a second time), or another thread waits on it.
