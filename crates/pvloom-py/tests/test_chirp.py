@@ -238,15 +238,25 @@ def test_an_unanswered_request_times_out(loop):
         silent.stop()
 
 
+class Slow(Chirp):
+    """Sets ``entered`` when a handler starts (``threads``: the names of the threads
+    running them), returns when ``leave`` is set."""
+
+    def __init__(self, *args, **kwargs):
+        self.entered, self.leave = threading.Event(), threading.Event()
+        self.threads, self._threads_lock = [], threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def handler(self, msg):
+        with self._threads_lock:
+            self.threads.append(threading.current_thread().name)
+        self.entered.set()
+        self.leave.wait(WAIT)
+
+
 def test_sync_send_completes_when_the_handler_returns_with_auto_release(loop):
-    entered, leave = threading.Event(), threading.Event()
-
-    class Slow(Chirp):
-        def handler(self, msg):
-            entered.set()
-            leave.wait(WAIT)
-
     receiver = Slow(loop, config(True))
+    entered, leave = receiver.entered, receiver.leave
     sender = Chirp(loop, config(True))
     try:
         fut = sender.send(to(receiver))
@@ -264,14 +274,8 @@ def test_a_send_future_waited_for_from_many_threads_with_timeouts_and_callbacks(
     # The thread that waits resolves the future itself; the resolver thread does it for
     # futures nobody waits on. Either way: one result, every waiter sees it, callbacks
     # run once, a timeout is not waited twice, and a cancelled future stays cancelled.
-    entered, leave = threading.Event(), threading.Event()
-
-    class Slow(Chirp):
-        def handler(self, msg):
-            entered.set()
-            leave.wait(WAIT)
-
     receiver = Slow(loop, config(True))
+    entered, leave = receiver.entered, receiver.leave
     sender = Chirp(loop, config(True))
     try:
         msg = to(receiver)
@@ -298,10 +302,7 @@ def test_a_send_future_waited_for_from_many_threads_with_timeouts_and_callbacks(
         assert fut.exception(timeout=0) is None
         # Nobody waits: the resolver resolves it.
         unwaited = sender.send(to(receiver))
-        deadline = time.monotonic() + WAIT
-        while not unwaited.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert unwaited.done() and unwaited.result(timeout=0) is not None
+        assert eventually(unwaited.done) and unwaited.result(timeout=0) is not None
         # Cancelled by its owner before the node finished: it stays cancelled.
         leave.clear()
         entered.clear()
@@ -454,31 +455,27 @@ def test_shutdown_is_the_executors_and_a_stopped_loop_refuses_chirps():
         lp.run()
 
 
+def eventually(condition, timeout=WAIT):
+    """Poll ``condition`` until it holds or ``timeout`` passes; its last value."""
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.01)
+    return condition()
+
+
 def test_messages_the_pool_drops_unrun_are_released(loop):
     """shutdown(cancel_futures=True) drops what waits in the pool's queue: those
     messages are released, not leaked (the pool queues them without a Future)."""
-    entered, leave = threading.Event(), threading.Event()
-
-    class Blocking(Chirp):
-        def handler(self, msg):
-            entered.set()
-            leave.wait(WAIT)
-
-    receiver = Blocking(loop, config(False), max_workers=1)
+    receiver = Slow(loop, config(False), max_workers=1)
+    entered, leave = receiver.entered, receiver.leave
     sender = Chirp(loop, config(False))
     try:
         for i in range(5):
             sender.send(to(receiver, b"%d" % i)).result(timeout=WAIT)
         assert entered.wait(WAIT)
-        end = time.monotonic() + WAIT
-        while receiver._node.held < 5 and time.monotonic() < end:
-            time.sleep(0.01)
-        assert receiver._node.held == 5, "one message in the handler, four queued"
+        assert eventually(lambda: receiver._node.held == 5), "one message in the handler, four queued"
         receiver.shutdown(wait=False, cancel_futures=True)
-        end = time.monotonic() + WAIT
-        while receiver._node.held > 1 and time.monotonic() < end:
-            time.sleep(0.01)
-        assert receiver._node.held == 1, "the four queued ones released, the running one still held"
+        assert eventually(lambda: receiver._node.held == 1), "the four queued ones released, the running one still held"
         leave.set()
         assert receiver._node.wait_released(WAIT), "the running one released after its handler"
     finally:
@@ -491,30 +488,20 @@ def test_the_pools_workers_take_messages_and_submitted_work_alike_and_after_shut
     """Received messages go to the pool's workers without a Future; submit() still
     works beside them; all workers run handlers at once; once the pool is shut down a
     message is released unhandled (a synchronous sender is not left waiting)."""
-    inside, leave = [], threading.Event()
-    lock = threading.Lock()
-
-    class Parallel(Chirp):
-        def handler(self, msg):
-            with lock:
-                inside.append(threading.current_thread().name)
-            leave.wait(WAIT)
-
-    receiver = Parallel(loop, config(False), max_workers=4)
+    receiver = Slow(loop, config(False), max_workers=4)
+    inside, leave = receiver.threads, receiver.leave
     sender = Chirp(loop, config(False))
     try:
         for i in range(4):
             sender.send(to(receiver, b"%d" % i)).result(timeout=WAIT)
-        end = time.monotonic() + WAIT
-        while len(inside) < 4 and time.monotonic() < end:
-            time.sleep(0.01)
+        assert eventually(lambda: len(inside) == 4)
         assert len(set(inside)) == 4, "four handlers run at once on four workers"
         leave.set()
         assert receiver.submit(lambda x: x * 2, 21).result(timeout=WAIT) == 42
         assert receiver._node.wait_released(WAIT)
         receiver.shutdown()
         sync_sender = Chirp(loop, config(True))
-        sync_receiver = Parallel(loop, config(True))
+        sync_receiver = Slow(loop, config(True))
         try:
             sync_receiver.shutdown()
             sync_sender.send(to(sync_receiver)).result(timeout=WAIT)

@@ -495,7 +495,11 @@ class _HandlerItem(object):
         self.msg = msg
 
     def run(self):
-        _pool_handler(self.chirp, self.msg)
+        if self.chirp is None:
+            # Its chirp is gone: nobody to handle it.
+            self.msg._release_nowait()
+        else:
+            _pool_handler(self.chirp, self.msg)
 
     # What the executor does to the future of an item it drops unrun
     # (shutdown(cancel_futures=True), a failed initializer): the message is released.
@@ -511,26 +515,6 @@ class _HandlerItem(object):
         self.msg._release_nowait()
 
 
-class _ReleaseItem(object):
-    """The work item of a message whose chirp is gone: release it."""
-
-    __slots__ = ("msg",)
-
-    def __init__(self, msg):
-        self.msg = msg
-
-    def run(self):
-        self.msg._release_nowait()
-
-    @property
-    def future(self):
-        return self
-
-    def cancel(self):
-        self.msg._release_nowait()
-        return True
-
-
 def _item_maker(chirp):
     """``make_item(msg)`` for the chirp's work queue; the queue must not keep the chirp
     alive (it is the chirp's own attribute)."""
@@ -538,7 +522,7 @@ def _item_maker(chirp):
 
     def make_item(msg):
         chirp = ref()
-        return _ReleaseItem(msg) if chirp is None else _HandlerItem(chirp, msg)
+        return _HandlerItem(chirp, msg)
 
     return make_item
 
