@@ -94,11 +94,15 @@ out["plain ts"] = plain.timestamp
 
 # FIELD$ writes: chars up to the NUL, truncated to the field.
 long_so = epics.PV("F:SO.VAL$"); long_so.wait_for_connection(5)
-long_so.put(b"abc", wait=True); out["so after abc"] = epics.caget("F:SO")
-long_so.put("x" * 60, wait=True); out["so after 60"] = epics.caget("F:SO")
-epics.caput("F:C.INPA$", b"F:AO.EGU NPP", wait=True); out["inpa"] = epics.caget("F:C.INPA")
+# Read back without pyepics' cached monitor value: the put went through another
+# channel, and the monitor's update may still be on its way.
+def read(name):
+    return epics.caget(name, use_monitor=False)
+long_so.put(b"abc", wait=True); out["so after abc"] = read("F:SO")
+long_so.put("x" * 60, wait=True); out["so after 60"] = read("F:SO")
+epics.caput("F:C.INPA$", b"F:AO.EGU NPP", wait=True); out["inpa"] = read("F:C.INPA")
 # A put through arr writes the whole field.
-epics.caput("F:WF.[2:5]", [10.0, 11.0], wait=True); out["wf after arr put"] = epics.caget("F:WF").tolist()
+epics.caput("F:WF.[2:5]", [10.0, 11.0], wait=True); out["wf after arr put"] = read("F:WF").tolist()
 print(json.dumps(out))
 "#;
 
