@@ -10,9 +10,10 @@ unless DISABLE_ENCRYPTION, except to 127.0.0.1 and ::1. ``libchirp.queue``'s sha
 :class:`QueueChirp` (also ``pvloom.chirp_queue.Chirp``).
 
 Threads: the node's sockets live on the :class:`Loop`'s I/O threads. The pool's
-:meth:`Chirp.handler` runs on the executor's threads (block there as you like); send
-and request futures are resolved on the I/O threads, so a done-callback that blocks on
-another chirp future stalls the loop (as in libchirp).
+:meth:`Chirp.handler` runs on the executor's threads (block there as you like). A send
+or request future is resolved by the thread waiting on it, or else by the loop's
+resolver thread; a done-callback runs there, so one that blocks on another chirp
+future holds up the other futures the resolver has to resolve (in libchirp, its loop).
 
 Departures from libchirp, each deliberate:
 

@@ -19,7 +19,8 @@
 //! waiting for the GIL there could deadlock. They hand the work to the loop's
 //! [`Resolver`] instead, which resolves futures in batches, the GIL taken once per
 //! batch rather than once per message (the GIL hand-over between threads, not Python,
-//! was most of a send's cost).
+//! was most of a send's cost). A thread already waiting on a future resolves it itself
+//! ([`pending`]), and the pool's received messages skip the resolver ([`work_queue`]).
 
 mod message;
 mod node;

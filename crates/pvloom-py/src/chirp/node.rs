@@ -1,10 +1,10 @@
 //! `ChirpNode`: a running pvloom chirp node for Python.
 //!
-//! Received messages are handed to a Python callable on the I/O thread that read them
-//! (the pool submits them to its threads, the queue puts them in itself) and are
-//! registered as held until released, so `stop()` can wait for them as libchirp does.
-//! Sends and requests resolve `concurrent.futures.Future`s on the I/O thread that
-//! completes them.
+//! Received messages are registered as held until released, so `stop()` can wait for
+//! them as libchirp does, and handed on: into the pool's `ChirpWorkQueue` directly, or
+//! (the queue API) to a Python callable through the loop's resolver thread. Sends and
+//! requests resolve `concurrent.futures.Future`s through their `ChirpPending`: the
+//! thread waiting on one, or else the resolver thread.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -131,9 +131,4 @@ impl PyChirpPending {
         waited?;
         Ok(Some(done))
     }
-
-    /// Resolve `future` now if the node is done and nobody resolved it yet.
-    fn settle(&self, py: Python<'_>, future: Py<PyAny>) {
-        self.shared.settle_into(py, &self.env, &future);
-    }
 }
