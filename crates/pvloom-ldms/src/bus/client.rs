@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use pvloom_core::{Deliverer, RuntimeHandle};
 
-use super::{BusError, BusMsg, ClientStats, Credit, MsgBus, Target};
+use super::{BusError, BusMsg, ClientStats, CreditShare, MsgBus, Target};
 use crate::msg::{Hop, LdmsAddr, MsgType};
 use crate::server::Credentials;
 
@@ -97,7 +97,7 @@ type Callback = Box<dyn FnMut(&MsgData) + Send>;
 
 enum Sink {
     Callback { cb: Arc<Mutex<Callback>>, deliverer: Deliverer },
-    Queue { q: Mutex<VecDeque<(MsgData, Option<Arc<Credit>>)>>, ready: Condvar, max: usize },
+    Queue { q: Mutex<VecDeque<(MsgData, CreditShare)>>, ready: Condvar, max: usize },
 }
 
 pub(super) struct LocalClient {
@@ -108,7 +108,7 @@ pub(super) struct LocalClient {
 }
 
 impl LocalClient {
-    pub(super) fn deliver(&self, msg: &Arc<BusMsg>, token: Option<Arc<Credit>>) {
+    pub(super) fn deliver(&self, msg: &Arc<BusMsg>, token: CreditShare) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }

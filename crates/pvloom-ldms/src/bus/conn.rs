@@ -129,10 +129,14 @@ impl MsgConn {
                     self.starved_since = None;
                     return;
                 }
-                for q in self.taken.credit.drain(..) {
-                    send_quota(session, q, 0);
+                let mut credit = std::mem::take(&mut self.taken.credit);
+                while credit > 0 {
+                    let q = credit.min(u64::from(u32::MAX));
+                    send_quota(session, q as u32, 0);
+                    credit -= q;
                 }
-                self.out.extend(self.taken.out.drain(..));
+                // `out` is empty here: take the lot by a swap.
+                std::mem::swap(&mut self.out, &mut self.taken.out);
                 continue;
             }
             while let Some(msg) = self.out.front() {
@@ -194,7 +198,7 @@ impl MsgConn {
         }
         let credit = Credit::new(self.link.clone(), quota, super::held_size(msg.msg_len()));
         let bm = BusMsg::received(msg, timespec(wall));
-        self.bus.route_with(Arc::new(bm), Some(credit), Some(self.link.id()), now);
+        self.bus.route_with(Arc::new(bm), Some(credit), Some(self.link.id()), now, wall);
         Ok(PartOutcome::Routed)
     }
 

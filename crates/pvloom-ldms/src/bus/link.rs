@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 use std::time::Instant;
 
@@ -17,8 +18,14 @@ static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 struct Queues {
     /// Messages the bus routed to this connection's peer, oldest first.
     out: VecDeque<Routed>,
-    /// SEND_QUOTA amounts to return to the peer, one per message it sent, in order.
-    credit: Vec<u32>,
+    /// What `out` holds, counted as `held_size`.
+    out_held: usize,
+    /// Messages and bytes routed to this connection so far.
+    delivered: (u64, u64),
+    /// Credit to return to the peer: the sum of its messages' quotas the bus finished
+    /// with since the last take (one SEND_QUOTA for all, as ldmsd returns what its
+    /// quota group held back).
+    credit: u64,
 }
 
 /// One connection's side of the bus. The bus (any thread) posts messages and credit;
@@ -27,13 +34,17 @@ pub struct Link {
     id: u64,
     credentials: Credentials,
     queues: Mutex<Queues>,
-    out_bytes: AtomicUsize,
+    // What waits for the peer is `posted - taken`. Each counter has one writer side and
+    // its own cache line: a publisher adding to a counter the connection's thread also
+    // wrote paid a cache miss per message.
+    /// Bytes ever posted (written by publishers).
+    posted: CachePadded<AtomicUsize>,
+    /// Bytes ever taken or dropped (written by the connection).
+    taken: CachePadded<AtomicUsize>,
     /// Bytes of messages from this connection's peer still held somewhere in the bus.
-    in_flight: AtomicUsize,
+    in_flight: CachePadded<AtomicUsize>,
     wake_pending: AtomicBool,
     waker: OnceLock<Box<dyn Fn() + Send + Sync>>,
-    delivered: AtomicU64,
-    delivered_bytes: AtomicU64,
     room: Condvar,
     /// The peer's address, once the transport knows it (`msg_client_stats`' `dest`).
     peer: OnceLock<std::net::SocketAddr>,
@@ -49,9 +60,9 @@ impl std::fmt::Debug for Link {
 #[derive(Debug, Default)]
 pub struct Taken {
     /// Messages to send to the peer.
-    pub out: Vec<Routed>,
-    /// Credit to return to the peer (one SEND_QUOTA each).
-    pub credit: Vec<u32>,
+    pub out: VecDeque<Routed>,
+    /// Credit to return to the peer, summed.
+    pub credit: u64,
 }
 
 impl Link {
@@ -61,12 +72,11 @@ impl Link {
             id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
             credentials,
             queues: Mutex::new(Queues::default()),
-            out_bytes: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
+            posted: CachePadded::new(AtomicUsize::new(0)),
+            taken: CachePadded::new(AtomicUsize::new(0)),
+            in_flight: CachePadded::new(AtomicUsize::new(0)),
             wake_pending: AtomicBool::new(false),
             waker: OnceLock::new(),
-            delivered: AtomicU64::new(0),
-            delivered_bytes: AtomicU64::new(0),
             room: Condvar::new(),
             peer: OnceLock::new(),
         })
@@ -98,7 +108,11 @@ impl Link {
     }
 
     fn wake(&self) {
-        if !self.wake_pending.swap(true, Ordering::AcqRel)
+        // Called after the lock that queued the item: a take that lowered the flag did
+        // so under that lock, so the load sees it lowered. A load, not a swap, while the
+        // connection is busy keeps a publisher from writing the shared line per message.
+        if !self.wake_pending.load(Ordering::Acquire)
+            && !self.wake_pending.swap(true, Ordering::AcqRel)
             && let Some(w) = self.waker.get()
         {
             w();
@@ -108,16 +122,21 @@ impl Link {
     /// Queue a message for the peer (publishing on a sans-I/O `ClientConn`: post on its
     /// `link()`; the connection sends it when next polled).
     pub fn post(&self, msg: Routed) {
-        self.out_bytes.fetch_add(msg.msg.held_size(), Ordering::AcqRel);
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        self.delivered_bytes.fetch_add(msg.msg_len() as u64, Ordering::Relaxed);
-        self.queues.lock().out.push_back(msg);
+        let held = msg.msg.held_size();
+        self.posted.fetch_add(held, Ordering::AcqRel);
+        {
+            let mut q = self.queues.lock();
+            q.out_held += held;
+            q.delivered.0 += 1;
+            q.delivered.1 += msg.msg_len() as u64;
+            q.out.push_back(msg);
+        }
         self.wake();
     }
 
     /// Credit for a message of this connection's peer that the bus has finished with.
     pub(crate) fn return_credit(&self, quota: u32, bytes: usize) {
-        self.queues.lock().credit.push(quota);
+        self.queues.lock().credit += u64::from(quota);
         self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
         self.wake();
     }
@@ -135,12 +154,14 @@ impl Link {
 
     /// Bytes of messages waiting to go to the peer.
     pub fn out_bytes(&self) -> usize {
-        self.out_bytes.load(Ordering::Acquire)
+        // `taken` first: `posted` only grows and was never below it.
+        let taken = self.taken.load(Ordering::Acquire);
+        self.posted.load(Ordering::Acquire).wrapping_sub(taken)
     }
 
     /// Messages and bytes routed to this connection so far.
     pub fn delivered(&self) -> (u64, u64) {
-        (self.delivered.load(Ordering::Relaxed), self.delivered_bytes.load(Ordering::Relaxed))
+        self.queues.lock().delivered
     }
 
     /// Takes at most `max_out` messages (all credit): what the connection's I/O thread
@@ -149,16 +170,25 @@ impl Link {
     /// publisher that outruns its I/O thread pays for no wake per message.
     pub fn take(&self, max_out: usize, into: &mut Taken) -> bool {
         let mut q = self.queues.lock();
-        if q.out.is_empty() && q.credit.is_empty() {
+        if q.out.is_empty() && q.credit == 0 {
             // Under the lock: a post after this sees the flag down and wakes.
             self.wake_pending.store(false, Ordering::Release);
             return false;
         }
-        into.credit.append(&mut q.credit);
-        let n = q.out.len().min(max_out);
-        let mut bytes = 0;
-        into.out.extend(q.out.drain(..n).inspect(|m| bytes += m.msg.held_size()));
-        self.out_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        into.credit += std::mem::take(&mut q.credit);
+        let bytes = if into.out.is_empty() && q.out.len() <= max_out {
+            // The usual case: the whole queue changes hands, and the lock a publisher
+            // waits for is held for a swap, not for a copy of each message.
+            std::mem::swap(&mut q.out, &mut into.out);
+            std::mem::take(&mut q.out_held)
+        } else {
+            let n = q.out.len().min(max_out);
+            let mut bytes = 0;
+            into.out.extend(q.out.drain(..n).inspect(|m| bytes += m.msg.held_size()));
+            q.out_held -= bytes;
+            bytes
+        };
+        self.taken.fetch_add(bytes, Ordering::AcqRel);
         if bytes > 0 {
             self.room.notify_all();
         }
@@ -191,8 +221,11 @@ impl Link {
     /// Drops what waits for the peer (the connection closed): their credit goes back to
     /// their senders.
     pub fn clear(&self) {
-        let out = std::mem::take(&mut self.queues.lock().out);
-        self.out_bytes.store(0, Ordering::Release);
+        let out = {
+            let mut q = self.queues.lock();
+            self.taken.fetch_add(std::mem::take(&mut q.out_held), Ordering::AcqRel);
+            std::mem::take(&mut q.out)
+        };
         drop(out);
         self.wake_waiters();
     }
@@ -213,6 +246,20 @@ impl Credit {
         link.hold(bytes);
         Credit { link, quota, bytes }
     }
+}
+
+/// One delivery's hold on its message's credit: none (published in this process), the
+/// whole of it (the message's only delivery, which needs no shared count), or a share.
+#[derive(Default)]
+pub(crate) enum CreditShare {
+    #[default]
+    None,
+    Sole {
+        _credit: Credit,
+    },
+    Shared {
+        _credit: Arc<Credit>,
+    },
 }
 
 impl Drop for Credit {

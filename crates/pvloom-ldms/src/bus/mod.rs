@@ -30,7 +30,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use client::{MsgClient, MsgData};
 pub use conn::{MsgConn, PartOutcome};
-pub(crate) use link::Credit;
+pub(crate) use link::{Credit, CreditShare};
 pub use link::{Link, Taken};
 pub use stats::{BusStats, ChannelStats, ClientStats, Counter, PairStats};
 
@@ -155,7 +155,7 @@ pub struct Routed {
     /// The message.
     pub msg: Arc<BusMsg>,
     // Read by nobody: dropping it is what returns the credit.
-    _token: Option<Arc<Credit>>,
+    _token: CreditShare,
 }
 
 impl std::fmt::Debug for Routed {
@@ -167,7 +167,7 @@ impl std::fmt::Debug for Routed {
 impl Routed {
     /// A message with no credit attached (published in this process).
     pub fn local(msg: Arc<BusMsg>) -> Routed {
-        Routed { msg, _token: None }
+        Routed { msg, _token: CreditShare::None }
     }
 
     /// Its length (`msg_len`).
@@ -316,12 +316,17 @@ pub fn encode_parts(header: &MsgHeader, name: &[u8], data: &[u8]) -> Arc<[Bytes]
 
 /// A MSG request's header (xid 0) and part header, for a request of `len` bytes.
 fn part_head(b: &mut BytesMut, header: &MsgHeader, len: usize, first: bool, more: bool) {
-    b.put_u64_le(0);
-    b.put_u32(CMD_MSG);
-    b.put_u32(len as u32);
-    header.src.encode(b);
-    b.put_u64(header.msg_gn);
-    b.put_u32_le(u32::from(more) | (u32::from(first) << 1));
+    // One append of the 48 bytes (see `MsgHeader::encode_hops`).
+    let mut h = [0u8; REQUEST_HDR_LEN + PART_HDR_LEN];
+    // 0..8: xid 0.
+    h[8..12].copy_from_slice(&CMD_MSG.to_be_bytes());
+    h[12..16].copy_from_slice(&(len as u32).to_be_bytes());
+    h[16..18].copy_from_slice(&header.src.family.to_be_bytes());
+    h[18..20].copy_from_slice(&header.src.port.to_be_bytes());
+    h[20..36].copy_from_slice(&header.src.addr);
+    h[36..44].copy_from_slice(&header.msg_gn.to_be_bytes());
+    h[44..48].copy_from_slice(&(u32::from(more) | (u32::from(first) << 1)).to_le_bytes());
+    b.put_slice(&h);
 }
 
 /// How a subscription matches names.
@@ -376,6 +381,21 @@ impl Rate {
 enum Target {
     Link(std::sync::Weak<Link>),
     Local(std::sync::Weak<client::LocalClient>),
+}
+
+/// Where one routed message goes.
+enum Dest {
+    Link(Arc<Link>),
+    Local(Arc<client::LocalClient>),
+}
+
+impl Dest {
+    fn deliver(self, msg: &Arc<BusMsg>, token: CreditShare) {
+        match self {
+            Dest::Link(link) => link.post(Routed { msg: msg.clone(), _token: token }),
+            Dest::Local(c) => c.deliver(msg, token),
+        }
+    }
 }
 
 /// One subscription on the bus.
@@ -486,17 +506,23 @@ impl MsgBus {
         }
         let data = data.into();
         self.check(name.as_bytes(), data.len())?;
-        let now = timespec((self.config.wall_clock)());
-        let msg =
-            BusMsg::local(Bytes::copy_from_slice(name.as_bytes()), msg_type, data, owner, self.next_msg_gn(), now);
-        Ok(self.route(Arc::new(msg), None, Instant::now()))
+        let wall = (self.config.wall_clock)();
+        let msg = BusMsg::local(
+            Bytes::copy_from_slice(name.as_bytes()),
+            msg_type,
+            data,
+            owner,
+            self.next_msg_gn(),
+            timespec(wall),
+        );
+        Ok(self.route_with(Arc::new(msg), None, None, Instant::now(), wall))
     }
 
     /// Hands `msg` to every subscriber whose pattern matches, whose rate admits it and
     /// who may read it; `from` (a link id) is never sent its own messages back. Returns
     /// the deliveries made.
     pub fn route(&self, msg: Arc<BusMsg>, from: Option<u64>, now: Instant) -> usize {
-        self.route_with(msg, None, from, now)
+        self.route_with(msg, None, from, now, (self.config.wall_clock)())
     }
 
     /// As [`route`](Self::route), the message carrying its sender's credit.
@@ -506,23 +532,28 @@ impl MsgBus {
         credit: Option<Credit>,
         from: Option<u64>,
         now: Instant,
+        wall: SystemTime,
     ) -> usize {
-        let token = credit.map(Arc::new);
         let subs = self.subs.read().clone();
-        let wall = stats::secs((self.config.wall_clock)());
+        let wall = stats::secs(wall);
         let len = msg.msg_len();
         // ldmsd's counters count the data only (its `data_len`), not the name.
         let counted = msg.data.len();
         // The connections already given this message (usually few: inline).
         let mut sent_to = arrayvec::ArrayVec::<u64, 8>::new();
         let mut sent_to_more: Vec<u64> = Vec::new();
+        // The first delivery waits until the last is known: when it is the only one it
+        // takes the whole credit, and no shared count is made.
+        let mut first: Option<Dest> = None;
+        let mut credit = credit;
+        let mut shared: Option<Arc<Credit>> = None;
         let mut n = 0;
         for s in subs.iter() {
             if !s.matcher.matches(&msg.name) {
                 continue;
             }
             let h = &msg.header;
-            match &s.target {
+            let dest = match &s.target {
                 Target::Link(w) => {
                     if from == Some(s.owner) || sent_to.contains(&s.owner) || sent_to_more.contains(&s.owner) {
                         continue;
@@ -537,20 +568,34 @@ impl MsgBus {
                     if let Err(e) = sent_to.try_push(s.owner) {
                         sent_to_more.push(e.element());
                     }
-                    s.counters.count(&msg.name, counted, wall);
-                    link.post(Routed { msg: msg.clone(), _token: token.clone() });
-                    n += 1;
+                    Dest::Link(link)
                 }
                 Target::Local(w) => {
                     let Some(c) = w.upgrade() else { continue };
                     if !c.credentials.may_read(h.uid, h.gid, h.perm) || !admit(s, &msg.name, len, counted, now, wall) {
                         continue;
                     }
-                    s.counters.count(&msg.name, counted, wall);
-                    c.deliver(&msg, token.clone());
-                    n += 1;
+                    Dest::Local(c)
                 }
+            };
+            s.counters.count(&msg.name, counted, wall);
+            n += 1;
+            if first.is_none() {
+                first = Some(dest);
+                continue;
             }
+            if shared.is_none() {
+                shared = credit.take().map(Arc::new);
+            }
+            dest.deliver(&msg, shared.clone().map_or(CreditShare::None, |c| CreditShare::Shared { _credit: c }));
+        }
+        if let Some(dest) = first {
+            let token = match (shared, credit) {
+                (Some(c), _) => CreditShare::Shared { _credit: c },
+                (None, Some(c)) => CreditShare::Sole { _credit: c },
+                (None, None) => CreditShare::None,
+            };
+            dest.deliver(&msg, token);
         }
         self.stats.lock().record(&msg, counted, wall);
         n

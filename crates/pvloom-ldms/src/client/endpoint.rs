@@ -135,6 +135,9 @@ pub struct ClientConn {
     closed: bool,
     msg: MsgConn,
     now: Instant,
+    /// The wall clock as first read since `now` was set: one read per input burst,
+    /// not one per message.
+    wall: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for ClientConn {
@@ -180,6 +183,7 @@ impl ClientConn {
                 false,
             ),
             now,
+            wall: None,
         }
     }
 
@@ -406,9 +410,20 @@ impl ClientConn {
         Ok(op)
     }
 
+    /// The wall clock for this call (read once per call of the driver).
+    fn wall(&mut self) -> SystemTime {
+        let clock = self.config.wall_clock;
+        *self.wall.get_or_insert_with(|| SystemTime::UNIX_EPOCH + clock())
+    }
+
+    fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.wall = None;
+    }
+
     fn pump_msgs(&mut self) {
         if self.is_connected() {
-            let wall = SystemTime::UNIX_EPOCH + (self.config.wall_clock)();
+            let wall = self.wall();
             self.msg.pump(&mut self.session, MSG_MAX_QUEUED, self.now, wall);
         }
     }
@@ -456,7 +471,7 @@ impl ClientConn {
     }
 
     fn on_msg_part(&mut self, body: &[u8]) {
-        let wall = SystemTime::UNIX_EPOCH + (self.config.wall_clock)();
+        let wall = self.wall();
         if let Err(why) = self.msg.on_part(&mut self.session, body, self.now, wall) {
             self.protocol_error(why);
         }
@@ -862,7 +877,7 @@ impl StreamEndpoint for ClientConn {
     type Event = ClientEvent;
 
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        self.now = now;
+        self.set_now(now);
         if self.closed || self.close.is_some() {
             return;
         }
@@ -872,7 +887,7 @@ impl StreamEndpoint for ClientConn {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if self.closed {
             return;
         }
@@ -888,7 +903,7 @@ impl StreamEndpoint for ClientConn {
     }
 
     fn poll_transmit(&mut self, now: Instant, room: usize, out: &mut BytesMut) {
-        self.now = now;
+        self.set_now(now);
         if !self.closed && self.close.is_none() {
             self.pump_msgs();
         }

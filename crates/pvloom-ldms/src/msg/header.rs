@@ -17,6 +17,7 @@ pub const MAX_HOPS: usize = 9;
 const HOPS_OFF: usize = 96;
 /// Size of one hop entry: two big-endian timespecs.
 const HOP_LEN: usize = 32;
+const _: () = assert!(HOPS_OFF + MAX_HOPS * HOP_LEN == MSG_HDR_LEN);
 
 /// The message's data type (`ldms_msg_type_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,27 +176,30 @@ impl MsgHeader {
     }
 
     fn encode_hops(&self, msg_len: u32, hop_cnt: u32, hops: &[Hop], extra: Option<Hop>, dst: &mut BytesMut) {
-        dst.reserve(MSG_HDR_LEN);
-        self.src.encode(dst);
-        dst.put_bytes(0, 36);
-        dst.put_u64(self.msg_gn);
-        dst.put_u32(msg_len);
-        dst.put_u32(self.msg_type.to_u32());
-        dst.put_u32(self.uid);
-        dst.put_u32(self.gid);
-        dst.put_u32(self.perm);
-        dst.put_u32_le(self.tag_hash);
-        dst.put_u32(hop_cnt);
-        dst.put_u32(0);
+        // Built on the stack and appended once: a put per field checks capacity for each
+        // of the header's fifty-odd fields, on every message forwarded.
+        let mut h = [0u8; MSG_HDR_LEN];
+        h[0..2].copy_from_slice(&self.src.family.to_be_bytes());
+        h[2..4].copy_from_slice(&self.src.port.to_be_bytes());
+        h[4..20].copy_from_slice(&self.src.addr);
+        // 20..56: zero.
+        h[56..64].copy_from_slice(&self.msg_gn.to_be_bytes());
+        h[64..68].copy_from_slice(&msg_len.to_be_bytes());
+        h[68..72].copy_from_slice(&self.msg_type.to_u32().to_be_bytes());
+        h[72..76].copy_from_slice(&self.uid.to_be_bytes());
+        h[76..80].copy_from_slice(&self.gid.to_be_bytes());
+        h[80..84].copy_from_slice(&self.perm.to_be_bytes());
+        h[84..88].copy_from_slice(&self.tag_hash.to_le_bytes());
+        h[88..92].copy_from_slice(&hop_cnt.to_be_bytes());
+        // 92..96: zero.
         let hops = &hops[..hops.len().min(MAX_HOPS)];
-        let n = hops.len() + usize::from(extra.is_some() && hops.len() < MAX_HOPS);
-        for h in hops.iter().chain(extra.iter()).take(MAX_HOPS) {
-            for t in [h.recv, h.send] {
-                dst.put_i64(t.sec);
-                dst.put_i64(t.nsec);
+        for (slot, hop) in h[HOPS_OFF..].chunks_exact_mut(HOP_LEN).zip(hops.iter().chain(extra.iter())) {
+            for (i, t) in [hop.recv, hop.send].into_iter().enumerate() {
+                slot[i * 16..i * 16 + 8].copy_from_slice(&t.sec.to_be_bytes());
+                slot[i * 16 + 8..i * 16 + 16].copy_from_slice(&t.nsec.to_be_bytes());
             }
         }
-        dst.put_bytes(0, (MAX_HOPS - n) * HOP_LEN);
+        dst.put_slice(&h);
     }
 }
 

@@ -212,6 +212,9 @@ pub struct ServerConn {
     /// The message service's state on this connection (with a bus).
     msg: Option<MsgConn>,
     now: Instant,
+    /// The wall clock as first read since `now` was set: one read per input burst,
+    /// not one per message.
+    wall: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for ServerConn {
@@ -255,6 +258,7 @@ impl ServerConn {
                 .clone()
                 .map(|bus| MsgConn::new(bus, Link::new(config.credentials.clone()), config.max_msg, true)),
             now,
+            wall: None,
             config,
         }
     }
@@ -356,9 +360,22 @@ impl ServerConn {
         self.msg.as_ref().is_some_and(MsgConn::held_up)
     }
 
+    /// The wall clock for this call (read once per call of the driver).
+    fn wall(&mut self) -> SystemTime {
+        *self.wall.get_or_insert_with(self.config.wall_clock)
+    }
+
+    fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.wall = None;
+    }
+
     fn pump_msgs(&mut self) {
-        if let Some(m) = self.msg.as_mut() {
-            m.pump(&mut self.session, self.config.max_queued, self.now, (self.config.wall_clock)());
+        if self.msg.is_some() {
+            let wall = self.wall();
+            if let Some(m) = self.msg.as_mut() {
+                m.pump(&mut self.session, self.config.max_queued, self.now, wall);
+            }
         }
     }
 
@@ -368,8 +385,9 @@ impl ServerConn {
 
     /// A MSG part: collect it; a whole message goes to the bus.
     fn on_msg_part(&mut self, body: &[u8]) {
+        let wall = self.wall();
         let Some(m) = self.msg.as_mut() else { return };
-        if let Err(why) = m.on_part(&mut self.session, body, self.now, (self.config.wall_clock)()) {
+        if let Err(why) = m.on_part(&mut self.session, body, self.now, wall) {
             self.fail(why);
         }
     }
@@ -804,7 +822,7 @@ impl StreamEndpoint for ServerConn {
     type Event = ServerEvent;
 
     fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        self.now = now;
+        self.set_now(now);
         if !self.live() {
             return;
         }
@@ -814,7 +832,7 @@ impl StreamEndpoint for ServerConn {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if let Some(t) = self.credit_deadline()
             && now >= t
         {
@@ -827,7 +845,7 @@ impl StreamEndpoint for ServerConn {
     }
 
     fn poll_transmit(&mut self, now: Instant, room: usize, out: &mut BytesMut) {
-        self.now = now;
+        self.set_now(now);
         if self.live() {
             self.pump();
         }
