@@ -138,6 +138,8 @@ pub struct ClientConn {
     /// The wall clock as first read since `now` was set: one read per input burst,
     /// not one per message.
     wall: Option<SystemTime>,
+    /// A close that waits for published messages to go out: why, and until when.
+    closing: Option<(String, Instant)>,
 }
 
 impl std::fmt::Debug for ClientConn {
@@ -184,11 +186,17 @@ impl ClientConn {
             ),
             now,
             wall: None,
+            closing: None,
         }
     }
 
     /// True once the handshake finished and until the connection ends.
     pub fn is_connected(&self) -> bool {
+        self.is_open() && self.closing.is_none()
+    }
+
+    /// Connected and not closed: still sending, if perhaps closing.
+    fn is_open(&self) -> bool {
         self.connected && !self.closed && self.close.is_none()
     }
 
@@ -422,18 +430,46 @@ impl ClientConn {
     }
 
     fn pump_msgs(&mut self) {
-        if self.is_connected() {
+        if self.is_open() {
             let wall = self.wall();
             self.msg.pump(&mut self.session, MSG_MAX_QUEUED, self.now, wall);
         }
     }
 
-    /// Close the connection from this side (what was published goes out first, as far
-    /// as the peer's credit allows).
+    /// Close the connection from this side. What was published goes out first: the
+    /// connection stays open, taking no new work, until the peer's credit let every
+    /// message out, or for at most `op_timeout` (then what is left is dropped, and
+    /// said so in the log).
     pub fn close(&mut self, why: &str) {
-        if self.close.is_none() && !self.closed {
-            self.pump_msgs();
-            self.close = Some(CloseReason::Local(why.to_string()));
+        if self.close.is_some() || self.closed || self.closing.is_some() {
+            return;
+        }
+        self.pump_msgs();
+        match self.now.checked_add(self.config.op_timeout) {
+            Some(until) if self.is_connected() => {
+                self.closing = Some((why.to_string(), until));
+                self.finish_closing();
+            }
+            _ => self.close = Some(CloseReason::Local(why.to_string())),
+        }
+    }
+
+    /// Ends a lingering close once every published message went out (or its time is up).
+    fn finish_closing(&mut self) {
+        let Some((_, until)) = &self.closing else { return };
+        let drained = !self.msg.has_pending() && self.session.queued() == 0;
+        if !drained && self.now < *until && self.is_open() {
+            return;
+        }
+        let Some((why, _)) = self.closing.take() else { return };
+        if !drained && self.is_open() {
+            tracing::warn!(
+                "LDMS client closes with published messages unsent: the peer returned no credit for them within {:?}",
+                self.config.op_timeout
+            );
+        }
+        if self.close.is_none() {
+            self.close = Some(CloseReason::Local(why));
         }
     }
 
@@ -884,6 +920,7 @@ impl StreamEndpoint for ClientConn {
         self.session.handle_input(now, data);
         self.on_session_events(now);
         self.pump_msgs();
+        self.finish_closing();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -900,6 +937,7 @@ impl StreamEndpoint for ClientConn {
             let why = format!("the peer returned no message credit for {:?}", self.config.credit_timeout);
             self.protocol_error(why);
         }
+        self.finish_closing();
     }
 
     fn poll_transmit(&mut self, now: Instant, room: usize, out: &mut BytesMut) {
@@ -911,6 +949,7 @@ impl StreamEndpoint for ClientConn {
         if !self.closed && self.close.is_none() {
             self.pump_msgs();
         }
+        self.finish_closing();
     }
 
     fn wants_input(&self) -> bool {
@@ -930,6 +969,7 @@ impl StreamEndpoint for ClientConn {
             .into_iter()
             .chain(self.session.poll_timeout())
             .chain(self.msg.credit_deadline(self.config.credit_timeout))
+            .chain(self.closing.as_ref().map(|(_, until)| *until))
             .min()
     }
 

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -166,6 +166,8 @@ pub(super) struct XprtInner {
     pub(super) config: XprtConfig,
     peer: SocketAddr,
     pub(super) state: Mutex<XprtState>,
+    /// Notified when the connection ends (`state.closed`).
+    ended: parking_lot::Condvar,
     /// What this connection publishes goes out through it.
     pub(super) link: Arc<crate::bus::Link>,
 }
@@ -233,6 +235,7 @@ impl Xprt {
             config: config.clone(),
             peer: addr,
             state: Mutex::new(XprtState { on_event, ..XprtState::default() }),
+            ended: parking_lot::Condvar::new(),
         });
         let (done, wait) = pvloom_core::completion();
         let xprt = Xprt { inner: inner.clone() };
@@ -305,6 +308,11 @@ impl Xprt {
     pub fn is_connected(&self) -> bool {
         let s = self.inner.state.lock();
         s.connected && !s.closed
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &XprtConfig {
+        &self.inner.config
     }
 
     /// The runtime it runs on.
@@ -484,9 +492,28 @@ impl Xprt {
         );
     }
 
-    /// Close the connection; pending operations fail, DISCONNECTED follows.
+    /// Close the connection; pending operations fail, DISCONNECTED follows. Messages
+    /// already published go out first (see [`ClientConn::close`](super::ClientConn::close)).
     pub fn close(&self) {
         self.exec(|app, _| app.conn.close("closed by the application"), || {});
+    }
+
+    /// [`close`](Self::close), then wait until the connection has ended (what was
+    /// published has gone out), at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, or `WouldDeadlock` on an I/O thread (the close is still made).
+    pub fn close_timeout(&self, timeout: Duration) -> Result<(), LdmsError> {
+        self.close();
+        pvloom_core::ensure_may_block()?;
+        let end = Instant::now() + timeout;
+        let mut s = self.inner.state.lock();
+        while !s.closed {
+            if self.inner.ended.wait_until(&mut s, end).timed_out() && !s.closed {
+                return Err(pvloom_core::Error::Timeout(timeout).into());
+            }
+        }
+        Ok(())
     }
 
     /// Update `set` (the [`Set`] API calls this).
@@ -674,6 +701,7 @@ impl XprtApp {
                 return;
             }
             s.closed = true;
+            xprt.inner.ended.notify_all();
         }
         let why = reason.to_string();
         if let Some(c) = self.connect.take() {

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use pvloom_ldms::bus::{BusConfig, MsgBus};
@@ -400,19 +401,30 @@ impl PyXprt {
         (st.server.as_ref().map(|s| pair(s.local_addr())), st.conn.as_ref().map(|c| pair(c.peer_addr())))
     }
 
-    /// Close the connection (DISCONNECTED follows) or stop listening.
-    fn close(&self, py: Python<'_>) {
+    /// Close the connection (DISCONNECTED follows) or stop listening. Messages already
+    /// published go out first: outside callbacks this waits (GIL released) until they
+    /// have, at most the connection's operation timeout, so that a script may exit
+    /// right after it.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         let (conn, server, peer) = {
             let mut st = self.state.lock();
             (st.conn.clone(), st.server.take(), st.peer.clone())
         };
         if let Some(c) = conn {
             c.close();
+            if !pvloom_core::is_io_thread() {
+                let limit = c.config().conn.op_timeout + Duration::from_secs(1);
+                wait_sliced(py, deadline(Some(limit.as_secs_f64())), move |slice_end| {
+                    let slice = slice_end.saturating_duration_since(Instant::now());
+                    Ok(c.close_timeout(slice).is_ok().then_some(()))
+                })?;
+            }
         }
         if let Some(p) = peer {
             p.close();
         }
         py.detach(move || drop(server));
+        Ok(())
     }
 
     /// The peer's set directory. Blocking without `cb`: a list of `DirSet`. With `cb`:
