@@ -164,6 +164,23 @@ def test_remote_exact_and_regex_subscribe_with_status(daemon):
     c.close()
 
 
+def test_close_right_after_publishing_lets_every_message_out_first(daemon):
+    _, x, p = daemon
+    n = 20_000
+    got = []
+    c = ldms.MsgClient("flush", False, cb=lambda client, m, arg: got.append(m.data))
+    x.msg_subscribe("flush", 0)
+    for i in range(n):
+        p.msg_publish("flush", str(i))
+    # Most of them still wait in the connection's queue: close sends them, then ends.
+    p.close()
+    with pytest.raises(Exception):
+        p.msg_publish("flush", "after close")
+    assert wait_until(lambda: len(got) == n, 10), len(got)
+    assert got == [str(i) for i in range(n)]
+    c.close()
+
+
 def test_unsubscribe_and_errors(daemon):
     _, x, p = daemon
     q = ldms.MsgClient("u", False)

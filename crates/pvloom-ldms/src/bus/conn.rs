@@ -47,6 +47,9 @@ pub struct MsgConn {
     /// Whether this side checks a publisher's claimed identity (the passive side).
     check_identity: bool,
     sent: u64,
+    /// Bytes (msg_len) sent whose credit the peer has not returned yet: the peer has not
+    /// finished with them.
+    unreturned: u64,
 }
 
 impl std::fmt::Debug for MsgConn {
@@ -68,6 +71,7 @@ impl MsgConn {
             starved_since: None,
             check_identity,
             sent: 0,
+            unreturned: 0,
         }
     }
 
@@ -93,6 +97,7 @@ impl MsgConn {
 
     /// Credit the peer returned (SEND_QUOTA).
     pub fn on_send_quota(&mut self, quota: u32) {
+        self.unreturned = self.unreturned.saturating_sub(u64::from(quota));
         if self.credit != u64::MAX {
             self.credit = self.credit.saturating_add(u64::from(quota));
         }
@@ -106,6 +111,12 @@ impl MsgConn {
     /// When the peer will have held messages waiting for its credit for `timeout`.
     pub fn credit_deadline(&self, timeout: Duration) -> Option<Instant> {
         self.starved_since.and_then(|t| t.checked_add(timeout))
+    }
+
+    /// True while the peer has not returned the credit of every message sent to it
+    /// (it has not finished with them all).
+    pub fn awaiting_credit(&self) -> bool {
+        self.unreturned > 0
     }
 
     /// True while messages wait for the peer.
@@ -152,6 +163,7 @@ impl MsgConn {
                     self.credit -= len;
                 }
                 self.starved_since = None;
+                self.unreturned += len;
                 if let Some(len) = msg.msg.single_part_len() {
                     session.send_recv_with(len, |out| msg.msg.encode_single(wall, len, out));
                 } else {

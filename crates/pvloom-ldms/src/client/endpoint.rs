@@ -140,6 +140,12 @@ pub struct ClientConn {
     wall: Option<SystemTime>,
     /// A close that waits for published messages to go out: why, and until when.
     closing: Option<(String, Instant)>,
+    /// The most room the driver has offered `poll_transmit`: its whole send buffer, so
+    /// an offer of this much means that buffer is empty (a lingering close ends only
+    /// then: what the driver still holds at the close gets one write and no more).
+    full_room: usize,
+    /// The room of the latest offer.
+    last_room: usize,
 }
 
 impl std::fmt::Debug for ClientConn {
@@ -187,6 +193,8 @@ impl ClientConn {
             now,
             wall: None,
             closing: None,
+            full_room: 0,
+            last_room: 0,
         }
     }
 
@@ -457,14 +465,20 @@ impl ClientConn {
     /// Ends a lingering close once every published message went out (or its time is up).
     fn finish_closing(&mut self) {
         let Some((_, until)) = &self.closing else { return };
-        let drained = !self.msg.has_pending() && self.session.queued() == 0;
+        // Out of the driver's buffer is not enough: the peer stops reading while it holds
+        // too much of ours, and what it has not read is lost with the connection. Its
+        // credit for every message says it has read them all.
+        let drained = !self.msg.has_pending()
+            && self.session.queued() == 0
+            && self.last_room >= self.full_room
+            && !self.msg.awaiting_credit();
         if !drained && self.now < *until && self.is_open() {
             return;
         }
         let Some((why, _)) = self.closing.take() else { return };
         if !drained && self.is_open() {
             tracing::warn!(
-                "LDMS client closes with published messages unsent: the peer returned no credit for them within {:?}",
+                "LDMS client closes with published messages unsent or unconfirmed: the peer returned no credit for them within {:?}",
                 self.config.op_timeout
             );
         }
@@ -942,10 +956,14 @@ impl StreamEndpoint for ClientConn {
 
     fn poll_transmit(&mut self, now: Instant, room: usize, out: &mut BytesMut) {
         self.set_now(now);
+        self.full_room = self.full_room.max(room);
         if !self.closed && self.close.is_none() {
             self.pump_msgs();
         }
+        let before = out.len();
         self.session.poll_transmit(room, out);
+        // Bytes added now leave the driver's buffer not empty.
+        self.last_room = if out.len() == before { room } else { 0 };
         if !self.closed && self.close.is_none() {
             self.pump_msgs();
         }
