@@ -91,3 +91,28 @@ fn a_close_without_anything_waiting_is_at_once_and_one_left_without_credit_ends_
     assert!(matches!(s.pair.closed(), Some((Side::Client, CloseReason::Local(_)))), "{:?}", s.pair.closed());
     assert_eq!(arrived(&s.held), 3, "the one without credit was dropped");
 }
+
+#[test]
+fn a_close_after_publishing_to_a_peer_without_the_message_service_does_not_wait_for_credit() {
+    // As ldmsd without msg_enable: the message is refused (ENOTSUP) with no credit, and
+    // none comes later.
+    let now = Instant::now();
+    let server = ServerConn::new(SetRegistry::new(), ServerConfig::default(), now);
+    let client_bus = MsgBus::new(BusConfig::default());
+    let client = ClientConn::new(now, ClientConnConfig { bus: Some(client_bus), ..ClientConnConfig::default() });
+    let mut pair = StreamPair::new(client, server);
+    pair.drive();
+    let msg = BusMsg::local(
+        Bytes::from_static(b"close"),
+        MsgType::String,
+        Bytes::from_static(b"x"),
+        (0, 0, 0o444),
+        0,
+        Timespec::default(),
+    );
+    pair.client.link().post(Routed::local(Arc::new(msg)));
+    pair.drive();
+    pair.client.close("done");
+    pair.drive();
+    assert!(matches!(pair.closed(), Some((Side::Client, CloseReason::Local(_)))), "{:?}", pair.closed());
+}

@@ -113,6 +113,12 @@ impl MsgConn {
         self.starved_since.and_then(|t| t.checked_add(timeout))
     }
 
+    /// The peer refused a message with no credit (its message service is off, as
+    /// ldmsd's without `msg_enable`): it returns none for any, so none is awaited.
+    pub fn forget_unreturned(&mut self) {
+        self.unreturned = 0;
+    }
+
     /// True while the peer has not returned the credit of every message sent to it
     /// (it has not finished with them all).
     pub fn awaiting_credit(&self) -> bool {

@@ -567,6 +567,9 @@ impl ClientConn {
             }
             RequestBody::SendQuota { quota, rc } => {
                 self.msg.on_send_quota(quota);
+                if rc != 0 && quota == 0 {
+                    self.msg.forget_unreturned();
+                }
                 self.events.push_back(ClientEvent::SendQuota { quota, rc });
             }
             RequestBody::Other { cmd: request::CMD_MSG, body } => self.on_msg_part(&body),
