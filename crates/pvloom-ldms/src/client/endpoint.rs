@@ -445,9 +445,9 @@ impl ClientConn {
     }
 
     /// Close the connection from this side. What was published goes out first: the
-    /// connection stays open, taking no new work, until the peer's credit let every
-    /// message out, or for at most `op_timeout` (then what is left is dropped, and
-    /// said so in the log).
+    /// connection stays open, taking no new work, until every message is out and the
+    /// peer has returned its credit, or for at most `op_timeout` (then what is left is
+    /// dropped, and said so in the log).
     pub fn close(&mut self, why: &str) {
         if self.close.is_some() || self.closed || self.closing.is_some() {
             return;

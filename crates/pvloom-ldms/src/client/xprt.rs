@@ -505,6 +505,15 @@ impl Xprt {
     /// `Timeout`, or `WouldDeadlock` on an I/O thread (the close is still made).
     pub fn close_timeout(&self, timeout: Duration) -> Result<(), LdmsError> {
         self.close();
+        self.wait_closed(timeout)
+    }
+
+    /// Wait until the connection has ended, at most `timeout` (after a
+    /// [`close`](Self::close), until what was published has gone out).
+    ///
+    /// # Errors
+    /// `Timeout`, or `WouldDeadlock` on an I/O thread.
+    pub fn wait_closed(&self, timeout: Duration) -> Result<(), LdmsError> {
         pvloom_core::ensure_may_block()?;
         let end = Instant::now() + timeout;
         let mut s = self.inner.state.lock();

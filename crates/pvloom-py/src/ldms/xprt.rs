@@ -416,7 +416,7 @@ impl PyXprt {
                 let limit = c.config().conn.op_timeout + Duration::from_secs(1);
                 wait_sliced(py, deadline(Some(limit.as_secs_f64())), move |slice_end| {
                     let slice = slice_end.saturating_duration_since(Instant::now());
-                    Ok(c.close_timeout(slice).is_ok().then_some(()))
+                    Ok(c.wait_closed(slice).is_ok().then_some(()))
                 })?;
             }
         }
