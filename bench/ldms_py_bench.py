@@ -14,7 +14,10 @@ Environment: ``LDMS_PREFIX`` (default /tmp/ldms-install), ``LDMS_PYTHON`` (the
 interpreter the real API works with; default /usr/bin/python3), ``PVLOOM_PYTHON``
 (default: this interpreter), ``PVLOOM_BIN``, ``NSETS`` (100), ``BENCH_SECONDS`` (5),
 ``PORT`` (a free one in 11400-11499), ``SERVER`` (``real``, the default when a real
-ldmsd exists, or ``pvloom``). Every process started is killed by PID.
+ldmsd exists, or ``pvloom``), ``PINGPONG_BIN`` (pvloom-chirp's ``chirp_bench`` example:
+when set, a strict TCP ping-pong between two processes is measured in the same run,
+the floor of a blocking loop, in which every update is one round trip). Every process
+started is killed by PID.
 """
 
 from __future__ import annotations
@@ -152,6 +155,19 @@ def run_worker(python, which, port, mode, env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def ping_pong_floor():
+    """Round trips/s of a strict 1-byte TCP ping-pong between two processes
+    (``$PINGPONG_BIN --seconds 2 pingpong``), or None."""
+    binary = os.environ.get("PINGPONG_BIN")
+    if not binary or not os.path.exists(binary):
+        return None
+    out = subprocess.run([binary, "--seconds", "2", "pingpong"], capture_output=True, text=True, timeout=60)
+    for line in out.stdout.splitlines():
+        if line.startswith("pingpong "):
+            return float(line.split()[1])
+    return None
+
+
 def main() -> int:
     real_ldmsd = PREFIX / "sbin" / "ldmsd"
     real_python = os.environ.get("LDMS_PYTHON", "/usr/bin/python3")
@@ -210,6 +226,12 @@ def main() -> int:
                 print(f"ratio pvloom/real (same callback form): {mine_cb['rate'] / real_cb['rate']:.2f}x")
             if batch:
                 print(f"ratio pvloom update_all/real loop: {batch['rate'] / real['rate']:.2f}x")
+            floor = ping_pong_floor()
+            if floor:
+                print(f"strict TCP ping-pong between two processes (1 byte each way, blocking reads):"
+                      f" {floor:.0f} round trips/s; every blocking update is one round trip plus the"
+                      f" server's work: the loops ran at {real['rate'] / floor:.2f} (real) and"
+                      f" {mine['rate'] / floor:.2f} (pvloom) of the ping-pong's rate")
             if real["check"] != mine["check"]:
                 print(f"WARNING: component_id sums differ: real {real['check']}, pvloom {mine['check']}")
         elif mine:

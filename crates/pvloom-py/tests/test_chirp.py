@@ -318,6 +318,38 @@ def test_a_send_future_waited_for_from_many_threads_with_timeouts_and_callbacks(
         receiver.stop()
 
 
+def test_a_future_the_node_finished_directly_wakes_what_began_waiting_meanwhile():
+    # The node stores an outcome directly into a future nobody has looked at (no
+    # Condition yet), and can lose the GIL between looking and storing (pyo3's intern!
+    # detaches the first time): a result(), wait() or done-callback that came then
+    # finds the future pending and waits on a Condition. _finished_directly, which the
+    # node calls when it finds a Condition after its stores, must wake all of them.
+    from pvloom.chirp import _NodeFuture
+
+    fut = _NodeFuture()
+    got, waited, called = [], [], []
+    fut.add_done_callback(lambda f: called.append(f.result()))
+    waiters = [
+        threading.Thread(target=lambda: got.append(Future.result(fut, WAIT))),
+        threading.Thread(target=lambda: waited.append(concurrent.futures.wait([fut], WAIT))),
+    ]
+    for t in waiters:
+        t.start()
+    deadline = time.monotonic() + WAIT
+    while len(fut._waiters) < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.05)  # the result() thread is in its Condition's wait too
+    started = time.monotonic()
+    fut._result, fut._state = "answer", "FINISHED"  # the node's direct stores
+    fut._finished_directly()
+    for t in waiters:
+        t.join(WAIT)
+    assert time.monotonic() - started < 2.0, "a waiter slept until its timeout"
+    assert got == ["answer"]
+    assert len(waited) == 1 and fut in waited[0].done
+    assert called == ["answer"]
+
+
 def test_without_auto_release_the_handler_releases(loop):
     receiver = Inbox(loop, config(True, AUTO_RELEASE=False))
     sender = Chirp(loop, config(True))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pathlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,8 +22,6 @@ import pvloom
 from pvloom import ldms
 
 pytestmark = pytest.mark.timeout(20)
-
-REPO = pathlib.Path(__file__).resolve().parents[3]
 
 
 def free_port() -> int:
@@ -564,24 +560,9 @@ def test_listener_still_serves_sets_with_a_callback(served):
 # --- a pvloom ldmsd subprocess running test_sampler -----------------------------------
 
 
-def pvloom_binary():
-    """$PVLOOM_BIN, else the newest debug `pvloom` of the cargo target dirs in use
-    (`$CARGO_TARGET_DIR`, its per-worktree `-wt-<name>` variant, `target/`) or on PATH."""
-    if os.environ.get("PVLOOM_BIN"):
-        return os.environ["PVLOOM_BIN"]
-    candidates = [str(REPO / "target" / "debug" / "pvloom"), shutil.which("pvloom")]
-    target = os.environ.get("CARGO_TARGET_DIR")
-    if target:
-        candidates += [os.path.join(target, "debug", "pvloom"), f"{target}-wt-{REPO.name.removeprefix('wt-')}/debug/pvloom"]
-    found = [c for c in candidates if c and os.access(c, os.X_OK)]
-    return max(found, key=os.path.getmtime) if found else None
-
-
 @pytest.fixture(scope="module")
-def ldmsd(tmp_path_factory):
-    binary = pvloom_binary()
-    if not binary:
-        pytest.skip("no pvloom binary (cargo build --bin pvloom, or set PVLOOM_BIN)")
+def ldmsd(tmp_path_factory, pvloom_bin):
+    binary = pvloom_bin
     port = free_port()
     conf = tmp_path_factory.mktemp("ldmsd") / "sampler.conf"
     metrics = ",".join(["component_id:m:u64:0"] + [f"v{i}:d:u64:{i}" for i in range(8)])

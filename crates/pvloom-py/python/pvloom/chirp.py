@@ -120,6 +120,18 @@ class _NodeFuture(Future):
             cond = self.__dict__.setdefault("_cond", _threading.Condition())
         return cond
 
+    def _finished_directly(self):
+        # The node stored the outcome itself, having seen no Condition, but one was made
+        # before the stores landed: what set_result does once it stored the outcome.
+        with self._condition:
+            for waiter in self._waiters:
+                if self._exception is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
     def _settle(self, timeout):
         # The timeout left for Future's own wait.
         pending = self._pending

@@ -286,6 +286,14 @@ pub(crate) fn resolve(py: Python<'_>, env: &LoopEnv, future: &Py<PyAny>, outcome
 /// the GIL, as this runs) finds it done. That saves the Condition (2-3 µs, most of
 /// an asynchronous send's cost). Any other future, or one with a Condition, is handed
 /// back for `set_result`.
+///
+/// Whoever resolves can lose the GIL between the check and the stores: pyo3's `intern!`
+/// detaches from the interpreter while it makes each of its strings, the first time.
+/// A `result()` that came then made the Condition, found the future pending and slept
+/// its whole timeout (the first batch of sends of a process, one run in twenty). So the
+/// Condition is looked for again after the stores: if one appeared meanwhile,
+/// `_finished_directly` does what `set_result` does once it stored the outcome (the
+/// waiters of `concurrent.futures.wait`, `notify_all`, the done-callbacks).
 fn resolve_untouched(
     py: Python<'_>,
     future: &Bound<'_, PyAny>,
@@ -300,13 +308,17 @@ fn resolve_untouched(
     if !untouched {
         return Some(outcome);
     }
-    // No Python code runs between the check and the last store: strings into a dict.
     let stored = match outcome {
         Ok(value) => dict.set_item(intern!(py, "_result"), value),
         Err(err) => dict.set_item(intern!(py, "_exception"), err.value(py).clone()),
     };
     if let Err(err) = stored.and_then(|()| dict.set_item(intern!(py, "_state"), intern!(py, "FINISHED"))) {
         return Some(Err(err));
+    }
+    if matches!(dict.contains(intern!(py, "_cond")), Ok(true))
+        && let Err(err) = future.call_method0(intern!(py, "_finished_directly"))
+    {
+        err.write_unraisable(py, Some(future));
     }
     None
 }
