@@ -281,3 +281,63 @@ fn credit_returns_when_the_callback_returns_even_if_the_message_is_kept() {
     wait_until("all credit back", Duration::from_secs(5), || quota.load(Ordering::Relaxed) == 10);
     assert_eq!(kept.len(), 5);
 }
+
+#[test]
+fn a_callback_that_publishes_to_a_name_it_matches_gets_that_message_after_it_returns() {
+    // Delivered on the publishing thread, the inner message once waited for the
+    // callback's own lock, held further up the same thread's stack: forever.
+    let rt = Runtime::new().unwrap();
+    let bus = MsgBus::new(BusConfig::default());
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (s, relay_bus) = (seen.clone(), bus.clone());
+    let _relay = MsgClient::new(&bus, &rt.handle(), "^relay\\.", true, move |m| {
+        let text = String::from_utf8_lossy(m.data()).into_owned();
+        s.lock().push(text.clone());
+        if text == "in" {
+            assert_eq!(relay_bus.publish("relay.out", MsgType::String, "out", (0, 0, 0o444)).unwrap(), 1);
+            s.lock().push("published".into());
+        }
+    })
+    .unwrap();
+    let publisher = std::thread::spawn(move || bus.publish("relay.in", MsgType::String, "in", (0, 0, 0o444)).unwrap());
+    wait_until("both messages through the relay", Duration::from_secs(5), || seen.lock().len() == 3);
+    assert_eq!(*seen.lock(), ["in", "published", "out"], "one message at a time, in order");
+    assert_eq!(publisher.join().unwrap(), 1);
+}
+
+#[test]
+fn two_callbacks_that_publish_to_each_other_from_two_threads_both_finish() {
+    let rt = Runtime::new().unwrap();
+    let bus = MsgBus::new(BusConfig::default());
+    let counts: Arc<[AtomicUsize; 2]> = Arc::default();
+    let mut clients = Vec::new();
+    for (me, other) in [("ping", "pong"), ("pong", "ping")] {
+        let (b, c) = (bus.clone(), counts.clone());
+        let slot = usize::from(me == "pong");
+        clients.push(
+            MsgClient::new(&bus, &rt.handle(), me, false, move |m| {
+                c[slot].fetch_add(1, Ordering::SeqCst);
+                let hops: u32 = String::from_utf8_lossy(m.data()).parse().unwrap();
+                if hops > 0 {
+                    // Slow enough for the other thread's callback to be running too.
+                    std::thread::sleep(Duration::from_millis(1));
+                    b.publish(other, MsgType::String, (hops - 1).to_string(), (0, 0, 0o444)).unwrap();
+                }
+            })
+            .unwrap(),
+        );
+    }
+    let threads: Vec<_> = ["ping", "pong"]
+        .into_iter()
+        .map(|name| {
+            let b = bus.clone();
+            std::thread::spawn(move || b.publish(name, MsgType::String, "20", (0, 0, 0o444)).unwrap())
+        })
+        .collect();
+    wait_until("both relays to run down", Duration::from_secs(10), || {
+        counts[0].load(Ordering::SeqCst) + counts[1].load(Ordering::SeqCst) == 42
+    });
+    for t in threads {
+        t.join().unwrap();
+    }
+}

@@ -132,9 +132,10 @@ impl Drop for CompletionSetter {
             return;
         }
         let _ = self.result.set(Arc::new(Outcome::Failed(Error::Abandoned)));
-        let has_callbacks = self.callbacks.lock().as_ref().is_some_and(|c| !c.is_empty());
-        if let (true, Some(me)) = (has_callbacks, self.me.take()) {
-            let callbacks = self.callbacks.lock().take().unwrap_or_default();
+        // Taken even when empty: a callback added later must run at once, not join a
+        // list that nobody will run any more.
+        let callbacks = self.callbacks.lock().take().unwrap_or_default();
+        if let (false, Some(me)) = (callbacks.is_empty(), self.me.take()) {
             let (containment, hook) = (self.containment.clone(), self.hook.clone());
             crate::gil::attach(|py| {
                 for callback in callbacks {

@@ -519,11 +519,18 @@ impl PyThread {
     #[pyo3(signature = (wait=true, timeout=None))]
     fn start(&self, py: Python<'_>, wait: bool, timeout: Option<f64>) -> PyResult<()> {
         let thread = self.inner.clone();
-        {
+        // Only the ended ones go: one started a moment ago is not alive yet, and must
+        // still be stopped at exit. They are dropped after the lock: the last reference
+        // to a result can run Python finalizers, which may let in a thread that wants
+        // this lock while it holds the GIL.
+        let ended: Vec<_> = {
             let mut live = LIVE_THREADS.lock();
-            live.retain(Thread::is_alive);
+            let (ended, kept) = std::mem::take(&mut *live).into_iter().partition(Thread::has_ended);
+            *live = kept;
             live.push(self.inner.clone());
-        }
+            ended
+        };
+        drop(ended);
         let timeout = match timeout {
             Some(secs) => crate::wait::duration(secs)?,
             None => None,

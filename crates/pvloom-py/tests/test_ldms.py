@@ -148,6 +148,39 @@ def xprt(served):
     x.close()
 
 
+def test_a_set_write_that_runs_python_code_does_not_freeze_readers_of_the_set():
+    # The write converted its value (here `__index__`, pure Python) under the set's
+    # lock; the GIL went to a reader, which then waited for that lock holding the GIL:
+    # the whole interpreter froze. In a subprocess, so a regression cannot freeze this.
+    script = """
+import threading, time
+from pvloom import ldms
+ldms.init(0)
+s = ldms.Set("inst", ldms.Schema("s", metric_list=[("a", "u64"), ("b", "u64"), ("l", "u64[]", 3)]))
+class Slow:
+    def __init__(self, v):
+        self.v = v
+    def __index__(self):
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:
+            pass
+        return self.v
+def write():
+    s[0] = Slow(5)
+    s[2] = [Slow(1), Slow(2), Slow(3)]
+def read():
+    time.sleep(0.05)
+    print("read", s[1], len(s), flush=True)
+threads = [threading.Thread(target=write), threading.Thread(target=read)]
+[t.start() for t in threads]
+[t.join(10) for t in threads]
+print("values", s[0], s[2], flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "read 0 3" in done.stdout and "values 5 [1, 2, 3]" in done.stdout, done.stdout + done.stderr
+
+
 def test_constants_and_names():
     assert ldms.EVENT_CONNECTED == 0 and ldms.EVENT_SET_DELETE == 5 and ldms.EVENT_SEND_QUOTA_DEPOSITED == 7
     assert ldms.UPD_F_PUSH == 0x10000000 and ldms.UPD_F_PUSH_LAST == 0x20000000 and ldms.UPD_F_MORE == 0x40000000

@@ -69,6 +69,28 @@ class Collector:
             return [m.name for _, m, _ in self.got]
 
 
+def test_a_callback_that_publishes_to_a_name_it_matches_does_not_hang():
+    # Delivered on the publishing thread, the inner message waited for the client's
+    # callback lock, held further up the same stack: forever.
+    got = []
+
+    def relay(client, data, arg):
+        got.append(data.name)
+        if data.name == "relay.in":
+            ldms.msg_publish("relay.out", "x")
+            got.append("published")
+
+    c = ldms.MsgClient("^relay\\.", True, relay, None)
+    try:
+        publisher = threading.Thread(target=ldms.msg_publish, args=("relay.in", "hello"), daemon=True)
+        publisher.start()
+        publisher.join(10)
+        assert not publisher.is_alive(), "msg_publish hung in its own callback"
+        assert got == ["relay.in", "published", "relay.out"]
+    finally:
+        c.close()
+
+
 def test_constants_and_types():
     assert (ldms.LDMS_MSG_STRING, ldms.LDMS_MSG_JSON, ldms.LDMS_MSG_AVRO_SER) == (0, 1, 2)
     assert ldms.MsgType(1).name == "LDMS_MSG_JSON"

@@ -1,5 +1,6 @@
 """The pvloom-core callback contract, seen from Python."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -224,12 +225,22 @@ def test_interpreter_exits_cleanly_with_live_runtimes_and_threads():
         assert "leaving True" in proc.stdout
 
 
-def test_submit_dropped_by_a_full_queue_fails_instead_of_hanging():
+@contextlib.contextmanager
+def one_busy_worker_and_one_place():
+    """A runtime whose only worker is held (release it with the yielded gate) and whose
+    queue holds one job: each new submit drops the oldest waiting one."""
     with pvloom.Runtime(workers=1, queue_capacity=1, overflow="drop_oldest") as rt:
-        gate = Event()
-        started = Event()
+        gate, started = Event(), Event()
         rt.call_soon(lambda: (started.set(), gate.wait(10)))
         assert started.wait(5)
+        try:
+            yield rt, gate
+        finally:
+            gate.set()
+
+
+def test_submit_dropped_by_a_full_queue_fails_instead_of_hanging():
+    with one_busy_worker_and_one_place() as (rt, gate):
         pending = [rt.submit(lambda i=i: i) for i in range(5)]
         gate.set()
         outcomes = []
@@ -240,6 +251,20 @@ def test_submit_dropped_by_a_full_queue_fails_instead_of_hanging():
                 outcomes.append("abandoned")
         assert outcomes[-1] == 4
         assert "abandoned" in outcomes
+
+
+def test_a_callback_added_to_an_abandoned_completion_runs_at_once():
+    # An abandoned completion with no callback yet kept an empty list that nobody
+    # would run: a callback added afterwards was never called.
+    with one_busy_worker_and_one_place() as (rt, gate):
+        evicted = rt.submit(lambda: 1)
+        rt.submit(lambda: 2)  # takes the only place in the queue: the first is dropped
+        with pytest.raises(pvloom.PvloomError):
+            evicted.result(5)
+        called = []
+        evicted.add_done_callback(called.append)
+        gate.set()
+        assert called == [evicted]
 
 
 def test_odd_timeouts_do_not_panic():

@@ -1,6 +1,8 @@
 """pvloom.sync primitives from Python threads."""
 
 import queue
+import subprocess
+import sys
 import threading
 import time
 
@@ -139,6 +141,26 @@ def test_thread_apply_spawn_stop_get():
     failing.start()
     with pytest.raises(ZeroDivisionError):
         failing.get(timeout=5)
+
+
+def test_threads_started_without_waiting_are_all_stopped_at_exit():
+    # Starting one thread pruned the exit registry of every thread not alive yet, so
+    # one started a moment before without waiting was never stopped at exit (and went
+    # on calling into a finalizing interpreter).
+    script = """
+import sys
+from pvloom.sync import Thread
+def main(ctx):
+    while not ctx.should_stop():
+        ctx.serve(0.05)
+    print("stopped", flush=True)
+for i in range(4):
+    Thread(main, name="exit-%d" % i).start(wait=False)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # Printed by four threads at once: their lines may interleave.
+    assert done.stdout.count("stopped") == 4, done.stdout + done.stderr
 
 
 def test_thread_resource_per_thread_values():

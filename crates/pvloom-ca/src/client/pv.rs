@@ -101,7 +101,10 @@ impl Pv {
 
     /// Remove a connection callback.
     pub fn remove_connection_callback(&self, token: u64) {
-        self.shared.state.lock().connection_callbacks.retain(|(t, _)| *t != token);
+        let removed = take_token(&mut self.shared.state.lock().connection_callbacks, token);
+        // Dropped after the lock: the last reference to a binding's callback may run
+        // its finalizer, which may let in a thread that wants this lock.
+        drop(removed);
     }
 
     /// Call `callback(pv, rights)` whenever the server changes the access rights.
@@ -119,7 +122,8 @@ impl Pv {
 
     /// Remove an access-rights callback.
     pub fn remove_access_rights_callback(&self, token: u64) {
-        self.shared.state.lock().access_callbacks.retain(|(t, _)| *t != token);
+        let removed = take_token(&mut self.shared.state.lock().access_callbacks, token);
+        drop(removed);
     }
 
     /// Read with default options (blocking).
@@ -192,4 +196,10 @@ impl Pv {
     pub fn go_idle(&self) {
         self.shared.go_idle();
     }
+}
+
+/// The entry registered under `token`, taken out of `entries`.
+fn take_token<T>(entries: &mut Vec<(u64, T)>, token: u64) -> Option<(u64, T)> {
+    let at = entries.iter().position(|(t, _)| *t == token)?;
+    Some(entries.remove(at))
 }

@@ -194,6 +194,11 @@ impl<T: Clone + Send + 'static> Thread<T> {
         self.inner.started.is_set() && !self.inner.result.ready()
     }
 
+    /// True once the main function returned.
+    pub fn has_ended(&self) -> bool {
+        self.inner.result.ready()
+    }
+
     /// Run `f` on the thread, ignoring its result; a panic goes to the error hook.
     pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
         self.apply_async(move || Containment::global().run("sync.thread.spawn", f)).then(|_| {});

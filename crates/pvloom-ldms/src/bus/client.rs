@@ -95,8 +95,45 @@ impl MsgData {
 
 type Callback = Box<dyn FnMut(&MsgData) + Send>;
 
+const ORIGIN: &str = "ldms.msg_client";
+
+/// A callback and the messages waiting for it. It runs one message at a time, in
+/// order, on whichever delivering thread finds it free. A delivery that finds it busy
+/// leaves its message to the thread running it instead of waiting: on the same thread
+/// (a callback that publishes to a name it matches) waiting would never end, and two
+/// callbacks publishing to each other from two threads would wait for each other.
+struct CallbackSink {
+    cb: Mutex<Callback>,
+    waiting: Mutex<VecDeque<(MsgData, CreditShare)>>,
+    closed: AtomicBool,
+    deliverer: Deliverer,
+}
+
+impl CallbackSink {
+    fn deliver(&self, data: MsgData, token: CreditShare) {
+        self.waiting.lock().push_back((data, token));
+        loop {
+            let Some(mut cb) = self.cb.try_lock() else { return };
+            loop {
+                let next = self.waiting.lock().pop_front();
+                let Some((data, token)) = next else { break };
+                if !self.closed.load(Ordering::Acquire) {
+                    // Contained here too, so a panic does not strand what waits behind it.
+                    self.deliverer.containment().run(ORIGIN, || cb(&data));
+                }
+                drop(token);
+            }
+            drop(cb);
+            // One left between the last look and the unlock would wait for the next delivery.
+            if self.waiting.lock().is_empty() {
+                return;
+            }
+        }
+    }
+}
+
 enum Sink {
-    Callback { cb: Arc<Mutex<Callback>>, deliverer: Deliverer },
+    Callback(Arc<CallbackSink>),
     Queue { q: Mutex<VecDeque<(MsgData, CreditShare)>>, ready: Condvar, max: usize },
 }
 
@@ -114,16 +151,12 @@ impl LocalClient {
         }
         let data = MsgData::new(msg.clone());
         match &self.sink {
-            Sink::Callback { cb, deliverer } => {
-                let cb = cb.clone();
-                let origin = "ldms.msg_client";
-                let run = move || {
-                    (cb.lock())(&data);
-                    drop(token);
-                };
-                if let Err(e) = deliverer.dispatch(origin, None, run) {
+            Sink::Callback(sink) => {
+                let deliverer = &sink.deliverer;
+                let sink = sink.clone();
+                if let Err(e) = deliverer.dispatch(ORIGIN, None, move || sink.deliver(data, token)) {
                     self.drops.fetch_add(1, Ordering::Relaxed);
-                    deliverer.containment().report(origin, &format!("message not delivered: {e}"));
+                    deliverer.containment().report(ORIGIN, &format!("message not delivered: {e}"));
                 }
             }
             Sink::Queue { q, ready, max } => {
@@ -179,8 +212,13 @@ impl MsgClient {
         is_regex: bool,
         cb: impl FnMut(&MsgData) + Send + 'static,
     ) -> Result<MsgClient, BusError> {
-        let cb: Arc<Mutex<Callback>> = Arc::new(Mutex::new(Box::new(cb)));
-        Self::with_sink(bus, pattern, is_regex, Sink::Callback { cb, deliverer: rt.deliverer() })
+        let sink = CallbackSink {
+            cb: Mutex::new(Box::new(cb)),
+            waiting: Mutex::new(VecDeque::new()),
+            closed: AtomicBool::new(false),
+            deliverer: rt.deliverer(),
+        };
+        Self::with_sink(bus, pattern, is_regex, Sink::Callback(Arc::new(sink)))
     }
 
     /// A subscriber that queues what it gets (at most `max` messages; more are dropped and
@@ -197,7 +235,7 @@ impl MsgClient {
     pub fn try_get_data(&self) -> Option<MsgData> {
         match &self.inner.sink {
             Sink::Queue { q, .. } => q.lock().pop_front().map(|(m, _)| m),
-            Sink::Callback { .. } => None,
+            Sink::Callback(_) => None,
         }
     }
 
@@ -243,14 +281,17 @@ impl MsgClient {
         Some(s)
     }
 
-    /// Unsubscribes; nothing is delivered after it returns (a callback running now
-    /// finishes).
+    /// Unsubscribes; no callback starts after it returns (one running now finishes,
+    /// and what waited for it is dropped).
     pub fn close(&self) {
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
             self.bus.remove_sub(self.id);
-            if let Sink::Queue { q, ready, .. } = &self.inner.sink {
-                q.lock().clear();
-                ready.notify_all();
+            match &self.inner.sink {
+                Sink::Queue { q, ready, .. } => {
+                    q.lock().clear();
+                    ready.notify_all();
+                }
+                Sink::Callback(sink) => sink.closed.store(true, Ordering::Release),
             }
         }
     }

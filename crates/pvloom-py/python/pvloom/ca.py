@@ -1038,8 +1038,9 @@ class PV:
         key = (data_type, data_count, low, high, to, mask)
         sub = self.subscriptions.get(key)
         if sub is None:
-            sub = Subscription(self, data_type, data_count, low, high, to, mask)
-            self.subscriptions[key] = sub
+            # setdefault: of two threads subscribing alike at once, both get the first
+            # (a Subscription starts nothing until its first callback).
+            sub = self.subscriptions.setdefault(key, Subscription(self, data_type, data_count, low, high, to, mask))
         return sub
 
     def unsubscribe_all(self) -> None:

@@ -267,12 +267,16 @@ pub(crate) fn new_future(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// (cancelled by its owner) is left as it is.
 pub(crate) fn resolve(py: Python<'_>, env: &LoopEnv, future: &Py<PyAny>, outcome: PyResult<Py<PyAny>>) {
     let future = future.bind(py);
-    let Some(outcome) = resolve_untouched(py, future, outcome) else { return };
-    let set = match outcome {
-        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
-        Err(err) => future.call_method1(intern!(py, "set_exception"), (err.value(py).clone(),)),
+    // What may give the GIL away (an exception's value is built lazily) comes first.
+    let (ok, value) = match outcome {
+        Ok(value) => (true, value.into_bound(py)),
+        Err(err) => (false, err.value(py).clone().into_any()),
     };
-    match set {
+    if store_untouched(py, future, ok, &value) {
+        return;
+    }
+    let method = if ok { intern!(py, "set_result") } else { intern!(py, "set_exception") };
+    match future.call_method1(method, (value,)) {
         // Cancelled (or resolved) by its owner meanwhile: nothing to tell.
         Err(err) if err.is_instance(py, invalid_state(py)) => {}
         Err(err) => report_exception(py, &env.containment, "chirp future", &env.hook, err, None),
@@ -282,45 +286,38 @@ pub(crate) fn resolve(py: Python<'_>, env: &LoopEnv, future: &Py<PyAny>, outcome
 
 /// A `pvloom.chirp` future that nobody has waited on, cancelled or added a callback
 /// to has not made its `Condition` yet (it makes it at the first use): nothing can be
-/// waiting for it, so its fields are set directly, and what looks at it next (under
-/// the GIL, as this runs) finds it done. That saves the Condition (2-3 µs, most of
-/// an asynchronous send's cost). Any other future, or one with a Condition, is handed
-/// back for `set_result`.
+/// waiting for it, so its fields are set directly (`true`). That saves the Condition
+/// (2-3 µs, most of an asynchronous send's cost). Any other future, or one with a
+/// Condition, is left for `set_result` (`false`).
 ///
-/// Whoever resolves can lose the GIL between the check and the stores: pyo3's `intern!`
-/// detaches from the interpreter while it makes each of its strings, the first time.
-/// A `result()` that came then made the Condition, found the future pending and slept
-/// its whole timeout (the first batch of sends of a process, one run in twenty). So the
-/// Condition is looked for again after the stores: if one appeared meanwhile,
-/// `_finished_directly` does what `set_result` does once it stored the outcome (the
-/// waiters of `concurrent.futures.wait`, `notify_all`, the done-callbacks).
-fn resolve_untouched(
-    py: Python<'_>,
-    future: &Bound<'_, PyAny>,
-    outcome: PyResult<Py<PyAny>>,
-) -> Option<PyResult<Py<PyAny>>> {
-    let Ok(dict) = future.getattr(intern!(py, "__dict__")) else { return Some(outcome) };
-    let Ok(dict) = dict.cast::<PyDict>() else { return Some(outcome) };
+/// Nothing between the look and the stores may give the GIL away, or a `result()` or
+/// `cancel()` could come in between: pyo3's `intern!` detaches from the interpreter
+/// while it makes its string, the first time, so every string is made before the look.
+/// (Before that, a `result()` that came then made the Condition, found the future
+/// pending and slept its whole timeout: the first batch of sends of a process, one run
+/// in twenty.) The Condition is still looked for again after the stores: if one
+/// appeared, `_finished_directly` does what `set_result` does once it stored the
+/// outcome (the waiters of `concurrent.futures.wait`, `notify_all`, the done-callbacks).
+fn store_untouched(py: Python<'_>, future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> bool {
+    let (condition, cond, pending) = (intern!(py, "_condition"), intern!(py, "_cond"), intern!(py, "_pending"));
+    let key = if ok { intern!(py, "_result") } else { intern!(py, "_exception") };
+    let (state, finished) = (intern!(py, "_state"), intern!(py, "FINISHED"));
+    let finished_directly = intern!(py, "_finished_directly");
+    let Ok(dict) = future.getattr(intern!(py, "__dict__")) else { return false };
+    let Ok(dict) = dict.cast::<PyDict>() else { return false };
     // A plain Future keeps its Condition in `_condition`; a pvloom one makes `_cond`.
-    let untouched = matches!(dict.contains(intern!(py, "_condition")), Ok(false))
-        && matches!(dict.contains(intern!(py, "_cond")), Ok(false))
-        && matches!(dict.contains(intern!(py, "_pending")), Ok(true));
-    if !untouched {
-        return Some(outcome);
+    let untouched = matches!(dict.contains(condition), Ok(false))
+        && matches!(dict.contains(cond), Ok(false))
+        && matches!(dict.contains(pending), Ok(true));
+    if !untouched || dict.set_item(key, value).and_then(|()| dict.set_item(state, finished)).is_err() {
+        return false;
     }
-    let stored = match outcome {
-        Ok(value) => dict.set_item(intern!(py, "_result"), value),
-        Err(err) => dict.set_item(intern!(py, "_exception"), err.value(py).clone()),
-    };
-    if let Err(err) = stored.and_then(|()| dict.set_item(intern!(py, "_state"), intern!(py, "FINISHED"))) {
-        return Some(Err(err));
-    }
-    if matches!(dict.contains(intern!(py, "_cond")), Ok(true))
-        && let Err(err) = future.call_method0(intern!(py, "_finished_directly"))
+    if matches!(dict.contains(cond), Ok(true))
+        && let Err(err) = future.call_method0(finished_directly)
     {
         err.write_unraisable(py, Some(future));
     }
-    None
+    true
 }
 
 /// `concurrent.futures.InvalidStateError`, what setting a done future raises.

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -388,6 +389,9 @@ fn chan_callback(env: Arc<LdmsEnv>, func: Py<PyAny>) -> pvloom_ldms::chan::ChanC
 #[pyclass(name = "_MsgClient", module = "pvloom.ldms", frozen)]
 pub struct PyMsgClientNative {
     c: Mutex<Option<Arc<MsgClient>>>,
+    /// Set by `close()` under the GIL; a callback looks at it once it has the GIL, so
+    /// none runs after `close()` returned (one may have been waiting for the GIL then).
+    closed: Arc<AtomicBool>,
     registry: Option<Py<PyAny>>,
     pattern: String,
     is_regex: bool,
@@ -412,9 +416,14 @@ impl PyMsgClientNative {
         let bus = MsgBus::global();
         let handle = env.handle.clone();
         let registry = sr_client.as_ref().map(|r| r.clone_ref(py));
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed_seen = closed.clone();
         let c = match func {
             Some(func) => MsgClient::new(bus, &handle, pattern, is_regex, move |m| {
                 crate::gil::attach(|py| {
+                    if closed_seen.load(Ordering::Acquire) {
+                        return;
+                    }
                     match PyMsgData::with_registry(py, m, sr_client.as_ref()).and_then(|d| Py::new(py, d)) {
                         Ok(d) => match &client {
                             Some(c) => env.call(py, "ldms.msg_client", &func, (c.clone_ref(py), d, arg.as_ref())),
@@ -427,7 +436,7 @@ impl PyMsgClientNative {
             None => MsgClient::queue(bus, pattern, is_regex, queue_max),
         }
         .map_err(|e| connection_error(e.errno(), &format!("ldms_msg_subscribe() error: {e}")))?;
-        Ok(PyMsgClientNative { c: Mutex::new(Some(Arc::new(c))), pattern: pattern.into(), is_regex, registry })
+        Ok(PyMsgClientNative { c: Mutex::new(Some(Arc::new(c))), closed, pattern: pattern.into(), is_regex, registry })
     }
 
     /// The next queued message, waiting up to `timeout` seconds (0: no wait); `None`
@@ -492,6 +501,7 @@ impl PyMsgClientNative {
     }
 
     fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         if let Some(c) = self.c.lock().take() {
             c.close();
         }

@@ -167,10 +167,21 @@ impl PySet {
                     }
                 }
             }
-            Kind::Local(l) => Self::read_local(&l.lock(), |s| match Self::local_value(s, i) {
-                Some(v) => Ok(to_py(py, &v, s.meta())?.unbind()),
-                None => none(),
-            }),
+            Kind::Local(l) => {
+                // Copied under the lock, made Python after: building lists and dicts can
+                // run a collection, and its finalizers can give the GIL to a thread that
+                // then waits for this lock.
+                let (value, meta) = Self::read_local(&l.lock(), |s| {
+                    let value = Self::local_value(s, i);
+                    let meta = value.as_ref().filter(|v| values::needs_meta(v)).map(|_| s.meta().clone());
+                    (value, meta)
+                });
+                match (value, meta) {
+                    (Some(v), Some(meta)) => Ok(to_py(py, &v, &meta)?.unbind()),
+                    (Some(v), None) => Ok(values::plain_to_py(py, &v)?.unbind()),
+                    (None, _) => none(),
+                }
+            }
         }
     }
 
@@ -184,14 +195,27 @@ impl PySet {
     }
 
     fn set_value(&self, i: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut local = self.local()?.lock();
-        Self::write_local(&mut local, |s| {
-            let ty = s.meta().metrics[i].ty;
-            let current = match ty {
+        let local = self.local()?;
+        // What converting needs, copied under the lock; the conversion runs Python code
+        // (`__index__`, iterators), which may hand the GIL to a thread that then waits for
+        // this lock: it is taken again to store.
+        let (ty, count, current, meta) = Self::read_local(&local.lock(), |s| {
+            let desc = &s.meta().metrics[i];
+            let current = match desc.ty {
                 t if t.is_array() || t == ValueType::RecordArray => Self::local_value(s, i),
                 _ => None,
             };
-            let v = values::from_py(value, i, s.meta(), current.as_ref())?;
+            let meta = matches!(desc.ty, ValueType::List | ValueType::RecordArray).then(|| s.meta().clone());
+            (desc.ty, desc.count, current, meta)
+        });
+        let v = match &meta {
+            Some(meta) => values::from_py(value, i, meta, current.as_ref())?,
+            None if ty == ValueType::RecordType => {
+                return Err(PyTypeError::new_err("a record type metric cannot be written"));
+            }
+            None => values::primitive(value, ty, Some(count), current.as_ref())?,
+        };
+        Self::write_local(&mut local.lock(), |s| {
             match ty {
                 ValueType::List | ValueType::RecordArray => s.update_values(|vals| vals[i] = Some(v)),
                 _ => s.set(i, &v),
@@ -408,12 +432,12 @@ impl PySet {
     #[pyo3(signature = (metric_id, val, sub_idx=None))]
     fn set_metric(&self, metric_id: usize, val: &Bound<'_, PyAny>, sub_idx: Option<usize>) -> PyResult<()> {
         let Some(j) = sub_idx else { return self.set_value(metric_id, val) };
-        let mut local = self.local()?.lock();
-        Self::write_local(&mut local, |s| {
-            let ty = s.meta().metrics.get(metric_id).ok_or_else(|| PyIndexError::new_err(metric_id))?.ty;
-            let elem = values::primitive(val, ty.element(), None, None)?;
-            s.set_elem(metric_id, j, &elem).map_err(set_err)
-        })
+        let local = self.local()?;
+        let ty = Self::read_local(&local.lock(), |s| s.meta().metrics.get(metric_id).map(|d| d.ty));
+        let ty = ty.ok_or_else(|| PyIndexError::new_err(metric_id))?;
+        // Converted outside the lock, as in `set_value`.
+        let elem = values::primitive(val, ty.element(), None, None)?;
+        Self::write_local(&mut local.lock(), |s| s.set_elem(metric_id, j, &elem).map_err(set_err))
     }
 
     /// `S[name] = v`.
