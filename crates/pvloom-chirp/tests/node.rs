@@ -150,3 +150,44 @@ fn stop_fails_what_waits() {
         Err(ChirpError::Stopped)
     ));
 }
+
+#[test]
+fn a_message_released_early_on_another_thread_while_its_batch_auto_releases_does_not_hang() {
+    // The early release held the message's slot lock while it took the releases' lock;
+    // the batch's auto-release takes them the other way round: both threads, and then
+    // the connection's I/O thread, hung (after a few hundred to 150 000 messages).
+    let rt = Runtime::builder().io_threads(1).delivery(Delivery::ordered(1)).build().unwrap();
+    let config = Config { synchronous: false, max_slots: 32, auto_release: true, ..config(false) };
+    let (early, to_release) = mpsc::channel::<Message>();
+    let receiver = Chirp::start(&rt.handle(), &config, move |msg| {
+        let _ = early.send(msg);
+    })
+    .unwrap();
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = released.clone();
+    std::thread::spawn(move || {
+        while let Ok(msg) = to_release.recv() {
+            msg.release_detached();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let sender = Chirp::start(&rt.handle(), &config, |_| {}).unwrap();
+    let total = 40 * 256;
+    let mut all_sent = true;
+    for _ in 0..40 {
+        let batch: Vec<_> = (0..256).map(|_| sender.send(at(&receiver), Outgoing::new(b"x".to_vec()))).collect();
+        all_sent &= batch.into_iter().all(|sent| matches!(sent.wait_timeout(WAIT), Ok(Ok(()))));
+    }
+    let end = std::time::Instant::now() + WAIT;
+    while released.load(std::sync::atomic::Ordering::SeqCst) < total && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let released = released.load(std::sync::atomic::Ordering::SeqCst);
+    if !all_sent || released != total {
+        // Deadlocked threads would hang the drops (stop joins the I/O thread): leak them.
+        std::mem::forget((sender, receiver, rt));
+        panic!("stuck: all sent {all_sent}, {released} of {total} handled and released");
+    }
+    sender.stop();
+    receiver.stop();
+}

@@ -341,3 +341,39 @@ fn two_callbacks_that_publish_to_each_other_from_two_threads_both_finish() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn both_ends_publishing_with_small_quotas_deliver_everything() {
+    // Each side once sent its credit only when its own output was empty; both outputs
+    // waited for the other's credit, and the credit timeout closed both connections.
+    const QUOTA: u64 = 8 * 1024;
+    const N: usize = 2000;
+    let rt = Runtime::new().unwrap();
+    let server_bus = MsgBus::new(BusConfig::default());
+    let mut config = ServerConfig { bus: Some(server_bus.clone()), ..ServerConfig::default() };
+    config.session.conn_msg.recv_quota = QUOTA;
+    let server = LdmsServer::bind(rt.handle(), local(), SetRegistry::new(), config).unwrap();
+    let (_up, ups) = collector(&rt, &server_bus, "up", false);
+    let client_bus = MsgBus::new(BusConfig::default());
+    let (_down, downs) = collector(&rt, &client_bus, "down", false);
+    let mut xc = XprtConfig::default();
+    xc.conn.bus = Some(client_bus.clone());
+    xc.conn.session.conn_msg.recv_quota = QUOTA;
+    let x = Xprt::connect(&rt.handle(), server.local_addr(), xc).unwrap();
+    x.msg_subscribe("down", false, -1).unwrap();
+    let payload = vec![b'x'; 200];
+    let down_payload = payload.clone();
+    let down = std::thread::spawn(move || {
+        for _ in 0..N {
+            server_bus.publish("down", MsgType::String, down_payload.clone(), (0, 0, 0o444)).unwrap();
+        }
+    });
+    for _ in 0..N {
+        x.msg_publish("up", MsgType::String, payload.clone()).unwrap();
+    }
+    down.join().unwrap();
+    wait_until("both directions delivered", Duration::from_secs(20), || {
+        ups.lock().len() == N && downs.lock().len() == N
+    });
+    assert!(x.is_connected());
+}

@@ -102,11 +102,14 @@ impl ConnApp {
         self.touch(now);
     }
 
-    /// Take back the send `token` if the connection has not begun it.
-    pub(super) fn withdraw(&mut self, token: SendToken) -> bool {
+    /// Take back the send `token` if the connection has not begun it. Then drain: what
+    /// the outbox held back for lack of room may fit now, and no Sent or Failed event
+    /// will come for the withdrawn send to drain it.
+    pub(super) fn withdraw(&mut self, token: SendToken, now: Instant) -> bool {
         let withdrawn = self.conn.inner_mut().withdraw(token);
         if withdrawn {
             self.dones.remove(&token);
+            self.drain(now);
         }
         withdrawn
     }

@@ -103,7 +103,10 @@ impl Message {
     /// As [`release`](Self::release) without a completion to learn the outcome from:
     /// what auto-release and callers that do not look use.
     pub fn release_detached(&self) {
-        if let Some(slot) = self.slot.lock().take() {
+        // Taken in a statement of its own: in the `if let` the slot's lock would be held
+        // while `push` takes the releases' lock, which `release_all` takes first.
+        let slot = self.slot.lock().take();
+        if let Some(slot) = slot {
             slot.releases.push(slot.slot, None);
         }
     }

@@ -354,8 +354,8 @@ impl Node {
         drop(boxed);
         let (tx, rx) = std::sync::mpsc::channel();
         let reached = address.exec(
-            move |app, _| {
-                let _ = tx.send(app.withdraw(token));
+            move |app, ctx| {
+                let _ = tx.send(app.withdraw(token, ctx.now()));
             },
             || {},
         );

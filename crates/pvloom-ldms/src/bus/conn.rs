@@ -156,6 +156,15 @@ impl MsgConn {
                 std::mem::swap(&mut self.out, &mut self.taken.out);
                 continue;
             }
+            // Credit goes back whatever waits to go out: what waits may be waiting for
+            // the peer's credit, and the peer for this (both publishing, both quotas
+            // used up: neither sent its SEND_QUOTA until the credit timeout closed both).
+            let mut credit = self.link.take_credit();
+            while credit > 0 {
+                let q = credit.min(u64::from(u32::MAX));
+                send_quota(session, q as u32, 0);
+                credit -= q;
+            }
             while let Some(msg) = self.out.front() {
                 if session.queued() >= max_queued {
                     return;

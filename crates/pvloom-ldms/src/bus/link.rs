@@ -44,6 +44,10 @@ pub struct Link {
     /// Bytes of messages from this connection's peer still held somewhere in the bus.
     in_flight: CachePadded<AtomicUsize>,
     wake_pending: AtomicBool,
+    /// Credit was returned since the connection last took it. Apart from
+    /// `wake_pending`: credit must not wait for the connection's own output to drain,
+    /// since that output may be waiting for the peer, and the peer for this credit.
+    credit_wake_pending: AtomicBool,
     waker: OnceLock<Box<dyn Fn() + Send + Sync>>,
     room: Condvar,
     /// The peer's address, once the transport knows it (`msg_client_stats`' `dest`).
@@ -76,6 +80,7 @@ impl Link {
             taken: CachePadded::new(AtomicUsize::new(0)),
             in_flight: CachePadded::new(AtomicUsize::new(0)),
             wake_pending: AtomicBool::new(false),
+            credit_wake_pending: AtomicBool::new(false),
             waker: OnceLock::new(),
             room: Condvar::new(),
             peer: OnceLock::new(),
@@ -138,7 +143,21 @@ impl Link {
     pub(crate) fn return_credit(&self, quota: u32, bytes: usize) {
         self.queues.lock().credit += u64::from(quota);
         self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
-        self.wake();
+        // As `wake`, on its own flag: lowered by every take of credit.
+        if !self.credit_wake_pending.load(Ordering::Acquire)
+            && !self.credit_wake_pending.swap(true, Ordering::AcqRel)
+            && let Some(w) = self.waker.get()
+        {
+            w();
+        }
+    }
+
+    /// Takes the credit waiting to go back to the peer, and nothing else: what a
+    /// connection whose own output is held up still owes.
+    pub fn take_credit(&self) -> u64 {
+        let mut q = self.queues.lock();
+        self.credit_wake_pending.store(false, Ordering::Release);
+        std::mem::take(&mut q.credit)
     }
 
     /// Counts a message of this connection's peer entering the bus.
@@ -170,6 +189,8 @@ impl Link {
     /// publisher that outruns its I/O thread pays for no wake per message.
     pub fn take(&self, max_out: usize, into: &mut Taken) -> bool {
         let mut q = self.queues.lock();
+        // All the credit is taken here too (under the lock: a return after this wakes).
+        self.credit_wake_pending.store(false, Ordering::Release);
         if q.out.is_empty() && q.credit == 0 {
             // Under the lock: a post after this sees the flag down and wakes.
             self.wake_pending.store(false, Ordering::Release);

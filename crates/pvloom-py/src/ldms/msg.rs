@@ -502,7 +502,8 @@ impl PyMsgClientNative {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Some(c) = self.c.lock().take() {
+        let c = self.c.lock().take();
+        if let Some(c) = c {
             c.close();
         }
     }
