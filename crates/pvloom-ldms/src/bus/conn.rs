@@ -156,15 +156,6 @@ impl MsgConn {
                 std::mem::swap(&mut self.out, &mut self.taken.out);
                 continue;
             }
-            // Credit goes back whatever waits to go out: what waits may be waiting for
-            // the peer's credit, and the peer for this (both publishing, both quotas
-            // used up: neither sent its SEND_QUOTA until the credit timeout closed both).
-            let mut credit = self.link.take_credit();
-            while credit > 0 {
-                let q = credit.min(u64::from(u32::MAX));
-                send_quota(session, q as u32, 0);
-                credit -= q;
-            }
             while let Some(msg) = self.out.front() {
                 if session.queued() >= max_queued {
                     return;
@@ -173,6 +164,17 @@ impl MsgConn {
                 if self.credit != u64::MAX {
                     if self.credit < len {
                         self.starved_since.get_or_insert(now);
+                        // The credit this side owes goes back now, and each return
+                        // wakes it from here on: the peer may be waiting for it to send
+                        // the credit this side waits for (both publishing, both quotas
+                        // used up: neither sent its SEND_QUOTA until the credit timeout
+                        // closed both).
+                        let mut credit = self.link.take_credit();
+                        while credit > 0 {
+                            let q = credit.min(u64::from(u32::MAX));
+                            send_quota(session, q as u32, 0);
+                            credit -= q;
+                        }
                         return;
                     }
                     self.credit -= len;

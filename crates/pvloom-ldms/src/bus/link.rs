@@ -44,9 +44,10 @@ pub struct Link {
     /// Bytes of messages from this connection's peer still held somewhere in the bus.
     in_flight: CachePadded<AtomicUsize>,
     wake_pending: AtomicBool,
-    /// Credit was returned since the connection last took it. Apart from
-    /// `wake_pending`: credit must not wait for the connection's own output to drain,
-    /// since that output may be waiting for the peer, and the peer for this credit.
+    /// Raised by the wake a credit return makes, lowered when the connection takes
+    /// credit alone. Apart from `wake_pending`: credit must not wait for the
+    /// connection's own output to drain, since that output may be waiting for the peer,
+    /// and the peer for this credit.
     credit_wake_pending: AtomicBool,
     waker: OnceLock<Box<dyn Fn() + Send + Sync>>,
     room: Condvar,
@@ -143,7 +144,10 @@ impl Link {
     pub(crate) fn return_credit(&self, quota: u32, bytes: usize) {
         self.queues.lock().credit += u64::from(quota);
         self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
-        // As `wake`, on its own flag: lowered by every take of credit.
+        // An idle connection is woken as for a post. One whose output waits for the
+        // peer is not coming back for more by itself: it lowered the credit flag when it
+        // took credit alone (`take_credit`), so a return wakes it once.
+        self.wake();
         if !self.credit_wake_pending.load(Ordering::Acquire)
             && !self.credit_wake_pending.swap(true, Ordering::AcqRel)
             && let Some(w) = self.waker.get()
@@ -189,8 +193,6 @@ impl Link {
     /// publisher that outruns its I/O thread pays for no wake per message.
     pub fn take(&self, max_out: usize, into: &mut Taken) -> bool {
         let mut q = self.queues.lock();
-        // All the credit is taken here too (under the lock: a return after this wakes).
-        self.credit_wake_pending.store(false, Ordering::Release);
         if q.out.is_empty() && q.credit == 0 {
             // Under the lock: a post after this sees the flag down and wakes.
             self.wake_pending.store(false, Ordering::Release);
