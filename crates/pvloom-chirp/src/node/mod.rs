@@ -396,6 +396,18 @@ impl Node {
         let config = self.stream_config();
         let thread = address.thread();
         let started = self.runtime.run_on(thread, move |ctx| {
+            // Stopped since: its close may have come before the connection existed.
+            if node.stopping.load(Ordering::Acquire) {
+                node.connection_gone(
+                    ctx.now(),
+                    id,
+                    Some(key),
+                    false,
+                    &CloseReason::Local("chirp node stopped".into()),
+                    Vec::new(),
+                );
+                return;
+            }
             let app = ConnApp::new(&node, id, Some(key), key.addr, false, ctx, &address);
             if let Err(e) = driver::connect(ctx, &address, key.socket_addr(), config, app) {
                 tracing::debug!(remote = %key.socket_addr(), "chirp connect failed at once: {e}");
@@ -461,6 +473,11 @@ impl Node {
         let node = self.clone();
         let config = self.stream_config();
         let _ = runtime.run_on(address.thread(), move |ctx| {
+            // Stopped since: its close may have come before the connection existed.
+            if node.stopping.load(Ordering::Acquire) {
+                node.state.lock().conns.remove(&id);
+                return;
+            }
             let app = ConnApp::new(&node, id, None, peer.ip(), true, ctx, &address);
             if let Err(e) = driver::adopt(ctx, &address, stream, config, app) {
                 tracing::warn!(%peer, "cannot register a chirp connection: {e}");
