@@ -520,7 +520,8 @@ impl Node {
         }
         // A connect that failed fails one waiting message, as libchirp does: a dead
         // remote drains its queue one block at a time instead of holding it forever.
-        let failed = if handshaken { None } else { boxed.queue.pop_front() };
+        // Not when another connection (one the remote opened) serves it meanwhile.
+        let failed = if handshaken || boxed.drainer.is_some() { None } else { boxed.queue.pop_front() };
         // A connection replaced in a race gave back what it had queued: the one serving
         // the remote now takes it, or nothing would until its next completion.
         let waiting = !boxed.queue.is_empty();
