@@ -471,7 +471,9 @@ pub fn stop_all_threads(py: Python<'_>) {
             let _ = thread.stop(false, None);
         }
         for thread in &threads {
-            if thread.is_alive() {
+            // Not `is_alive`: one started a moment ago without waiting is not alive yet,
+            // and would run its main after the interpreter is gone.
+            if !thread.has_ended() {
                 let _ = thread.join(Some(Duration::from_millis(500)));
             }
         }
