@@ -146,12 +146,7 @@ impl MsgConn {
                     self.starved_since = None;
                     return;
                 }
-                let mut credit = std::mem::take(&mut self.taken.credit);
-                while credit > 0 {
-                    let q = credit.min(u64::from(u32::MAX));
-                    send_quota(session, q as u32, 0);
-                    credit -= q;
-                }
+                return_credit(session, std::mem::take(&mut self.taken.credit));
                 // `out` is empty here: take the lot by a swap.
                 std::mem::swap(&mut self.out, &mut self.taken.out);
                 continue;
@@ -169,12 +164,7 @@ impl MsgConn {
                         // the credit this side waits for (both publishing, both quotas
                         // used up: neither sent its SEND_QUOTA until the credit timeout
                         // closed both).
-                        let mut credit = self.link.take_credit();
-                        while credit > 0 {
-                            let q = credit.min(u64::from(u32::MAX));
-                            send_quota(session, q as u32, 0);
-                            credit -= q;
-                        }
+                        return_credit(session, self.link.take_credit());
                         return;
                     }
                     self.credit -= len;
@@ -238,6 +228,15 @@ impl MsgConn {
         self.out.clear();
         self.link.clear();
         self.reasm.clear();
+    }
+}
+
+/// `credit` back to the peer, in SEND_QUOTAs of at most `u32::MAX` bytes each.
+fn return_credit(session: &mut Session, mut credit: u64) {
+    while credit > 0 {
+        let q = credit.min(u64::from(u32::MAX));
+        send_quota(session, q as u32, 0);
+        credit -= q;
     }
 }
 
