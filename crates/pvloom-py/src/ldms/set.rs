@@ -30,6 +30,9 @@ type View = Arc<Mutex<Option<Arc<SetSnapshot>>>>;
 /// A set this process produces: unpublished (owned here) or published (in the registry).
 struct Local {
     schema: Schema,
+    /// The set's metric descriptions as made (they never change, a producer rename
+    /// included): what converting values needs, without the set's lock.
+    layout: Arc<SetMeta>,
     info: SetInfo,
     owned: Option<LocalSet>,
     handle: Option<SetHandle>,
@@ -171,16 +174,11 @@ impl PySet {
                 // Copied under the lock, made Python after: building lists and dicts can
                 // run a collection, and its finalizers can give the GIL to a thread that
                 // then waits for this lock.
-                let (value, meta) = Self::read_local(&l.lock(), |s| {
-                    let value = Self::local_value(s, i);
-                    let meta = value.as_ref().filter(|v| values::needs_meta(v)).map(|_| s.meta().clone());
-                    (value, meta)
-                });
-                match (value, meta) {
-                    (Some(v), Some(meta)) => Ok(to_py(py, &v, &meta)?.unbind()),
-                    (Some(v), None) => Ok(values::plain_to_py(py, &v)?.unbind()),
-                    (None, _) => none(),
-                }
+                let (value, layout) = {
+                    let local = l.lock();
+                    (Self::read_local(&local, |s| Self::local_value(s, i)), local.layout.clone())
+                };
+                value.map_or_else(none, |v| Ok(to_py(py, &v, &layout)?.unbind()))
             }
         }
     }
@@ -199,22 +197,16 @@ impl PySet {
         // What converting needs, copied under the lock; the conversion runs Python code
         // (`__index__`, iterators), which may hand the GIL to a thread that then waits for
         // this lock: it is taken again to store.
-        let (ty, count, current, meta) = Self::read_local(&local.lock(), |s| {
-            let desc = &s.meta().metrics[i];
-            let current = match desc.ty {
+        let (current, layout) = {
+            let local = local.lock();
+            let current = Self::read_local(&local, |s| match s.meta().metrics[i].ty {
                 t if t.is_array() || t == ValueType::RecordArray => Self::local_value(s, i),
                 _ => None,
-            };
-            let meta = matches!(desc.ty, ValueType::List | ValueType::RecordArray).then(|| s.meta().clone());
-            (desc.ty, desc.count, current, meta)
-        });
-        let v = match &meta {
-            Some(meta) => values::from_py(value, i, meta, current.as_ref())?,
-            None if ty == ValueType::RecordType => {
-                return Err(PyTypeError::new_err("a record type metric cannot be written"));
-            }
-            None => values::primitive(value, ty, Some(count), current.as_ref())?,
+            });
+            (current, local.layout.clone())
         };
+        let v = values::from_py(value, i, &layout, current.as_ref())?;
+        let ty = layout.metrics[i].ty;
         Self::write_local(&mut local.lock(), |s| {
             match ty {
                 ValueType::List | ValueType::RecordArray => s.update_values(|vals| vals[i] = Some(v)),
@@ -276,7 +268,15 @@ impl PySet {
         let gid = if gid != 0 { gid } else { os.call_method0("getegid")?.extract()? };
         let info = SetInfo { producer: producer.unwrap_or_default(), instance: name, uid, gid, perm, meta_gn: 1 };
         let set = LocalSet::new(&schema, &info).map_err(set_err)?;
-        Ok(PySet { kind: Kind::Local(Box::new(Mutex::new(Local { schema, info, owned: Some(set), handle: None }))) })
+        Ok(PySet {
+            kind: Kind::Local(Box::new(Mutex::new(Local {
+                schema,
+                layout: Arc::new(set.meta().clone()),
+                info,
+                owned: Some(set),
+                handle: None,
+            }))),
+        })
     }
 
     /// Update the set from its peer. Blocking without `cb` (raises `ConnectionError`

@@ -13,29 +13,6 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 pub(crate) fn to_py<'py>(py: Python<'py>, v: &MetricValue, meta: &SetMeta) -> PyResult<Bound<'py, PyAny>> {
     use MetricValue as V;
     Ok(match v {
-        V::List(entries) => {
-            let items = entries.iter().map(|e| to_py(py, &e.value, meta)).collect::<PyResult<Vec<_>>>()?;
-            PyList::new(py, items)?.into_any()
-        }
-        V::RecordInst(r) => record_to_py(py, r, meta)?.into_any(),
-        V::RecordArray { elems, .. } => {
-            let items = elems.iter().map(|r| record_to_py(py, r, meta)).collect::<PyResult<Vec<_>>>()?;
-            PyList::new(py, items)?.into_any()
-        }
-        plain => plain_to_py(py, plain)?,
-    })
-}
-
-/// Whether [`to_py`] needs the set's metadata for `v` (lists and records do).
-pub(crate) fn needs_meta(v: &MetricValue) -> bool {
-    matches!(v, MetricValue::List(_) | MetricValue::RecordInst(_) | MetricValue::RecordArray { .. })
-}
-
-/// The Python value of a number, character, array or timestamp (what does not
-/// [`needs_meta`]).
-pub(crate) fn plain_to_py<'py>(py: Python<'py>, v: &MetricValue) -> PyResult<Bound<'py, PyAny>> {
-    use MetricValue as V;
-    Ok(match v {
         V::Char(c) => char_str(py, &[*c]).into_any(),
         V::U8(x) => x.into_pyobject(py)?.into_any(),
         V::S8(x) => x.into_pyobject(py)?.into_any(),
@@ -59,8 +36,14 @@ pub(crate) fn plain_to_py<'py>(py: Python<'py>, v: &MetricValue) -> PyResult<Bou
         V::F32Array(a) => PyList::new(py, a.iter().map(|x| f64::from(*x)))?.into_any(),
         V::D64Array(a) => PyList::new(py, a)?.into_any(),
         V::Timestamp(t) => (f64::from(t.sec) + f64::from(t.usec) * 1e-6).into_pyobject(py)?.into_any(),
-        V::List(_) | V::RecordInst(_) | V::RecordArray { .. } => {
-            return Err(PyValueError::new_err("a list or record value needs its set's metadata"));
+        V::List(entries) => {
+            let items = entries.iter().map(|e| to_py(py, &e.value, meta)).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        V::RecordInst(r) => record_to_py(py, r, meta)?.into_any(),
+        V::RecordArray { elems, .. } => {
+            let items = elems.iter().map(|r| record_to_py(py, r, meta)).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
         }
     })
 }
