@@ -201,7 +201,9 @@ impl MsgClient {
     }
 
     /// Subscribes `cb` to names equal to `pattern` (or matching it, `is_regex`). `cb` is
-    /// delivered per `rt`'s delivery, in order; a panic in it is contained and reported.
+    /// delivered per `rt`'s delivery, one message at a time and in order; a message that
+    /// finds it running (on another thread, or `cb` publishing to a name it matches)
+    /// runs on that thread once `cb` returns. A panic in it is contained and reported.
     ///
     /// # Errors
     /// [`BusError::BadRegex`].

@@ -681,7 +681,7 @@ class MsgClient:
         )  # fmt: skip
 
     def close(self):
-        """Unsubscribe; nothing is delivered after it returns."""
+        """Unsubscribe; no callback starts after it returns (one running finishes)."""
         self._c.close()
         MsgClient._live.discard(self)
 
